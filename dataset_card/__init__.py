@@ -1,0 +1,1 @@
+"""The dataset card template, installed as `personagym_hf.dataset_card`."""

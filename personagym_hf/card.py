@@ -1,0 +1,164 @@
+"""The dataset card: a `DatasetCard` rendered from `dataset_card/template.md`.
+
+The YAML carries `configs` (data files per split, `full` as default) and `dataset_info` (features and
+split sizes, written by `datasets` itself), which is all `load_dataset(folder)` and
+`load_dataset("user/repo")` need. Text a user adds outside the generated section (between the
+`personagym-hf:generated` markers), and YAML keys we do not generate, survive a re-render.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from .config import ExportConfig
+from .views import CONFIG_NAMES
+
+START, END = "<!-- personagym-hf:generated:start -->", "<!-- personagym-hf:generated:end -->"
+DESCRIPTIONS = {
+    "full": "one conversation with every field the format flags allow",
+    "minimal": "the seed's minimal format: sample_id, initial_query, prompt_trajectory, num_turns",
+    "messages": "TRL conversational format: `messages` of {role, content}, plus persona",
+    "query_rewrite": "one query variant (styled or noisy) with `original_query` as target",
+}
+TAGS = ["synthetic", "persona", "conversational", "personagym"]
+# (upper bound, label) — the Hub's size_categories values
+SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                   (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]  # fmt: skip
+BAR_WIDTH = 20
+
+Splits = dict[str, dict[str, tuple[int, int, list[Path]]]]  # config -> split -> (rows, bytes, shard paths)
+
+
+def template_path() -> Path:
+    return Path(str(files("personagym_hf.dataset_card") / "template.md"))
+
+
+def size_category(count: int) -> str:
+    return next((label for bound, label in SIZE_CATEGORIES if count < bound), "n>100M")
+
+
+def data_files(config: str, split_names: list[str]) -> list[dict[str, str]]:
+    folder = "data" if config == "full" else f"data/{config}"
+    return [{"split": split, "path": f"{folder}/{split}-*"} for split in split_names]
+
+
+def _type_name(feature: Any) -> str:
+    import datasets
+
+    if isinstance(feature, datasets.List):
+        return f"list of {_type_name(feature.feature)}"
+    if isinstance(feature, dict):
+        return "{" + ", ".join(f"{k}: {_type_name(v)}" for k, v in feature.items()) + "}"
+    if isinstance(feature, datasets.Json):
+        return "JSON object"
+    return str(getattr(feature, "dtype", type(feature).__name__))
+
+
+def _table(title: str, key: str, counts: dict[str, int], total: int) -> dict:
+    rows = []
+    for name, count in counts.items():
+        share = count / total if total else 0.0
+        rows.append({"name": name, "count": count, "bar": "█" * round(share * BAR_WIDTH) or "▏",
+                     "pct": f"{share:.1%}"})  # fmt: skip
+    return {"title": title, "key": key, "rows": rows}
+
+
+def _split_generated(text: str) -> tuple[str, str]:
+    """The user's text before and after the generated section of an existing card body."""
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        return before.strip("\n"), rest.split(END, 1)[1].strip("\n")
+    return "", text.strip("\n")
+
+
+def render_card(
+    specs: dict[str, dict[str, Any]],
+    splits: Splits,
+    statistics: dict[str, Any],
+    settings: ExportConfig,
+    *,
+    repo_id: str | None = None,
+    license: str = "other",
+    pretty_name: str = "PersonaGym conversations",
+    existing: str | None = None,
+):
+    """A `DatasetCard` for the exported folder; `existing` is a card whose user-written parts to keep."""
+    import datasets
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from . import __version__
+    from .schema import features
+
+    splits = {config: {name: v for name, v in parts.items() if v[0]} for config, parts in splits.items()}
+    infos = {}
+    for config, config_specs in specs.items():
+        split_dict = datasets.SplitDict()
+        for split, (rows, num_bytes, _paths) in splits[config].items():
+            split_dict.add(datasets.SplitInfo(name=split, num_bytes=num_bytes, num_examples=rows))
+        infos[config] = datasets.DatasetInfo(features=features(config_specs), splits=split_dict, config_name=config)
+
+    card_data = DatasetCardData()
+    before, after = "", ""
+    if existing:
+        old = DatasetCard(existing)
+        card_data = old.data
+        before, after = _split_generated(old.text)
+    total = statistics["total_samples"]
+    card_data.license = license
+    card_data.language = ["en"]
+    card_data.task_categories = ["text-generation"]
+    card_data.tags = TAGS
+    card_data.size_categories = [size_category(total)]
+    card_data.pretty_name = pretty_name
+    card_data.configs = [
+        {"config_name": config, "data_files": data_files(config, list(splits[config])), **({"default": True} if config == "full" else {})}
+        for config in specs
+    ]  # fmt: skip
+    card_data.dataset_info = None
+    DatasetInfosDict(infos).to_dataset_card_data(card_data)
+
+    distractor = statistics["distractor_stats"]
+    full_features = features(specs["full"])
+    card = DatasetCard.from_template(
+        card_data,
+        template_path=str(template_path()),
+        pretty_name=pretty_name,
+        version=__version__,
+        repo_id=repo_id or "NAMESPACE/NAME",
+        total_samples=total,
+        total_personas=statistics.get("total_personas", 0),
+        avg_turns=statistics["avg_turns"],
+        noise_pct=f"{distractor['noise_rate']:.1%}",
+        split_by=settings.split_by,
+        seed=settings.seed,
+        ratios=settings.ratios,
+        configs=[
+            {"name": c, "default": c == "full", "description": DESCRIPTIONS[c],
+             "rows": sum(rows for rows, _, _ in splits[c].values())}
+            for c in CONFIG_NAMES if c in specs
+        ],  # fmt: skip
+        schema=[(name, _type_name(feature)) for name, feature in full_features.items()],
+        splits=[{"name": name, **values} for name, values in statistics["splits"].items() if name in splits["full"]],
+        tables=[
+            _table("Noise layers (noisy versions)", "layer", distractor["layer_distribution"],
+                   sum(distractor["layer_distribution"].values())),
+            _table("Noise strategies", "strategy", distractor["strategy_distribution"],
+                   sum(distractor["strategy_distribution"].values())),
+            _table("Persona roles (samples)", "role", statistics["persona_distribution"], total),
+            _table("Assistant models (samples)", "model", statistics["model_distribution"], total),
+        ],  # fmt: skip
+    )
+    if before or after:
+        body = card.text
+        card.text = "\n\n".join(part for part in (before, body.strip("\n"), after) if part) + "\n"
+    return card
+
+
+def folder_card_text(folder: Path, specs, splits: Splits, statistics: dict, settings: ExportConfig) -> str:
+    """The folder's `README.md`, keeping the user-written parts of the one already there."""
+    path = folder / "README.md"
+    existing = path.read_text(encoding="utf-8") if path.exists() else None
+    return str(render_card(specs, splits, statistics, settings, existing=existing))

@@ -1,0 +1,224 @@
+"""`personagym-hf`: the command line. Each command parses its options, calls the library and prints a
+short summary; errors become one line that says what to do. Heavy imports happen inside commands so
+`--help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+logger = logging.getLogger("personagym_hf")
+
+EPILOG = """examples:
+  personagym-hf export --demo                         # try it on the bundled demo store
+  personagym-hf export --interactions output/interactions --output output/training_data
+  personagym-hf export --config config.yaml --append  # add new interactions to an earlier export
+  personagym-hf validate --interactions output/interactions
+  personagym-hf stats --interactions output/interactions
+  personagym-hf push --repo your-name/personagym-dataset --dry-run
+"""
+
+
+class CliError(Exception):
+    """An error already phrased for the user (one line, with the fix)."""
+
+
+def _settings(args: argparse.Namespace):
+    """The config dict (from --config, or empty) and its parsed settings, with CLI overrides applied."""
+    from dataclasses import replace
+
+    from .config import load_config, parse_config
+
+    config = load_config(args.config) if args.config else {}
+    settings = parse_config(config)
+    if getattr(args, "on_bad_records", None):
+        settings = replace(settings, on_bad_records=args.on_bad_records)
+    return config, settings
+
+
+def _interactions(args: argparse.Namespace, settings) -> str:
+    if getattr(args, "demo", False):
+        from .demo import demo_store_path
+
+        return str(demo_store_path())
+    return args.interactions or settings.interactions_dir
+
+
+def _collector(args: argparse.Namespace, config: dict):
+    from .training_data import TrainingDataCollector
+
+    if not args.collector:
+        return TrainingDataCollector(config)
+    module_name, _, class_name = args.collector.partition(":")
+    if not class_name:
+        raise CliError(f"--collector {args.collector!r}: expected package.module:ClassName")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as e:
+        raise CliError(f"--collector {args.collector!r}: cannot import it ({e})") from None
+    if not (isinstance(cls, type) and issubclass(cls, TrainingDataCollector)):
+        raise CliError(f"--collector {args.collector!r}: expected a subclass of TrainingDataCollector")
+    return cls(config)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .job import export_store
+
+    config, settings = _settings(args)
+    output = args.output or ("output/demo_training_data" if args.demo else settings.output_dir)
+    append = settings.incremental if args.append is None else args.append
+    if append:
+        settings = replace(settings, incremental=True)
+    run = export_store(
+        _interactions(args, settings),
+        output,
+        settings,
+        _collector(args, config).interaction_to_training_sample,
+        split=not args.no_split,
+        use_timestamp=args.timestamp,
+        append=append,
+        hf_dataset=not args.no_hf_dataset,
+        show_progress=not args.quiet,
+    )
+    result, stats = run.result, run.result.statistics
+    by_split = ", ".join(f"{name} {count}" for name, count in stats["samples_by_split"].items() if name in result.json_files)
+    print(f"Exported {stats['total_samples']} samples from {run.files_read} files ({by_split})")
+    if append:
+        print(f"  appended {result.new_samples} new samples to {result.kept_samples} already exported")
+    print(f"  noise rate {stats['distractor_stats']['noise_rate']:.1%}, {stats['total_personas']} personas, "
+          f"avg {stats['avg_turns']} turns")  # fmt: skip
+    if run.rejections.bad or run.rejections.warnings:
+        print(f"  rejected {len(run.rejections.bad)} bad records ({run.rejected_report}), {run.rejections.warnings} warnings")
+    print(f"  output: {Path(output)}/ ({', '.join(sorted(p.name for p in result.json_files.values()))}, "
+          f"JSONL beside each, {', '.join(sorted(p.name for p in result.other_files.values()))})")  # fmt: skip
+    if result.hf_dataset:
+        print(f"  datasets folder: {result.hf_dataset}/ (load with datasets.load_dataset({str(result.hf_dataset)!r}))")
+    return 0
+
+
+def _scan(args: argparse.Namespace):
+    """Read and validate the store without writing anything; returns (statistics, rejections)."""
+    from dataclasses import replace
+
+    from .job import iter_store
+    from .samples import Rejections, iter_samples
+    from .split import split_of
+    from .stats import StatsAccumulator
+
+    config, settings = _settings(args)
+    settings = replace(settings, on_bad_records="skip" if settings.on_bad_records == "error" else settings.on_bad_records)
+    rejections = Rejections(settings.on_bad_records)
+    stats = StatsAccumulator()
+    convert = _collector(args, config).interaction_to_training_sample
+    records = iter_store(_interactions(args, settings), show_progress=not args.quiet)
+    for sample, _ in iter_samples(records, convert, rejections):
+        data = sample.to_dict()
+        stats.add(data, split_of(data, settings.seed, settings.ratios, settings.split_by))
+    return stats.to_dict(), rejections
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    stats, rejections = _scan(args)
+    for bad in rejections.bad:
+        print(bad.describe())
+    good = stats["total_samples"]
+    print(f"{good} valid interactions, {len(rejections.bad)} bad, {rejections.warnings} warnings")
+    return 1 if rejections.bad else 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from .writers import dumps_pretty
+
+    stats, rejections = _scan(args)
+    sys.stdout.write(dumps_pretty(stats).decode())
+    if rejections.bad:
+        print(f"({len(rejections.bad)} bad records not counted; run `personagym-hf validate` to list them)", file=sys.stderr)
+    return 0
+
+
+def _add_store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--interactions", metavar="PATH", help="interaction store: a folder (searched recursively), "
+                        ".json/.jsonl file or .gz of one (default: paths.interactions.output_dir or output/interactions)")  # fmt: skip
+    parser.add_argument("--demo", action="store_true", help="use the small demo store bundled with the package")
+    parser.add_argument("--config", metavar="YAML", help="upstream config.yaml (only training_data, paths and experiment are read)")
+    parser.add_argument("--collector", metavar="MODULE:CLASS", help="a TrainingDataCollector subclass to convert interactions")
+    parser.add_argument("--on-bad-records", choices=["error", "warn", "skip"],
+                        help="what a bad record does: stop the run, be logged and skipped (default), or be skipped quietly")  # fmt: skip
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no warnings per record")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="personagym-hf",
+        description="Turn PersonaGym interaction stores into training datasets: JSON/JSONL exports with "
+        "persona-disjoint splits, a `datasets` folder, and Hugging Face Hub pushes.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    export = sub.add_parser("export", help="store -> split JSON/JSONL, statistics, token usage, hf_dataset/ (the main job)",
+                            description="Read the store once and write every output (see README: Output files).")  # fmt: skip
+    _add_store_options(export)
+    export.add_argument("--output", metavar="DIR", help="output folder (default: paths.training_data.output_dir or output/training_data)")
+    export.add_argument("--no-split", action="store_true", help="one train_samples.json instead of train/val/test")
+    export.add_argument("--timestamp", action="store_true", help="add _YYYYmmdd_HHMMSS to the file names")
+    export.add_argument("--append", action=argparse.BooleanOptionalAction, default=None,
+                        help="add only new samples to the export already in the output folder (default: experiment.incremental)")  # fmt: skip
+    export.add_argument("--no-hf-dataset", action="store_true", help="skip the Parquet/README folder for load_dataset")
+    export.set_defaults(func=cmd_export)
+
+    validate = sub.add_parser("validate", help="check every record; list the bad ones; exit 1 if any")
+    _add_store_options(validate)
+    validate.set_defaults(func=cmd_validate)
+
+    stats = sub.add_parser("stats", help="print the statistics of a store as JSON, writing nothing")
+    _add_store_options(stats)
+    stats.set_defaults(func=cmd_stats)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _error_line(error: BaseException) -> str | None:
+    from .config import ConfigError
+    from .samples import BadInputError
+
+    if isinstance(error, (CliError, ConfigError, BadInputError, FileNotFoundError)):
+        return str(error).strip("'\"")
+    if isinstance(error, ValueError):
+        return str(error)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.ERROR if getattr(args, "quiet", False) else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], Any] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print("personagym-hf: interrupted; earlier outputs are unchanged", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 — map known errors to one line; re-raise the rest
+        line = _error_line(error)
+        if line is None:
+            raise
+        print(f"personagym-hf {args.command}: error: {line}", file=sys.stderr)
+        return 1

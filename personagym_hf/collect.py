@@ -1,0 +1,206 @@
+"""Interaction dict -> TrainingSample: pure functions, no I/O.
+
+Defaults for optional fields (documented in the README):
+- `initial_query` falls back to the first user message; `original_query` to `initial_query`;
+- `persona_features` to `{}`; `metadata.distractor_applied` to whether any noisy version exists;
+- `metadata.assistant_model` to the first assistant message's `metadata.{model, provider}`, else null;
+- a record without `interaction_id` gets an id from a hash of its content, so it is still stable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import orjson
+
+from .schema import TrainingSample
+
+ROLES = ("system", "user", "assistant")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_OPTIONAL_METADATA = ("created_at", "query_id", "distractor_type")
+
+
+class InvalidInteraction(ValueError):
+    """The record cannot become a training sample; the message says why."""
+
+
+def sample_id_for(interaction_id: str) -> str:
+    """`interaction_<rest>` -> `sample_<rest>`, reduced to file-name-safe characters.
+
+    When characters had to be replaced, a short hash of the original id is appended so two ids that
+    differ only in unsafe characters still give two sample ids.
+    """
+    rest = interaction_id[len("interaction_") :] if interaction_id.startswith("interaction_") else interaction_id
+    safe = _UNSAFE.sub("_", rest)
+    if safe != rest or not safe:
+        safe = f"{safe}_{hashlib.sha1(interaction_id.encode()).hexdigest()[:8]}"
+    return f"sample_{safe}"
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInteraction(f"{where} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _messages(interaction: dict) -> list[dict[str, str]]:
+    messages = interaction.get("messages")
+    if messages is None:
+        raise InvalidInteraction("missing 'messages'")
+    if not isinstance(messages, list):
+        raise InvalidInteraction(f"'messages' must be a list, got {type(messages).__name__}")
+    if not messages:
+        raise InvalidInteraction("'messages' is empty")
+    conversation = []
+    for number, message in enumerate(messages, start=1):
+        if not isinstance(message, dict):
+            raise InvalidInteraction(f"message {number} must be an object, got {type(message).__name__}")
+        role = message.get("role")
+        if role not in ROLES:
+            raise InvalidInteraction(f"message {number} has role {role!r}; expected one of {list(ROLES)}")
+        if role == "system" and number != 1:
+            raise InvalidInteraction(f"message {number} is a 'system' message; only the first message may be")
+        content = _text(message.get("content"), f"message {number} content")
+        if not content.strip():
+            raise InvalidInteraction(f"message {number} ({role}) has empty content")
+        conversation.append({"role": role, "content": content})
+    if not any(m["role"] == "user" for m in conversation):
+        raise InvalidInteraction("no user message")
+    return conversation
+
+
+def _noise_entry(item: Any, where: str, type_key: str = "noise_type") -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise InvalidInteraction(f"{where} must be an object, got {type(item).__name__}")
+    strategies = item.get("applied_strategies") or []
+    if not isinstance(strategies, list) or not all(isinstance(s, str) for s in strategies):
+        raise InvalidInteraction(f"{where}.applied_strategies must be a list of strings")
+    return {
+        "noisy_text": _text(item.get("noisy_text"), f"{where}.noisy_text"),
+        "noise_type": _text(item.get(type_key) or "unknown", f"{where}.{type_key}"),
+        "applied_strategies": list(strategies),
+    }
+
+
+def noisy_initial_queries(interaction: dict) -> list[dict[str, Any]]:
+    """The noisy versions of the first user turn, from either upstream layout, as `{noisy_text, noise_type,
+    applied_strategies}` (layout B's `layer` becomes `noise_type`). Duplicates across layouts are dropped."""
+    metadata = interaction.get("metadata") or {}
+    entries: list[dict[str, Any]] = []
+    direct = interaction.get("noisy_initial_queries") or []  # records that already carry the field
+    for index, item in enumerate(direct):
+        entries.append(_noise_entry(item, f"noisy_initial_queries[{index}]"))
+    layout_a = ((metadata.get("noisy_versions") or {}).get("initial_query") or {}).get("noisy_versions") or []
+    for index, item in enumerate(layout_a):
+        entries.append(_noise_entry(item, f"metadata.noisy_versions.initial_query.noisy_versions[{index}]"))
+    layout_b = (metadata.get("semantic_noise") or {}).get("initial_query")
+    if layout_b:
+        entries.append(_noise_entry(layout_b, "metadata.semantic_noise.initial_query", type_key="layer"))
+    unique, seen = [], set()
+    for entry in entries:
+        key = (entry["noisy_text"], entry["noise_type"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(entry)
+    return unique
+
+
+def _assistant_model(interaction: dict) -> Any:
+    model = (interaction.get("metadata") or {}).get("assistant_model")
+    if model is not None:
+        return model
+    for message in interaction.get("messages") or []:
+        if isinstance(message, dict) and message.get("role") == "assistant":
+            meta = message.get("metadata") or {}
+            if meta.get("model"):
+                return {"model": meta["model"], "provider": meta.get("provider")}
+    return None
+
+
+def interaction_to_sample(interaction: dict) -> TrainingSample:
+    """Convert one upstream interaction record; raises InvalidInteraction naming the reason."""
+    if not isinstance(interaction, dict):
+        raise InvalidInteraction(f"expected an interaction object, got {type(interaction).__name__}")
+    metadata = interaction.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise InvalidInteraction(f"'metadata' must be an object, got {type(metadata).__name__}")
+    interaction_id = interaction.get("interaction_id")
+    if interaction_id is None:
+        interaction_id = "interaction_" + hashlib.sha1(orjson.dumps(interaction, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    interaction_id = _text(interaction_id, "interaction_id")
+    persona_id = interaction.get("persona_id")
+    if not isinstance(persona_id, str) or not persona_id:
+        raise InvalidInteraction("missing persona_id")
+    persona_features = interaction.get("persona_features") or {}
+    if not isinstance(persona_features, dict):
+        raise InvalidInteraction(f"'persona_features' must be an object, got {type(persona_features).__name__}")
+
+    conversation = _messages(interaction)
+    trajectory = [m["content"] for m in conversation if m["role"] == "user"]
+    initial_query = _text(interaction.get("initial_query") or trajectory[0], "initial_query")
+    original_query = _text(interaction.get("original_query") or initial_query, "original_query")
+    noisy = noisy_initial_queries(interaction)
+
+    sample_metadata: dict[str, Any] = {
+        "interaction_id": interaction_id,
+        "distractor_applied": bool(metadata.get("distractor_applied", bool(noisy))),
+        "assistant_model": _assistant_model(interaction),
+    }
+    for key in _OPTIONAL_METADATA:
+        value = interaction.get(key, metadata.get(key))
+        if value is not None:
+            sample_metadata[key] = value
+
+    return TrainingSample(
+        sample_id=sample_id_for(interaction_id),
+        persona_id=persona_id,
+        persona_features=persona_features,
+        original_query=original_query,
+        initial_query=initial_query,
+        prompt_trajectory=trajectory,
+        full_conversation=conversation,
+        num_turns=len(trajectory),
+        noisy_initial_queries=noisy,
+        metadata=sample_metadata,
+    )
+
+
+def record_warnings(interaction: dict, sample: TrainingSample) -> list[str]:
+    """Things worth a warning that do not make the record unusable."""
+    warnings = []
+    declared = interaction.get("num_turns")
+    if declared is not None and declared != sample.num_turns:
+        warnings.append(f"num_turns is {declared!r} in the record but the messages hold {sample.num_turns} user turns")
+    return warnings
+
+
+def validate_sample(sample: TrainingSample) -> list[str]:
+    """The seed's checks plus the shape checks every exporter relies on; an empty list means valid."""
+    issues = []
+    if not sample.persona_id:
+        issues.append("Missing persona_id")
+    if not sample.prompt_trajectory:
+        issues.append("Empty prompt trajectory")
+    if sample.num_turns < 1:
+        issues.append("Invalid turn count")
+    if not sample.sample_id:
+        issues.append("Missing sample_id")
+    if sample.num_turns != len(sample.prompt_trajectory) and sample.prompt_trajectory:
+        issues.append(
+            f"num_turns is {sample.num_turns} but prompt_trajectory has {len(sample.prompt_trajectory)} prompts"
+        )
+    for number, message in enumerate(sample.full_conversation, start=1):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            role = message.get("role") if isinstance(message, dict) else None
+            issues.append(f"Message {number} has invalid role {role!r}")
+        elif not isinstance(message.get("content"), str) or not message["content"].strip():
+            issues.append(f"Message {number} has empty content")
+    user_turns = [m.get("content") for m in sample.full_conversation if isinstance(m, dict) and m.get("role") == "user"]
+    if sample.full_conversation and user_turns != list(sample.prompt_trajectory):
+        issues.append("prompt_trajectory does not match the user turns of full_conversation")
+    for index, entry in enumerate(sample.noisy_initial_queries):
+        if not isinstance(entry, dict) or not entry.get("noisy_text") or not entry.get("noise_type"):
+            issues.append(f"Noisy query {index} needs non-empty noisy_text and noise_type")
+    return issues

@@ -1,0 +1,131 @@
+"""Reading the parts of upstream `config.yaml` that concern the training-data stage.
+
+Everything else in the file (api keys, persona generation, ...) is ignored and never copied anywhere:
+`ExportConfig` holds only the values below, so nothing from the config can leak into outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+FORMAT_FLAGS = (
+    "include_persona",
+    "include_trajectory",
+    "include_distractor_versions",
+    "include_full_conversation",
+    "include_metadata",
+)
+SPLIT_NAMES = ("train", "validation", "test")
+DEFAULT_RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
+OnBadRecords = Literal["error", "warn", "skip"]
+SplitBy = Literal["persona", "sample"]
+
+
+class ConfigError(ValueError):
+    """A config value is not what this stage can use."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    format: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(FORMAT_FLAGS, True))
+    ratios: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATIOS))
+    split_by: SplitBy = "persona"
+    seed: int = 42
+    incremental: bool = False
+    on_bad_records: OnBadRecords = "warn"
+    interactions_dir: str = "output/interactions"
+    output_dir: str = "output/training_data"
+
+
+def format_flags(block: Mapping[str, Any] | None) -> dict[str, bool]:
+    """Resolve the `training_data.format` block.
+
+    A flag absent from the block defaults to true when no flag in the block is false, and to false
+    otherwise. So the seed's "Include/Exclude Fields" block gives the full output and its "Minimal
+    Format" block (one flag false, two true) gives exactly the documented minimal output.
+    """
+    block = dict(block or {})
+    unknown = sorted(set(block) - set(FORMAT_FLAGS))
+    if unknown:
+        raise ConfigError(f"training_data.format: unknown flag(s) {unknown}; expected any of {list(FORMAT_FLAGS)}")
+    for name, value in block.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"training_data.format.{name}: expected true or false, got {value!r}")
+    default = all(block.values())
+    return {name: block.get(name, default) for name in FORMAT_FLAGS}
+
+
+def split_ratios(block: Mapping[str, Any] | None) -> dict[str, float]:
+    """Validate `training_data.split`: train/validation/test, each in [0, 1], summing to 1."""
+    if block is None:
+        return dict(DEFAULT_RATIOS)
+    unknown = sorted(set(block) - set(SPLIT_NAMES))
+    if unknown:
+        raise ConfigError(f"training_data.split: unknown key(s) {unknown}; expected {list(SPLIT_NAMES)}")
+    ratios = {}
+    for name in SPLIT_NAMES:
+        value = block.get(name, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ConfigError(f"training_data.split.{name}: expected a number in [0, 1], got {value!r}")
+        ratios[name] = float(value)
+    total = sum(ratios.values())
+    if not math.isclose(total, 1.0, abs_tol=1e-9):
+        raise ConfigError(
+            f"training_data.split: ratios must sum to 1, got {total:g} "
+            f"(train={ratios['train']:g}, validation={ratios['validation']:g}, test={ratios['test']:g})"
+        )
+    return ratios
+
+
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{where}: expected one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def parse_config(config: Mapping[str, Any] | None) -> ExportConfig:
+    """Accept the whole upstream config dict, or just its `training_data` part."""
+    config = dict(config or {})
+    if "training_data" in config or "paths" in config or "experiment" in config:
+        training = dict(config.get("training_data") or {})
+    else:
+        training = config
+    paths = config.get("paths") or {}
+    experiment = config.get("experiment") or {}
+    seed = experiment.get("seed", 42)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"experiment.seed: expected an integer, got {seed!r}")
+    return ExportConfig(
+        format=format_flags(training.get("format")),
+        ratios=split_ratios(training.get("split")),
+        split_by=_choice(training.get("split_by", "persona"), ("persona", "sample"), "training_data.split_by"),
+        seed=seed,
+        incremental=bool(experiment.get("incremental", False)),
+        on_bad_records=_choice(
+            training.get("on_bad_records", "warn"), ("error", "warn", "skip"), "training_data.on_bad_records"
+        ),
+        interactions_dir=str((paths.get("interactions") or {}).get("output_dir", "output/interactions")),
+        output_dir=str((paths.get("training_data") or {}).get("output_dir", "output/training_data")),
+    )
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Load a `config.yaml` into a dict (the seed's `config`). `${ENV}` references are left as they are."""
+    import yaml
+
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; pass --config with the path of your config.yaml") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping at the top level, got {type(data).__name__}")
+    return data

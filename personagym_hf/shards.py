@@ -1,0 +1,107 @@
+"""Parquet shards of one config's split, written straight from rows with pyarrow.
+
+The Arrow schema comes from the config's `datasets.Features` (so the shards carry the `huggingface`
+schema metadata and `load_dataset`, pandas, polars and duckdb all read the same types). Rows are
+buffered in small batches and a new shard starts past `max_shard_bytes`, so memory stays flat and big
+stores give several shards. Shards are renamed to `<split>-<i>-of-<n>.parquet` when the run commits.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import features
+
+BATCH_ROWS = 1000
+MAX_SHARD_BYTES = 256 << 20
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+class ParquetSplitWriter:
+    """All shards of one (config, split) in `folder`."""
+
+    def __init__(self, folder: Path, split: str, specs: dict[str, Any], max_shard_bytes: int = MAX_SHARD_BYTES):
+        self.folder, self.split = folder, split
+        self.features = features(specs)
+        self.schema = self.features.arrow_schema
+        self.json_columns = [name for name, spec in specs.items() if spec == "json"]
+        self.max_shard_bytes = max_shard_bytes
+        self.rows: list[dict] = []
+        self.temps: list[Path] = []
+        self.writer: pq.ParquetWriter | None = None
+        self.shard_bytes = 0
+        self.num_examples = 0
+        self.num_bytes = 0  # Arrow bytes, as `dataset_info` reports them
+        self.final: list[Path] | None = None
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= BATCH_ROWS:
+            self._flush()
+
+    def _table(self, rows: list[dict]) -> pa.Table:
+        columns = {name: [row[name] for row in rows] for name in self.schema.names}
+        for name in self.json_columns:  # Json() is stored as JSON text
+            columns[name] = [orjson.dumps(value).decode() for value in columns[name]]
+        return pa.Table.from_pydict(columns, schema=self.schema)
+
+    def _open(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temp = self.folder / f".{self.split}-{len(self.temps):05d}.parquet.tmp"
+        self.temps.append(temp)
+        self.writer = pq.ParquetWriter(temp, self.schema)
+        self.shard_bytes = 0
+
+    def _flush(self) -> None:
+        if not self.rows:
+            return
+        table = self._table(self.rows)
+        self.rows = []
+        if self.writer is None or self.shard_bytes >= self.max_shard_bytes:
+            self._close_shard()
+            self._open()
+        self.writer.write_table(table)
+        self.shard_bytes += table.nbytes
+        self.num_examples += table.num_rows
+        self.num_bytes += table.nbytes
+
+    def _close_shard(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def close(self) -> list[Path]:
+        """Finish writing (the shards keep their temporary names); returns the names `commit()` will give.
+
+        An empty split gets no shard at all: `datasets` cannot read a Parquet file without rows, so the
+        folder's card leaves that split out.
+        """
+        if self.final is None:
+            self._flush()
+            self._close_shard()
+            self.final = [self.folder / shard_name(self.split, i, len(self.temps)) for i in range(len(self.temps))]
+        return self.final
+
+    def commit(self) -> list[Path]:
+        """Rename the shards into place; shards of an earlier run that this run does not rewrite are removed."""
+        final = self.close()
+        for temp, path in zip(self.temps, final):
+            os.replace(temp, path)
+        for old in self.folder.glob(f"{self.split}-*-of-*.parquet"):
+            if old not in final:
+                old.unlink()
+        return final
+
+    def abort(self) -> None:
+        self._close_shard()
+        for temp in self.temps:
+            temp.unlink(missing_ok=True)

@@ -1,0 +1,41 @@
+"""Which split a sample belongs to: a salted hash of its persona (or of the sample itself).
+
+Deliberately not `Dataset.train_test_split`: that shuffles the whole dataset, so splits would move as
+data is appended and one persona could land in two splits. A hash of the group key depends on nothing
+but that key and the seed, so a sample never changes split, and a persona is in exactly one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .config import SPLIT_NAMES, SplitBy
+from .schema import TrainingSample
+
+FILE_PREFIX = {"train": "train", "validation": "val", "test": "test"}  # the seed's file names
+
+
+def hash_fraction(key: str, seed: int) -> float:
+    """A stable number in [0, 1) for `key` under `seed`."""
+    digest = hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_split(key: str, seed: int, ratios: dict[str, float]) -> str:
+    point = hash_fraction(key, seed)
+    cumulative = 0.0
+    for name in SPLIT_NAMES:
+        cumulative += ratios[name]
+        if point < cumulative:
+            return name
+    # Floating-point sums can fall a hair short of 1: the last split with a share takes the rest.
+    return [name for name in SPLIT_NAMES if ratios[name] > 0][-1]
+
+
+def split_key(sample: TrainingSample | dict, split_by: SplitBy) -> str:
+    get = sample.get if isinstance(sample, dict) else lambda name: getattr(sample, name)
+    return get("persona_id") if split_by == "persona" else get("sample_id")
+
+
+def split_of(sample: TrainingSample | dict, seed: int, ratios: dict[str, float], split_by: SplitBy = "persona") -> str:
+    return assign_split(split_key(sample, split_by), seed, ratios)

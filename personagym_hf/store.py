@@ -1,0 +1,218 @@
+"""Reading interaction stores as upstream writes them, one record at a time.
+
+A store is a directory (searched recursively) or a single file. Layouts: one interaction per `.json`
+file (upstream `InteractionStorage`), JSON Lines (`.jsonl`), one JSON array per `.json` file, and
+`.gz` of any of these. `index.json` is never trusted — the files are the truth — and TokenTracker
+exports (`token_usage*.json`) are not interactions. Nothing holds more than one record (plus one file's
+read buffer) in memory.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+import orjson
+
+INTERACTION_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+_ARRAY_CHUNK = 1 << 20
+_WHOLE_FILE_LIMIT = 64 << 20  # above this a .json file is parsed as a stream (it can only be an array)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One interaction dict and where it came from (`where` is "line 3" / "item 3" / "")."""
+
+    source: str
+    where: str
+    data: dict
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A record (or a whole file) that could not be used, and why."""
+
+    source: str
+    where: str
+    reason: str
+    record_id: str | None = None
+
+    def location(self) -> str:
+        parts = [self.source]
+        if self.where:
+            parts.append(self.where)
+        if self.record_id:
+            parts.append(f"interaction_id={self.record_id!r}")
+        return ", ".join(parts)
+
+    def describe(self) -> str:
+        return f"{self.location()}: {self.reason}"
+
+    def to_dict(self) -> dict:
+        return {"file": self.source, "where": self.where, "interaction_id": self.record_id, "reason": self.reason}
+
+
+def is_token_usage_file(path: Path) -> bool:
+    return path.name.startswith("token_usage") and path.name.endswith(".json")
+
+
+def is_interaction_file(path: Path) -> bool:
+    name = path.name
+    return (
+        name.endswith(INTERACTION_SUFFIXES)
+        and name != "index.json"
+        and not is_token_usage_file(path)
+        and not name.startswith(".")
+    )
+
+
+def discover_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Every interaction file under `paths`, in a stable order (sorted by path)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and is_interaction_file(p)
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(
+                f"{path}: no such file or directory; pass --interactions with the folder of your interaction store"
+            )
+    return sorted(set(found), key=lambda p: p.as_posix())
+
+
+def _open(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte {error.start}"
+    message = str(error)
+    if "not valid UTF-8" in message:
+        return "invalid UTF-8"
+    return f"invalid JSON ({message})"
+
+
+def _record_or_bad(source: str, where: str, value: object) -> Record | BadRecord:
+    if isinstance(value, dict):
+        return Record(source, where, value)
+    return BadRecord(source, where, f"expected a JSON object, got {type(value).__name__}")
+
+
+def iter_file(path: Path) -> Iterator[Record | BadRecord]:
+    """Records of one file; a file that cannot be read at all gives one BadRecord."""
+    source = path.as_posix()
+    try:
+        if path.name.endswith((".jsonl", ".jsonl.gz")):
+            yield from _iter_jsonl(path, source)
+        else:
+            yield from _iter_json(path, source)
+    except (OSError, EOFError) as e:  # unreadable or truncated gzip
+        yield BadRecord(source, "", f"cannot read file ({e.__class__.__name__}: {e})")
+
+
+def _iter_jsonl(path: Path, source: str) -> Iterator[Record | BadRecord]:
+    with _open(path) as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                yield BadRecord(source, f"line {number}", _reason(e))
+                continue
+            yield _record_or_bad(source, f"line {number}", value)
+
+
+def _iter_json(path: Path, source: str) -> Iterator[Record | BadRecord]:
+    if not path.name.endswith(".gz") and path.stat().st_size > _WHOLE_FILE_LIMIT:
+        yield from _iter_json_array_stream(path, source)
+        return
+    with _open(path) as f:
+        raw = f.read()
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        yield BadRecord(source, "", _reason(e))
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield _record_or_bad(source, f"item {index}", item)
+    else:
+        yield _record_or_bad(source, "", value)
+
+
+def _iter_json_array_stream(path: Path, source: str) -> Iterator[Record | BadRecord]:
+    """Items of a large top-level JSON array, decoded one at a time from a bounded buffer."""
+    decoder = json.JSONDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    buffer, position, index, eof, started = "", 0, 0, False, False
+    with _open(path) as f:
+
+        def fill() -> bool:
+            nonlocal buffer, position, eof
+            chunk = f.read(_ARRAY_CHUNK)
+            eof = not chunk
+            buffer = buffer[position:] + utf8.decode(chunk, final=eof)
+            position = 0
+            return not eof
+
+        try:
+            while True:
+                while position < len(buffer) and buffer[position] in " \t\r\n,":
+                    position += 1
+                if position >= len(buffer):
+                    if not fill():
+                        yield BadRecord(source, f"item {index}", "truncated JSON array (no closing ']')")
+                        return
+                    continue
+                if not started:
+                    if buffer[position] != "[":
+                        yield BadRecord(source, "", "invalid JSON (a file this large must be a JSON array)")
+                        return
+                    started, position = True, position + 1
+                    continue
+                if buffer[position] == "]":
+                    return
+                try:
+                    value, end = decoder.raw_decode(buffer, position)
+                except json.JSONDecodeError as e:
+                    if not eof and fill():
+                        continue
+                    yield BadRecord(source, f"item {index}", f"invalid JSON ({e.msg})")
+                    return
+                yield _record_or_bad(source, f"item {index}", value)
+                position, index = end, index + 1
+        except UnicodeDecodeError as e:
+            yield BadRecord(source, f"item {index}", _reason(e))
+
+
+def iter_records(paths: str | Path | Iterable[str | Path]) -> Iterator[Record | BadRecord]:
+    """Every record of a store, in a stable order."""
+    for path in discover_files(paths):
+        yield from iter_file(path)
+
+
+def token_usage_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """TokenTracker exports in the store (recursively) or beside it (in its parent folder)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    found: set[Path] = set()
+    for path in map(Path, paths):
+        folder = path if path.is_dir() else path.parent
+        found.update(p for p in folder.rglob("token_usage*.json") if p.is_file())
+        found.update(p for p in folder.resolve().parent.glob("token_usage*.json") if p.is_file())
+    return sorted(found, key=lambda p: p.resolve().as_posix())

@@ -1,0 +1,130 @@
+"""The seed's training-data API (`src.training_data` upstream): a thin face over the streaming modules.
+
+The list-returning methods are kept for compatibility and are built on the streaming ones; for big
+stores use `TrainingDataExporter.export_store`, which never holds the store in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .collect import interaction_to_sample, validate_sample
+from .config import parse_config
+from .export import Exporter, ExportResult
+from .samples import Rejections, iter_samples
+from .schema import TrainingSample
+from .store import BadRecord, Record
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDataCollector:
+    """Collects and transforms interactions to training samples.
+
+    Subclass it and override `interaction_to_training_sample` to customise samples; the exporter, the
+    builder and the CLI (`--collector module:Class`) all convert through that method.
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None):
+        self.config = config or {}
+        self.settings = parse_config(self.config)
+
+    def interaction_to_training_sample(self, interaction: dict[str, Any]) -> TrainingSample:
+        """Convert single interaction to training sample (raises `InvalidInteraction` when it cannot be)."""
+        return interaction_to_sample(interaction)
+
+    def iter_samples(
+        self, interactions: Iterable[dict[str, Any] | Record | BadRecord], rejections: Rejections | None = None
+    ) -> Iterator[TrainingSample]:
+        """Valid samples, one at a time; bad interactions follow `on_bad_records` (default: warn and skip)."""
+        rejections = rejections if rejections is not None else Rejections(self.settings.on_bad_records)
+        records = (
+            item if isinstance(item, (Record, BadRecord)) else Record("<interactions>", f"item {index}", item)
+            for index, item in enumerate(interactions)
+        )
+        for sample, _record in iter_samples(records, self.interaction_to_training_sample, rejections):
+            yield sample
+
+    def collect_from_interactions(self, interactions: Iterable[dict[str, Any]]) -> list[TrainingSample]:
+        """Convert multiple interactions to training samples."""
+        return list(self.iter_samples(interactions))
+
+
+class TrainingDataExporter:
+    """Exports training samples to files in `paths.training_data.output_dir`."""
+
+    def __init__(self, config: dict[str, Any] | None = None, collector: TrainingDataCollector | None = None):
+        self.config = config or {}
+        self.settings = parse_config(self.config)
+        self.output_dir = Path(self.settings.output_dir)
+        self.collector = collector or TrainingDataCollector(self.config)
+
+    def export_samples(
+        self,
+        samples: Iterable[TrainingSample],
+        split: bool = False,
+        use_timestamp: bool = True,
+        append: bool = False,
+    ) -> dict[str, str]:
+        """Export samples to JSON files (and a JSONL beside each); returns {split name: JSON path}.
+
+        With `append=True`, samples whose sample_id an earlier export in the output directory already
+        holds are skipped, and the earlier rows stay in their split.
+        """
+        exporter = Exporter(self.settings, self.output_dir, split=split, use_timestamp=use_timestamp, append=append)
+        try:
+            result = exporter.add_all(samples).finish(statistics=False)
+        except BaseException:
+            exporter.abort()
+            raise
+        return {name: str(path) for name, path in result.json_files.items()}
+
+    def compute_statistics(self, samples: Iterable[TrainingSample]) -> dict[str, Any]:
+        """Dataset statistics, with each sample counted in the split it is exported to."""
+        from .split import split_of
+        from .stats import StatsAccumulator
+
+        stats = StatsAccumulator()
+        s = self.settings
+        for sample in samples:
+            data = sample.to_dict()
+            stats.add(data, split_of(data, s.seed, s.ratios, s.split_by))
+        return stats.to_dict()
+
+    def export_statistics(self, samples: Iterable[TrainingSample], use_timestamp: bool = True) -> str:
+        """Export dataset statistics; returns the file's path."""
+        from .export import stamped_name, timestamp
+        from .writers import write_json_atomic
+
+        name = stamped_name("statistics", timestamp() if use_timestamp else None)
+        return str(write_json_atomic(self.output_dir / name, self.compute_statistics(samples)))
+
+    def export_store(
+        self,
+        interactions: str | Path | None = None,
+        *,
+        split: bool = True,
+        use_timestamp: bool = False,
+        append: bool | None = None,
+        hf_dataset: bool = True,
+        show_progress: bool = False,
+    ):
+        """Everything `personagym-hf export` writes, streamed from a store (`paths.interactions.output_dir`)."""
+        from .job import export_store
+
+        return export_store(
+            interactions or self.settings.interactions_dir,
+            self.output_dir,
+            self.settings,
+            self.collector.interaction_to_training_sample,
+            split=split,
+            use_timestamp=use_timestamp,
+            append=self.settings.incremental if append is None else append,
+            hf_dataset=hf_dataset,
+            show_progress=show_progress,
+        )
+
+
+__all__ = ["TrainingSample", "TrainingDataCollector", "TrainingDataExporter", "ExportResult", "validate_sample"]
