@@ -23,6 +23,18 @@ INDEX_FILE = "index.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+def _index_entry(interaction: dict[str, Any], path: Path) -> dict[str, Any]:
+    metadata = interaction.get("metadata") or {}
+    return {
+        "interaction_id": interaction.get("interaction_id"),
+        "persona_id": interaction.get("persona_id"),
+        "filepath": path.as_posix(),
+        "num_turns": interaction.get("num_turns"),
+        "created_at": metadata.get("created_at") or interaction.get("created_at"),
+        "query_id": interaction.get("query_id") or metadata.get("query_id"),
+    }
+
+
 class InteractionStorage:
     def __init__(self, path: str | Path = "output/interactions"):
         self.path = Path(path)
@@ -72,19 +84,14 @@ class InteractionStorage:
         interaction_id = interaction.get("interaction_id")
         if not isinstance(interaction_id, str) or not interaction_id:
             raise ValueError("InteractionStorage.save: the interaction needs a non-empty string 'interaction_id'")
+        index_exists = (self.path / INDEX_FILE).exists()
         path = write_json_atomic(self.file_for(interaction_id), interaction)
-        index = self._index()
-        metadata = interaction.get("metadata") or {}
-        entry = {
-            "interaction_id": interaction_id,
-            "persona_id": interaction.get("persona_id"),
-            "filepath": path.as_posix(),
-            "num_turns": interaction.get("num_turns"),
-            "created_at": metadata.get("created_at") or interaction.get("created_at"),
-            "query_id": interaction.get("query_id") or metadata.get("query_id"),
-        }
-        entries = [e for e in index.get("interactions", []) if e.get("interaction_id") != interaction_id]
-        entries.append(entry)
+        if index_exists:
+            entries = [e for e in self._index().get("interactions", []) if e.get("interaction_id") != interaction_id]
+        else:  # no index (e.g. a crash between file and index write): rebuild it from the files
+            entries = [_index_entry(r.data, Path(r.source)) for r in self.iter_records()
+                       if isinstance(r, Record) and r.data.get("interaction_id") != interaction_id]  # fmt: skip
+        entries.append(_index_entry(interaction, path))
         dates = [e["created_at"] for e in entries if isinstance(e.get("created_at"), str)]
         # The newest interaction's time, not the wall clock: the same store gives the same index.
         write_json_atomic(

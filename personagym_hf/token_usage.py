@@ -16,6 +16,7 @@ import orjson
 from .store import BadRecord
 
 _COUNTS = ("input_tokens", "output_tokens", "total_tokens")
+SUMMARY_KEYS = {"input_tokens": "total_input_tokens", "output_tokens": "total_output_tokens", "total_tokens": "total_tokens"}
 
 
 def _bucket() -> dict[str, int]:
@@ -65,15 +66,10 @@ def merge_token_usage(paths: Iterable[Path]) -> tuple[dict[str, Any] | None, lis
             for name, values in (export.get(section) or {}).items():
                 for key in (*_COUNTS, "call_count"):
                     target[name][key] += int((values or {}).get(key) or 0)
-    summary = {
-        "total_calls": len(ordered) + sum(int(e["summary"].get("total_calls") or 0) for e in summaries_only.values()),
-        "total_input_tokens": 0,
-        "total_output_tokens": 0,
-        "total_tokens": 0,
-    }
-    for key in _COUNTS:
-        summary[f"total_{key}"] = sum(int(r.get(key) or 0) for r in ordered) + sum(
-            int(e["summary"].get(f"total_{key}") or 0) for e in summaries_only.values()
+    summary = {"total_calls": len(ordered) + sum(int(e["summary"].get("total_calls") or 0) for e in summaries_only.values())}
+    for key, total_key in SUMMARY_KEYS.items():
+        summary[total_key] = sum(int(r.get(key) or 0) for r in ordered) + sum(
+            int(e["summary"].get(total_key) or 0) for e in summaries_only.values()
         )
     return {
         "summary": summary,

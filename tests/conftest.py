@@ -5,3 +5,57 @@ Hub-compatible server and temp caches, and `huggingface_hub`/`datasets` read tho
 """
 
 from hub_fixtures import *  # noqa: F401,F403  (env setup + hub fixtures; must come before HF imports)
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+EXAMPLE_INTERACTION = {
+    "interaction_id": "interaction_persona_001_20260206_103000",
+    "persona_id": "persona_001",
+    "persona_features": {"role": "engineer", "communication_style": "casual", "age_band": "25_34"},
+    "original_query": "Help me write Python code",
+    "initial_query": "hey can u help me write some python code",
+    "messages": [
+        {"role": "user", "content": "hey can u help me write some python code",
+         "timestamp": "2026-02-06T10:30:00", "metadata": {"is_initial": True, "was_noised": False}},
+        {"role": "assistant", "content": "Sure! What kind of Python code ...",
+         "timestamp": "2026-02-06T10:30:05", "metadata": {"model": "gpt-4o-mini", "provider": "openai"}},
+        {"role": "user", "content": "a script to process csv files", "metadata": {"is_followup": True}},
+        {"role": "assistant", "content": "Here's a Python script ..."},
+    ],
+    "num_turns": 2,
+    "metadata": {"created_at": "2026-02-06T10:30:00", "distractor_applied": True,
+                 "assistant_model": {"model": "gpt-4o-mini", "provider": "openai"}},
+}  # fmt: skip
+
+
+def make_interaction(number: int, persona: str = "persona_001", **overrides) -> dict:
+    """A small valid interaction; `overrides` replace top-level keys."""
+    record = json.loads(json.dumps(EXAMPLE_INTERACTION))
+    record["interaction_id"] = f"interaction_{persona}_{number:04d}"
+    record["persona_id"] = persona
+    record["metadata"]["created_at"] = f"2026-02-06T10:{number % 60:02d}:00"
+    record.update(overrides)
+    return record
+
+
+def write_files(folder: Path, records: list[dict]) -> Path:
+    """Upstream per-file layout: one pretty-printed JSON file per interaction."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for record in records:
+        (folder / f"{record['interaction_id']}.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def example() -> dict:
+    return json.loads(json.dumps(EXAMPLE_INTERACTION))
+
+
+@pytest.fixture
+def small_store(tmp_path) -> Path:
+    """12 interactions of 6 personas in the per-file layout."""
+    records = [make_interaction(i, persona=f"persona_{i % 6:03d}") for i in range(12)]
+    return write_files(tmp_path / "interactions", records)

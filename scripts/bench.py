@@ -1,0 +1,266 @@
+"""Benchmark `personagym-hf export` against reading the store (the floor) and a naive `datasets` script.
+
+Run it from the repository root with the project's venv:
+
+    python scripts/bench.py -n 20000                      # floor, export, naive, --help at N=20000
+    python scripts/bench.py -n 20000 --keep --num-proc 2  # reuse the store; also export with 2 processes
+    python scripts/bench.py --rss-sweep 50000,200000      # export only: peak RSS at each size
+
+The store is synthetic (`personagym_hf.synth.write_store`, N // 20 personas, ~5 KB pretty-printed JSON
+per interaction, a quarter noisy) in the upstream per-file layout. Each step runs in a fresh
+subprocess, after the store has been read once untimed so every step sees a warm page cache.
+
+Figures: `seconds` is the wall time of the whole subprocess (interpreter start and imports included);
+`interactions/s` is N / seconds; `ratio to floor` is seconds / floor seconds; `peak RSS MB` is the child's
+`ru_maxrss` from `wait4` (the largest single process of its tree, not a sum over worker processes;
+spawned from a bare interpreter, so ~8 MB is the lowest it can read).
+  floor   list the files, read each one and parse it with orjson (json if missing), nothing else
+  export  `personagym-hf export --interactions STORE --output OUT -q`: every output, all configs
+  naive   `Dataset.from_generator` over `interaction_to_sample`, then `to_json` and `to_parquet`
+  --help  `personagym-hf --help`, best of 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+from personagym_hf.store import discover_files
+from personagym_hf.synth import write_store
+
+REPLY_CHARS = 1300  # gives a mean file of ~5.2 KB (most files 2.5-8 KB)
+DEFAULT_STORE = str(Path(tempfile.gettempdir()) / "bench_store" / "{n}")
+MARKER = ".bench_store"  # only folders holding it are ever deleted (dot files are not interactions)
+CLI = Path(sys.executable).with_name("personagym-hf")
+CLI_CMD = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "personagym_hf"]
+
+# Spawns the measured command and reports its wall time and wait4() rusage. A child's ru_maxrss starts at
+# the RSS of the process that spawned it, so the spawner is this bare interpreter (~8 MB), not the bench.
+LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{time.perf_counter() - start} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+FLOOR_SCRIPT = """
+import os, sys
+try:
+    from orjson import loads
+except ImportError:
+    from json import loads
+for root, _, names in os.walk(sys.argv[1]):
+    for name in names:
+        if name.endswith(".json") and name != "index.json":
+            with open(os.path.join(root, name), "rb") as f:
+                loads(f.read())
+"""
+
+NAIVE_SCRIPT = """
+import json, sys
+from pathlib import Path
+import datasets
+from personagym_hf.collect import interaction_to_sample
+from personagym_hf.schema import FEATURE_SPECS, features
+store, out = Path(sys.argv[1]), Path(sys.argv[2])
+def generate():
+    for path in sorted(store.rglob("*.json")):
+        if path.name != "index.json" and not path.name.startswith("token_usage"):
+            with path.open(encoding="utf-8") as f:
+                yield interaction_to_sample(json.load(f)).to_dict()
+ds = datasets.Dataset.from_generator(generate, features=features(FEATURE_SPECS))
+ds.to_json(out / "naive.jsonl")
+ds.to_parquet(out / "naive.parquet")
+"""
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float
+    peak_rss_mb: float
+
+
+def interaction_files(store: Path) -> list[Path]:
+    return discover_files(store) if store.is_dir() else []
+
+
+def prepare_store(template: str, n: int, keep: bool) -> tuple[Path, float]:
+    """The store for N interactions (reused with --keep when it holds N files) and its mean file size."""
+    store = Path(template.format(n=n))
+    files = interaction_files(store)
+    if not (keep and len(files) == n):
+        remove_store(store)
+        print(f"generating {n} interactions in {store} ...", flush=True)
+        write_store(store, n, personas=max(1, n // 20), seed=0, reply_chars=REPLY_CHARS)
+        (store / MARKER).touch()
+        files = interaction_files(store)
+    else:
+        print(f"reusing the store in {store}")
+    return store, sum(f.stat().st_size for f in files) / max(1, len(files))
+
+
+def remove_store(store: Path) -> None:
+    if store.exists() and any(store.iterdir()) and not (store / MARKER).exists():
+        sys.exit(f"{store} exists and was not made by this script; pick another --store-dir")
+    shutil.rmtree(store, ignore_errors=True)
+
+
+def warm_cache(store: Path) -> None:
+    """Read every file once, untimed, so each step starts with the store in the page cache."""
+    for path in store.rglob("*"):
+        if path.is_file():
+            path.read_bytes()
+
+
+def run_child(name: str, cmd: list[str], store: Path | None, env: dict[str, str] | None = None) -> Step:
+    """Run `cmd` in a fresh process via LAUNCHER; its wall time and peak RSS (ru_maxrss of its tree, KiB)."""
+    if store is not None:
+        warm_cache(store)
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as tmp:
+        figures = Path(tmp) / "figures"
+        launcher = [sys.executable, "-S", "-E", "-c", LAUNCHER, str(figures), *cmd]
+        if subprocess.run(launcher, stdout=log, stderr=subprocess.STDOUT, env=env).returncode != 0:
+            log.seek(0)
+            sys.exit(f"{name} failed: {' '.join(cmd)}\n{log.read().decode(errors='replace')}")
+        seconds, maxrss_kib = figures.read_text().split()
+    return Step(name, float(seconds), int(maxrss_kib) / 1024)
+
+
+def export_step(store: Path, name: str, extra: list[str] = ()) -> Step:
+    with tempfile.TemporaryDirectory(prefix="bench_export_") as out:
+        return run_child(name, [*CLI_CMD, "export", "--interactions", str(store), "--output", out, "-q", *extra], store)
+
+
+def naive_step(store: Path) -> Step:
+    with tempfile.TemporaryDirectory(prefix="bench_naive_") as out, tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "HF_DATASETS_CACHE": cache, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "1"}
+        return run_child("naive datasets", [sys.executable, "-c", NAIVE_SCRIPT, str(store), out], store, env)
+
+
+def help_step() -> Step:
+    runs = [run_child("--help", [*CLI_CMD, "--help"], None) for _ in range(5)]
+    return min(runs, key=lambda step: step.seconds)
+
+
+def supports_num_proc() -> bool:
+    result = subprocess.run([*CLI_CMD, "export", "--help"], capture_output=True, text=True, check=True)
+    return "--num-proc" in result.stdout
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    facts = {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
+             "load avg (1 min)": f"{os.getloadavg()[0]:.2f}"}  # fmt: skip
+    for package in ("datasets", "pyarrow", "orjson"):
+        try:
+            facts[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            facts[package] = "not installed"
+    return facts
+
+
+def verdict(ok: bool | None) -> str:
+    return "SKIP" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def benchmark(args: argparse.Namespace) -> dict:
+    store, mean_size = prepare_store(args.store_dir, args.n, args.keep)
+    print(f"store: {store} ({args.n} interactions, mean file size {mean_size:,.0f} B = {mean_size / 1024:.2f} KiB)")
+    print("page cache: the store is read once, untimed, before every timed step (warm cache)")
+    subprocess.run([sys.executable, "-c", "import datasets, pyarrow.parquet"], check=True)  # warm the imports too
+    steps = [run_child("floor (read+parse)", [sys.executable, "-c", FLOOR_SCRIPT, str(store)], store)]
+    steps.append(export_step(store, "export (1 process)"))
+    parallel = None
+    if args.num_proc > 1:
+        if supports_num_proc():
+            parallel = export_step(store, f"export (num_proc {args.num_proc})", ["--num-proc", str(args.num_proc)])
+            steps.append(parallel)
+        else:
+            print("num-proc: not supported by this version")
+    naive = None if args.skip_naive else naive_step(store)
+    steps += [s for s in (naive, help_step()) if s is not None]
+    if not args.keep:
+        remove_store(store)
+
+    floor, export, help_ = steps[0], steps[1], steps[-1]
+    print(f"\n{'step':<22} {'seconds':>8} {'interactions/s':>15} {'ratio to floor':>15} {'peak RSS MB':>12}")
+    for step in steps:
+        rate = f"{args.n / step.seconds:,.0f}" if step is not help_ else "-"
+        ratio = f"{step.seconds / floor.seconds:.2f}" if step is not help_ else "-"
+        print(f"{step.name:<22} {step.seconds:>8.3f} {rate:>15} {ratio:>15} {step.peak_rss_mb:>12.1f}")
+
+    two = parallel if args.num_proc == 2 else None
+    targets = {
+        "export <= 3.0x floor (1 process)": (f"{export.seconds / floor.seconds:.2f}x", export.seconds <= 3.0 * floor.seconds),
+        "export <= 1.8x floor (num_proc 2)": (f"{two.seconds / floor.seconds:.2f}x" if two else "not measured",
+                                              two.seconds <= 1.8 * floor.seconds if two else None),
+        "export >= 4x faster than naive": (f"{naive.seconds / export.seconds:.2f}x" if naive else "skipped",
+                                           naive.seconds >= 4 * export.seconds if naive else None),
+        "--help < 0.25 s": (f"{help_.seconds:.3f} s", help_.seconds < 0.25),
+    }
+    print("\ntargets:")
+    for target, (value, ok) in targets.items():
+        print(f"  {verdict(ok):<4}  {target:<36} {value}")
+    return {"n": args.n, "mean_file_bytes": round(mean_size), "steps": [asdict(s) for s in steps],
+            "targets": {t: {"value": v, "result": verdict(ok)} for t, (v, ok) in targets.items()}}  # fmt: skip
+
+
+def rss_sweep(args: argparse.Namespace, sizes: list[int]) -> dict:
+    template = args.store_dir if "{n}" in args.store_dir else os.path.join(args.store_dir, "{n}")
+    steps = {}
+    for n in sizes:
+        store, mean_size = prepare_store(template, n, args.keep)
+        steps[n] = export_step(store, f"export N={n}")
+        print(f"N={n}: mean file {mean_size / 1024:.2f} KiB, export {steps[n].seconds:.1f} s, "
+              f"peak RSS {steps[n].peak_rss_mb:.1f} MB")  # fmt: skip
+        if not args.keep:
+            remove_store(store)
+    small, large = steps[min(sizes)], steps[max(sizes)]
+    growth = large.peak_rss_mb / small.peak_rss_mb
+    print(f"\nRSS growth N={max(sizes)} vs N={min(sizes)}: {growth:.2f}x")
+    print(f"  {verdict(large.peak_rss_mb <= 400):<4}  peak RSS <= 400 MB at N={max(sizes)} (target set for 200000)")
+    print(f"  {verdict(growth <= 1.2):<4}  RSS growth <= 20%")
+    return {"rss_sweep": {str(n): asdict(s) for n, s in steps.items()}, "growth": growth}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--n", type=int, default=20000, help="number of interactions (default 20000)")
+    parser.add_argument("--num-proc", type=int, default=1, help="also run the export with this many processes")
+    parser.add_argument("--keep", action="store_true", help="keep the store, and reuse it when it holds N files")
+    parser.add_argument("--store-dir", default=DEFAULT_STORE, help="store folder; {n} becomes N (default %(default)s)")
+    parser.add_argument("--skip-naive", action="store_true", help="skip the naive datasets script (the slowest step)")
+    parser.add_argument("--rss-sweep", metavar="N1,N2", help="only the export, at each size: peak RSS and its growth")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
+    args = parser.parse_args()
+
+    facts = machine()
+    print("machine: " + ", ".join(f"{key} {value}" for key, value in facts.items()))
+    if args.rss_sweep:
+        figures = rss_sweep(args, sorted(int(size) for size in args.rss_sweep.split(",")))
+    else:
+        figures = benchmark(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": facts, **figures}, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

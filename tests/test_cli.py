@@ -1,0 +1,112 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import make_interaction, write_files
+
+from personagym_hf.cli import build_parser, main
+
+
+def test_help_explains_every_command_and_imports_no_heavy_library():
+    code = ("import sys; from personagym_hf.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('datasets', 'pyarrow', 'huggingface_hub', 'pandas') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("[]")
+    for command in ("export", "validate", "stats"):
+        assert f"    {command}" in out
+
+
+def test_every_command_is_documented_in_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in commands:
+        assert f"personagym-hf {name}" in readme, name
+
+
+def test_export_demo_prints_a_summary(tmp_path, capsys):
+    assert main(["export", "--demo", "--output", str(tmp_path / "out"), "-q"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Exported 80 samples from 80 files (train 64, validation 12, test 4)"
+    assert out[1] == "  noise rate 28.7%, 40 personas, avg 2.3125 turns"
+    assert (tmp_path / "out" / "hf_dataset" / "README.md").exists()
+    assert json.loads((tmp_path / "out" / "token_usage.json").read_text())["summary"]["total_calls"] == 32
+
+
+def test_export_options(small_store, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["export", "--interactions", str(small_store), "--output", str(out), "--no-split", "-q",
+                 "--no-hf-dataset"]) == 0  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["statistics.json", "train_samples.json", "train_samples.jsonl"]
+    write_files(small_store, [make_interaction(99, persona="persona_new")])
+    assert main(["export", "--interactions", str(small_store), "--output", str(out), "--no-split", "-q",
+                 "--no-hf-dataset", "--append"]) == 0  # fmt: skip
+    assert "  appended 1 new samples to 12 already exported" in capsys.readouterr().out
+
+
+def test_missing_store_is_one_line_with_the_fix(tmp_path, capsys):
+    assert main(["export", "--interactions", str(tmp_path / "nope"), "--output", str(tmp_path / "o"), "-q"]) == 1
+    assert capsys.readouterr().err == (
+        f"personagym-hf export: error: {tmp_path / 'nope'}: no such file or directory; "
+        "pass --interactions with the folder of your interaction store\n"
+    )
+
+
+def test_on_bad_records_error_exits_non_zero_naming_the_record(small_store, tmp_path, capsys):
+    (small_store / "zz.json").write_text(json.dumps(make_interaction(50, messages=[])), encoding="utf-8")
+    code = main(["export", "--interactions", str(small_store), "--output", str(tmp_path / "o"), "-q",
+                 "--on-bad-records", "error"])  # fmt: skip
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"personagym-hf export: error: {small_store.as_posix()}/zz.json, interaction_id='interaction_persona_001_0050': "
+        "'messages' is empty (fix the record, or rerun with --on-bad-records warn to skip bad records)\n"
+    )
+    assert not any(p.suffix in (".json", ".jsonl", ".parquet") for p in (tmp_path / "o").rglob("*"))
+
+
+def test_validate_lists_bad_records_and_exits_1(small_store, capsys):
+    assert main(["validate", "--interactions", str(small_store), "-q"]) == 0
+    assert capsys.readouterr().out == "12 valid interactions, 0 bad, 0 warnings\n"
+    (small_store / "zz.jsonl").write_text('{"persona_id": "p"}\n', encoding="utf-8")
+    assert main(["validate", "--interactions", str(small_store), "-q"]) == 1
+    assert capsys.readouterr().out == (
+        f"{small_store.as_posix()}/zz.jsonl, line 1: missing 'messages'\n12 valid interactions, 1 bad, 0 warnings\n"
+    )
+
+
+def test_stats_prints_json(small_store, capsys):
+    assert main(["stats", "--interactions", str(small_store), "-q"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["total_samples"] == 12 and stats["total_personas"] == 6
+
+
+def test_collector_plugin_is_used_end_to_end(small_store, tmp_path, monkeypatch):
+    (tmp_path / "my_collector.py").write_text(
+        "from personagym_hf import TrainingDataCollector\n\n"
+        "class Tagged(TrainingDataCollector):\n"
+        "    def interaction_to_training_sample(self, interaction):\n"
+        "        sample = super().interaction_to_training_sample(interaction)\n"
+        "        sample.metadata['custom_field'] = len(interaction['messages'])\n"
+        "        return sample\n", encoding="utf-8")  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--interactions", str(small_store), "--output", "out", "-q", "--collector",
+                 "my_collector:Tagged"]) == 0  # fmt: skip
+    rows = json.loads((tmp_path / "out" / "train_samples.json").read_text())
+    assert {row["metadata"]["custom_field"] for row in rows} == {4}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nomodule", "--collector 'nomodule': expected package.module:ClassName"),
+    ("json:JSONDecoder", "--collector 'json:JSONDecoder': expected a subclass of TrainingDataCollector"),
+], ids=["no_class", "not_a_collector"])  # fmt: skip
+def test_bad_collector_spec(small_store, capsys, spec, message):
+    assert main(["validate", "--interactions", str(small_store), "-q", "--collector", spec]) == 1
+    assert capsys.readouterr().err == f"personagym-hf validate: error: {message}\n"
+
+
+def test_python_dash_m_works(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "personagym_hf", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("personagym-hf ")

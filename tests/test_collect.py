@@ -1,0 +1,194 @@
+import pytest
+from conftest import make_interaction
+
+from personagym_hf.collect import (
+    InvalidInteraction,
+    interaction_to_sample,
+    noisy_initial_queries,
+    record_warnings,
+    sample_id_for,
+    validate_sample,
+)
+from personagym_hf.schema import TrainingSample
+
+
+def test_example_interaction_becomes_the_documented_sample(example):
+    sample = interaction_to_sample(example)
+    assert sample.to_dict() == {
+        "sample_id": "sample_persona_001_20260206_103000",
+        "persona_id": "persona_001",
+        "persona_features": {"role": "engineer", "communication_style": "casual", "age_band": "25_34"},
+        "original_query": "Help me write Python code",
+        "initial_query": "hey can u help me write some python code",
+        "prompt_trajectory": ["hey can u help me write some python code", "a script to process csv files"],
+        "full_conversation": [
+            {"role": "user", "content": "hey can u help me write some python code"},
+            {"role": "assistant", "content": "Sure! What kind of Python code ..."},
+            {"role": "user", "content": "a script to process csv files"},
+            {"role": "assistant", "content": "Here's a Python script ..."},
+        ],
+        "num_turns": 2,
+        "noisy_initial_queries": [],
+        "metadata": {
+            "interaction_id": "interaction_persona_001_20260206_103000",
+            "distractor_applied": True,
+            "assistant_model": {"model": "gpt-4o-mini", "provider": "openai"},
+            "created_at": "2026-02-06T10:30:00",
+        },
+    }
+    assert validate_sample(sample) == []
+
+
+LAYOUT_A = {
+    "distractor_applied": True, "distractor_type": "semantic",
+    "noisy_versions": {
+        "initial_query": {"clean_query": "Help me write code", "noisy_versions": [
+            {"noisy_text": "hey help me writ code", "noise_type": "surface_noise",
+             "applied_strategies": ["colloquial_speech", "typo_misspelling"]}]},
+        "followups": [{"clean_feedback": "Add error handling", "noisy_versions": [],
+                       "used_version": "add some error stuff maybe"}]},
+}  # fmt: skip
+LAYOUT_B = {
+    "distractor_applied": True, "distractor_type": "semantic",
+    "semantic_noise": {"initial_query": {
+        "original_text": "Help me write code", "noisy_text": "hey help me writ code", "layer": "surface_noise",
+        "layer_index": 1, "applied_strategies": ["colloquial_speech", "typo_misspelling"],
+        "semantics": {"intent": "code_generation", "slots": {"language": "Python"}}}},
+}  # fmt: skip
+EXPECTED_NOISE = [{"noisy_text": "hey help me writ code", "noise_type": "surface_noise",
+                   "applied_strategies": ["colloquial_speech", "typo_misspelling"]}]  # fmt: skip
+
+
+@pytest.mark.parametrize("metadata", [LAYOUT_A, LAYOUT_B], ids=["layout_a_noisy_versions", "layout_b_semantic_noise"])
+def test_both_noise_layouts_give_the_same_entries(example, metadata):
+    example["metadata"] = metadata
+    sample = interaction_to_sample(example)
+    assert sample.noisy_initial_queries == EXPECTED_NOISE
+    assert sample.metadata["distractor_type"] == "semantic"
+    assert sample.metadata["distractor_applied"] is True
+
+
+def test_both_layouts_at_once_are_not_counted_twice(example):
+    example["metadata"] = {**LAYOUT_A, **LAYOUT_B}
+    assert noisy_initial_queries(example) == EXPECTED_NOISE
+
+
+def test_rule_based_noise_types_pass_through(example):
+    example["metadata"] = {"noisy_versions": {"initial_query": {"noisy_versions": [
+        {"noisy_text": "hey cna u help", "noise_type": "typo"}, {"noisy_text": "u hey help", "noise_type": "word_swap"}]}}}
+    assert interaction_to_sample(example).noisy_initial_queries == [
+        {"noisy_text": "hey cna u help", "noise_type": "typo", "applied_strategies": []},
+        {"noisy_text": "u hey help", "noise_type": "word_swap", "applied_strategies": []},
+    ]
+    assert interaction_to_sample(example).metadata["distractor_applied"] is True
+
+
+def test_defaults_for_missing_optional_fields(example):
+    for key in ("original_query", "initial_query", "persona_features", "num_turns"):
+        del example[key]
+    example["metadata"] = {}
+    example["messages"][1].pop("metadata")
+    sample = interaction_to_sample(example)
+    assert sample.initial_query == "hey can u help me write some python code"
+    assert sample.original_query == sample.initial_query
+    assert sample.persona_features == {}
+    assert sample.metadata == {
+        "interaction_id": "interaction_persona_001_20260206_103000",
+        "distractor_applied": False,
+        "assistant_model": None,
+    }
+
+
+def test_assistant_model_falls_back_to_the_first_assistant_message(example):
+    del example["metadata"]["assistant_model"]
+    assert interaction_to_sample(example).metadata["assistant_model"] == {"model": "gpt-4o-mini", "provider": "openai"}
+
+
+def test_optional_metadata_is_copied_and_nothing_else(example):
+    example["query_id"] = "query_007"
+    example["metadata"]["api_key"] = "sk-should-never-be-copied"
+    example["metadata"]["distractor_type"] = "rule_based"
+    metadata = interaction_to_sample(example).metadata
+    assert list(metadata) == ["interaction_id", "distractor_applied", "assistant_model", "created_at", "query_id",
+                              "distractor_type"]  # fmt: skip
+    assert metadata["query_id"] == "query_007"
+
+
+def test_leading_system_message_is_kept_but_not_a_turn(example):
+    example["messages"].insert(0, {"role": "system", "content": "You are helpful."})
+    sample = interaction_to_sample(example)
+    assert sample.full_conversation[0] == {"role": "system", "content": "You are helpful."}
+    assert sample.num_turns == 2
+    assert sample.prompt_trajectory == ["hey can u help me write some python code", "a script to process csv files"]
+    assert validate_sample(sample) == []
+
+
+def test_declared_num_turns_that_disagrees_is_a_warning_not_an_error(example):
+    example["num_turns"] = 5
+    sample = interaction_to_sample(example)
+    assert sample.num_turns == 2
+    assert record_warnings(example, sample) == ["num_turns is 5 in the record but the messages hold 2 user turns"]
+
+
+@pytest.mark.parametrize(
+    "interaction_id, sample_id",
+    [
+        ("interaction_persona_001_20260206_103000", "sample_persona_001_20260206_103000"),
+        ("abc-1.2", "sample_abc-1.2"),
+        ("interaction_a/b", "sample_a_b_992d9b99"),
+        ("interaction_a b", "sample_a_b_da580f11"),
+    ],
+    ids=["upstream", "no_prefix", "slash", "space"],
+)
+def test_sample_id_is_stable_and_file_name_safe(interaction_id, sample_id):
+    assert sample_id_for(interaction_id) == sample_id
+
+
+def test_record_without_interaction_id_gets_a_content_hash_id(example):
+    del example["interaction_id"]
+    first, second = interaction_to_sample(example), interaction_to_sample(dict(example))
+    assert first.sample_id == second.sample_id
+    assert first.sample_id.startswith("sample_") and len(first.sample_id) == len("sample_") + 16
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda r: r.pop("messages"), "missing 'messages'"),
+        (lambda r: r.update(messages=[]), "'messages' is empty"),
+        (lambda r: r.update(messages="hi"), "'messages' must be a list, got str"),
+        (lambda r: r.update(messages=[{"role": "assistant", "content": "hi"}]), "no user message"),
+        (lambda r: r["messages"].append({"role": "tool", "content": "x"}),
+         "message 5 has role 'tool'; expected one of ['system', 'user', 'assistant']"),
+        (lambda r: r["messages"][2].update(content="  "), "message 3 (user) has empty content"),
+        (lambda r: r["messages"][1].update(content=3), "message 2 content must be a string, got int"),
+        (lambda r: r["messages"].append({"role": "system", "content": "late"}),
+         "message 5 is a 'system' message; only the first message may be"),
+        (lambda r: r.pop("persona_id"), "missing persona_id"),
+        (lambda r: r.update(persona_features=["engineer"]), "'persona_features' must be an object, got list"),
+        (lambda r: r.update(metadata={"semantic_noise": {"initial_query": {"layer": "surface_noise"}}}),
+         "metadata.semantic_noise.initial_query.noisy_text must be a string, got NoneType"),
+    ],
+    ids=["no_messages", "empty_messages", "messages_not_list", "no_user", "bad_role", "empty_content",
+         "content_not_string", "late_system", "no_persona", "features_not_object", "noise_without_text"],
+)  # fmt: skip
+def test_bad_interactions_are_rejected_with_the_reason(example, change, reason):
+    change(example)
+    with pytest.raises(InvalidInteraction) as raised:
+        interaction_to_sample(example)
+    assert str(raised.value) == reason
+
+
+def test_validate_sample_has_the_seed_checks_and_more():
+    sample = TrainingSample.from_dict({"sample_id": "s", "num_turns": 0})
+    assert validate_sample(sample) == ["Missing persona_id", "Empty prompt trajectory", "Invalid turn count"]
+    bad = interaction_to_sample(make_interaction(1))
+    bad.full_conversation[0]["role"] = "robot"
+    bad.num_turns = 3
+    bad.noisy_initial_queries = [{"noisy_text": "", "noise_type": "typo", "applied_strategies": []}]
+    assert validate_sample(bad) == [
+        "num_turns is 3 but prompt_trajectory has 2 prompts",
+        "Message 1 has invalid role 'robot'",
+        "prompt_trajectory does not match the user turns of full_conversation",
+        "Noisy query 0 needs non-empty noisy_text and noise_type",
+    ]

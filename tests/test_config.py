@@ -1,0 +1,79 @@
+import pytest
+
+from personagym_hf.config import ConfigError, format_flags, load_config, parse_config, split_ratios
+
+ALL_TRUE = dict.fromkeys(
+    ["include_persona", "include_trajectory", "include_distractor_versions", "include_full_conversation",
+     "include_metadata"], True)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "block, expected",
+    [
+        (None, ALL_TRUE),
+        ({"include_persona": True, "include_trajectory": True, "include_distractor_versions": True}, ALL_TRUE),
+        ({"include_persona": False, "include_trajectory": True, "include_distractor_versions": False},
+         {**dict.fromkeys(ALL_TRUE, False), "include_trajectory": True}),
+        ({"include_metadata": False}, {**ALL_TRUE, "include_metadata": False} | dict.fromkeys(
+            ["include_persona", "include_trajectory", "include_distractor_versions", "include_full_conversation"],
+            False)),
+    ],
+    ids=["absent", "seed_three_flags", "seed_minimal_format", "one_false_turns_absent_off"],
+)  # fmt: skip
+def test_format_flag_rule(block, expected):
+    assert format_flags(block) == expected
+
+
+def test_unknown_format_flag_is_an_error():
+    with pytest.raises(ConfigError, match=r"training_data.format: unknown flag\(s\) \['include_emoji'\]"):
+        format_flags({"include_emoji": True})
+
+
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        ({"train": 0.8, "validation": 0.1, "test": 0.2},
+         "training_data.split: ratios must sum to 1, got 1.1 (train=0.8, validation=0.1, test=0.2)"),
+        ({"train": 1.5, "validation": -0.5, "test": 0}, "training_data.split.train: expected a number in [0, 1], got 1.5"),
+        ({"train": "most"}, "training_data.split.train: expected a number in [0, 1], got 'most'"),
+        ({"train": 0.9, "val": 0.1}, "training_data.split: unknown key(s) ['val']; expected ['train', 'validation', 'test']"),
+    ],
+    ids=["sum", "range", "type", "unknown_key"],
+)  # fmt: skip
+def test_split_ratio_errors(block, message):
+    with pytest.raises(ConfigError) as raised:
+        split_ratios(block)
+    assert str(raised.value) == message
+
+
+def test_split_ratios_may_leave_out_a_split():
+    assert split_ratios({"train": 0.9, "test": 0.1}) == {"train": 0.9, "validation": 0.0, "test": 0.1}
+
+
+def test_whole_upstream_config_and_its_training_data_part_agree(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "api:\n  openai:\n    api_key: ${OPENAI_API_KEY}\n"
+        "paths:\n  interactions: {output_dir: store}\n  training_data: {output_dir: out}\n"
+        "training_data:\n  format: {include_persona: false, include_trajectory: true}\n"
+        "  split: {train: 0.5, validation: 0.25, test: 0.25}\n"
+        "experiment: {seed: 7, incremental: true}\n",
+        encoding="utf-8",
+    )
+    whole = parse_config(load_config(path))
+    assert (whole.interactions_dir, whole.output_dir, whole.seed, whole.incremental) == ("store", "out", 7, True)
+    assert whole.ratios == {"train": 0.5, "validation": 0.25, "test": 0.25}
+    part = parse_config(load_config(path)["training_data"])
+    assert (part.format, part.ratios) == (whole.format, whole.ratios)
+    assert part.seed == 42
+    assert "OPENAI" not in repr(whole)
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing.yaml: config file not found; pass --config"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"list.yaml: expected a YAML mapping at the top level, got list"):
+        load_config(tmp_path / "list.yaml")
+    with pytest.raises(ConfigError, match=r"training_data.split_by: expected one of \['persona', 'sample'\], got 'user'"):
+        parse_config({"training_data": {"split_by": "user"}})

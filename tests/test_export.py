@@ -1,0 +1,219 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import make_interaction, write_files
+
+from personagym_hf import BadInputError, TrainingDataCollector, TrainingDataExporter
+from personagym_hf.config import parse_config
+from personagym_hf.job import export_store
+from personagym_hf.split import split_of
+
+CONVERT = TrainingDataCollector().interaction_to_training_sample
+
+
+def run(store, out, config=None, **options):
+    return export_store(store, out, parse_config(config or {}), CONVERT, **options)
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: Path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_split_export_writes_the_seed_files_and_jsonl_beside_them(small_store, tmp_path):
+    out = tmp_path / "out"
+    result = run(small_store, out, hf_dataset=False).result
+    assert sorted(p.name for p in out.iterdir()) == [
+        "statistics.json", "test_samples.json", "test_samples.jsonl", "train_samples.json", "train_samples.jsonl",
+        "val_samples.json", "val_samples.jsonl"]  # fmt: skip
+    assert result.json_files == {s: out / f"{p}_samples.json" for s, p in
+                                 [("train", "train"), ("validation", "val"), ("test", "test")]}  # fmt: skip
+    total = 0
+    for split, path in result.json_files.items():
+        rows = read_json(path)
+        assert rows == read_jsonl(path.with_suffix(".jsonl"))
+        assert path.read_text(encoding="utf-8") == json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+        assert all(split_of(row, 42, {"train": 0.8, "validation": 0.1, "test": 0.1}) == split for row in rows)
+        total += len(rows)
+    assert total == 12
+    personas = [{row["persona_id"] for row in read_json(p)} for p in result.json_files.values()]
+    assert not (personas[0] & personas[1] or personas[0] & personas[2] or personas[1] & personas[2])
+
+
+def test_non_ascii_is_written_as_is(tmp_path):
+    store = write_files(tmp_path / "s", [make_interaction(1, initial_query="caf\u00e9 \u65e5\u672c\u8a9e")])
+    run(store, tmp_path / "out", split=False, hf_dataset=False)
+    assert "caf\u00e9 \u65e5\u672c\u8a9e" in (tmp_path / "out" / "train_samples.json").read_text(encoding="utf-8")
+    assert "caf\u00e9" in (tmp_path / "out" / "train_samples.jsonl").read_text(encoding="utf-8")
+
+
+def test_seed_minimal_format_gives_exactly_the_documented_fields(small_store, tmp_path):
+    config = {"training_data": {"format": {"include_persona": False, "include_trajectory": True,
+                                           "include_distractor_versions": False}}}  # fmt: skip
+    run(small_store, tmp_path / "out", config, split=False, hf_dataset=False)
+    rows = read_json(tmp_path / "out" / "train_samples.json")
+    assert rows[0] == {
+        "sample_id": "sample_persona_000_0000",
+        "initial_query": "hey can u help me write some python code",
+        "prompt_trajectory": ["hey can u help me write some python code", "a script to process csv files"],
+        "num_turns": 2,
+    }
+
+
+def test_timestamps_in_file_names_only_when_asked(small_store, tmp_path):
+    run(small_store, tmp_path / "out", split=False, use_timestamp=True, hf_dataset=False)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert [re.sub(r"_\d{8}_\d{6}\.", "_<stamp>.", name) for name in names] == [
+        "statistics_<stamp>.json", "train_samples_<stamp>.json", "train_samples_<stamp>.jsonl"]
+
+
+def test_same_store_gives_byte_identical_outputs(small_store, tmp_path):
+    run(small_store, tmp_path / "a")
+    run(small_store, tmp_path / "b")
+    assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
+    assert len(snapshot(tmp_path / "a")) > 10
+
+
+def test_statistics_have_exact_values(tmp_path):
+    records = [
+        make_interaction(1, persona="p1", persona_features={"role": "engineer"}),
+        make_interaction(2, persona="p1", persona_features={"role": "engineer"}),
+        make_interaction(3, persona="p2", persona_features={"role": "student"}),
+    ]
+    records[0]["metadata"]["semantic_noise"] = {"initial_query": {
+        "noisy_text": "hye", "layer": "surface_noise", "applied_strategies": ["typo_misspelling"]}}
+    records[2]["messages"] = records[2]["messages"][:2]
+    stats = run(write_files(tmp_path / "s", records), tmp_path / "out", split=False).result.statistics
+    assert stats == read_json(tmp_path / "out" / "statistics.json")
+    assert stats == {
+        "total_samples": 3,
+        "samples_by_split": {"train": 3, "validation": 0, "test": 0},
+        "avg_turns": 1.6667,
+        "avg_trajectory_length": 1.6667,
+        "distractor_stats": {"samples_with_noise": 1, "noise_rate": 0.3333,
+                             "layer_distribution": {"surface_noise": 1},
+                             "strategy_distribution": {"typo_misspelling": 1}},
+        "persona_distribution": {"engineer": 2, "student": 1},
+        "model_distribution": {"openai/gpt-4o-mini": 3},
+        "total_personas": 2,
+        "splits": {"train": {"samples": 3, "personas": 2, "avg_turns": 1.6667, "noise_rate": 0.3333},
+                   "validation": {"samples": 0, "personas": 0, "avg_turns": 0.0, "noise_rate": 0.0},
+                   "test": {"samples": 0, "personas": 0, "avg_turns": 0.0, "noise_rate": 0.0}},
+        "created_at": "2026-02-06T10:03:00",
+    }  # fmt: skip
+
+
+def test_bad_records_are_reported_and_good_ones_kept(tmp_path):
+    store = write_files(tmp_path / "s", [make_interaction(1), make_interaction(2, messages=[])])
+    (store / "z_dupe.jsonl").write_text(json.dumps(make_interaction(1)) + "\n{oops\n", encoding="utf-8")
+    run_ = run(store, tmp_path / "out", split=False, hf_dataset=False)
+    assert [r["sample_id"] for r in read_json(tmp_path / "out" / "train_samples.json")] == ["sample_persona_001_0001"]
+    report = read_jsonl(tmp_path / "out" / "rejected.jsonl")
+    assert report == [
+        {"file": f"{store.as_posix()}/interaction_persona_001_0002.json", "where": "",
+         "interaction_id": "interaction_persona_001_0002", "reason": "'messages' is empty"},
+        {"file": f"{store.as_posix()}/z_dupe.jsonl", "where": "line 1", "interaction_id": "interaction_persona_001_0001",
+         "reason": f"duplicate interaction_id (already read from {store.as_posix()}/interaction_persona_001_0001.json); "
+                   "kept the first"},
+        {"file": f"{store.as_posix()}/z_dupe.jsonl", "where": "line 2", "interaction_id": None,
+         "reason": "invalid JSON (unexpected character, expected a string key: line 1 column 2 (char 1))"},
+    ]  # fmt: skip
+    assert len(run_.rejections.bad) == 3
+
+
+def test_on_bad_records_error_stops_and_writes_no_data(tmp_path, small_store):
+    out = tmp_path / "out"
+    run(small_store, out)
+    before = snapshot(out)
+    (small_store / "zz_bad.json").write_text("{", encoding="utf-8")
+    with pytest.raises(BadInputError) as raised:
+        run(small_store, out, {"training_data": {"on_bad_records": "error"}})
+    assert str(raised.value) == (
+        f"{small_store.as_posix()}/zz_bad.json: invalid JSON (unexpected end of data: line 1 column 2 (char 1)) "
+        "(fix the record, or rerun with --on-bad-records warn to skip bad records)"
+    )
+    assert snapshot(out) == before
+
+
+def test_a_run_that_fails_halfway_leaves_earlier_outputs_intact(tmp_path, small_store):
+    out = tmp_path / "out"
+    run(small_store, out)
+    before = snapshot(out)
+
+    def explode(interaction):
+        if interaction["interaction_id"].endswith("0007"):
+            raise RuntimeError("disk on fire")
+        return CONVERT(interaction)
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        export_store(small_store, out, parse_config({}), explode)
+    assert snapshot(out) == before
+
+
+def test_append_adds_only_new_samples_and_keeps_old_rows_in_their_split(tmp_path):
+    store = write_files(tmp_path / "s", [make_interaction(n, persona=f"p{n % 7}") for n in range(20)])
+    out = tmp_path / "out"
+    run(store, out, hf_dataset=False)
+    first = {s: read_json(out / f"{s}_samples.json") for s in ("train", "val", "test")}
+    # A row the store no longer holds, and a store that changed its mind about a kept sample, stay as exported.
+    (store / "interaction_p0_0000.json").unlink()
+    write_files(store, [make_interaction(n, persona=f"p{n % 7}") for n in range(20, 30)])
+    result = run(store, out, append=True, hf_dataset=False).result
+    assert (result.new_samples, result.kept_samples) == (10, 20)
+    second = {s: read_json(out / f"{s}_samples.json") for s in ("train", "val", "test")}
+    for name in first:
+        assert second[name][: len(first[name])] == first[name]
+    ids = [row["sample_id"] for rows in second.values() for row in rows]
+    assert len(ids) == len(set(ids)) == 30
+    assert read_json(out / "statistics.json")["total_samples"] == 30
+    again = run(store, out, append=True, hf_dataset=False).result
+    assert (again.new_samples, again.kept_samples) == (0, 30)
+
+
+def test_token_usage_is_merged_without_counting_a_record_twice(tmp_path, small_store):
+    record = {"module": "interaction_generation", "operation": "assistant_response", "model": "gpt-4o-mini",
+              "provider": "openai", "input_tokens": 150, "output_tokens": 75, "total_tokens": 225,
+              "timestamp": "2026-02-06T10:30:00", "metadata": {}}  # fmt: skip
+    other = {**record, "module": "distractor", "input_tokens": 10, "output_tokens": 5, "total_tokens": 15,
+             "timestamp": "2026-02-06T10:31:00"}  # fmt: skip
+    (small_store / "token_usage_1.json").write_text(json.dumps({"records": [record]}), encoding="utf-8")
+    (small_store.parent / "token_usage_2.json").write_text(json.dumps({"records": [record, other]}), encoding="utf-8")
+    run(small_store, tmp_path / "out", hf_dataset=False)
+    assert read_json(tmp_path / "out" / "token_usage.json") == {
+        "summary": {"total_calls": 2, "total_input_tokens": 160, "total_output_tokens": 80, "total_tokens": 240},
+        "by_module": {
+            "distractor": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15, "call_count": 1},
+            "interaction_generation": {"input_tokens": 150, "output_tokens": 75, "total_tokens": 225, "call_count": 1},
+        },
+        "by_model": {"openai/gpt-4o-mini": {"input_tokens": 160, "output_tokens": 80, "total_tokens": 240, "call_count": 2}},
+        "records": [record, other],
+    }  # fmt: skip
+
+
+def test_no_token_usage_file_when_the_store_has_none(small_store, tmp_path):
+    run(small_store, tmp_path / "out", hf_dataset=False)
+    assert not (tmp_path / "out" / "token_usage.json").exists()
+
+
+def test_exporter_export_samples_and_statistics(tmp_path, small_store, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    samples = TrainingDataCollector({}).collect_from_interactions(json.loads(p.read_text()) for p in sorted(small_store.glob("*.json")))
+    exporter = TrainingDataExporter({})
+    files = exporter.export_samples(samples, split=True, use_timestamp=False)
+    assert files == {"train": "output/training_data/train_samples.json", "validation": "output/training_data/val_samples.json",
+                     "test": "output/training_data/test_samples.json"}  # fmt: skip
+    assert sum(len(read_json(Path(p))) for p in files.values()) == 12
+    stats_file = exporter.export_statistics(samples, use_timestamp=False)
+    assert stats_file == "output/training_data/statistics.json"
+    assert read_json(Path(stats_file)) == exporter.compute_statistics(samples)
+    assert read_json(Path(stats_file))["samples_by_split"] == {
+        name: len(read_json(Path(path))) for name, path in files.items()}

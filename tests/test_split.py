@@ -1,0 +1,38 @@
+from collections import Counter
+
+import pytest
+
+from personagym_hf.split import assign_split, hash_fraction, split_of
+
+RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
+
+
+def test_hash_fraction_is_a_pure_function_of_key_and_seed():
+    assert hash_fraction("persona_001", 42) == hash_fraction("persona_001", 42)
+    assert hash_fraction("persona_001", 42) != hash_fraction("persona_001", 43)
+    assert 0.0 <= hash_fraction("persona_001", 42) < 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 42, 2026])
+def test_a_thousand_personas_spread_within_four_points_of_the_ratios(seed):
+    counts = Counter(assign_split(f"persona_{i:05d}", seed, RATIOS) for i in range(1000))
+    for name, ratio in RATIOS.items():
+        assert abs(counts[name] / 1000 - ratio) <= 0.04, (name, counts)
+
+
+def test_grouping_by_persona_keeps_each_persona_in_one_split():
+    samples = [{"sample_id": f"s{i}", "persona_id": f"p{i % 50}"} for i in range(1000)]
+    splits_of_persona: dict[str, set[str]] = {}
+    for sample in samples:
+        splits_of_persona.setdefault(sample["persona_id"], set()).add(split_of(sample, 42, RATIOS))
+    assert all(len(splits) == 1 for splits in splits_of_persona.values())
+
+
+def test_split_by_sample_spreads_one_persona_over_splits():
+    samples = [{"sample_id": f"s{i}", "persona_id": "p"} for i in range(200)]
+    assert {split_of(s, 42, RATIOS, "sample") for s in samples} == {"train", "validation", "test"}
+
+
+def test_zero_ratio_split_gets_nothing_and_ratios_of_one_take_everything():
+    assert {assign_split(f"k{i}", 1, {"train": 0.9, "validation": 0.0, "test": 0.1}) for i in range(500)} == {"train", "test"}
+    assert {assign_split(f"k{i}", 1, {"train": 0.0, "validation": 0.0, "test": 1.0}) for i in range(100)} == {"test"}

@@ -1,0 +1,111 @@
+import gzip
+import json
+
+import pytest
+from conftest import make_interaction, write_files
+
+from personagym_hf import InteractionStorage
+from personagym_hf import store as store_module
+from personagym_hf.store import BadRecord, Record, discover_files, iter_records
+
+
+def ids(records):
+    return [r.data["interaction_id"] for r in records if isinstance(r, Record)]
+
+
+def test_every_layout_is_read_in_path_order(tmp_path):
+    root = tmp_path / "store"
+    write_files(root / "a_files", [make_interaction(1), make_interaction(2)])
+    (root / "b.jsonl").write_text("\n".join(json.dumps(make_interaction(n)) for n in (3, 4)) + "\n\n", encoding="utf-8")
+    (root / "c_array.json").write_text(json.dumps([make_interaction(5), make_interaction(6)]), encoding="utf-8")
+    with gzip.open(root / "d.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write(json.dumps(make_interaction(7)) + "\n")
+    with gzip.open(root / "e.json.gz", "wt", encoding="utf-8") as f:
+        f.write(json.dumps([make_interaction(8)]))
+    nested = root / "nested" / "deeper"
+    write_files(nested, [make_interaction(9)])
+    (root / "index.json").write_text(json.dumps({"interactions": [], "count": 0}), encoding="utf-8")
+    (root / "token_usage_x.json").write_text(json.dumps({"records": []}), encoding="utf-8")
+    (root / "notes.txt").write_text("not a store file", encoding="utf-8")
+    records = list(iter_records(root))
+    assert ids(records) == [f"interaction_persona_001_{n:04d}" for n in range(1, 10)]
+    assert [(r.source.rsplit("/", 1)[-1], r.where) for r in records[2:6]] == [
+        ("b.jsonl", "line 1"), ("b.jsonl", "line 2"), ("c_array.json", "item 0"), ("c_array.json", "item 1")]
+
+
+def test_stale_or_missing_index_does_not_matter(tmp_path):
+    root = write_files(tmp_path / "store", [make_interaction(1), make_interaction(2)])
+    (root / "index.json").write_text(json.dumps({"interactions": [{"interaction_id": "gone", "filepath": "x.json"}],
+                                                 "count": 1}), encoding="utf-8")  # fmt: skip
+    assert len(ids(iter_records(root))) == 2
+    (root / "index.json").unlink()
+    assert len(ids(iter_records(root))) == 2
+
+
+def test_bad_files_and_lines_are_reported_with_file_and_position(tmp_path):
+    root = tmp_path / "store"
+    root.mkdir()
+    good = json.dumps(make_interaction(1))
+    (root / "a_truncated.json").write_text(good[:40], encoding="utf-8")
+    (root / "b.jsonl").write_text(good + "\n{not json\n[1, 2]\n", encoding="utf-8")
+    (root / "c_latin1.json").write_bytes(json.dumps(make_interaction(3)).replace("hey", "h\u00e9y").encode("latin-1"))
+    (root / "d.json.gz").write_bytes(b"not gzip at all")
+    records = list(iter_records(root))
+    bad = [(r.source.rsplit("/", 1)[-1], r.where, r.reason) for r in records if isinstance(r, BadRecord)]
+    assert [b[:2] for b in bad] == [("a_truncated.json", ""), ("b.jsonl", "line 2"), ("b.jsonl", "line 3"),
+                                    ("c_latin1.json", ""), ("d.json.gz", "")]  # fmt: skip
+    assert bad[0][2].startswith("invalid JSON (")
+    assert bad[2][2] == "expected a JSON object, got list"
+    assert bad[3][2] == "invalid UTF-8"
+    assert bad[4][2].startswith("cannot read file (BadGzipFile:")
+    assert ids(records) == ["interaction_persona_001_0001"]
+
+
+def test_large_json_array_is_streamed_in_bounded_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", 10)
+    monkeypatch.setattr(store_module, "_ARRAY_CHUNK", 64)
+    records = [make_interaction(n) for n in range(5)]
+    records[2]["initial_query"] = "caf\u00e9 \u65e5\u672c"  # multi-byte characters across chunk borders
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(records, indent=1, ensure_ascii=False), encoding="utf-8")
+    read = list(iter_records(path))
+    assert [r.data for r in read] == records
+    assert [r.where for r in read] == [f"item {n}" for n in range(5)]
+    path.write_text(json.dumps(records)[:-300], encoding="utf-8")
+    read = list(iter_records(path))
+    assert isinstance(read[-1], BadRecord) and read[-1].where == f"item {len(read) - 1}"
+    assert read[-1].reason.startswith("invalid JSON (") or read[-1].reason.startswith("truncated JSON array")
+
+
+def test_missing_store_names_the_path_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope: no such file or directory; pass --interactions"):
+        discover_files(tmp_path / "nope")
+
+
+def test_interaction_storage_save_load_and_index(tmp_path):
+    storage = InteractionStorage(tmp_path / "interactions")
+    first, second = make_interaction(1), make_interaction(2, persona="persona_002")
+    path = storage.save(first)
+    storage.save(second)
+    assert path.name == "interaction_persona_001_0001.json"
+    assert json.loads(path.read_text(encoding="utf-8")) == first
+    index = json.loads((storage.path / "index.json").read_text(encoding="utf-8"))
+    assert [e["interaction_id"] for e in index["interactions"]] == [first["interaction_id"], second["interaction_id"]]
+    assert index["count"] == 2 and index["last_updated"] == "2026-02-06T10:02:00"
+    assert index["interactions"][1]["persona_id"] == "persona_002"
+    assert storage.load_all() == [first, second]
+    assert storage.load(second["interaction_id"]) == second
+    (storage.path / "index.json").unlink()  # the index is a shortcut, not the truth
+    assert storage.load(second["interaction_id"]) == second
+    assert storage.load("interaction_unknown") is None
+    storage.save({**first, "num_turns": 2, "query_id": "q1"})
+    index = json.loads((storage.path / "index.json").read_text(encoding="utf-8"))
+    assert index["count"] == 2 and index["interactions"][-1]["query_id"] == "q1"
+    assert not list(storage.path.glob(".*.tmp"))
+
+
+def test_interaction_storage_iterates_without_a_list(tmp_path):
+    storage = InteractionStorage(write_files(tmp_path / "s", [make_interaction(n) for n in range(3)]))
+    iterator = storage.iter_all()
+    assert next(iterator)["interaction_id"] == "interaction_persona_001_0000"
+    assert InteractionStorage(tmp_path / "empty").load_all() == []
