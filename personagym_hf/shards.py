@@ -22,6 +22,18 @@ BATCH_ROWS = 1000
 MAX_SHARD_BYTES = 256 << 20
 
 
+def json_columns(specs: dict[str, Any]) -> list[str]:
+    return [name for name, spec in specs.items() if spec == "json"]
+
+
+def rows_to_table(rows: list[dict], schema: pa.Schema, json_cols: list[str]) -> pa.Table:
+    """Rows -> an Arrow table of `schema`, column by column (no pandas, no per-value feature encoding)."""
+    columns = {name: [row[name] for row in rows] for name in schema.names}
+    for name in json_cols:  # Json() is stored as JSON text
+        columns[name] = [orjson.dumps(value).decode() for value in columns[name]]
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
 def shard_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}.parquet"
 
@@ -29,12 +41,12 @@ def shard_name(split: str, index: int, count: int) -> str:
 class ParquetSplitWriter:
     """All shards of one (config, split) in `folder`."""
 
-    def __init__(self, folder: Path, split: str, specs: dict[str, Any], max_shard_bytes: int = MAX_SHARD_BYTES):
+    def __init__(self, folder: Path, split: str, specs: dict[str, Any], max_shard_bytes: int | None = None):
         self.folder, self.split = folder, split
         self.features = features(specs)
         self.schema = self.features.arrow_schema
-        self.json_columns = [name for name, spec in specs.items() if spec == "json"]
-        self.max_shard_bytes = max_shard_bytes
+        self.json_columns = json_columns(specs)
+        self.max_shard_bytes = max_shard_bytes or MAX_SHARD_BYTES
         self.rows: list[dict] = []
         self.temps: list[Path] = []
         self.writer: pq.ParquetWriter | None = None
@@ -48,12 +60,6 @@ class ParquetSplitWriter:
         if len(self.rows) >= BATCH_ROWS:
             self._flush()
 
-    def _table(self, rows: list[dict]) -> pa.Table:
-        columns = {name: [row[name] for row in rows] for name in self.schema.names}
-        for name in self.json_columns:  # Json() is stored as JSON text
-            columns[name] = [orjson.dumps(value).decode() for value in columns[name]]
-        return pa.Table.from_pydict(columns, schema=self.schema)
-
     def _open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         temp = self.folder / f".{self.split}-{len(self.temps):05d}.parquet.tmp"
@@ -64,7 +70,7 @@ class ParquetSplitWriter:
     def _flush(self) -> None:
         if not self.rows:
             return
-        table = self._table(self.rows)
+        table = rows_to_table(self.rows, self.schema, self.json_columns)
         self.rows = []
         if self.writer is None or self.shard_bytes >= self.max_shard_bytes:
             self._close_shard()

@@ -206,6 +206,18 @@ def iter_records(paths: str | Path | Iterable[str | Path]) -> Iterator[Record | 
         yield from iter_file(path)
 
 
+def store_fingerprint(paths: str | Path | Iterable[str | Path]) -> str:
+    """A cheap fingerprint of a store (file paths, sizes and modification times, no content reads):
+    it changes when a file is added, removed or rewritten."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in discover_files(paths):
+        stat = path.stat()
+        digest.update(f"{path.resolve().as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def token_usage_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """TokenTracker exports in the store (recursively) or beside it (in its parent folder)."""
     if isinstance(paths, (str, Path)):

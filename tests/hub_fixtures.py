@@ -13,7 +13,9 @@ Fixtures:
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -31,6 +33,7 @@ HUB_TOKEN = "hf_test_fake_token"
 _SERVER = HubServer(port=0)
 HUB_PORT = _SERVER.port
 _HF_HOME = tempfile.mkdtemp(prefix="hf_home_")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 
 os.environ.update(
     HF_ENDPOINT=_SERVER.url,

@@ -12,6 +12,7 @@ import pytest
 from datasets import Dataset, DatasetDict, load_dataset
 from hub_server import HubServer, git_oid
 from huggingface_hub import (
+    CommitInfo,
     CommitOperationAdd,
     DatasetCard,
     HfApi,
@@ -37,7 +38,7 @@ def repo(hub: HubServer, api: HfApi) -> str:
     return REPO
 
 
-def upload(api: HfApi, data: bytes, path: str, **kwargs: object):
+def upload(api: HfApi, data: bytes, path: str, **kwargs: object) -> CommitInfo:
     return api.upload_file(path_or_fileobj=data, path_in_repo=path, repo_id=REPO, repo_type="dataset", **kwargs)
 
 

@@ -1,0 +1,152 @@
+import json
+
+import datasets
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from conftest import make_interaction, write_files
+
+import personagym_hf
+from personagym_hf import TrainingDataCollector
+from personagym_hf import shards as shards_module
+from personagym_hf.builder import PersonaGymBuilder, load_dataset
+from personagym_hf.config import parse_config
+from personagym_hf.job import export_store
+from personagym_hf.synth import write_store
+
+CONFIGS = ["full", "minimal", "messages", "query_rewrite"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_store(tmp_path_factory.mktemp("store") / "interactions", count=60, personas=30, seed=5, reply_chars=120)
+
+
+@pytest.fixture(scope="module")
+def exported(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    export_store(store, out, parse_config({}), TrainingDataCollector().interaction_to_training_sample)
+    return out
+
+
+def jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_builder_used_directly_gives_the_exporters_rows_and_splits(store, exported, tmp_path):
+    builder = PersonaGymBuilder(config_name="full", data_dir=str(store), cache_dir=str(tmp_path))
+    builder.download_and_prepare()
+    dataset = builder.as_dataset()
+    assert isinstance(dataset, datasets.DatasetDict) and list(dataset) == ["train", "validation", "test"]
+    for split, prefix in [("train", "train"), ("validation", "val"), ("test", "test")]:
+        assert dataset[split].to_list() == jsonl(exported / f"{prefix}_samples.jsonl")
+
+
+def test_features_come_from_training_sample(store, tmp_path):
+    from personagym_hf.schema import FEATURE_SPECS, features
+
+    dataset = load_dataset(store, "full", cache_dir=str(tmp_path))
+    assert dataset["train"].features == features(FEATURE_SPECS)
+    assert dataset["train"].features["persona_features"] == datasets.Json()
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_exported_folder_loads_as_is_and_equals_the_builder(store, exported, tmp_path, name):
+    folder = exported / "hf_dataset"
+    from_folder = datasets.load_dataset(str(folder), name, cache_dir=str(tmp_path / "a"))
+    from_builder = load_dataset(store, name, cache_dir=str(tmp_path / "b"))
+    assert list(from_folder) == list(from_builder) == ["train", "validation", "test"]
+    for split in from_folder:
+        assert from_folder[split].features == from_builder[split].features
+        assert from_folder[split].to_list() == from_builder[split].to_list()
+    streamed = datasets.load_dataset(str(folder), name, streaming=True)
+    assert list(streamed["validation"]) == from_folder["validation"].to_list()
+
+
+def test_default_config_of_the_folder_is_full_and_equals_the_jsonl(exported, tmp_path):
+    dataset = datasets.load_dataset(str(exported / "hf_dataset"), cache_dir=str(tmp_path))
+    assert dataset["train"].to_list() == jsonl(exported / "train_samples.jsonl")
+
+
+def test_views_have_the_documented_rows(store, tmp_path):
+    messages = load_dataset(store, "messages", cache_dir=str(tmp_path))["train"][0]
+    assert list(messages) == ["sample_id", "persona_id", "persona_features", "messages"]
+    assert messages["messages"][0]["role"] == "user" and messages["messages"][1]["role"] == "assistant"
+    rewrite = load_dataset(store, "query_rewrite", cache_dir=str(tmp_path))["train"]
+    noisy = [row for row in rewrite if row["variant"] != "styled"]
+    assert noisy and all(row["noise_type"] != "none" and row["applied_strategies"] for row in noisy)
+    styled = [row for row in rewrite if row["variant"] == "styled"]
+    assert len(styled) == len(set(rewrite["sample_id"]))
+    assert all(row["noise_type"] == "none" and row["applied_strategies"] == [] for row in styled)
+
+
+def test_query_rewrite_rows_stay_in_their_samples_split(store, tmp_path):
+    full = load_dataset(store, "full", cache_dir=str(tmp_path))
+    rewrite = load_dataset(store, "query_rewrite", cache_dir=str(tmp_path))
+    for split in full:
+        assert set(rewrite[split]["sample_id"]) == set(full[split]["sample_id"])
+
+
+def test_messages_config_is_what_trl_takes(store, tmp_path):
+    row = load_dataset(store, "messages", cache_dir=str(tmp_path))["train"][0]
+    assert all(set(m) == {"role", "content"} and m["role"] in ("system", "user", "assistant") for m in row["messages"])
+
+
+def test_num_proc_two_gives_the_same_rows_in_the_same_order(store, tmp_path):
+    one = load_dataset(store, "full", cache_dir=str(tmp_path / "one"))
+    two = load_dataset(store, "full", cache_dir=str(tmp_path / "two"), num_proc=2)
+    for split in one:
+        assert two[split].to_list() == one[split].to_list()
+
+
+def test_no_split_gives_a_single_train_split(store, tmp_path):
+    dataset = load_dataset(store, "minimal", cache_dir=str(tmp_path), split=False)
+    assert list(dataset) == ["train"] and dataset["train"].num_rows == 60
+
+
+def test_format_flags_shape_full_and_a_changed_store_is_rebuilt(tmp_path):
+    store = write_files(tmp_path / "s", [make_interaction(n) for n in range(3)])
+    flags = {"include_persona": False, "include_trajectory": True, "include_distractor_versions": False}
+    dataset = load_dataset(store, "full", cache_dir=str(tmp_path / "c"), format=flags, split=False)
+    assert dataset["train"].column_names == ["sample_id", "initial_query", "prompt_trajectory", "num_turns"]
+    write_files(store, [make_interaction(9)])
+    assert load_dataset(store, "full", cache_dir=str(tmp_path / "c"), format=flags, split=False)["train"].num_rows == 4
+
+
+def test_bad_records_follow_the_policy(tmp_path):
+    store = write_files(tmp_path / "s", [make_interaction(1), make_interaction(2, messages=[])])
+    assert load_dataset(store, "full", cache_dir=str(tmp_path / "c"), split=False)["train"].num_rows == 1
+    with pytest.raises(datasets.exceptions.DatasetGenerationError) as raised:
+        load_dataset(store, "full", cache_dir=str(tmp_path / "d"), split=False, on_bad_records="error")
+    assert "interaction_persona_001_0002.json, interaction_id='interaction_persona_001_0002': 'messages' is empty" in str(
+        raised.value.__cause__)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"config_name": "chat"}, "BuilderConfig 'chat' not found"),
+    ({"config_name": "full", "ratios": {"train": 2}}, "training_data.split.train: expected a number in [0, 1], got 2"),
+], ids=["unknown_config", "bad_ratio"])  # fmt: skip
+def test_builder_config_errors(tmp_path, kwargs, message):
+    with pytest.raises(ValueError) as raised:
+        builder = PersonaGymBuilder(data_dir=str(tmp_path), cache_dir=str(tmp_path), **kwargs)
+        builder.download_and_prepare()
+    assert message in str(raised.value)
+
+
+def test_big_stores_give_several_shards_that_still_load(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(shards_module, "MAX_SHARD_BYTES", 1)
+    monkeypatch.setattr(shards_module, "BATCH_ROWS", 10)
+    export_store(store, tmp_path / "out", parse_config({}), TrainingDataCollector().interaction_to_training_sample)
+    shards = sorted(p.name for p in (tmp_path / "out" / "hf_dataset" / "data").glob("train-*.parquet"))
+    assert len(shards) > 2 and shards[0] == f"train-00000-of-{len(shards):05d}.parquet"
+    loaded = datasets.load_dataset(str(tmp_path / "out" / "hf_dataset"), cache_dir=str(tmp_path / "c"))
+    assert loaded["train"].to_list() == jsonl(tmp_path / "out" / "train_samples.jsonl")
+
+
+def test_shards_read_directly_with_pyarrow_and_pandas(exported):
+    path = next((exported / "hf_dataset" / "data").glob("train-*.parquet"))
+    table = pq.read_table(path)
+    assert b"huggingface" in table.schema.metadata
+    frame = pd.read_parquet(path)
+    assert list(frame.columns) == list(personagym_hf.TrainingSample.__dataclass_fields__)
+    assert json.loads(frame["metadata"][0])["interaction_id"].startswith("interaction_persona_")
