@@ -73,32 +73,41 @@ def _split_generated(text: str) -> tuple[str, str]:
     return "", text.strip("\n")
 
 
+def dataset_infos(specs: dict[str, dict[str, Any]], splits: Splits) -> dict:
+    """`DatasetInfo` per config from column specs and written splits (empty splits left out)."""
+    import datasets
+
+    from .schema import features
+
+    infos = {}
+    for config, config_specs in specs.items():
+        split_dict = datasets.SplitDict()
+        for split, (rows, num_bytes, _paths) in splits[config].items():
+            if rows:
+                split_dict.add(datasets.SplitInfo(name=split, num_bytes=num_bytes, num_examples=rows))
+        infos[config] = datasets.DatasetInfo(features=features(config_specs), splits=split_dict, config_name=config)
+    return infos
+
+
 def render_card(
-    specs: dict[str, dict[str, Any]],
-    splits: Splits,
+    infos: dict,
     statistics: dict[str, Any],
-    settings: ExportConfig,
+    settings: dict[str, Any],
     *,
     repo_id: str | None = None,
     license: str = "other",
     pretty_name: str = "PersonaGym conversations",
     existing: str | None = None,
 ):
-    """A `DatasetCard` for the exported folder; `existing` is a card whose user-written parts to keep."""
-    import datasets
+    """A `DatasetCard` for an exported folder.
+
+    `infos` maps config -> `datasets.DatasetInfo` (features and split sizes); `settings` is the
+    `settings` block of `provenance.json`; `existing` is a card whose user-written parts to keep.
+    """
     from datasets.info import DatasetInfosDict
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from . import __version__
-    from .schema import features
-
-    splits = {config: {name: v for name, v in parts.items() if v[0]} for config, parts in splits.items()}
-    infos = {}
-    for config, config_specs in specs.items():
-        split_dict = datasets.SplitDict()
-        for split, (rows, num_bytes, _paths) in splits[config].items():
-            split_dict.add(datasets.SplitInfo(name=split, num_bytes=num_bytes, num_examples=rows))
-        infos[config] = datasets.DatasetInfo(features=features(config_specs), splits=split_dict, config_name=config)
 
     card_data = DatasetCardData()
     before, after = "", ""
@@ -114,14 +123,13 @@ def render_card(
     card_data.size_categories = [size_category(total)]
     card_data.pretty_name = pretty_name
     card_data.configs = [
-        {"config_name": config, "data_files": data_files(config, list(splits[config])), **({"default": True} if config == "full" else {})}
-        for config in specs
+        {"config_name": config, "data_files": data_files(config, list(info.splits)), **({"default": True} if config == "full" else {})}
+        for config, info in infos.items()
     ]  # fmt: skip
     card_data.dataset_info = None
     DatasetInfosDict(infos).to_dataset_card_data(card_data)
 
     distractor = statistics["distractor_stats"]
-    full_features = features(specs["full"])
     card = DatasetCard.from_template(
         card_data,
         template_path=str(template_path()),
@@ -132,16 +140,16 @@ def render_card(
         total_personas=statistics.get("total_personas", 0),
         avg_turns=statistics["avg_turns"],
         noise_pct=f"{distractor['noise_rate']:.1%}",
-        split_by=settings.split_by,
-        seed=settings.seed,
-        ratios=settings.ratios,
+        split_by=settings["split_by"],
+        seed=settings["seed"],
+        ratios=settings["ratios"],
         configs=[
             {"name": c, "default": c == "full", "description": DESCRIPTIONS[c],
-             "rows": sum(rows for rows, _, _ in splits[c].values())}
-            for c in CONFIG_NAMES if c in specs
+             "rows": sum(split.num_examples for split in infos[c].splits.values())}
+            for c in CONFIG_NAMES if c in infos
         ],  # fmt: skip
-        schema=[(name, _type_name(feature)) for name, feature in full_features.items()],
-        splits=[{"name": name, **values} for name, values in statistics["splits"].items() if name in splits["full"]],
+        schema=[(name, _type_name(feature)) for name, feature in infos["full"].features.items()],
+        splits=[{"name": name, **values} for name, values in statistics["splits"].items() if name in infos["full"].splits],
         tables=[
             _table("Noise layers (noisy versions)", "layer", distractor["layer_distribution"],
                    sum(distractor["layer_distribution"].values())),
@@ -152,13 +160,23 @@ def render_card(
         ],  # fmt: skip
     )
     if before or after:
-        body = card.text
-        card.text = "\n\n".join(part for part in (before, body.strip("\n"), after) if part) + "\n"
+        card.text = "\n\n".join(part for part in (before, card.text.strip("\n"), after) if part) + "\n"
     return card
 
 
-def folder_card_text(folder: Path, specs, splits: Splits, statistics: dict, settings: ExportConfig) -> str:
-    """The folder's `README.md`, keeping the user-written parts of the one already there."""
-    path = folder / "README.md"
-    existing = path.read_text(encoding="utf-8") if path.exists() else None
-    return str(render_card(specs, splits, statistics, settings, existing=existing))
+def folder_card(folder: Path, *, repo_id: str | None = None, existing: str | None = None, license: str = "other"):
+    """Re-render the card of an exported folder from its own files (README YAML, statistics, provenance),
+    e.g. with the repo id for the load snippets, keeping the user-written parts of `existing`."""
+    import json
+
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
+
+    local = DatasetCard.load(folder / "README.md")
+    infos = dict(DatasetInfosDict.from_dataset_card_data(local.data))
+    order = [c["config_name"] for c in local.data.get("configs") or []]
+    infos = {name: infos[name] for name in order if name in infos}
+    statistics = json.loads((folder / "statistics.json").read_text(encoding="utf-8"))
+    settings = json.loads((folder / "provenance.json").read_text(encoding="utf-8"))["settings"]
+    return render_card(infos, statistics, settings, repo_id=repo_id, existing=existing or str(local),
+                       license=license, pretty_name=local.data.get("pretty_name") or "PersonaGym conversations")  # fmt: skip

@@ -199,7 +199,7 @@ class Exporter:
 
     def _close_hf_dataset(self, statistics: dict) -> str:
         """Close the shards (still under temporary names) and render the card that describes them."""
-        from .card import folder_card_text
+        from .card import dataset_infos, render_card
 
         splits = {}
         for config, writers in self.parquet.items():
@@ -207,7 +207,10 @@ class Exporter:
             for name, writer in writers.items():
                 paths = writer.close()
                 splits[config][name] = (writer.num_examples, writer.num_bytes, paths)
-        return folder_card_text(self.output_dir / HF_FOLDER, self.specs, splits, statistics, self.cfg)
+        readme = self.output_dir / HF_FOLDER / "README.md"
+        existing = readme.read_text(encoding="utf-8") if readme.exists() else None
+        infos = dataset_infos(self.specs, splits)
+        return str(render_card(infos, statistics, self.provenance()["settings"], existing=existing))
 
     def provenance(self) -> dict:
         """Where the data came from: package version, settings (nothing secret is ever in them) and a

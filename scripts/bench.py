@@ -138,12 +138,14 @@ def run_child(name: str, cmd: list[str], store: Path | None, env: dict[str, str]
 
 def export_step(store: Path, name: str, extra: tuple[str, ...] = ()) -> Step:
     with tempfile.TemporaryDirectory(prefix="bench_export_") as out:
-        return run_child(name, [*CLI_CMD, "export", "--interactions", str(store), "--output", out, "-q", *extra], store)
+        cmd = [*CLI_CMD, "export", "--interactions", str(store), "--output", out, "-q", *extra]
+        return run_child(name, cmd, store)
 
 
 def naive_step(store: Path) -> Step:
     with tempfile.TemporaryDirectory(prefix="bench_naive_") as out, tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "HF_DATASETS_CACHE": cache, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "HF_DATASETS_CACHE": cache, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+               "HF_HUB_OFFLINE": "1"}  # fmt: skip
         return run_child("naive datasets", [sys.executable, "-c", NAIVE_SCRIPT, str(store), out], store, env)
 
 
@@ -203,7 +205,8 @@ def benchmark(args: argparse.Namespace) -> dict:
 
     two = parallel if args.num_proc == 2 else None
     targets = {
-        "export <= 3.0x floor (1 process)": (f"{export.seconds / floor.seconds:.2f}x", export.seconds <= 3.0 * floor.seconds),
+        "export <= 3.0x floor (1 process)": (f"{export.seconds / floor.seconds:.2f}x",
+                                             export.seconds <= 3.0 * floor.seconds),
         "export <= 1.8x floor (num_proc 2)": (f"{two.seconds / floor.seconds:.2f}x" if two else two_note,
                                               two.seconds <= 1.8 * floor.seconds if two else None),
         "export >= 4x faster than naive": (f"{naive.seconds / export.seconds:.2f}x" if naive else "skipped",
@@ -230,7 +233,7 @@ def rss_sweep(args: argparse.Namespace, sizes: list[int]) -> dict:
     small, large = steps[min(sizes)], steps[max(sizes)]
     growth = large.peak_rss_mb / small.peak_rss_mb
     print(f"\nRSS growth N={max(sizes)} vs N={min(sizes)}: {growth:.2f}x")
-    print(f"  {verdict(large.peak_rss_mb <= 400):<4}  peak RSS <= 400 MB at N={max(sizes)} (the target is for N=200000)")
+    print(f"  {verdict(large.peak_rss_mb <= 400):<4}  peak RSS <= 400 MB at N={max(sizes)} (target is for N=200000)")
     print(f"  {verdict(growth <= 1.2):<4}  RSS growth <= 20% (the target is for 200000 vs 50000)")
     return {"rss_sweep": {str(n): asdict(s) for n, s in steps.items()}, "growth": growth}
 
