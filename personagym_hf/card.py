@@ -31,8 +31,8 @@ BAR_WIDTH = 20
 Splits = dict[str, dict[str, tuple[int, int, list[Path]]]]  # config -> split -> (rows, bytes, shard paths)
 
 
-def template_path() -> Path:
-    return Path(str(files("personagym_hf.dataset_card") / "template.md"))
+def template_path(name: str = "template.md") -> Path:
+    return Path(str(files("personagym_hf.dataset_card") / name))
 
 
 def size_category(count: int) -> str:
@@ -65,7 +65,7 @@ def _table(title: str, key: str, counts: dict[str, int], total: int) -> dict:
     return {"title": title, "key": key, "rows": rows}
 
 
-def _split_generated(text: str) -> tuple[str, str]:
+def split_generated(text: str) -> tuple[str, str]:
     """The user's text before and after the generated section of an existing card body."""
     if START in text and END in text:
         before, rest = text.split(START, 1)
@@ -114,7 +114,7 @@ def render_card(
     if existing:
         old = DatasetCard(existing)
         card_data = old.data
-        before, after = _split_generated(old.text)
+        before, after = split_generated(old.text)
     total = statistics["total_samples"]
     card_data.license = license
     card_data.language = ["en"]

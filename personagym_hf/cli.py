@@ -143,6 +143,53 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hf_folder(args: argparse.Namespace, settings) -> Path:
+    from .export import HF_FOLDER
+
+    return Path(args.data) if args.data else Path(args.output or settings.output_dir) / HF_FOLDER
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push_to_hub
+
+    _config, settings = _settings(args)
+    if args.interactions or args.demo:
+        cmd_export(args)
+    folder = _hf_folder(args, settings)
+    result = push_to_hub(
+        folder, args.repo, revision=args.revision, private=args.private, create_pr=args.create_pr,
+        commit_message=args.commit_message, token=args.token, license=args.license,
+        allow_secrets=args.allow_secrets, dry_run=args.dry_run, verify=not args.no_verify,
+    )  # fmt: skip
+    print(result.plan.describe())
+    if args.dry_run:
+        print("dry run: nothing was uploaded")
+    elif not result.committed:
+        print(f"{args.repo} already holds this data: no commit made")
+    else:
+        print(f"committed: {result.commit_url}")
+        if result.verified is not None:
+            configs = ", ".join(f"{c} {sum(v.values()):,} rows" for c, v in result.verified.items())
+            print(f"verified at {result.commit_sha[:8]}: {configs}; features match")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from .card import folder_card
+
+    _config, settings = _settings(args)
+    folder = _hf_folder(args, settings)
+    if not (folder / "README.md").is_file():
+        raise CliError(f"{folder}: no exported dataset here; run `personagym-hf export` first or pass --data")
+    card = str(folder_card(folder, repo_id=args.repo, license=args.license))
+    if args.write:
+        (folder / "README.md").write_text(card, encoding="utf-8")
+        print(f"wrote {folder / 'README.md'}")
+    else:
+        sys.stdout.write(card)
+    return 0
+
+
 def _add_store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interactions", metavar="PATH", help="interaction store: a folder (searched recursively), "
                         ".json/.jsonl file or .gz of one (default: paths.interactions.output_dir or output/interactions)")  # fmt: skip
@@ -183,6 +230,34 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="print the statistics of a store as JSON, writing nothing")
     _add_store_options(stats)
     stats.set_defaults(func=cmd_stats)
+
+    push = sub.add_parser("push", help="publish an export to the Hugging Face Hub in one commit, then verify it",
+                          description="Upload hf_dataset/ (every config, the card, statistics.json, provenance.json) "
+                          "in one commit; unchanged files are not uploaded and identical data makes no commit.")  # fmt: skip
+    push.add_argument("--repo", required=True, metavar="NAMESPACE/NAME", help="the dataset repo (created if missing)")
+    push.add_argument("--data", metavar="DIR", help="the exported folder (default: <output>/hf_dataset)")
+    push.add_argument("--output", metavar="DIR", help="the export folder whose hf_dataset/ to push (or to export into)")
+    _add_store_options(push)
+    push.add_argument("--private", action=argparse.BooleanOptionalAction, default=None,
+                      help="make the repo private (--no-private: public); also applied to an existing repo")  # fmt: skip
+    push.add_argument("--revision", default="main", help="branch to push to (default: main)")
+    push.add_argument("--create-pr", action="store_true", help="open a pull request instead of pushing to the branch")
+    push.add_argument("--commit-message", metavar="TEXT", help="the commit title")
+    push.add_argument("--token", metavar="TOKEN", help="Hub token (default: HF_TOKEN or the stored `hf auth login`)")
+    push.add_argument("--license", default="other", help="license id for the card (default: other)")
+    push.add_argument("--dry-run", action="store_true", help="show what would be added, changed and deleted; upload nothing")
+    push.add_argument("--allow-secrets", action="store_true", help="push even if strings look like API keys (e.g. fakes)")
+    push.add_argument("--no-verify", action="store_true", help="skip reloading every config after the push")
+    push.set_defaults(func=cmd_push, no_split=False, timestamp=False, append=None, no_hf_dataset=False)
+
+    card = sub.add_parser("card", help="render the dataset card of an export (stdout, or --write into its README.md)")
+    card.add_argument("--data", metavar="DIR", help="the exported folder (default: <output>/hf_dataset)")
+    card.add_argument("--output", metavar="DIR", help="the export folder whose hf_dataset/ to use")
+    card.add_argument("--config", metavar="YAML", help="upstream config.yaml (for paths.training_data.output_dir)")
+    card.add_argument("--repo", metavar="NAMESPACE/NAME", help="repo id for the load snippets")
+    card.add_argument("--license", default="other", help="license id (default: other)")
+    card.add_argument("--write", action="store_true", help="write the card into the folder's README.md")
+    card.set_defaults(func=cmd_card)
     return parser
 
 
@@ -196,10 +271,20 @@ def _error_line(error: BaseException) -> str | None:
     from .config import ConfigError
     from .samples import BadInputError
 
-    if isinstance(error, (CliError, ConfigError, BadInputError, FileNotFoundError)):
+    from .hub import PushError
+
+    if isinstance(error, (CliError, ConfigError, BadInputError, FileNotFoundError, PushError)):
         return str(error).strip("'\"")
     if isinstance(error, ValueError):
         return str(error)
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.errors import HfHubHTTPError
+
+        if isinstance(error, HfHubHTTPError):
+            status = getattr(getattr(error, "response", None), "status_code", None)
+            if status in (401, 403):
+                return f"the Hub refused the request ({status}); pass --token or run `hf auth login`"
+            return f"Hub request failed: {str(error).splitlines()[0]}"
     return None
 
 

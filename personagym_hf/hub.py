@@ -1,0 +1,365 @@
+"""Publishing an exported `hf_dataset/` folder to the Hub: plan -> safety gate -> one commit -> verify.
+
+- **Plan**: compare the folder with the repo at the branch head by content hash (git blob sha1, or
+  sha256 for LFS files), so unchanged files are never uploaded and identical data makes no commit.
+  Shards under `data/` that the folder no longer has are deleted in the same commit.
+- **One commit** with `parentCommit` set: the card, the shards, `statistics.json` and `provenance.json`
+  land together or not at all, so a card never describes files that are not there.
+- **Retries**: `huggingface_hub` retries uploads itself but (rightly) not the commit call, since a lost
+  response may hide a commit that happened. Before retrying, we re-read the branch head and re-plan: if
+  the repo already holds our files, the commit landed and we stop, so there is never a duplicate commit.
+- **Verify**: every config and split is loaded back with `datasets` at the new commit and its row count
+  and features compared with the folder's `dataset_info`.
+
+The token goes to `HfApi` and nowhere else: it is never printed, logged or written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
+
+REPO_TYPE = "dataset"
+RETRY_STATUSES = {408, 409, 412, 429, 500, 502, 503, 504}
+
+
+class PushError(RuntimeError):
+    """A push that cannot go on; the message says what to do."""
+
+
+@dataclass
+class FilePlan:
+    path: str
+    size: int
+    action: str  # "add" | "update" | "delete"
+
+
+@dataclass
+class PushPlan:
+    repo_id: str
+    revision: str
+    exists: bool
+    head: str | None
+    private: bool | None  # the repo's visibility now (None: no repo yet)
+    make_private: bool | None = None  # what was asked for (None: leave as is)
+    files: list[FilePlan] = field(default_factory=list)
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)  # config -> split -> rows
+    local: dict[str, Path] = field(default_factory=dict)  # path in repo -> local file
+
+    @property
+    def upload_bytes(self) -> int:
+        return sum(f.size for f in self.files if f.action != "delete")
+
+    def visibility(self) -> str:
+        def name(private: bool | None) -> str:
+            return "private" if private else "public"
+
+        if self.make_private is None:
+            return name(self.private) if self.exists else "public (the Hub's default)"
+        if self.exists and self.private != self.make_private:
+            return f"{name(self.private)} -> {name(self.make_private)}"
+        return name(self.make_private)
+
+    def describe(self) -> str:
+        lines = [f"{'create' if not self.exists else 'update'} dataset repo {self.repo_id} "
+                 f"(revision {self.revision}, {self.visibility()})"]
+        if not self.files:
+            lines.append("  nothing to upload: the repo already holds this data")
+        for item in self.files:
+            size = "" if item.action == "delete" else f" ({item.size:,} bytes)"
+            lines.append(f"  {item.action:<6} {item.path}{size}")
+        for config, splits in self.splits.items():
+            lines.append(f"  config {config}: " + ", ".join(f"{name} {rows:,} rows" for name, rows in splits.items()))
+        lines.append(f"  {self.upload_bytes:,} bytes to upload")
+        return "\n".join(lines)
+
+
+@dataclass
+class PushResult:
+    plan: PushPlan
+    commit_sha: str | None = None
+    commit_url: str | None = None
+    committed: bool = False
+    verified: dict[str, dict[str, int]] | None = None
+
+
+def git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def hub_api(token: str | None):
+    from huggingface_hub import HfApi
+
+    return HfApi(token=token)
+
+
+def remote_state(api, repo_id: str, revision: str) -> tuple[bool, str | None, bool | None, dict[str, Any]]:
+    """(exists, head sha, private, {path: sibling}) of the repo at `revision`."""
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        info = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=revision, files_metadata=True)
+    except RevisionNotFoundError:
+        info = api.repo_info(repo_id, repo_type=REPO_TYPE, files_metadata=True)
+        return True, None, info.private, {}
+    except RepositoryNotFoundError:
+        return False, None, None, {}
+    return True, info.sha, info.private, {s.rfilename: s for s in info.siblings or []}
+
+
+def _same(local: bytes, sibling) -> bool:
+    if sibling.lfs is not None:
+        return hashlib.sha256(local).hexdigest() == sibling.lfs.sha256
+    return git_blob_sha1(local) == sibling.blob_id
+
+
+def _folder_files(folder: Path) -> dict[str, Path]:
+    return {
+        p.relative_to(folder).as_posix(): p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    }
+
+
+def _expected_splits(folder: Path) -> dict[str, dict[str, int]]:
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
+
+    infos = DatasetInfosDict.from_dataset_card_data(DatasetCard.load(folder / "README.md").data)
+    return {config: {name: split.num_examples for name, split in info.splits.items()} for config, info in infos.items()}
+
+
+def plan_push(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    revision: str = "main",
+    private: bool | None = None,
+    license: str = "other",
+    token: str | None = None,
+    api=None,
+    staging: Path | None = None,
+) -> PushPlan:
+    """What a push would add, update and delete. The card is re-rendered with the repo id, keeping what a
+    user wrote in the repo's current card outside the generated section (written into `staging`)."""
+    from .card import folder_card
+
+    folder = Path(folder)
+    if not (folder / "README.md").is_file():
+        raise PushError(f"{folder}: not an exported dataset folder (no README.md); run `personagym-hf export` first")
+    api = api or hub_api(token)
+    staging = staging or Path(tempfile.mkdtemp(prefix="personagym_push_"))
+
+    def card(existing: str | None) -> str:
+        return str(folder_card(folder, repo_id=repo_id, existing=existing, license=license))
+
+    plan = plan_files(api, repo_id, _folder_files(folder), card, revision=revision, private=private,
+                      staging=staging, token=token, delete_prefix="data/")  # fmt: skip
+    plan.splits = _expected_splits(folder)
+    return plan
+
+
+def plan_files(
+    api,
+    repo_id: str,
+    local: dict[str, Path],
+    render_card: Callable[[str | None], str],
+    *,
+    revision: str,
+    private: bool | None,
+    staging: Path,
+    token: str | None,
+    delete_prefix: str | None = None,
+) -> PushPlan:
+    """Diff `local` ({path in repo: file}) plus a README rendered by `render_card(current remote card or
+    None)` against the repo at `revision`; remote files under `delete_prefix` that `local` lacks are deleted."""
+    from huggingface_hub import hf_hub_download
+
+    exists, head, remote_private, remote = remote_state(api, repo_id, revision)
+    existing = None
+    if "README.md" in remote:
+        path = hf_hub_download(repo_id, "README.md", repo_type=REPO_TYPE, revision=head, token=token)
+        existing = Path(path).read_text(encoding="utf-8")
+    (staging / "README.md").write_text(render_card(existing), encoding="utf-8")
+    local = {**local, "README.md": staging / "README.md"}
+    plan = PushPlan(repo_id, revision, exists, head, remote_private, private, local=local)
+    for path, file in local.items():
+        data = file.read_bytes()
+        sibling = remote.get(path)
+        if sibling is None:
+            plan.files.append(FilePlan(path, len(data), "add"))
+        elif not _same(data, sibling):
+            plan.files.append(FilePlan(path, len(data), "update"))
+    for path in sorted(remote):
+        if delete_prefix and path.startswith(delete_prefix) and path not in local:
+            plan.files.append(FilePlan(path, remote[path].size or 0, "delete"))
+    return plan
+
+
+def _retryable(error: Exception) -> bool:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(error, HfHubHTTPError):
+        response = getattr(error, "response", None)
+        return response is not None and response.status_code in RETRY_STATUSES
+    try:
+        import httpx2 as httpx
+    except ImportError:  # older huggingface_hub releases use httpx
+        import httpx
+    return isinstance(error, (httpx.TransportError, ConnectionError, TimeoutError))
+
+
+def _operations(plan: PushPlan) -> list:
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    ops = []
+    for item in plan.files:
+        if item.action == "delete":
+            ops.append(CommitOperationDelete(path_in_repo=item.path))
+        else:
+            ops.append(CommitOperationAdd(path_in_repo=item.path, path_or_fileobj=str(plan.local[item.path])))
+    return ops
+
+
+def _commit_url(repo_id: str, sha: str) -> str:
+    from huggingface_hub import constants
+
+    return f"{constants.ENDPOINT}/datasets/{repo_id}/commit/{sha}"
+
+
+def _pr_refs(api, repo_id: str) -> set[str]:
+    refs = api.list_repo_refs(repo_id, repo_type=REPO_TYPE, include_pull_requests=True)
+    return {ref.ref for ref in refs.pull_requests or []}
+
+
+def push_to_hub(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    revision: str = "main",
+    private: bool | None = None,
+    create_pr: bool = False,
+    commit_message: str | None = None,
+    token: str | None = None,
+    license: str = "other",
+    allow_secrets: bool = False,
+    dry_run: bool = False,
+    verify: bool = True,
+    max_attempts: int = 5,
+    backoff: float = 1.0,
+) -> PushResult:
+    """Push an exported folder (see the module docstring for the guarantees)."""
+    from .safety import scan_folder
+
+    folder = Path(folder)
+    api = hub_api(token)
+    with tempfile.TemporaryDirectory(prefix="personagym_push_") as staging:
+        plan = plan_push(folder, repo_id, revision=revision, private=private, license=license, token=token,
+                         api=api, staging=Path(staging))  # fmt: skip
+        if not allow_secrets:
+            findings = scan_folder(folder)
+            if findings:
+                places = "\n".join(f"  {finding.describe()}" for finding in findings[:20])
+                more = f"\n  ... and {len(findings) - 20} more" if len(findings) > 20 else ""
+                raise PushError(
+                    f"refusing to push: {len(findings)} string(s) in {folder} look like access tokens or API keys; "
+                    f"remove them from the store and export again, or pass --allow-secrets if they are fake:\n"
+                    f"{places}{more}"
+                )
+        if dry_run:
+            return PushResult(plan)
+        ensure_repo(api, plan, private)
+
+        def replan() -> PushPlan:
+            return plan_push(folder, repo_id, revision=revision, private=private, license=license, token=token,
+                             api=api, staging=Path(staging))  # fmt: skip
+
+        result = commit_with_retries(api, plan, replan, create_pr=create_pr, message=commit_message,
+                                     max_attempts=max_attempts, backoff=backoff)  # fmt: skip
+    if verify and result.committed:
+        result.verified = verify_push(repo_id, result.commit_sha, plan.splits, folder)
+    return result
+
+
+def ensure_repo(api, plan: PushPlan, private: bool | None) -> None:
+    """Create the repo (and branch) if missing; apply `private` to an existing repo."""
+    if not plan.exists:
+        api.create_repo(plan.repo_id, repo_type=REPO_TYPE, private=bool(private), exist_ok=True)
+        plan.exists = True
+        _exists, plan.head, _private, _remote = remote_state(api, plan.repo_id, plan.revision)
+    elif private is not None and plan.private != private:
+        api.update_repo_settings(plan.repo_id, repo_type=REPO_TYPE, private=private)
+        # A notice, because `private=` alone only applies when a repo is created.
+        logger.warning("%s was %s; made it %s", plan.repo_id, "private" if not private else "public",
+                       "private" if private else "public")  # fmt: skip
+        plan.private = private
+    if plan.head is None and plan.revision != "main":
+        api.create_branch(plan.repo_id, repo_type=REPO_TYPE, branch=plan.revision, exist_ok=True)
+        _exists, plan.head, _private, _remote = remote_state(api, plan.repo_id, plan.revision)
+
+
+def commit_with_retries(api, plan: PushPlan, replan: Callable[[], PushPlan], *, create_pr: bool = False,
+                        message: str | None = None, max_attempts: int = 5, backoff: float = 1.0) -> PushResult:  # fmt: skip
+    """Make the plan's one commit. On a retryable failure, wait, re-plan against the branch head and try
+    again; an empty re-plan means the commit whose response was lost has landed."""
+    result = PushResult(plan)
+    prs_before = _pr_refs(api, plan.repo_id) if create_pr else set()
+    for attempt in range(1, max_attempts + 1):
+        if not plan.files:
+            result.commit_sha = plan.head if result.commit_sha is None else result.commit_sha
+            return result
+        try:
+            info = api.create_commit(
+                plan.repo_id, _operations(plan), repo_type=REPO_TYPE, revision=plan.revision, create_pr=create_pr,
+                parent_commit=plan.head, commit_message=message or f"Upload dataset ({len(plan.files)} files) with personagym-hf",
+            )  # fmt: skip
+            result.commit_sha, result.commit_url, result.committed = info.oid, info.commit_url, True
+            return result
+        except Exception as error:  # noqa: BLE001 — only transport and retryable HTTP errors are retried
+            if not _retryable(error) or attempt == max_attempts:
+                raise
+            logger.warning("commit attempt %d failed (%s); re-reading the branch before retrying",
+                           attempt, error.__class__.__name__)  # fmt: skip
+            time.sleep(backoff * 2 ** (attempt - 1))
+        if create_pr:
+            new = _pr_refs(api, plan.repo_id) - prs_before
+            if new:  # the lost response did open our pull request
+                ref = sorted(new)[-1]
+                result.commit_sha = api.repo_info(plan.repo_id, repo_type=REPO_TYPE, revision=ref).sha
+                result.commit_url, result.committed = _commit_url(plan.repo_id, result.commit_sha), True
+                return result
+            continue
+        fresh = replan()
+        plan.head, plan.files = fresh.head, fresh.files
+        if not plan.files:  # the repo already holds our data: the commit whose response was lost landed
+            result.commit_sha, result.commit_url, result.committed = fresh.head, _commit_url(plan.repo_id, fresh.head), True
+            return result
+    return result
+
+
+def verify_push(repo_id: str, revision: str, expected: dict[str, dict[str, int]], folder: Path) -> dict[str, dict[str, int]]:
+    """Load every config and split at `revision` and check row counts and features against the folder."""
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    from datasets.info import DatasetInfosDict
+
+    local = DatasetInfosDict.from_dataset_card_data(DatasetCard.load(folder / "README.md").data)
+    found: dict[str, dict[str, int]] = {}
+    with tempfile.TemporaryDirectory(prefix="personagym_verify_") as cache:
+        for config, splits in expected.items():
+            loaded = datasets.load_dataset(repo_id, config, revision=revision, cache_dir=cache)
+            found[config] = {name: loaded[name].num_rows for name in loaded}
+            if found[config] != splits:
+                raise PushError(f"verify {repo_id}@{revision[:8]} config {config}: expected rows {splits}, found {found[config]}")
+            for name in loaded:
+                if loaded[name].features != local[config].features:
+                    raise PushError(f"verify {repo_id}@{revision[:8]} config {config} split {name}: features differ")
+    return found

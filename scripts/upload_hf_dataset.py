@@ -1,0 +1,35 @@
+"""Upload a ppopt JSONL to a Hub dataset repo with a generated card, so `load_dataset(repo)` loads it.
+
+    python scripts/upload_hf_dataset.py --file hf_dataset.jsonl --repo your-name/ppopt-dataset [--private] [--split train]
+
+The token comes from --token, HF_TOKEN or `hf auth login`; it is never printed.
+"""
+
+import argparse
+import sys
+
+from personagym_hf.ppopt import upload_jsonl
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--file", required=True, help="the JSONL made by prepare_ppopt_hf_jsonl.py")
+    parser.add_argument("--repo", required=True, help="NAMESPACE/NAME of the dataset repo (created if missing)")
+    parser.add_argument("--split", default="train", help="split name for this file (default: train)")
+    parser.add_argument("--private", action=argparse.BooleanOptionalAction, default=None, help="repo visibility")
+    parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
+    args = parser.parse_args(argv)
+    try:
+        result = upload_jsonl(args.file, args.repo, split=args.split, private=args.private, token=args.token)
+    except (OSError, ValueError) as e:
+        print(f"upload_hf_dataset: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
+    if result.committed:
+        print(f"uploaded {args.file} as the {args.split} split: {result.commit_url}")
+    else:
+        print(f"{args.repo} already holds this file: no commit made")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

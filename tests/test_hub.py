@@ -1,0 +1,208 @@
+"""Pushes tested for real: the real `huggingface_hub` and `datasets` clients against the local
+Hub-compatible server of hub_server.py (no mocks)."""
+
+import json
+import logging
+
+import datasets
+import pytest
+from conftest import make_interaction, write_files
+
+from personagym_hf import TrainingDataCollector
+from personagym_hf import shards as shards_module
+from personagym_hf.cli import main
+from personagym_hf.config import parse_config
+from personagym_hf.hub import PushError, push_to_hub
+from personagym_hf.job import export_store
+from personagym_hf.synth import write_store
+
+REPO = "alice/personagym"
+CONFIGS = ["full", "minimal", "messages", "query_rewrite"]
+
+
+def export(store, out, **options):
+    export_store(store, out, parse_config({}), TrainingDataCollector().interaction_to_training_sample, **options)
+    return out / "hf_dataset"
+
+
+def uploaded(hub) -> int:
+    return hub.lfs_bytes_received + hub.inline_bytes_received
+
+
+@pytest.fixture
+def store(tmp_path):
+    return write_store(tmp_path / "interactions", count=40, personas=20, seed=11, reply_chars=100)
+
+
+def test_push_then_load_every_config_equals_the_local_folder(hub, store, tmp_path):
+    folder = export(store, tmp_path / "out")
+    result = push_to_hub(folder, REPO, backoff=0)
+    assert result.committed and hub.commit_count(REPO) == 1
+    assert result.commit_url == f"{hub.url}/datasets/{REPO}/commit/{result.commit_sha}"
+    assert result.verified == result.plan.splits
+    files = hub.files(REPO)
+    assert {"README.md", "statistics.json", "provenance.json", ".gitattributes"} <= set(files)
+    assert files["statistics.json"] == (folder / "statistics.json").read_bytes()
+    assert f'load_dataset("{REPO}", "messages")' in files["README.md"].decode()
+    for name in CONFIGS:
+        remote = datasets.load_dataset(REPO, name, cache_dir=str(tmp_path / "c1"))
+        local = datasets.load_dataset(str(folder), name, cache_dir=str(tmp_path / "c2"))
+        assert list(remote) == list(local)
+        for split in local:
+            assert remote[split].features == local[split].features
+            assert remote[split].to_list() == local[split].to_list()
+        streamed = datasets.load_dataset(REPO, name, streaming=True)
+        assert list(streamed["train"]) == local["train"].to_list()
+
+
+def test_pushing_the_same_data_again_makes_no_commit_and_uploads_nothing(hub, store, tmp_path):
+    push_to_hub(export(store, tmp_path / "a"), REPO, backoff=0)
+    before = uploaded(hub)
+    again = push_to_hub(export(store, tmp_path / "a"), REPO, backoff=0)
+    assert not again.committed and again.plan.files == []
+    reexported = push_to_hub(export(store, tmp_path / "b"), REPO, backoff=0)  # a fresh export of the same store
+    assert not reexported.committed
+    assert hub.commit_count(REPO) == 1 and uploaded(hub) == before
+
+
+def test_append_uploads_only_changed_files_and_deletes_stale_shards(hub, store, tmp_path, monkeypatch):
+    monkeypatch.setattr(shards_module, "BATCH_ROWS", 5)
+    monkeypatch.setattr(shards_module, "MAX_SHARD_BYTES", 1)  # several shards per split
+    out = tmp_path / "out"
+    push_to_hub(export(store, out), REPO, backoff=0)
+    first_files = set(hub.files(REPO))
+    before = uploaded(hub)
+    monkeypatch.setattr(shards_module, "MAX_SHARD_BYTES", 256 << 20)  # one shard per split now
+    write_store(store, count=44, personas=22, seed=11, reply_chars=100)
+    result = push_to_hub(export(store, out, append=True), REPO, backoff=0)
+    assert result.committed and hub.commit_count(REPO) == 2
+    deleted = {f.path for f in result.plan.files if f.action == "delete"}
+    assert deleted and deleted <= first_files and not deleted & set(hub.files(REPO))
+    assert 0 < uploaded(hub) - before == result.plan.upload_bytes
+    local = datasets.load_dataset(str(out / "hf_dataset"), cache_dir=str(tmp_path / "c"))
+    assert datasets.load_dataset(REPO, cache_dir=str(tmp_path / "c2"))["train"].to_list() == local["train"].to_list()
+
+
+@pytest.mark.parametrize("fault", [
+    {"status": 500, "after_handling": True},
+    {"drop_connection": True, "after_handling": True},
+    {"status": 500},
+    {"status": 412},
+    {"status": 429, "retry_after": 0},
+], ids=["lost_response_500", "lost_response_dropped", "server_error_before_commit", "parent_conflict", "rate_limited"])  # fmt: skip
+def test_commit_faults_end_in_exactly_one_commit(hub, store, tmp_path, fault):
+    folder = export(store, tmp_path / "out")
+    hub.inject(method="POST", path_regex=r"/commit/", **fault)
+    result = push_to_hub(folder, REPO, backoff=0)
+    assert result.committed and hub.commit_count(REPO) == 1
+    assert result.verified == result.plan.splits
+
+
+def test_upload_faults_are_retried_by_the_client(hub, store, tmp_path):
+    folder = export(store, tmp_path / "out")
+    hub.inject(method="POST", path_regex=r"/preupload/", status=429, retry_after=0)
+    hub.inject(method="POST", path_regex=r"/info/lfs/objects/batch", status=500)
+    assert push_to_hub(folder, REPO, backoff=0).committed and hub.commit_count(REPO) == 1
+
+
+def test_a_concurrent_commit_is_replanned_not_overwritten(hub, store, tmp_path):
+    from huggingface_hub import HfApi
+
+    folder = export(store, tmp_path / "out")
+    push_to_hub(folder, REPO, backoff=0)
+    HfApi().upload_file(path_or_fileobj=b"notes", path_in_repo="NOTES.md", repo_id=REPO, repo_type="dataset")
+    write_files(store, [make_interaction(1, persona="persona_x")])
+    hub.inject(method="POST", path_regex=r"/commit/", status=412)
+    result = push_to_hub(export(store, tmp_path / "out"), REPO, backoff=0)
+    assert result.committed and hub.commit_count(REPO) == 3
+    assert hub.files(REPO)["NOTES.md"] == b"notes"
+
+
+def test_dry_run_uploads_nothing(hub, store, tmp_path, capsys):
+    export(store, tmp_path / "out")
+    assert main(["push", "--repo", REPO, "--output", str(tmp_path / "out"), "--dry-run", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"create dataset repo {REPO} (revision main, public (the Hub's default))\n  add    README.md (")
+    assert "  config full: train " in out and out.endswith("dry run: nothing was uploaded\n")
+    assert hub.count_requests("POST", r"/api/repos/create") == 0 and uploaded(hub) == 0
+
+
+def test_secrets_block_the_push_unless_allowed(hub, tmp_path):
+    record = make_interaction(1)
+    record["messages"][1]["content"] = "use the key sk-abcdefghijklmnopqrstuvwxyz123456 for that"
+    folder = export(write_files(tmp_path / "s", [record]), tmp_path / "out", split=False)
+    with pytest.raises(PushError) as raised:
+        push_to_hub(folder, REPO)
+    message = str(raised.value)
+    assert message.startswith("refusing to push: 2 string(s) in ")  # the full and messages configs
+    assert "data/train-00000-of-00001.parquet, row 0, full_conversation[].content: OpenAI/Anthropic-style API key " \
+           "(sk-abc…[35 chars])" in message  # fmt: skip
+    assert "sk-abcdefghijklmnopqrstuvwxyz123456" not in message
+    assert uploaded(hub) == 0 and hub.count_requests("POST", r"/api/repos/create") == 0
+    assert push_to_hub(folder, REPO, allow_secrets=True, backoff=0).committed
+
+
+def test_private_is_applied_on_create_and_on_an_existing_repo(hub, store, tmp_path, caplog):
+    from huggingface_hub import HfApi
+
+    folder = export(store, tmp_path / "out")
+    push_to_hub(folder, REPO, private=False, backoff=0)
+    assert HfApi().repo_info(REPO, repo_type="dataset").private is False
+    with caplog.at_level(logging.WARNING):
+        push_to_hub(folder, REPO, private=True, backoff=0)
+    assert HfApi().repo_info(REPO, repo_type="dataset").private is True
+    assert f"{REPO} was public; made it private" in caplog.text
+
+
+def test_user_card_sections_survive_a_repush(hub, store, tmp_path):
+    from huggingface_hub import DatasetCard, HfApi
+
+    push_to_hub(export(store, tmp_path / "out"), REPO, backoff=0)
+    card = DatasetCard(hub.files(REPO)["README.md"].decode())
+    card.data["annotations_creators"] = ["machine-generated"]
+    card.text = "My intro, written by hand.\n\n" + card.text + "\n## Citation\n\nCite us, please.\n"
+    HfApi().upload_file(path_or_fileobj=str(card).encode(), path_in_repo="README.md", repo_id=REPO, repo_type="dataset")
+    write_files(store, [make_interaction(1, persona="persona_y")])
+    push_to_hub(export(store, tmp_path / "out"), REPO, backoff=0)
+    after = DatasetCard(hub.files(REPO)["README.md"].decode())
+    assert after.text.startswith("My intro, written by hand.\n\n<!-- personagym-hf:generated:start -->")
+    assert after.text.rstrip().endswith("## Citation\n\nCite us, please.")
+    assert after.data["annotations_creators"] == ["machine-generated"]
+    assert [c["config_name"] for c in after.data["configs"]] == CONFIGS
+    assert len(after.data["dataset_info"]) == 4
+    assert "**41** samples" in after.text
+
+
+def test_create_pr_leaves_the_branch_alone(hub, store, tmp_path):
+    from huggingface_hub import HfApi
+
+    folder = export(store, tmp_path / "out")
+    push_to_hub(folder, REPO, backoff=0, verify=False)
+    write_files(store, [make_interaction(1, persona="persona_z")])
+    head = hub.head(REPO, "main")
+    result = push_to_hub(export(store, tmp_path / "out"), REPO, create_pr=True, backoff=0)
+    assert result.committed and hub.head(REPO, "main") == head
+    refs = HfApi().list_repo_refs(REPO, repo_type="dataset", include_pull_requests=True)
+    assert [ref.ref for ref in refs.pull_requests] == ["refs/pr/1"]
+
+
+def test_cli_push_exports_then_pushes_and_never_shows_the_token(hub, store, tmp_path, capsys, caplog):
+    token = "hf_" + "T0kenValue" * 4
+    with caplog.at_level(logging.DEBUG):
+        code = main(["push", "--repo", REPO, "--interactions", str(store), "--output", str(tmp_path / "out"),
+                     "--token", token, "-q", "--private"])  # fmt: skip
+    assert code == 0
+    out, err = capsys.readouterr()
+    assert f"committed: {hub.url}/datasets/{REPO}/commit/" in out
+    assert "verified at " in out and "features match" in out
+    assert token not in out + err + caplog.text
+    assert all(token.encode() not in content for content in hub.files(REPO).values())
+    assert all(token not in p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*") if p.is_file())
+
+
+def test_card_command_renders_with_the_repo_id(store, tmp_path, capsys):
+    export(store, tmp_path / "out")
+    assert main(["card", "--output", str(tmp_path / "out"), "--repo", REPO]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("---\n") and f'load_dataset("{REPO}")' in out
+    assert json.loads((tmp_path / "out" / "hf_dataset" / "provenance.json").read_text())["generator"] == "personagym-hf"

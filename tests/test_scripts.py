@@ -1,0 +1,87 @@
+"""The seed's two shell snippets (prepare -> upload), run as written, against the local Hub server."""
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+from test_seed_snippets import SEED
+
+from personagym_hf import TrainingDataCollector
+from personagym_hf.config import parse_config
+from personagym_hf.job import export_store
+from personagym_hf.synth import write_store
+
+ROOT = Path(__file__).parent.parent
+
+
+def seed_commands() -> list[str]:
+    blocks = re.findall(r"```python\n(.*?)```", SEED.read_text(encoding="utf-8"), flags=re.S)
+    commands = []
+    for block in blocks:
+        lines = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+        if lines and lines[0].startswith("python scripts/"):
+            commands.append(" ".join(line.rstrip("\\").strip() for line in lines))
+    return commands
+
+
+def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    args = shlex.split(command)
+    args[0] = sys.executable
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+
+
+def test_seed_prepare_and_upload_commands_give_a_loadable_repo(hub, tmp_path):
+    (tmp_path / "scripts").symlink_to(ROOT / "scripts")
+    store = write_store(tmp_path / "output" / "interactions", count=30, personas=15, seed=2, reply_chars=60)
+    export_store(store, tmp_path / "output" / "training_data", parse_config({}),
+                 TrainingDataCollector().interaction_to_training_sample, hf_dataset=False)  # fmt: skip
+    prepare, upload = seed_commands()
+    assert prepare == ("python scripts/prepare_ppopt_hf_jsonl.py --input output/training_data/train_samples.json "
+                       "--output hf_dataset.jsonl")  # fmt: skip
+    assert upload == "python scripts/upload_hf_dataset.py --file hf_dataset.jsonl --repo your-username/ppopt-dataset"
+
+    done = run(prepare, tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / "hf_dataset.jsonl").read_text(encoding="utf-8").splitlines()]
+    samples = json.loads((tmp_path / "output" / "training_data" / "train_samples.json").read_text(encoding="utf-8"))
+    noisy = sum(len(s["noisy_initial_queries"]) for s in samples)
+    assert done.stdout == f"wrote {len(samples) + noisy} lines to hf_dataset.jsonl\n"
+    assert list(lines[0]) == ["sample_id", "persona_id", "persona_features", "variant", "query", "noise_type",
+                              "applied_strategies", "original_query"]  # fmt: skip
+    assert lines[0]["variant"] == "styled" and lines[0]["query"] == samples[0]["initial_query"]
+
+    done = run(upload, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("uploaded hf_dataset.jsonl as the train split: ")
+    loaded = datasets.load_dataset("your-username/ppopt-dataset", cache_dir=str(tmp_path / "c"))
+    assert list(loaded) == ["train"] and loaded["train"].to_list() == lines
+    assert loaded["train"].features["persona_features"] == datasets.Json()
+    assert run(upload, tmp_path).stdout == "your-username/ppopt-dataset already holds this file: no commit made\n"
+    assert hub.commit_count("your-username/ppopt-dataset") == 1
+
+
+def test_upload_a_second_split_keeps_the_first(hub, tmp_path):
+    (tmp_path / "a.jsonl").write_text(json.dumps({"sample_id": "s1", "persona_id": "p", "persona_features": {"role": "x"},
+                                                  "variant": "styled", "query": "q", "noise_type": "none",
+                                                  "applied_strategies": [], "original_query": "Q"}) + "\n")  # fmt: skip
+    script = str(ROOT / "scripts" / "upload_hf_dataset.py")
+    for split in ("train", "test"):
+        done = subprocess.run([sys.executable, script, "--file", "a.jsonl", "--repo", "bob/pp", "--split", split,
+                               "--private"], cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    loaded = datasets.load_dataset("bob/pp", cache_dir=str(tmp_path / "c"))
+    assert {name: ds.num_rows for name, ds in loaded.items()} == {"test": 1, "train": 1}
+
+
+def test_prepare_reports_a_bad_input_file(tmp_path):
+    (tmp_path / "bad.json").write_text("[{", encoding="utf-8")
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_ppopt_hf_jsonl.py"), "--input", "bad.json",
+                           "--output", "o.jsonl"], cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("prepare_ppopt_hf_jsonl: error: bad.json: invalid JSON (")
+    assert done.stderr.rstrip().endswith("expected an export's samples file")
+    assert not (tmp_path / "o.jsonl").exists()
