@@ -86,6 +86,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         append=append,
         hf_dataset=not args.no_hf_dataset,
         show_progress=not args.quiet,
+        num_proc=args.num_proc,
     )
     result, stats = run.result, run.result.statistics
     by_split = ", ".join(f"{name} {count}" for name, count in stats["samples_by_split"].items() if name in result.json_files)
@@ -95,7 +96,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"  noise rate {stats['distractor_stats']['noise_rate']:.1%}, {stats['total_personas']} personas, "
           f"avg {stats['avg_turns']} turns")  # fmt: skip
     if run.rejections.bad or run.rejections.warnings:
-        print(f"  rejected {len(run.rejections.bad)} bad records ({run.rejected_report}), {run.rejections.warnings} warnings")
+        print(f"  rejected {len(run.rejections.bad)} bad records ({run.rejected_report}), {len(run.rejections.warnings)} warnings")
     print(f"  output: {Path(output)}/ ({', '.join(sorted(p.name for p in result.json_files.values()))}, "
           f"JSONL beside each, {', '.join(sorted(p.name for p in result.other_files.values()))})")  # fmt: skip
     if result.hf_dataset:
@@ -129,7 +130,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for bad in rejections.bad:
         print(bad.describe())
     good = stats["total_samples"]
-    print(f"{good} valid interactions, {len(rejections.bad)} bad, {rejections.warnings} warnings")
+    print(f"{good} valid interactions, {len(rejections.bad)} bad, {len(rejections.warnings)} warnings")
     return 1 if rejections.bad else 0
 
 
@@ -221,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--append", action=argparse.BooleanOptionalAction, default=None,
                         help="add only new samples to the export already in the output folder (default: experiment.incremental)")  # fmt: skip
     export.add_argument("--no-hf-dataset", action="store_true", help="skip the Parquet/README folder for load_dataset")
+    export.add_argument("--num-proc", type=_positive, default=1, metavar="N",
+                        help="worker processes (default 1); the outputs are the same bytes for any N")  # fmt: skip
     export.set_defaults(func=cmd_export)
 
     validate = sub.add_parser("validate", help="check every record; list the bad ones; exit 1 if any")
@@ -248,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--dry-run", action="store_true", help="show what would be added, changed and deleted; upload nothing")
     push.add_argument("--allow-secrets", action="store_true", help="push even if strings look like API keys (e.g. fakes)")
     push.add_argument("--no-verify", action="store_true", help="skip reloading every config after the push")
-    push.set_defaults(func=cmd_push, no_split=False, timestamp=False, append=None, no_hf_dataset=False)
+    push.set_defaults(func=cmd_push, no_split=False, timestamp=False, append=None, no_hf_dataset=False, num_proc=1)
 
     card = sub.add_parser("card", help="render the dataset card of an export (stdout, or --write into its README.md)")
     card.add_argument("--data", metavar="DIR", help="the exported folder (default: <output>/hf_dataset)")
@@ -259,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--write", action="store_true", help="write the card into the folder's README.md")
     card.set_defaults(func=cmd_card)
     return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _version() -> str:

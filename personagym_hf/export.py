@@ -18,7 +18,7 @@ import orjson
 
 from .config import SPLIT_NAMES, ExportConfig
 from .schema import TrainingSample
-from .split import FILE_PREFIX, split_of
+from .split import FILE_PREFIX
 from .stats import StatsAccumulator
 from .writers import JsonArrayWriter, JsonlWriter, OutputSet, write_json_atomic
 
@@ -81,9 +81,6 @@ class SplitFiles:
         self.jsonl = {s: outputs.open(JsonlWriter(output_dir / split_file_name(s, stamp, ".jsonl"))) for s in self.names}
         self.exported: set[str] = set()
 
-    def split_of(self, sample: dict) -> str:
-        return split_of(sample, self.cfg.seed, self.cfg.ratios, self.cfg.split_by) if self.split else "train"
-
     def carry_over(self, output_dir: Path) -> Iterator[tuple[dict, str]]:
         """Rows of the export already in `output_dir`, kept in the split file they are in."""
         for name in SPLIT_NAMES:
@@ -113,13 +110,13 @@ class Exporter:
         append: bool = False,
         hf_dataset: bool = False,
     ):
-        from .views import config_rows, config_specs, full_fields
+        from .chunks import Encoder
 
         self.cfg, self.output_dir = cfg, Path(output_dir)
         self.stamp = timestamp() if use_timestamp and not append else None
         self.outputs = OutputSet()
         self.files = SplitFiles(self.output_dir, cfg, self.outputs, split, self.stamp)
-        self.fields = full_fields(cfg.format)
+        self.encoder = Encoder(cfg, split, views=hf_dataset)
         self.stats = StatsAccumulator()
         self.result = ExportResult()
         self.parquet = None
@@ -127,8 +124,8 @@ class Exporter:
             from .shards import ParquetSplitWriter
 
             folder = self.output_dir / HF_FOLDER / "data"
-            self.specs = config_specs(cfg.format)
-            self.views = config_rows(cfg.format)
+            self.specs = self.encoder.specs
+            self.views = self.encoder.views
             self.parquet = {
                 config: {
                     s: ParquetSplitWriter(folder if config == "full" else folder / config, s, specs)
@@ -156,13 +153,29 @@ class Exporter:
             return None
         self.files.exported.add(sample.sample_id)
         data = sample.to_dict()
-        split = self.files.split_of(data)
-        row = {name: data[name] for name in self.fields}
-        self.files.add_row(row, split)
+        split = self.encoder.split_of(data)
+        self.files.add_row(self.encoder.row(data), split)
         self.stats.add(data, split)
         self._add_parquet(data, split)
         self.result.new_samples += 1
         return split
+
+    def add_chunk(self, chunk) -> None:
+        """Append the parts of an encoded chunk (see `chunks.py`), then drop them."""
+        import pyarrow as pa
+
+        for split, count in chunk.samples.items():
+            self.files.json[split].add_fragment(chunk.json_part(split), count)
+            self.files.jsonl[split].add_file(chunk.jsonl_part(split), count)
+        for (config, split), path in sorted(chunk.tables.items()):
+            with pa.memory_map(str(path)) as source:
+                reader = pa.ipc.open_file(source)
+                for index in range(reader.num_record_batches):
+                    self.parquet[config][split].add_table(pa.Table.from_batches([reader.get_batch(index)]))
+        self.stats.merge(chunk.stats)
+        self.files.exported.update(kept.sample_id for kept in chunk.kept)
+        self.result.new_samples += len(chunk.kept)
+        chunk.discard()
 
     def add_all(self, samples: Iterable[TrainingSample]) -> "Exporter":
         for sample in samples:

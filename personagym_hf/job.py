@@ -9,13 +9,13 @@ statistics or dataset file is written (earlier ones stay as they were).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from .config import ExportConfig
 from .export import Exporter, ExportResult
-from .samples import Convert, Rejections, iter_samples
+from .samples import Convert, Rejections
 from .store import BadRecord, Record, discover_files, iter_file, token_usage_files
 from .token_usage import merge_token_usage
 from .writers import write_json_atomic
@@ -33,7 +33,8 @@ class StoreExport:
     rejected_report: Path | None
 
 
-def progress(iterable: Iterable, *, total: int | None, desc: str, enabled: bool, unit: str = "file") -> Iterable:
+def progress(iterable: Iterable | None, *, total: int | None, desc: str, enabled: bool, unit: str = "file"):
+    """A progress bar over `iterable` (or one to `update()` by hand when it is None); off: the iterable itself."""
     if not enabled:
         return iterable
     from tqdm.auto import tqdm
@@ -72,19 +73,44 @@ def export_store(
     append: bool = False,
     hf_dataset: bool = True,
     show_progress: bool = False,
+    num_proc: int = 1,
 ) -> StoreExport:
+    """Export a whole store. With `num_proc` > 1 chunks of files are encoded by worker processes; the
+    outputs are the same bytes as with one process."""
+    import os
+    import shutil
+
+    from .chunks import run_chunks
+
     output_dir = Path(output_dir)
     files = discover_files(interactions)
     rejections = Rejections(cfg.on_bad_records)
     exporter = Exporter(cfg, output_dir, split=split, use_timestamp=use_timestamp, append=append, hf_dataset=hf_dataset)
+    staging = output_dir / f".chunks-{os.getpid()}"
+    bar = progress(None, total=len(files), desc="Exporting", enabled=show_progress)
+    seen: dict[str, str] = {}  # sample_id -> where it was first read, across chunks
     try:
-        records = (
-            record
-            for path in progress(files, total=len(files), desc="Exporting", enabled=show_progress)
-            for record in iter_file(path)
-        )
-        for sample, _record in iter_samples(records, convert, rejections):
-            exporter.add(sample)
+        # A snapshot: `exported` grows as chunks are added, and a later duplicate must be reported, not skipped.
+        skip = frozenset(exporter.files.exported)
+        chunks = run_chunks(files, staging, exporter.encoder, convert, skip=skip, num_proc=num_proc)
+        for task, chunk in chunks:
+            duplicates = [kept for kept in chunk.kept if kept.sample_id in seen]
+            if duplicates:  # an id an earlier chunk had: encode this chunk again without it
+                from .chunks import encode_chunk
+
+                chunk.discard()
+                chunk = encode_chunk(replace(task, exclude=frozenset(kept.sample_id for kept in duplicates)))
+            for bad in chunk.bad:
+                rejections.reject(bad)
+            for kept in duplicates:
+                reason = f"duplicate interaction_id (already read from {seen[kept.sample_id]}); kept the first"
+                rejections.reject(BadRecord(kept.source, kept.where, reason, kept.interaction_id))
+            for warning in chunk.warnings:
+                rejections.add_warning(warning)
+            seen.update((kept.sample_id, kept.location()) for kept in chunk.kept)
+            exporter.add_chunk(chunk)
+            if bar is not None:
+                bar.update(len(task.files))
         usage, bad_usage = merge_token_usage(token_usage_files(interactions))
         for bad in bad_usage:
             rejections.reject(bad)
@@ -93,6 +119,10 @@ def export_store(
         exporter.abort()
         write_rejected_report(output_dir, rejections)
         raise
+    finally:
+        if bar is not None:
+            bar.close()
+        shutil.rmtree(staging, ignore_errors=True)
     report = write_rejected_report(output_dir, rejections)
     return StoreExport(result, rejections, len(files), report)
 

@@ -32,7 +32,7 @@ class Rejections:
 
     policy: OnBadRecords = "warn"
     bad: list[BadRecord] = field(default_factory=list)
-    warnings: int = 0
+    warnings: list[str] = field(default_factory=list)  # "<location>: <message>"
 
     def reject(self, bad: BadRecord) -> None:
         if self.policy == "error":
@@ -44,9 +44,12 @@ class Rejections:
             logger.warning("skipped bad record: %s", bad.describe())
 
     def warn(self, record: Record, message: str) -> None:
-        self.warnings += 1
+        self.add_warning(f"{BadRecord(record.source, record.where, '').location()}: {message}")
+
+    def add_warning(self, warning: str) -> None:
+        self.warnings.append(warning)
         if self.policy != "skip":
-            logger.warning("%s: %s", BadRecord(record.source, record.where, "").location(), message)
+            logger.warning("%s", warning)
 
 
 def iter_samples(

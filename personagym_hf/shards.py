@@ -60,6 +60,12 @@ class ParquetSplitWriter:
         if len(self.rows) >= BATCH_ROWS:
             self._flush()
 
+    def add_table(self, table: pa.Table) -> None:
+        """Write a table built elsewhere (same schema) as it is: one row group per call."""
+        self._flush()
+        if table.num_rows:
+            self._write(table)
+
     def _open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         temp = self.folder / f".{self.split}-{len(self.temps):05d}.parquet.tmp"
@@ -72,6 +78,9 @@ class ParquetSplitWriter:
             return
         table = rows_to_table(self.rows, self.schema, self.json_columns)
         self.rows = []
+        self._write(table)
+
+    def _write(self, table: pa.Table) -> None:
         if self.writer is None or self.shard_bytes >= self.max_shard_bytes:
             self._close_shard()
             self._open()

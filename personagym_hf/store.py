@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator
@@ -70,6 +71,18 @@ def is_interaction_file(path: Path) -> bool:
     )
 
 
+def _walk(folder: Path) -> Iterator[Path]:
+    """Interaction files below `folder`, skipping hidden files and folders (os.scandir: one stat-free pass)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                yield from _walk(Path(entry.path))
+            elif entry.is_file() and is_interaction_file(Path(entry.path)):
+                yield Path(entry.path)
+
+
 def discover_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Every interaction file under `paths`, in a stable order (sorted by path)."""
     if isinstance(paths, (str, Path)):
@@ -77,13 +90,7 @@ def discover_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found.extend(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and is_interaction_file(p)
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            found.extend(_walk(path))
         elif path.is_file():
             found.append(path)
         else:

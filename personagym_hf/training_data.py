@@ -110,6 +110,7 @@ class TrainingDataExporter:
         append: bool | None = None,
         hf_dataset: bool = True,
         show_progress: bool = False,
+        num_proc: int = 1,
     ):
         """Everything `personagym-hf export` writes, streamed from a store (`paths.interactions.output_dir`)."""
         from .job import export_store
@@ -124,6 +125,7 @@ class TrainingDataExporter:
             append=self.settings.incremental if append is None else append,
             hf_dataset=hf_dataset,
             show_progress=show_progress,
+            num_proc=num_proc,
         )
 
 

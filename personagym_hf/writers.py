@@ -48,17 +48,40 @@ class AtomicFile:
         self.temp.unlink(missing_ok=True)
 
 
+def pretty_item(row: Any) -> bytes:
+    """One element of a pretty-printed JSON array (indented one level, no separator)."""
+    return b"  " + orjson.dumps(row, option=_INDENT).replace(b"\n", b"\n  ")
+
+
+ITEM_SEPARATOR = b",\n"
+
+
+def copy_into(target: "AtomicFile", source: Path, digest: Any = None) -> None:
+    """Append a part file to `target` in blocks (and feed `digest`, if given)."""
+    with source.open("rb") as f:
+        while block := f.read(1 << 20):
+            target.write(block)
+            if digest is not None:
+                digest.update(block)
+
+
 class JsonArrayWriter(AtomicFile):
-    """A JSON array of pretty-printed objects, one `add()` at a time."""
+    """A JSON array of pretty-printed objects, one `add()` (or one fragment of items) at a time."""
 
     def __init__(self, path: str | Path):
         super().__init__(path)
         self.count = 0
 
     def add(self, row: dict) -> None:
-        body = orjson.dumps(row, option=_INDENT).replace(b"\n", b"\n  ")
-        self.write((b"[\n  " if self.count == 0 else b",\n  ") + body)
+        self.write((b"[\n" if self.count == 0 else ITEM_SEPARATOR) + pretty_item(row))
         self.count += 1
+
+    def add_fragment(self, fragment: Path, count: int) -> None:
+        """Append `count` items written elsewhere as `pretty_item`s joined by ITEM_SEPARATOR."""
+        if count:
+            self.write(b"[\n" if self.count == 0 else ITEM_SEPARATOR)
+            copy_into(self, fragment)
+            self.count += count
 
     def commit(self) -> Path:
         self.write(b"\n]\n" if self.count else b"[]\n")
@@ -78,6 +101,11 @@ class JsonlWriter(AtomicFile):
         self.write(line)
         self.sha256.update(line)
         self.count += 1
+
+    def add_file(self, part: Path, count: int) -> None:
+        """Append `count` lines written elsewhere."""
+        copy_into(self, part, self.sha256)
+        self.count += count
 
 
 def write_json_atomic(path: str | Path, value: Any) -> Path:

@@ -217,3 +217,45 @@ def test_exporter_export_samples_and_statistics(tmp_path, small_store, monkeypat
     assert read_json(Path(stats_file)) == exporter.compute_statistics(samples)
     assert read_json(Path(stats_file))["samples_by_split"] == {
         name: len(read_json(Path(path))) for name, path in files.items()}
+
+
+@pytest.fixture
+def chunked(monkeypatch):
+    """Chunks of 7 files, so a small store spans several chunks."""
+    from personagym_hf import chunks
+
+    monkeypatch.setattr(chunks, "CHUNK_FILES", 7)
+
+
+def test_num_proc_gives_the_same_bytes_as_one_process(tmp_path, chunked):
+    from personagym_hf.synth import write_store
+
+    store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
+    one = export_store(store, tmp_path / "one", parse_config({}), CONVERT)
+    two = export_store(store, tmp_path / "two", parse_config({}), CONVERT, num_proc=2)
+    assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two")
+    assert one.result.statistics["total_samples"] == two.result.statistics["total_samples"] == 60
+    assert not list(tmp_path.glob("*/.chunks-*"))
+
+
+def test_a_duplicate_in_a_later_chunk_is_reported_and_dropped(tmp_path, chunked):
+    records = [make_interaction(n, persona=f"p{n % 4}") for n in range(10)]
+    store = write_files(tmp_path / "s", records)
+    (store / "zz_copy.json").write_text(json.dumps(records[0]), encoding="utf-8")  # read in the second chunk
+    for num_proc in (1, 2):
+        run_ = export_store(store, tmp_path / f"out{num_proc}", parse_config({}), CONVERT, num_proc=num_proc)
+        assert run_.result.statistics["total_samples"] == 10
+        assert [b.to_dict() for b in run_.rejections.bad] == [{
+            "file": f"{store.as_posix()}/zz_copy.json", "where": "", "interaction_id": "interaction_p0_0000",
+            "reason": f"duplicate interaction_id (already read from {store.as_posix()}/interaction_p0_0000.json); "
+                      "kept the first"}]  # fmt: skip
+    assert snapshot(tmp_path / "out1") == snapshot(tmp_path / "out2")
+
+
+def test_error_policy_stops_a_worker_run_and_writes_nothing(tmp_path, chunked):
+    store = write_files(tmp_path / "s", [make_interaction(n) for n in range(20)])
+    (store / "interaction_persona_001_0015.json").write_text("{", encoding="utf-8")
+    with pytest.raises(BadInputError, match=r"interaction_persona_001_0015.json: invalid JSON"):
+        export_store(store, tmp_path / "out", parse_config({"training_data": {"on_bad_records": "error"}}), CONVERT,
+                     num_proc=2)  # fmt: skip
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]

@@ -1,0 +1,201 @@
+"""Encoding a store in fixed chunks of files, in this process or in worker processes.
+
+The store's files are cut into chunks of `CHUNK_FILES` — a fixed count, so the cut does not depend on
+`num_proc`. `encode_chunk` reads, converts, validates, splits and encodes one chunk into part files: per
+split a JSON fragment and a JSONL part, and per config and split an Arrow IPC file. The parent takes the
+chunks in order and appends their parts to the outputs (`Exporter.add_chunk`), so an export writes the
+same bytes with one process or many, and memory holds about one batch per config and split per worker.
+
+A record whose interaction_id an earlier chunk already had is found by the parent, which then encodes that
+chunk again without it: rare, and it keeps the workers independent of each other.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from .config import SPLIT_NAMES, ExportConfig
+from .samples import Convert, Rejections, iter_samples
+from .shards import json_columns, rows_to_table
+from .split import split_of
+from .stats import StatsAccumulator
+from .store import BadRecord, iter_file
+from .writers import ITEM_SEPARATOR, dumps_line, pretty_item
+
+CHUNK_FILES = 1000
+
+
+class Encoder:
+    """A sample -> its split, its row in the JSON files, and its rows in each dataset config."""
+
+    def __init__(self, cfg: ExportConfig, split: bool, views: bool):
+        from .views import config_rows, config_specs, full_fields
+
+        self.cfg, self.split = cfg, split
+        self.split_names = SPLIT_NAMES if split else ("train",)
+        self.fields = full_fields(cfg.format)
+        self.specs = config_specs(cfg.format) if views else {}
+        self.views = config_rows(cfg.format) if views else {}
+
+    def split_of(self, data: dict) -> str:
+        return split_of(data, self.cfg.seed, self.cfg.ratios, self.cfg.split_by) if self.split else "train"
+
+    def row(self, data: dict) -> dict:
+        return {name: data[name] for name in self.fields}
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A sample a chunk kept, and where its record was read."""
+
+    sample_id: str
+    source: str
+    where: str
+    interaction_id: str | None
+
+    def location(self) -> str:
+        return f"{self.source} {self.where}" if self.where else self.source
+
+
+@dataclass
+class ChunkTask:
+    index: int
+    files: list[str]
+    folder: str
+    exclude: frozenset[str] = frozenset()
+
+
+@dataclass
+class ChunkResult:
+    index: int
+    folder: Path
+    kept: list[Kept] = field(default_factory=list)
+    bad: list[BadRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    stats: StatsAccumulator = field(default_factory=StatsAccumulator)
+    samples: dict[str, int] = field(default_factory=dict)  # split -> samples in its parts
+    tables: dict[tuple[str, str], Path] = field(default_factory=dict)  # (config, split) -> Arrow IPC file
+
+    def json_part(self, split: str) -> Path:
+        return self.folder / f"{split}.json.part"
+
+    def jsonl_part(self, split: str) -> Path:
+        return self.folder / f"{split}.jsonl.part"
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _ArrowParts:
+    """Rows of each (config, split), written to Arrow IPC files a batch at a time."""
+
+    def __init__(self, encoder: Encoder, folder: Path, batch_rows: int):
+        from .schema import features
+
+        self.encoder, self.folder, self.batch_rows = encoder, folder, batch_rows
+        self.schemas = {config: features(specs).arrow_schema for config, specs in encoder.specs.items()}
+        self.json_cols = {config: json_columns(specs) for config, specs in encoder.specs.items()}
+        self.rows: dict[tuple[str, str], list[dict]] = {}
+        self.writers: dict[tuple[str, str], Any] = {}
+        self.paths: dict[tuple[str, str], Path] = {}
+
+    def add(self, data: dict, split: str) -> None:
+        for config, to_rows in self.encoder.views.items():
+            rows = self.rows.setdefault((config, split), [])
+            rows.extend(to_rows(data))
+            if len(rows) >= self.batch_rows:
+                self._flush((config, split))
+
+    def _flush(self, key: tuple[str, str]) -> None:
+        rows = self.rows.get(key)
+        if not rows:
+            return
+        config, split = key
+        table = rows_to_table(rows, self.schemas[config], self.json_cols[config])
+        if key not in self.writers:
+            self.paths[key] = self.folder / f"{config}.{split}.arrow"
+            self.writers[key] = pa.ipc.new_file(self.paths[key], self.schemas[config])
+        self.writers[key].write_table(table)
+        self.rows[key] = []
+
+    def close(self) -> dict[tuple[str, str], Path]:
+        for key in list(self.rows):
+            self._flush(key)
+        for writer in self.writers.values():
+            writer.close()
+        return self.paths
+
+
+# Set by `run_chunks` before workers start (fork inherits it): what every chunk needs besides its files.
+_JOB: dict[str, Any] = {}
+
+
+def encode_chunk(task: ChunkTask) -> ChunkResult:
+    encoder: Encoder = _JOB["encoder"]
+    convert: Convert = _JOB["convert"]
+    skip: frozenset[str] = _JOB["skip"]  # sample ids an earlier export already holds (append)
+    folder = Path(task.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    result = ChunkResult(task.index, folder)
+    # Bad records are collected here and reported by the parent, in store order; "error" still stops at once.
+    rejections = Rejections("error" if encoder.cfg.on_bad_records == "error" else "skip")
+    json_parts = {s: result.json_part(s).open("wb") for s in encoder.split_names}
+    jsonl_parts = {s: result.jsonl_part(s).open("wb") for s in encoder.split_names}
+    arrow = _ArrowParts(encoder, folder, _JOB["batch_rows"]) if encoder.views else None
+    try:
+        records = (record for path in task.files for record in iter_file(Path(path)))
+        for sample, record in iter_samples(records, convert, rejections):
+            if sample.sample_id in skip or sample.sample_id in task.exclude:
+                continue
+            data = sample.to_dict()
+            split = encoder.split_of(data)
+            row = encoder.row(data)
+            count = result.samples.get(split, 0)
+            json_parts[split].write((ITEM_SEPARATOR if count else b"") + pretty_item(row))
+            jsonl_parts[split].write(dumps_line(row))
+            result.samples[split] = count + 1
+            result.stats.add(data, split)
+            if arrow is not None:
+                arrow.add(data, split)
+            record_id = record.data.get("interaction_id")
+            result.kept.append(Kept(sample.sample_id, record.source, record.where,
+                                    record_id if isinstance(record_id, str) else None))  # fmt: skip
+    finally:
+        for part in (*json_parts.values(), *jsonl_parts.values()):
+            part.close()
+        if arrow is not None:
+            result.tables = arrow.close()
+    result.bad, result.warnings = rejections.bad, rejections.warnings
+    return result
+
+
+def run_chunks(
+    files: list[Path],
+    staging: Path,
+    encoder: Encoder,
+    convert: Convert,
+    *,
+    skip: frozenset[str],
+    num_proc: int = 1,
+    batch_rows: int | None = None,
+) -> Iterator[tuple[ChunkTask, ChunkResult]]:
+    """Chunk results in store order. Workers are forked, so a custom collector need not be importable."""
+    from . import shards
+
+    _JOB.update(encoder=encoder, convert=convert, skip=skip, batch_rows=batch_rows or shards.BATCH_ROWS)
+    tasks = [
+        ChunkTask(index, [p.as_posix() for p in files[start : start + CHUNK_FILES]], str(staging / f"{index:06d}"))
+        for index, start in enumerate(range(0, len(files), CHUNK_FILES))
+    ]
+    if num_proc <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield task, encode_chunk(task)
+        return
+    with multiprocessing.get_context("fork").Pool(min(num_proc, len(tasks))) as pool:
+        yield from zip(tasks, pool.imap(encode_chunk, tasks))
