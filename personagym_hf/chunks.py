@@ -12,6 +12,7 @@ chunk again without it: rare, and it keeps the workers independent of each other
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import shutil
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class ChunkResult:
     warnings: list[str] = field(default_factory=list)
     stats: StatsAccumulator = field(default_factory=StatsAccumulator)
     samples: dict[str, int] = field(default_factory=dict)  # split -> samples in its parts
+    jsonl_sha256: dict[str, str] = field(default_factory=dict)  # split -> sha256 of its JSONL part
     tables: dict[tuple[str, str], Path] = field(default_factory=dict)  # (config, split) -> Arrow IPC file
 
     def json_part(self, split: str) -> Path:
@@ -147,9 +149,10 @@ def encode_chunk(task: ChunkTask) -> ChunkResult:
     rejections = Rejections("error" if encoder.cfg.on_bad_records == "error" else "skip")
     json_parts = {s: result.json_part(s).open("wb") for s in encoder.split_names}
     jsonl_parts = {s: result.jsonl_part(s).open("wb") for s in encoder.split_names}
+    digests = {s: hashlib.sha256() for s in encoder.split_names}
     arrow = _ArrowParts(encoder, folder, _JOB["batch_rows"]) if encoder.views else None
     try:
-        records = (record for path in task.files for record in iter_file(Path(path)))
+        records = (record for path in task.files for record in iter_file(path))
         for sample, record in iter_samples(records, convert, rejections):
             if sample.sample_id in skip or sample.sample_id in task.exclude:
                 continue
@@ -158,7 +161,9 @@ def encode_chunk(task: ChunkTask) -> ChunkResult:
             row = encoder.row(data)
             count = result.samples.get(split, 0)
             json_parts[split].write((ITEM_SEPARATOR if count else b"") + pretty_item(row))
-            jsonl_parts[split].write(dumps_line(row))
+            line = dumps_line(row)
+            jsonl_parts[split].write(line)
+            digests[split].update(line)
             result.samples[split] = count + 1
             result.stats.add(data, split)
             if arrow is not None:
@@ -172,6 +177,7 @@ def encode_chunk(task: ChunkTask) -> ChunkResult:
         if arrow is not None:
             result.tables = arrow.close()
     result.bad, result.warnings = rejections.bad, rejections.warnings
+    result.jsonl_sha256 = {split: digest.hexdigest() for split, digest in digests.items()}
     return result
 
 

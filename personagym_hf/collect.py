@@ -54,19 +54,24 @@ def _messages(interaction: dict) -> list[dict[str, str]]:
     if not messages:
         raise InvalidInteraction("'messages' is empty")
     conversation = []
-    for number, message in enumerate(messages, start=1):
+    has_user = False
+    for number, message in enumerate(messages, start=1):  # hot loop: one pass, no helper calls
         if not isinstance(message, dict):
             raise InvalidInteraction(f"message {number} must be an object, got {type(message).__name__}")
-        role = message.get("role")
-        if role not in ROLES:
+        role, content = message.get("role"), message.get("content")
+        if role == "user":
+            has_user = True
+        elif role == "system":
+            if number != 1:
+                raise InvalidInteraction(f"message {number} is a 'system' message; only the first message may be")
+        elif role != "assistant":
             raise InvalidInteraction(f"message {number} has role {role!r}; expected one of {list(ROLES)}")
-        if role == "system" and number != 1:
-            raise InvalidInteraction(f"message {number} is a 'system' message; only the first message may be")
-        content = _text(message.get("content"), f"message {number} content")
-        if not content.strip():
+        if not isinstance(content, str):
+            raise InvalidInteraction(f"message {number} content must be a string, got {type(content).__name__}")
+        if not content or content.isspace():
             raise InvalidInteraction(f"message {number} ({role}) has empty content")
         conversation.append({"role": role, "content": content})
-    if not any(m["role"] == "user" for m in conversation):
+    if not has_user:
         raise InvalidInteraction("no user message")
     return conversation
 

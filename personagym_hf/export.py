@@ -166,7 +166,7 @@ class Exporter:
 
         for split, count in chunk.samples.items():
             self.files.json[split].add_fragment(chunk.json_part(split), count)
-            self.files.jsonl[split].add_file(chunk.jsonl_part(split), count)
+            self.files.jsonl[split].add_file(chunk.jsonl_part(split), count, chunk.jsonl_sha256[split])
         for (config, split), path in sorted(chunk.tables.items()):
             with pa.memory_map(str(path)) as source:
                 reader = pa.ipc.open_file(source)

@@ -57,51 +57,53 @@ class BadRecord:
         return {"file": self.source, "where": self.where, "interaction_id": self.record_id, "reason": self.reason}
 
 
-def is_token_usage_file(path: Path) -> bool:
-    return path.name.startswith("token_usage") and path.name.endswith(".json")
+def is_token_usage_file(path: Path | str) -> bool:
+    name = os.path.basename(path)
+    return name.startswith("token_usage") and name.endswith(".json")
 
 
-def is_interaction_file(path: Path) -> bool:
-    name = path.name
+def is_interaction_file(path: Path | str) -> bool:
+    name = os.path.basename(path)
     return (
         name.endswith(INTERACTION_SUFFIXES)
         and name != "index.json"
-        and not is_token_usage_file(path)
+        and not is_token_usage_file(name)
         and not name.startswith(".")
     )
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    """Interaction files below `folder`, skipping hidden files and folders (os.scandir: one stat-free pass)."""
+def _walk(folder: str) -> Iterator[str]:
+    """Interaction files below `folder`, skipping hidden files and folders (os.scandir, plain strings:
+    this runs once per file of a store)."""
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
             if entry.is_dir():
-                yield from _walk(Path(entry.path))
-            elif entry.is_file() and is_interaction_file(Path(entry.path)):
-                yield Path(entry.path)
+                yield from _walk(entry.path)
+            elif entry.is_file() and is_interaction_file(entry.name):
+                yield entry.path
 
 
 def discover_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Every interaction file under `paths`, in a stable order (sorted by path)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    found: list[Path] = []
+    found: list[str] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found.extend(_walk(path))
+            found.extend(_walk(path.as_posix()))
         elif path.is_file():
-            found.append(path)
+            found.append(path.as_posix())
         else:
             raise FileNotFoundError(
                 f"{path}: no such file or directory; pass --interactions with the folder of your interaction store"
             )
-    return sorted(set(found), key=lambda p: p.as_posix())
+    return [Path(p) for p in sorted(set(found))]
 
 
-def _open(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+def _open(path: str) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
 def _reason(error: Exception) -> str:
@@ -119,20 +121,20 @@ def _record_or_bad(source: str, where: str, value: object) -> Record | BadRecord
     return BadRecord(source, where, f"expected a JSON object, got {type(value).__name__}")
 
 
-def iter_file(path: Path) -> Iterator[Record | BadRecord]:
+def iter_file(path: str | Path) -> Iterator[Record | BadRecord]:
     """Records of one file; a file that cannot be read at all gives one BadRecord."""
-    source = path.as_posix()
+    source = path if isinstance(path, str) else path.as_posix()  # str: this runs once per file of a store
     try:
-        if path.name.endswith((".jsonl", ".jsonl.gz")):
-            yield from _iter_jsonl(path, source)
+        if source.endswith((".jsonl", ".jsonl.gz")):
+            yield from _iter_jsonl(source)
         else:
-            yield from _iter_json(path, source)
+            yield from _iter_json(source)
     except (OSError, EOFError) as e:  # unreadable or truncated gzip
         yield BadRecord(source, "", f"cannot read file ({e.__class__.__name__}: {e})")
 
 
-def _iter_jsonl(path: Path, source: str) -> Iterator[Record | BadRecord]:
-    with _open(path) as f:
+def _iter_jsonl(source: str) -> Iterator[Record | BadRecord]:
+    with _open(source) as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -144,11 +146,11 @@ def _iter_jsonl(path: Path, source: str) -> Iterator[Record | BadRecord]:
             yield _record_or_bad(source, f"line {number}", value)
 
 
-def _iter_json(path: Path, source: str) -> Iterator[Record | BadRecord]:
-    if not path.name.endswith(".gz") and path.stat().st_size > _WHOLE_FILE_LIMIT:
-        yield from _iter_json_array_stream(path, source)
-        return
-    with _open(path) as f:
+def _iter_json(source: str) -> Iterator[Record | BadRecord]:
+    with _open(source) as f:
+        if not source.endswith(".gz") and os.fstat(f.fileno()).st_size > _WHOLE_FILE_LIMIT:
+            yield from _iter_json_array_stream(f, source)
+            return
         raw = f.read()
     try:
         value = orjson.loads(raw)
@@ -162,49 +164,48 @@ def _iter_json(path: Path, source: str) -> Iterator[Record | BadRecord]:
         yield _record_or_bad(source, "", value)
 
 
-def _iter_json_array_stream(path: Path, source: str) -> Iterator[Record | BadRecord]:
+def _iter_json_array_stream(f: IO[bytes], source: str) -> Iterator[Record | BadRecord]:
     """Items of a large top-level JSON array, decoded one at a time from a bounded buffer."""
     decoder = json.JSONDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8")()
     buffer, position, index, eof, started = "", 0, 0, False, False
-    with _open(path) as f:
 
-        def fill() -> bool:
-            nonlocal buffer, position, eof
-            chunk = f.read(_ARRAY_CHUNK)
-            eof = not chunk
-            buffer = buffer[position:] + utf8.decode(chunk, final=eof)
-            position = 0
-            return not eof
+    def fill() -> bool:
+        nonlocal buffer, position, eof
+        chunk = f.read(_ARRAY_CHUNK)
+        eof = not chunk
+        buffer = buffer[position:] + utf8.decode(chunk, final=eof)
+        position = 0
+        return not eof
 
-        try:
-            while True:
-                while position < len(buffer) and buffer[position] in " \t\r\n,":
-                    position += 1
-                if position >= len(buffer):
-                    if not fill():
-                        yield BadRecord(source, f"item {index}", "truncated JSON array (no closing ']')")
-                        return
-                    continue
-                if not started:
-                    if buffer[position] != "[":
-                        yield BadRecord(source, "", "invalid JSON (a file this large must be a JSON array)")
-                        return
-                    started, position = True, position + 1
-                    continue
-                if buffer[position] == "]":
+    try:
+        while True:
+            while position < len(buffer) and buffer[position] in " \t\r\n,":
+                position += 1
+            if position >= len(buffer):
+                if not fill():
+                    yield BadRecord(source, f"item {index}", "truncated JSON array (no closing ']')")
                     return
-                try:
-                    value, end = decoder.raw_decode(buffer, position)
-                except json.JSONDecodeError as e:
-                    if not eof and fill():
-                        continue
-                    yield BadRecord(source, f"item {index}", f"invalid JSON ({e.msg})")
+                continue
+            if not started:
+                if buffer[position] != "[":
+                    yield BadRecord(source, "", "invalid JSON (a file this large must be a JSON array)")
                     return
-                yield _record_or_bad(source, f"item {index}", value)
-                position, index = end, index + 1
-        except UnicodeDecodeError as e:
-            yield BadRecord(source, f"item {index}", _reason(e))
+                started, position = True, position + 1
+                continue
+            if buffer[position] == "]":
+                return
+            try:
+                value, end = decoder.raw_decode(buffer, position)
+            except json.JSONDecodeError as e:
+                if not eof and fill():
+                    continue
+                yield BadRecord(source, f"item {index}", f"invalid JSON ({e.msg})")
+                return
+            yield _record_or_bad(source, f"item {index}", value)
+            position, index = end, index + 1
+    except UnicodeDecodeError as e:
+        yield BadRecord(source, f"item {index}", _reason(e))
 
 
 def iter_records(paths: str | Path | Iterable[str | Path]) -> Iterator[Record | BadRecord]:
