@@ -150,3 +150,13 @@ def test_shards_read_directly_with_pyarrow_and_pandas(exported):
     frame = pd.read_parquet(path)
     assert list(frame.columns) == list(personagym_hf.TrainingSample.__dataclass_fields__)
     assert json.loads(frame["metadata"][0])["interaction_id"].startswith("interaction_persona_")
+
+
+def test_no_split_export_gives_every_config_a_single_train_split(store, tmp_path):
+    export_store(store, tmp_path / "out", parse_config({}), TrainingDataCollector().interaction_to_training_sample,
+                 split=False)  # fmt: skip
+    for name in CONFIGS:
+        loaded = datasets.load_dataset(str(tmp_path / "out" / "hf_dataset"), name, cache_dir=str(tmp_path / "c"))
+        assert list(loaded) == ["train"]
+    assert loaded["train"].num_rows == load_dataset(store, "query_rewrite", cache_dir=str(tmp_path / "d"),
+                                                    split=False)["train"].num_rows  # fmt: skip

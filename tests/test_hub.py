@@ -206,3 +206,15 @@ def test_card_command_renders_with_the_repo_id(store, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("---\n") and f'load_dataset("{REPO}")' in out
     assert json.loads((tmp_path / "out" / "hf_dataset" / "provenance.json").read_text())["generator"] == "personagym-hf"
+
+
+def test_revision_pushes_to_a_new_branch_and_leaves_main_alone(hub, store, tmp_path):
+    folder = export(store, tmp_path / "out")
+    push_to_hub(folder, REPO, backoff=0, verify=False)
+    main_head = hub.head(REPO, "main")
+    write_files(store, [make_interaction(1, persona="persona_dev")])
+    result = push_to_hub(export(store, tmp_path / "out"), REPO, revision="dev", backoff=0)
+    assert result.committed and hub.head(REPO, "main") == main_head
+    assert hub.head(REPO, "dev") == result.commit_sha
+    statistics = json.loads(hub.files(REPO, "dev")["statistics.json"])
+    assert statistics["total_samples"] == 41
