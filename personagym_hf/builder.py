@@ -22,10 +22,11 @@ from datasets.builder import Key
 
 from .config import SPLIT_NAMES, ExportConfig, format_flags, split_ratios
 from .samples import Rejections, iter_samples
-from .shards import BATCH_ROWS, json_columns, rows_to_table
+from .shards import BATCH_ROWS
 from .split import split_of
 from .store import discover_files, iter_file, store_fingerprint
-from .views import CONFIG_NAMES, config_rows, config_specs
+from .tables import ViewTables
+from .views import CONFIG_NAMES, config_specs
 
 DESCRIPTIONS = {
     "full": "Every TrainingSample field the format flags allow.",
@@ -97,9 +98,7 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
         # Bad records are reported while building the first split only, not once per split.
         policy = cfg.on_bad_records if split == SPLIT_NAMES[0] or cfg.on_bad_records == "error" else "skip"
         convert = (cfg.collector or _default_collector()).interaction_to_training_sample
-        to_rows = config_rows(settings.format)[cfg.name]
-        schema = self.info.features.arrow_schema
-        json_cols = json_columns(config_specs(settings.format)[cfg.name])
+        tables = ViewTables(settings.format, [cfg.name])
         position = {"file": 0}
 
         def records():
@@ -107,22 +106,22 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
                 position["file"] = index
                 yield from iter_file(Path(path))
 
-        rows: list[dict] = []
+        samples: list[dict] = []
         shard, batch = 0, 0
         for sample, _record in iter_samples(records(), convert, Rejections(policy)):
             data = sample.to_dict()
             if cfg.split and split_of(data, settings.seed, settings.ratios, settings.split_by) != split:
                 continue
             if position["file"] != shard:
-                if rows:
-                    yield Key(shard, batch), rows_to_table(rows, schema, json_cols)
-                rows, shard, batch = [], position["file"], 0
-            rows.extend(to_rows(data))
-            if len(rows) >= cfg.batch_rows:
-                yield Key(shard, batch), rows_to_table(rows, schema, json_cols)
-                rows, batch = [], batch + 1
-        if rows:
-            yield Key(shard, batch), rows_to_table(rows, schema, json_cols)
+                if samples:
+                    yield Key(shard, batch), tables.build(samples)[cfg.name]
+                samples, shard, batch = [], position["file"], 0
+            samples.append(data)
+            if len(samples) >= cfg.batch_rows:
+                yield Key(shard, batch), tables.build(samples)[cfg.name]
+                samples, batch = [], batch + 1
+        if samples:
+            yield Key(shard, batch), tables.build(samples)[cfg.name]
 
 
 def _default_collector():

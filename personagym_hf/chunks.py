@@ -23,7 +23,6 @@ import pyarrow as pa
 
 from .config import SPLIT_NAMES, ExportConfig
 from .samples import Convert, Rejections, iter_samples
-from .shards import json_columns, rows_to_table
 from .split import split_of
 from .stats import StatsAccumulator
 from .store import BadRecord, iter_file
@@ -33,16 +32,15 @@ CHUNK_FILES = 1000
 
 
 class Encoder:
-    """A sample -> its split, its row in the JSON files, and its rows in each dataset config."""
+    """A sample -> its split and its row in the JSON files, under one export's settings."""
 
     def __init__(self, cfg: ExportConfig, split: bool, views: bool):
-        from .views import config_rows, config_specs, full_fields
+        from .views import config_specs, full_fields
 
         self.cfg, self.split = cfg, split
         self.split_names = SPLIT_NAMES if split else ("train",)
         self.fields = full_fields(cfg.format)
-        self.specs = config_specs(cfg.format) if views else {}
-        self.views = config_rows(cfg.format) if views else {}
+        self.specs = config_specs(cfg.format) if views else {}  # dataset configs to build (none: no Parquet)
 
     def split_of(self, data: dict) -> str:
         return split_of(data, self.cfg.seed, self.cfg.ratios, self.cfg.split_by) if self.split else "train"
@@ -95,40 +93,36 @@ class ChunkResult:
 
 
 class _ArrowParts:
-    """Rows of each (config, split), written to Arrow IPC files a batch at a time."""
+    """Each split's samples, turned into every config's Arrow table a batch at a time, in IPC files."""
 
     def __init__(self, encoder: Encoder, folder: Path, batch_rows: int):
-        from .schema import features
+        from .tables import ViewTables
 
-        self.encoder, self.folder, self.batch_rows = encoder, folder, batch_rows
-        self.schemas = {config: features(specs).arrow_schema for config, specs in encoder.specs.items()}
-        self.json_cols = {config: json_columns(specs) for config, specs in encoder.specs.items()}
-        self.rows: dict[tuple[str, str], list[dict]] = {}
+        self.tables, self.folder, self.batch_rows = ViewTables(encoder.cfg.format), folder, batch_rows
+        self.samples: dict[str, list[dict]] = {}
         self.writers: dict[tuple[str, str], Any] = {}
         self.paths: dict[tuple[str, str], Path] = {}
 
     def add(self, data: dict, split: str) -> None:
-        for config, to_rows in self.encoder.views.items():
-            rows = self.rows.setdefault((config, split), [])
-            rows.extend(to_rows(data))
-            if len(rows) >= self.batch_rows:
-                self._flush((config, split))
+        batch = self.samples.setdefault(split, [])
+        batch.append(data)
+        if len(batch) >= self.batch_rows:
+            self._flush(split)
 
-    def _flush(self, key: tuple[str, str]) -> None:
-        rows = self.rows.get(key)
-        if not rows:
+    def _flush(self, split: str) -> None:
+        if not self.samples.get(split):
             return
-        config, split = key
-        table = rows_to_table(rows, self.schemas[config], self.json_cols[config])
-        if key not in self.writers:
-            self.paths[key] = self.folder / f"{config}.{split}.arrow"
-            self.writers[key] = pa.ipc.new_file(self.paths[key], self.schemas[config])
-        self.writers[key].write_table(table)
-        self.rows[key] = []
+        for config, table in self.tables.build(self.samples[split]).items():
+            key = (config, split)
+            if key not in self.writers:
+                self.paths[key] = self.folder / f"{config}.{split}.arrow"
+                self.writers[key] = pa.ipc.new_file(self.paths[key], table.schema)
+            self.writers[key].write_table(table)
+        self.samples[split] = []
 
     def close(self) -> dict[tuple[str, str], Path]:
-        for key in list(self.rows):
-            self._flush(key)
+        for split in list(self.samples):
+            self._flush(split)
         for writer in self.writers.values():
             writer.close()
         return self.paths
@@ -150,7 +144,7 @@ def encode_chunk(task: ChunkTask) -> ChunkResult:
     json_parts = {s: result.json_part(s).open("wb") for s in encoder.split_names}
     jsonl_parts = {s: result.jsonl_part(s).open("wb") for s in encoder.split_names}
     digests = {s: hashlib.sha256() for s in encoder.split_names}
-    arrow = _ArrowParts(encoder, folder, _JOB["batch_rows"]) if encoder.views else None
+    arrow = _ArrowParts(encoder, folder, _JOB["batch_rows"]) if encoder.specs else None
     try:
         records = (record for path in task.files for record in iter_file(path))
         for sample, record in iter_samples(records, convert, rejections):

@@ -123,9 +123,12 @@ class Exporter:
         if hf_dataset:
             from .shards import ParquetSplitWriter
 
+            from .tables import ViewTables
+
             folder = self.output_dir / HF_FOLDER / "data"
             self.specs = self.encoder.specs
-            self.views = self.encoder.views
+            self.tables = ViewTables(cfg.format)
+            self.pending: dict[str, list[dict]] = {}  # samples added one at a time, per split, not yet in Parquet
             self.parquet = {
                 config: {
                     s: ParquetSplitWriter(folder if config == "full" else folder / config, s, specs)
@@ -142,10 +145,18 @@ class Exporter:
     def _add_parquet(self, sample: dict, split: str) -> None:
         if self.parquet is None:
             return
-        for config, rows in self.views.items():
-            writer = self.parquet[config][split]
-            for row in rows(sample):
-                writer.add(row)
+        from . import shards  # pyarrow: only when Parquet is written
+
+        batch = self.pending.setdefault(split, [])
+        batch.append(sample)
+        if len(batch) >= shards.BATCH_ROWS:
+            self._flush_parquet(split)
+
+    def _flush_parquet(self, split: str) -> None:
+        if self.pending.get(split):
+            for config, table in self.tables.build(self.pending[split]).items():
+                self.parquet[config][split].add_table(table)
+            self.pending[split] = []
 
     def add(self, sample: TrainingSample) -> str | None:
         """Write one sample; returns its split, or None when an earlier export already holds it."""
@@ -164,6 +175,8 @@ class Exporter:
         """Append the parts of an encoded chunk (see `chunks.py`), then drop them."""
         import pyarrow as pa
 
+        for split in list(self.pending if self.parquet is not None else ()):
+            self._flush_parquet(split)  # samples added one at a time come first
         for split, count in chunk.samples.items():
             self.files.json[split].add_fragment(chunk.json_part(split), count)
             self.files.jsonl[split].add_file(chunk.jsonl_part(split), count, chunk.jsonl_sha256[split])
@@ -214,6 +227,8 @@ class Exporter:
         """Close the shards (still under temporary names) and render the card that describes them."""
         from .card import dataset_infos, render_card
 
+        for split in list(self.pending):
+            self._flush_parquet(split)
         splits = {}
         for config, writers in self.parquet.items():
             splits[config] = {}

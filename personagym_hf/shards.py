@@ -1,9 +1,9 @@
-"""Parquet shards of one config's split, written straight from rows with pyarrow.
+"""Parquet shards of one config's split, written from Arrow tables (see `tables.py`) with pyarrow.
 
 The Arrow schema comes from the config's `datasets.Features` (so the shards carry the `huggingface`
-schema metadata and `load_dataset`, pandas, polars and duckdb all read the same types). Rows are
-buffered in small batches and a new shard starts past `max_shard_bytes`, so memory stays flat and big
-stores give several shards. Shards are renamed to `<split>-<i>-of-<n>.parquet` when the run commits.
+schema metadata and `load_dataset`, pandas, polars and duckdb all read the same types). Tables arrive
+in batches of `BATCH_ROWS` samples and a new shard starts past `max_shard_bytes`, so memory stays flat
+and big stores give several shards. Shards are renamed to `<split>-<i>-of-<n>.parquet` at commit.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -20,18 +19,6 @@ from .schema import features
 
 BATCH_ROWS = 1000
 MAX_SHARD_BYTES = 256 << 20
-
-
-def json_columns(specs: dict[str, Any]) -> list[str]:
-    return [name for name, spec in specs.items() if spec == "json"]
-
-
-def rows_to_table(rows: list[dict], schema: pa.Schema, json_cols: list[str]) -> pa.Table:
-    """Rows -> an Arrow table of `schema`, column by column (no pandas, no per-value feature encoding)."""
-    columns = {name: [row[name] for row in rows] for name in schema.names}
-    for name in json_cols:  # Json() is stored as JSON text
-        columns[name] = [orjson.dumps(value).decode() for value in columns[name]]
-    return pa.Table.from_pydict(columns, schema=schema)
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -43,11 +30,8 @@ class ParquetSplitWriter:
 
     def __init__(self, folder: Path, split: str, specs: dict[str, Any], max_shard_bytes: int | None = None):
         self.folder, self.split = folder, split
-        self.features = features(specs)
-        self.schema = self.features.arrow_schema
-        self.json_columns = json_columns(specs)
+        self.schema = features(specs).arrow_schema
         self.max_shard_bytes = max_shard_bytes or MAX_SHARD_BYTES
-        self.rows: list[dict] = []
         self.temps: list[Path] = []
         self.writer: pq.ParquetWriter | None = None
         self.shard_bytes = 0
@@ -55,14 +39,8 @@ class ParquetSplitWriter:
         self.num_bytes = 0  # Arrow bytes, as `dataset_info` reports them
         self.final: list[Path] | None = None
 
-    def add(self, row: dict) -> None:
-        self.rows.append(row)
-        if len(self.rows) >= BATCH_ROWS:
-            self._flush()
-
     def add_table(self, table: pa.Table) -> None:
-        """Write a table built elsewhere (same schema) as it is: one row group per call."""
-        self._flush()
+        """Write a table (of this config's schema) as it is: one row group per call."""
         if table.num_rows:
             self._write(table)
 
@@ -72,13 +50,6 @@ class ParquetSplitWriter:
         self.temps.append(temp)
         self.writer = pq.ParquetWriter(temp, self.schema)
         self.shard_bytes = 0
-
-    def _flush(self) -> None:
-        if not self.rows:
-            return
-        table = rows_to_table(self.rows, self.schema, self.json_columns)
-        self.rows = []
-        self._write(table)
 
     def _write(self, table: pa.Table) -> None:
         if self.writer is None or self.shard_bytes >= self.max_shard_bytes:
@@ -101,7 +72,6 @@ class ParquetSplitWriter:
         folder's card leaves that split out.
         """
         if self.final is None:
-            self._flush()
             self._close_shard()
             self.final = [self.folder / shard_name(self.split, i, len(self.temps)) for i in range(len(self.temps))]
         return self.final

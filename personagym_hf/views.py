@@ -1,16 +1,17 @@
-"""A sample as the rows of each dataset config (pure functions over `TrainingSample.to_dict()`).
+"""The dataset configs: which columns each has (specs in the notation of `schema.py`).
 
 - `full`: the sample's fields allowed by the format flags (the seed's JSON format);
 - `minimal`: the seed's "Minimal Format";
 - `messages`: TRL's conversational format (a `messages` column of `{role, content}`);
 - `query_rewrite` ("ppopt"): one row per query variant the user typed, with `original_query` as target.
 
-Each config's column specs live here beside its row function, in the notation of `schema.py`.
+`tables.py` builds every config's Arrow table from a batch of samples; `query_rewrite_rows` is the same
+view row by row, for the ppopt JSONL.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from .schema import FEATURE_SPECS, MESSAGE_SPEC
 
@@ -45,23 +46,6 @@ def full_fields(flags: dict[str, bool]) -> tuple[str, ...]:
     return tuple(name for name in FEATURE_SPECS if name not in excluded)
 
 
-def full_row(sample: dict, fields: tuple[str, ...]) -> dict:
-    return {name: sample[name] for name in fields}
-
-
-def minimal_row(sample: dict) -> dict:
-    return {name: sample[name] for name in MINIMAL_FIELDS}
-
-
-def messages_row(sample: dict) -> dict:
-    return {
-        "sample_id": sample["sample_id"],
-        "persona_id": sample["persona_id"],
-        "persona_features": sample["persona_features"],
-        "messages": sample["full_conversation"],
-    }
-
-
 def query_rewrite_rows(sample: dict) -> Iterator[dict]:
     """The styled query (variant "styled", noise_type "none") and then each noisy version ("noisy_<i>")."""
     base = {
@@ -83,17 +67,6 @@ def config_specs(flags: dict[str, bool]) -> dict[str, dict[str, Any]]:
         "minimal": {name: FEATURE_SPECS[name] for name in MINIMAL_FIELDS},
         "messages": MESSAGES_SPECS,
         "query_rewrite": QUERY_REWRITE_SPECS,
-    }
-
-
-def config_rows(flags: dict[str, bool]) -> dict[str, Callable[[dict], Iterator[dict]]]:
-    """For every config, a function sample dict -> its rows."""
-    fields = full_fields(flags)
-    return {
-        "full": lambda s: iter((full_row(s, fields),)),
-        "minimal": lambda s: iter((minimal_row(s),)),
-        "messages": lambda s: iter((messages_row(s),)),
-        "query_rewrite": query_rewrite_rows,
     }
 
 

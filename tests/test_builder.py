@@ -160,3 +160,14 @@ def test_no_split_export_gives_every_config_a_single_train_split(store, tmp_path
         assert list(loaded) == ["train"]
     assert loaded["train"].num_rows == load_dataset(store, "query_rewrite", cache_dir=str(tmp_path / "d"),
                                                     split=False)["train"].num_rows  # fmt: skip
+
+
+def test_columnar_query_rewrite_agrees_with_the_row_view(store, tmp_path):
+    from personagym_hf.collect import interaction_to_sample
+    from personagym_hf.store import iter_records
+    from personagym_hf.views import query_rewrite_rows
+
+    samples = [interaction_to_sample(r.data).to_dict() for r in iter_records(store)]
+    rows = [row for sample in samples for row in query_rewrite_rows(sample)]
+    built = load_dataset(store, "query_rewrite", cache_dir=str(tmp_path), split=False)["train"].to_list()
+    assert built == rows and len(rows) > len(samples)

@@ -1,0 +1,74 @@
+"""Sample dicts -> one Arrow table per dataset config, built column by column.
+
+Each field is converted to Arrow once per batch, not once per config: `full` and `minimal` select
+columns of the same arrays, `messages` renames one, and `query_rewrite` takes the persona columns by
+row index. This is the columnar twin of `views.query_rewrite_rows` (which the ppopt JSONL uses); the
+tests check that the two agree. The schemas come from the configs' `datasets.Features`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import orjson
+import pyarrow as pa
+
+from .schema import FEATURE_SPECS, features
+from .views import config_specs
+
+SOURCE_FIELD = {"messages": "full_conversation"}  # a config column taken from a differently named field
+
+
+class ViewTables:
+    def __init__(self, flags: dict[str, bool], configs: Iterable[str] | None = None):
+        specs = config_specs(flags)
+        self.configs = list(configs or specs)
+        self.schemas = {config: features(specs[config]).arrow_schema for config in self.configs}
+        self.field_types = {field.name: field.type for field in features(FEATURE_SPECS).arrow_schema}
+        needed = {SOURCE_FIELD.get(name, name) for config in self.configs for name in self.schemas[config].names}
+        if "query_rewrite" in self.configs:
+            needed |= {"sample_id", "persona_id", "persona_features", "original_query"}
+        self.fields = [name for name in FEATURE_SPECS if name in needed]
+
+    def build(self, samples: list[dict]) -> dict[str, pa.Table]:
+        columns: dict[str, pa.Array] = {}
+        for name in self.fields:
+            values = [sample[name] for sample in samples]
+            if FEATURE_SPECS[name] == "json":  # Json() is stored as JSON text
+                values = [orjson.dumps(value).decode() for value in values]
+            columns[name] = pa.array(values, type=self.field_types[name])
+        tables = {}
+        for config in self.configs:
+            schema = self.schemas[config]
+            if config == "query_rewrite":
+                tables[config] = self._query_rewrite(samples, columns, schema)
+            else:
+                arrays = [columns[SOURCE_FIELD.get(name, name)] for name in schema.names]
+                tables[config] = pa.Table.from_arrays(arrays, schema=schema)
+        return tables
+
+    @staticmethod
+    def _query_rewrite(samples: list[dict], columns: dict[str, pa.Array], schema: pa.Schema) -> pa.Table:
+        """Per sample: the styled query, then each noisy version (see `views.query_rewrite_rows`)."""
+        parents, variants, queries, noise_types, strategies = [], [], [], [], []
+        for index, sample in enumerate(samples):
+            parents.append(index)
+            variants.append("styled")
+            queries.append(sample["initial_query"])
+            noise_types.append("none")
+            strategies.append([])
+            for number, noisy in enumerate(sample["noisy_initial_queries"]):
+                parents.append(index)
+                variants.append(f"noisy_{number}")
+                queries.append(noisy["noisy_text"])
+                noise_types.append(noisy["noise_type"])
+                strategies.append(noisy["applied_strategies"])
+        rows = pa.array(parents, pa.int64())
+        built = {
+            "variant": pa.array(variants, pa.string()),
+            "query": pa.array(queries, pa.string()),
+            "noise_type": pa.array(noise_types, pa.string()),
+            "applied_strategies": pa.array(strategies, schema.field("applied_strategies").type),
+        }
+        arrays = [built[name] if name in built else columns[name].take(rows) for name in schema.names]
+        return pa.Table.from_arrays(arrays, schema=schema)
