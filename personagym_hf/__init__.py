@@ -10,7 +10,6 @@ from .training_data import TrainingDataCollector, TrainingDataExporter
 __version__ = "0.1.0"
 
 
-
 def __getattr__(name: str):
     # The builder imports `datasets` (slow); load it only when asked for, so the CLI starts fast.
     if name in ("PersonaGymBuilder", "PersonaGymConfig", "load_dataset"):

@@ -59,8 +59,13 @@ class PersonaGymConfig(datasets.BuilderConfig):
             raise ValueError(f"split_by: expected 'persona' or 'sample', got {self.split_by!r}")
         if self.on_bad_records not in ("error", "warn", "skip"):
             raise ValueError(f"on_bad_records: expected 'error', 'warn' or 'skip', got {self.on_bad_records!r}")
-        return ExportConfig(format=format_flags(self.format), ratios=split_ratios(self.ratios),
-                            split_by=self.split_by, seed=self.seed, on_bad_records=self.on_bad_records)  # fmt: skip
+        return ExportConfig(
+            format=format_flags(self.format),
+            ratios=split_ratios(self.ratios),
+            split_by=self.split_by,
+            seed=self.seed,
+            on_bad_records=self.on_bad_records,
+        )
 
     def store(self) -> str | list[str]:
         source = self.interactions or self.data_dir

@@ -12,7 +12,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from .config import ExportConfig
 from .views import CONFIG_NAMES
 
 START, END = "<!-- personagym-hf:generated:start -->", "<!-- personagym-hf:generated:end -->"
@@ -24,8 +23,14 @@ DESCRIPTIONS = {
 }
 TAGS = ["synthetic", "persona", "conversational", "personagym"]
 # (upper bound, label) — the Hub's size_categories values
-SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-                   (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]  # fmt: skip
+SIZE_CATEGORIES = [
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+]
 BAR_WIDTH = 20
 
 Splits = dict[str, dict[str, tuple[int, int, list[Path]]]]  # config -> split -> (rows, bytes, shard paths)
@@ -60,8 +65,9 @@ def _table(title: str, key: str, counts: dict[str, int], total: int) -> dict:
     rows = []
     for name, count in counts.items():
         share = count / total if total else 0.0
-        rows.append({"name": name, "count": count, "bar": "█" * round(share * BAR_WIDTH) or "▏",
-                     "pct": f"{share:.1%}"})  # fmt: skip
+        rows.append(
+            {"name": name, "count": count, "bar": "█" * round(share * BAR_WIDTH) or "▏", "pct": f"{share:.1%}"}
+        )
     return {"title": title, "key": key, "rows": rows}
 
 
@@ -123,9 +129,13 @@ def render_card(
     card_data.size_categories = [size_category(total)]
     card_data.pretty_name = pretty_name
     card_data.configs = [
-        {"config_name": config, "data_files": data_files(config, list(info.splits)), **({"default": True} if config == "full" else {})}
+        {
+            "config_name": config,
+            "data_files": data_files(config, list(info.splits)),
+            **({"default": True} if config == "full" else {}),
+        }
         for config, info in infos.items()
-    ]  # fmt: skip
+    ]
     card_data.dataset_info = None
     DatasetInfosDict(infos).to_dataset_card_data(card_data)
 
@@ -144,20 +154,35 @@ def render_card(
         seed=settings["seed"],
         ratios=settings["ratios"],
         configs=[
-            {"name": c, "default": c == "full", "description": DESCRIPTIONS[c],
-             "rows": sum(split.num_examples for split in infos[c].splits.values())}
-            for c in CONFIG_NAMES if c in infos
-        ],  # fmt: skip
+            {
+                "name": c,
+                "default": c == "full",
+                "description": DESCRIPTIONS[c],
+                "rows": sum(split.num_examples for split in infos[c].splits.values()),
+            }
+            for c in CONFIG_NAMES
+            if c in infos
+        ],
         schema=[(name, _type_name(feature)) for name, feature in infos["full"].features.items()],
-        splits=[{"name": name, **values} for name, values in statistics["splits"].items() if name in infos["full"].splits],
+        splits=[
+            {"name": name, **values} for name, values in statistics["splits"].items() if name in infos["full"].splits
+        ],
         tables=[
-            _table("Noise layers (noisy versions)", "layer", distractor["layer_distribution"],
-                   sum(distractor["layer_distribution"].values())),
-            _table("Noise strategies", "strategy", distractor["strategy_distribution"],
-                   sum(distractor["strategy_distribution"].values())),
+            _table(
+                "Noise layers (noisy versions)",
+                "layer",
+                distractor["layer_distribution"],
+                sum(distractor["layer_distribution"].values()),
+            ),
+            _table(
+                "Noise strategies",
+                "strategy",
+                distractor["strategy_distribution"],
+                sum(distractor["strategy_distribution"].values()),
+            ),
             _table("Persona roles (samples)", "role", statistics["persona_distribution"], total),
             _table("Assistant models (samples)", "model", statistics["model_distribution"], total),
-        ],  # fmt: skip
+        ],
     )
     if before or after:
         card.text = "\n\n".join(part for part in (before, card.text.strip("\n"), after) if part) + "\n"
@@ -178,5 +203,12 @@ def folder_card(folder: Path, *, repo_id: str | None = None, existing: str | Non
     infos = {name: infos[name] for name in order if name in infos}
     statistics = json.loads((folder / "statistics.json").read_text(encoding="utf-8"))
     settings = json.loads((folder / "provenance.json").read_text(encoding="utf-8"))["settings"]
-    return render_card(infos, statistics, settings, repo_id=repo_id, existing=existing or str(local),
-                       license=license, pretty_name=local.data.get("pretty_name") or "PersonaGym conversations")  # fmt: skip
+    return render_card(
+        infos,
+        statistics,
+        settings,
+        repo_id=repo_id,
+        existing=existing or str(local),
+        license=license,
+        pretty_name=local.data.get("pretty_name") or "PersonaGym conversations",
+    )

@@ -51,20 +51,18 @@ class Encoder:
 
 @dataclass(frozen=True)
 class Kept:
-    """A sample a chunk kept, and where its record was read."""
+    """A sample a chunk kept, and where its record was read (`file`: index in the store's file list)."""
 
     sample_id: str
-    source: str
+    file: int
     where: str
     interaction_id: str | None
-
-    def location(self) -> str:
-        return f"{self.source} {self.where}" if self.where else self.source
 
 
 @dataclass
 class ChunkTask:
     index: int
+    start: int  # index of `files[0]` in the store's file list
     files: list[str]
     folder: str
     exclude: frozenset[str] = frozenset()
@@ -146,8 +144,14 @@ def encode_chunk(task: ChunkTask) -> ChunkResult:
     digests = {s: hashlib.sha256() for s in encoder.split_names}
     arrow = _ArrowParts(encoder, folder, _JOB["batch_rows"]) if encoder.specs else None
     try:
-        records = (record for path in task.files for record in iter_file(path))
-        for sample, record in iter_samples(records, convert, rejections):
+        current = [task.start]
+
+        def records():
+            for offset, path in enumerate(task.files):
+                current[0] = task.start + offset
+                yield from iter_file(path)
+
+        for sample, record in iter_samples(records(), convert, rejections):
             if sample.sample_id in skip or sample.sample_id in task.exclude:
                 continue
             data = sample.to_dict()
@@ -163,8 +167,9 @@ def encode_chunk(task: ChunkTask) -> ChunkResult:
             if arrow is not None:
                 arrow.add(data, split)
             record_id = record.data.get("interaction_id")
-            result.kept.append(Kept(sample.sample_id, record.source, record.where,
-                                    record_id if isinstance(record_id, str) else None))  # fmt: skip
+            result.kept.append(
+                Kept(sample.sample_id, current[0], record.where, record_id if isinstance(record_id, str) else None)
+            )
     finally:
         for part in (*json_parts.values(), *jsonl_parts.values()):
             part.close()
@@ -176,7 +181,7 @@ def encode_chunk(task: ChunkTask) -> ChunkResult:
 
 
 def run_chunks(
-    files: list[Path],
+    files: list[str],
     staging: Path,
     encoder: Encoder,
     convert: Convert,
@@ -190,7 +195,7 @@ def run_chunks(
 
     _JOB.update(encoder=encoder, convert=convert, skip=skip, batch_rows=batch_rows or shards.BATCH_ROWS)
     tasks = [
-        ChunkTask(index, [p.as_posix() for p in files[start : start + CHUNK_FILES]], str(staging / f"{index:06d}"))
+        ChunkTask(index, start, files[start : start + CHUNK_FILES], str(staging / f"{index:06d}"))
         for index, start in enumerate(range(0, len(files), CHUNK_FILES))
     ]
     if num_proc <= 1 or len(tasks) <= 1:

@@ -89,16 +89,23 @@ def cmd_export(args: argparse.Namespace) -> int:
         num_proc=args.num_proc,
     )
     result, stats = run.result, run.result.statistics
-    by_split = ", ".join(f"{name} {count}" for name, count in stats["samples_by_split"].items() if name in result.json_files)
+    by_split = ", ".join(
+        f"{name} {count}" for name, count in stats["samples_by_split"].items() if name in result.json_files
+    )
     print(f"Exported {stats['total_samples']} samples from {run.files_read} files ({by_split})")
     if append:
         print(f"  appended {result.new_samples} new samples to {result.kept_samples} already exported")
-    print(f"  noise rate {stats['distractor_stats']['noise_rate']:.1%}, {stats['total_personas']} personas, "
-          f"avg {stats['avg_turns']} turns")  # fmt: skip
+    print(
+        f"  noise rate {stats['distractor_stats']['noise_rate']:.1%}, {stats['total_personas']} personas, "
+        f"avg {stats['avg_turns']} turns"
+    )
     if run.rejections.bad or run.rejections.warnings:
-        print(f"  rejected {len(run.rejections.bad)} bad records ({run.rejected_report}), {len(run.rejections.warnings)} warnings")
-    print(f"  output: {Path(output)}/ ({', '.join(sorted(p.name for p in result.json_files.values()))}, "
-          f"JSONL beside each, {', '.join(sorted(p.name for p in result.other_files.values()))})")  # fmt: skip
+        bad, warned = len(run.rejections.bad), len(run.rejections.warnings)
+        print(f"  rejected {bad} bad records ({run.rejected_report}), {warned} warnings")
+    print(
+        f"  output: {Path(output)}/ ({', '.join(sorted(p.name for p in result.json_files.values()))}, "
+        f"JSONL beside each, {', '.join(sorted(p.name for p in result.other_files.values()))})"
+    )
     if result.hf_dataset:
         print(f"  datasets folder: {result.hf_dataset}/ (load with datasets.load_dataset({str(result.hf_dataset)!r}))")
     return 0
@@ -114,7 +121,9 @@ def _scan(args: argparse.Namespace):
     from .stats import StatsAccumulator
 
     config, settings = _settings(args)
-    settings = replace(settings, on_bad_records="skip" if settings.on_bad_records == "error" else settings.on_bad_records)
+    settings = replace(
+        settings, on_bad_records="skip" if settings.on_bad_records == "error" else settings.on_bad_records
+    )
     rejections = Rejections(settings.on_bad_records)
     stats = StatsAccumulator()
     convert = _collector(args, config).interaction_to_training_sample
@@ -140,7 +149,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     stats, rejections = _scan(args)
     sys.stdout.write(dumps_pretty(stats).decode())
     if rejections.bad:
-        print(f"({len(rejections.bad)} bad records not counted; run `personagym-hf validate` to list them)", file=sys.stderr)
+        print(
+            f"({len(rejections.bad)} bad records not counted; run `personagym-hf validate` to list them)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -158,10 +170,18 @@ def cmd_push(args: argparse.Namespace) -> int:
         cmd_export(args)
     folder = _hf_folder(args, settings)
     result = push_to_hub(
-        folder, args.repo, revision=args.revision, private=args.private, create_pr=args.create_pr,
-        commit_message=args.commit_message, token=args.token, license=args.license,
-        allow_secrets=args.allow_secrets, dry_run=args.dry_run, verify=not args.no_verify,
-    )  # fmt: skip
+        folder,
+        args.repo,
+        revision=args.revision,
+        private=args.private,
+        create_pr=args.create_pr,
+        commit_message=args.commit_message,
+        token=args.token,
+        license=args.license,
+        allow_secrets=args.allow_secrets,
+        dry_run=args.dry_run,
+        verify=not args.no_verify,
+    )
     print(result.plan.describe())
     if args.dry_run:
         print("dry run: nothing was uploaded")
@@ -192,13 +212,24 @@ def cmd_card(args: argparse.Namespace) -> int:
 
 
 def _add_store_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--interactions", metavar="PATH", help="interaction store: a folder (searched recursively), "
-                        ".json/.jsonl file or .gz of one (default: paths.interactions.output_dir or output/interactions)")  # fmt: skip
+    parser.add_argument(
+        "--interactions",
+        metavar="PATH",
+        help="interaction store: a folder (searched recursively), "
+        ".json/.jsonl file or .gz of one (default: paths.interactions.output_dir or output/interactions)",
+    )
     parser.add_argument("--demo", action="store_true", help="use the small demo store bundled with the package")
-    parser.add_argument("--config", metavar="YAML", help="upstream config.yaml (only training_data, paths and experiment are read)")
-    parser.add_argument("--collector", metavar="MODULE:CLASS", help="a TrainingDataCollector subclass to convert interactions")
-    parser.add_argument("--on-bad-records", choices=["error", "warn", "skip"],
-                        help="what a bad record does: stop the run, be logged and skipped (default), or be skipped quietly")  # fmt: skip
+    parser.add_argument(
+        "--config", metavar="YAML", help="upstream config.yaml (only training_data, paths and experiment are read)"
+    )
+    parser.add_argument(
+        "--collector", metavar="MODULE:CLASS", help="a TrainingDataCollector subclass to convert interactions"
+    )
+    parser.add_argument(
+        "--on-bad-records",
+        choices=["error", "warn", "skip"],
+        help="what a bad record does: stop the run, be logged and skipped (default), or be skipped quietly",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no warnings per record")
 
 
@@ -213,17 +244,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    export = sub.add_parser("export", help="store -> split JSON/JSONL, statistics, token usage, hf_dataset/ (the main job)",
-                            description="Read the store once and write every output (see README: Output files).")  # fmt: skip
+    export = sub.add_parser(
+        "export",
+        help="store -> split JSON/JSONL, statistics, token usage, hf_dataset/ (the main job)",
+        description="Read the store once and write every output (see README: Output files).",
+    )
     _add_store_options(export)
-    export.add_argument("--output", metavar="DIR", help="output folder (default: paths.training_data.output_dir or output/training_data)")
+    export.add_argument(
+        "--output",
+        metavar="DIR",
+        help="output folder (default: paths.training_data.output_dir or output/training_data)",
+    )
     export.add_argument("--no-split", action="store_true", help="one train_samples.json instead of train/val/test")
     export.add_argument("--timestamp", action="store_true", help="add _YYYYmmdd_HHMMSS to the file names")
-    export.add_argument("--append", action=argparse.BooleanOptionalAction, default=None,
-                        help="add only new samples to the export already in the output folder (default: experiment.incremental)")  # fmt: skip
+    export.add_argument(
+        "--append",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add only new samples to the export already in the output folder (default: experiment.incremental)",
+    )
     export.add_argument("--no-hf-dataset", action="store_true", help="skip the Parquet/README folder for load_dataset")
-    export.add_argument("--num-proc", type=_positive, default=1, metavar="N",
-                        help="worker processes (default 1); the outputs are the same bytes for any N")  # fmt: skip
+    export.add_argument(
+        "--num-proc",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="worker processes (default 1); the outputs are the same bytes for any N",
+    )
     export.set_defaults(func=cmd_export)
 
     validate = sub.add_parser("validate", help="check every record; list the bad ones; exit 1 if any")
@@ -234,22 +281,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_options(stats)
     stats.set_defaults(func=cmd_stats)
 
-    push = sub.add_parser("push", help="publish an export to the Hugging Face Hub in one commit, then verify it",
-                          description="Upload hf_dataset/ (every config, the card, statistics.json, provenance.json) "
-                          "in one commit; unchanged files are not uploaded and identical data makes no commit.")  # fmt: skip
+    push = sub.add_parser(
+        "push",
+        help="publish an export to the Hugging Face Hub in one commit, then verify it",
+        description="Upload hf_dataset/ (every config, the card, statistics.json, provenance.json) "
+        "in one commit; unchanged files are not uploaded and identical data makes no commit.",
+    )
     push.add_argument("--repo", required=True, metavar="NAMESPACE/NAME", help="the dataset repo (created if missing)")
     push.add_argument("--data", metavar="DIR", help="the exported folder (default: <output>/hf_dataset)")
-    push.add_argument("--output", metavar="DIR", help="the export folder whose hf_dataset/ to push (or to export into)")
+    push.add_argument(
+        "--output", metavar="DIR", help="the export folder whose hf_dataset/ to push (or to export into)"
+    )
     _add_store_options(push)
-    push.add_argument("--private", action=argparse.BooleanOptionalAction, default=None,
-                      help="make the repo private (--no-private: public); also applied to an existing repo")  # fmt: skip
+    push.add_argument(
+        "--private",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="make the repo private (--no-private: public); also applied to an existing repo",
+    )
     push.add_argument("--revision", default="main", help="branch to push to (default: main)")
     push.add_argument("--create-pr", action="store_true", help="open a pull request instead of pushing to the branch")
     push.add_argument("--commit-message", metavar="TEXT", help="the commit title")
     push.add_argument("--token", metavar="TOKEN", help="Hub token (default: HF_TOKEN or the stored `hf auth login`)")
     push.add_argument("--license", default="other", help="license id for the card (default: other)")
-    push.add_argument("--dry-run", action="store_true", help="show what would be added, changed and deleted; upload nothing")
-    push.add_argument("--allow-secrets", action="store_true", help="push even if strings look like API keys (e.g. fakes)")
+    push.add_argument(
+        "--dry-run", action="store_true", help="show what would be added, changed and deleted; upload nothing"
+    )
+    push.add_argument(
+        "--allow-secrets", action="store_true", help="push even if strings look like API keys (e.g. fakes)"
+    )
     push.add_argument("--no-verify", action="store_true", help="skip reloading every config after the push")
     push.set_defaults(func=cmd_push, no_split=False, timestamp=False, append=None, no_hf_dataset=False, num_proc=1)
 
@@ -278,9 +338,8 @@ def _version() -> str:
 
 def _error_line(error: BaseException) -> str | None:
     from .config import ConfigError
-    from .samples import BadInputError
-
     from .hub import PushError
+    from .samples import BadInputError
 
     if isinstance(error, (CliError, ConfigError, BadInputError, FileNotFoundError, PushError)):
         return str(error).strip("'\"")

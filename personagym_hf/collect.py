@@ -133,7 +133,9 @@ def interaction_to_sample(interaction: dict) -> TrainingSample:
         raise InvalidInteraction(f"'metadata' must be an object, got {type(metadata).__name__}")
     interaction_id = interaction.get("interaction_id")
     if interaction_id is None:
-        interaction_id = "interaction_" + hashlib.sha1(orjson.dumps(interaction, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+        interaction_id = (
+            "interaction_" + hashlib.sha1(orjson.dumps(interaction, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+        )
     interaction_id = _text(interaction_id, "interaction_id")
     persona_id = interaction.get("persona_id")
     if not isinstance(persona_id, str) or not persona_id:
@@ -202,7 +204,9 @@ def validate_sample(sample: TrainingSample) -> list[str]:
             issues.append(f"Message {number} has invalid role {role!r}")
         elif not isinstance(message.get("content"), str) or not message["content"].strip():
             issues.append(f"Message {number} has empty content")
-    user_turns = [m.get("content") for m in sample.full_conversation if isinstance(m, dict) and m.get("role") == "user"]
+    user_turns = [
+        m.get("content") for m in sample.full_conversation if isinstance(m, dict) and m.get("role") == "user"
+    ]
     if sample.full_conversation and user_turns != list(sample.prompt_trajectory):
         issues.append("prompt_trajectory does not match the user turns of full_conversation")
     for index, entry in enumerate(sample.noisy_initial_queries):

@@ -1,8 +1,10 @@
-"""The export job: samples -> split -> every output, in one pass.
+"""The outputs of one export: samples -> split -> every file, in one pass.
 
 Each sample is converted once and fanned out to the JSON and JSONL files of its split, the statistics
-accumulator and (for a store export) the Parquet shards of every config in `hf_dataset/`. Nothing is
-renamed into place until the pass has finished, so a failed run leaves the previous export untouched.
+accumulator and (for a store export) the Parquet shards of every config in `hf_dataset/`. Samples arrive
+one at a time (`add`, the seed's API) or as chunks already encoded by workers (`add_chunk`, see
+`chunks.py`). Nothing is renamed into place until the pass has finished, so a failed run leaves the
+previous export untouched.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def _read_rows(path: Path) -> Iterator[dict]:
                     except orjson.JSONDecodeError as e:
                         raise ValueError(f"{jsonl}, line {number}: cannot append to a damaged export ({e})") from None
     elif path.exists():
-        from .store import iter_file, BadRecord
+        from .store import BadRecord, iter_file
 
         for record in iter_file(path):
             if isinstance(record, BadRecord):
@@ -74,11 +76,12 @@ def _read_rows(path: Path) -> Iterator[dict]:
 class SplitFiles:
     """The JSON + JSONL files of each split, with append: earlier rows first, in their split, then new rows."""
 
-    def __init__(self, output_dir: Path, cfg: ExportConfig, outputs: OutputSet, split: bool, stamp: str | None):
-        self.cfg, self.split = cfg, split
+    def __init__(self, output_dir: Path, outputs: OutputSet, split: bool, stamp: str | None):
         self.names = SPLIT_NAMES if split else ("train",)
         self.json = {s: outputs.open(JsonArrayWriter(output_dir / split_file_name(s, stamp))) for s in self.names}
-        self.jsonl = {s: outputs.open(JsonlWriter(output_dir / split_file_name(s, stamp, ".jsonl"))) for s in self.names}
+        self.jsonl = {
+            s: outputs.open(JsonlWriter(output_dir / split_file_name(s, stamp, ".jsonl"))) for s in self.names
+        }
         self.exported: set[str] = set()
 
     def carry_over(self, output_dir: Path) -> Iterator[tuple[dict, str]]:
@@ -115,14 +118,13 @@ class Exporter:
         self.cfg, self.output_dir = cfg, Path(output_dir)
         self.stamp = timestamp() if use_timestamp and not append else None
         self.outputs = OutputSet()
-        self.files = SplitFiles(self.output_dir, cfg, self.outputs, split, self.stamp)
+        self.files = SplitFiles(self.output_dir, self.outputs, split, self.stamp)
         self.encoder = Encoder(cfg, split, views=hf_dataset)
         self.stats = StatsAccumulator()
         self.result = ExportResult()
         self.parquet = None
         if hf_dataset:
             from .shards import ParquetSplitWriter
-
             from .tables import ViewTables
 
             folder = self.output_dir / HF_FOLDER / "data"
@@ -172,7 +174,8 @@ class Exporter:
         return split
 
     def add_chunk(self, chunk) -> None:
-        """Append the parts of an encoded chunk (see `chunks.py`), then drop them."""
+        """Append the parts of an encoded chunk (see `chunks.py`), then drop them. The chunk must hold
+        no sample an earlier export or chunk holds (`run_chunks(skip=...)` and job.py see to that)."""
         import pyarrow as pa
 
         for split in list(self.pending if self.parquet is not None else ()):
@@ -186,7 +189,7 @@ class Exporter:
                 for index in range(reader.num_record_batches):
                     self.parquet[config][split].add_table(pa.Table.from_batches([reader.get_batch(index)]))
         self.stats.merge(chunk.stats)
-        self.files.exported.update(kept.sample_id for kept in chunk.kept)
+        # Not added to `files.exported`: the caller (job.py) tracks a chunk's ids, to find duplicates.
         self.result.new_samples += len(chunk.kept)
         chunk.discard()
 

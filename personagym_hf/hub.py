@@ -68,8 +68,10 @@ class PushPlan:
         return name(self.make_private)
 
     def describe(self) -> str:
-        lines = [f"{'create' if not self.exists else 'update'} dataset repo {self.repo_id} "
-                 f"(revision {self.revision}, {self.visibility()})"]
+        lines = [
+            f"{'create' if not self.exists else 'update'} dataset repo {self.repo_id} "
+            f"(revision {self.revision}, {self.visibility()})"
+        ]
         if not self.files:
             lines.append("  nothing to upload: the repo already holds this data")
         for item in self.files:
@@ -133,7 +135,9 @@ def _expected_splits(folder: Path) -> dict[str, dict[str, int]]:
     from huggingface_hub import DatasetCard
 
     infos = DatasetInfosDict.from_dataset_card_data(DatasetCard.load(folder / "README.md").data)
-    return {config: {name: split.num_examples for name, split in info.splits.items()} for config, info in infos.items()}
+    return {
+        config: {name: split.num_examples for name, split in info.splits.items()} for config, info in infos.items()
+    }
 
 
 def plan_push(
@@ -160,8 +164,17 @@ def plan_push(
     def card(existing: str | None) -> str:
         return str(folder_card(folder, repo_id=repo_id, existing=existing, license=license))
 
-    plan = plan_files(api, repo_id, _folder_files(folder), card, revision=revision, private=private,
-                      staging=staging, token=token, delete_prefix="data/")  # fmt: skip
+    plan = plan_files(
+        api,
+        repo_id,
+        _folder_files(folder),
+        card,
+        revision=revision,
+        private=private,
+        staging=staging,
+        token=token,
+        delete_prefix="data/",
+    )
     plan.splits = _expected_splits(folder)
     return plan
 
@@ -261,8 +274,16 @@ def push_to_hub(
     folder = Path(folder)
     api = hub_api(token)
     with tempfile.TemporaryDirectory(prefix="personagym_push_") as staging:
-        plan = plan_push(folder, repo_id, revision=revision, private=private, license=license, token=token,
-                         api=api, staging=Path(staging))  # fmt: skip
+        plan = plan_push(
+            folder,
+            repo_id,
+            revision=revision,
+            private=private,
+            license=license,
+            token=token,
+            api=api,
+            staging=Path(staging),
+        )
         if not allow_secrets:
             findings = scan_folder(folder)
             if findings:
@@ -278,11 +299,20 @@ def push_to_hub(
         ensure_repo(api, plan, private)
 
         def replan() -> PushPlan:
-            return plan_push(folder, repo_id, revision=revision, private=private, license=license, token=token,
-                             api=api, staging=Path(staging))  # fmt: skip
+            return plan_push(
+                folder,
+                repo_id,
+                revision=revision,
+                private=private,
+                license=license,
+                token=token,
+                api=api,
+                staging=Path(staging),
+            )
 
-        result = commit_with_retries(api, plan, replan, create_pr=create_pr, message=commit_message,
-                                     max_attempts=max_attempts, backoff=backoff)  # fmt: skip
+        result = commit_with_retries(
+            api, plan, replan, create_pr=create_pr, message=commit_message, max_attempts=max_attempts, backoff=backoff
+        )
     if verify and result.committed:
         result.verified = verify_push(repo_id, result.commit_sha, plan.splits, folder)
     return result
@@ -297,16 +327,28 @@ def ensure_repo(api, plan: PushPlan, private: bool | None) -> None:
     elif private is not None and plan.private != private:
         api.update_repo_settings(plan.repo_id, repo_type=REPO_TYPE, private=private)
         # A notice, because `private=` alone only applies when a repo is created.
-        logger.warning("%s was %s; made it %s", plan.repo_id, "private" if not private else "public",
-                       "private" if private else "public")  # fmt: skip
+        logger.warning(
+            "%s was %s; made it %s",
+            plan.repo_id,
+            "private" if not private else "public",
+            "private" if private else "public",
+        )
         plan.private = private
     if plan.head is None and plan.revision != "main":
         api.create_branch(plan.repo_id, repo_type=REPO_TYPE, branch=plan.revision, exist_ok=True)
         _exists, plan.head, _private, _remote = remote_state(api, plan.repo_id, plan.revision)
 
 
-def commit_with_retries(api, plan: PushPlan, replan: Callable[[], PushPlan], *, create_pr: bool = False,
-                        message: str | None = None, max_attempts: int = 5, backoff: float = 1.0) -> PushResult:  # fmt: skip
+def commit_with_retries(
+    api,
+    plan: PushPlan,
+    replan: Callable[[], PushPlan],
+    *,
+    create_pr: bool = False,
+    message: str | None = None,
+    max_attempts: int = 5,
+    backoff: float = 1.0,
+) -> PushResult:
     """Make the plan's one commit. On a retryable failure, wait, re-plan against the branch head and try
     again; an empty re-plan means the commit whose response was lost has landed."""
     result = PushResult(plan)
@@ -317,16 +359,24 @@ def commit_with_retries(api, plan: PushPlan, replan: Callable[[], PushPlan], *, 
             return result
         try:
             info = api.create_commit(
-                plan.repo_id, _operations(plan), repo_type=REPO_TYPE, revision=plan.revision, create_pr=create_pr,
-                parent_commit=plan.head, commit_message=message or f"Upload dataset ({len(plan.files)} files) with personagym-hf",
-            )  # fmt: skip
+                plan.repo_id,
+                _operations(plan),
+                repo_type=REPO_TYPE,
+                revision=plan.revision,
+                create_pr=create_pr,
+                parent_commit=plan.head,
+                commit_message=message or f"Upload dataset ({len(plan.files)} files) with personagym-hf",
+            )
             result.commit_sha, result.commit_url, result.committed = info.oid, info.commit_url, True
             return result
         except Exception as error:  # noqa: BLE001 — only transport and retryable HTTP errors are retried
             if not _retryable(error) or attempt == max_attempts:
                 raise
-            logger.warning("commit attempt %d failed (%s); re-reading the branch before retrying",
-                           attempt, error.__class__.__name__)  # fmt: skip
+            logger.warning(
+                "commit attempt %d failed (%s); re-reading the branch before retrying",
+                attempt,
+                error.__class__.__name__,
+            )
             time.sleep(backoff * 2 ** (attempt - 1))
         if create_pr:
             new = _pr_refs(api, plan.repo_id) - prs_before
@@ -339,17 +389,22 @@ def commit_with_retries(api, plan: PushPlan, replan: Callable[[], PushPlan], *, 
         fresh = replan()
         plan.head, plan.files = fresh.head, fresh.files
         if not plan.files:  # the repo already holds our data: the commit whose response was lost landed
-            result.commit_sha, result.commit_url, result.committed = fresh.head, _commit_url(plan.repo_id, fresh.head), True
+            result.commit_sha, result.commit_url, result.committed = (
+                fresh.head,
+                _commit_url(plan.repo_id, fresh.head),
+                True,
+            )
             return result
     return result
 
 
-def verify_push(repo_id: str, revision: str, expected: dict[str, dict[str, int]], folder: Path) -> dict[str, dict[str, int]]:
+def verify_push(
+    repo_id: str, revision: str, expected: dict[str, dict[str, int]], folder: Path
+) -> dict[str, dict[str, int]]:
     """Load every config and split at `revision` and check row counts and features against the folder."""
     import datasets
-    from huggingface_hub import DatasetCard
-
     from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
 
     local = DatasetInfosDict.from_dataset_card_data(DatasetCard.load(folder / "README.md").data)
     found: dict[str, dict[str, int]] = {}
@@ -358,7 +413,9 @@ def verify_push(repo_id: str, revision: str, expected: dict[str, dict[str, int]]
             loaded = datasets.load_dataset(repo_id, config, revision=revision, cache_dir=cache)
             found[config] = {name: loaded[name].num_rows for name in loaded}
             if found[config] != splits:
-                raise PushError(f"verify {repo_id}@{revision[:8]} config {config}: expected rows {splits}, found {found[config]}")
+                raise PushError(
+                    f"verify {repo_id}@{revision[:8]} config {config}: expected rows {splits}, found {found[config]}"
+                )
             for name in loaded:
                 if loaded[name].features != local[config].features:
                     raise PushError(f"verify {repo_id}@{revision[:8]} config {config} split {name}: features differ")

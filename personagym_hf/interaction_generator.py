@@ -89,8 +89,11 @@ class InteractionStorage:
         if index_exists:
             entries = [e for e in self._index().get("interactions", []) if e.get("interaction_id") != interaction_id]
         else:  # no index (e.g. a crash between file and index write): rebuild it from the files
-            entries = [_index_entry(r.data, Path(r.source)) for r in self.iter_records()
-                       if isinstance(r, Record) and r.data.get("interaction_id") != interaction_id]  # fmt: skip
+            entries = [
+                _index_entry(r.data, Path(r.source))
+                for r in self.iter_records()
+                if isinstance(r, Record) and r.data.get("interaction_id") != interaction_id
+            ]
         entries.append(_index_entry(interaction, path))
         dates = [e["created_at"] for e in entries if isinstance(e.get("created_at"), str)]
         # The newest interaction's time, not the wall clock: the same store gives the same index.

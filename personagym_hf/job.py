@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 from .config import ExportConfig
 from .export import Exporter, ExportResult
 from .samples import Convert, Rejections
-from .store import BadRecord, Record, discover_files, iter_file, token_usage_files
+from .store import BadRecord, Record, discover_files, discover_paths, iter_file, token_usage_files
 from .token_usage import merge_token_usage
 from .writers import write_json_atomic
 
@@ -42,7 +42,9 @@ def progress(iterable: Iterable | None, *, total: int | None, desc: str, enabled
     return tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
 
 
-def iter_store(paths: str | Path | Iterable[str | Path], *, show_progress: bool = False) -> Iterator[Record | BadRecord]:
+def iter_store(
+    paths: str | Path | Iterable[str | Path], *, show_progress: bool = False
+) -> Iterator[Record | BadRecord]:
     files = discover_files(paths)
     for path in progress(files, total=len(files), desc="Reading interactions", enabled=show_progress):
         yield from iter_file(path)
@@ -83,12 +85,20 @@ def export_store(
     from .chunks import run_chunks
 
     output_dir = Path(output_dir)
-    files = discover_files(interactions)
+    files = discover_paths(interactions)  # plain strings: this list has an entry per file of the store
     rejections = Rejections(cfg.on_bad_records)
-    exporter = Exporter(cfg, output_dir, split=split, use_timestamp=use_timestamp, append=append, hf_dataset=hf_dataset)
+    exporter = Exporter(
+        cfg, output_dir, split=split, use_timestamp=use_timestamp, append=append, hf_dataset=hf_dataset
+    )
     staging = output_dir / f".chunks-{os.getpid()}"
     bar = progress(None, total=len(files), desc="Exporting", enabled=show_progress)
-    seen: dict[str, str] = {}  # sample_id -> where it was first read, across chunks
+    # sample_id -> where it was first read, across chunks: a file index, or (index, "line N") in JSONL/arrays.
+    # Ids are the only per-record state an export keeps (dedupe needs them); nothing else grows with N.
+    seen: dict[str, int | tuple[int, str]] = {}
+
+    def location(first: int | tuple[int, str]) -> str:
+        return files[first] if isinstance(first, int) else f"{files[first[0]]} {first[1]}"
+
     try:
         # A snapshot: `exported` grows as chunks are added, and a later duplicate must be reported, not skipped.
         skip = frozenset(exporter.files.exported)
@@ -103,11 +113,12 @@ def export_store(
             for bad in chunk.bad:
                 rejections.reject(bad)
             for kept in duplicates:
-                reason = f"duplicate interaction_id (already read from {seen[kept.sample_id]}); kept the first"
-                rejections.reject(BadRecord(kept.source, kept.where, reason, kept.interaction_id))
+                first = location(seen[kept.sample_id])
+                reason = f"duplicate interaction_id (already read from {first}); kept the first"
+                rejections.reject(BadRecord(files[kept.file], kept.where, reason, kept.interaction_id))
             for warning in chunk.warnings:
                 rejections.add_warning(warning)
-            seen.update((kept.sample_id, kept.location()) for kept in chunk.kept)
+            seen.update((kept.sample_id, (kept.file, kept.where) if kept.where else kept.file) for kept in chunk.kept)
             exporter.add_chunk(chunk)
             if bar is not None:
                 bar.update(len(task.files))

@@ -44,7 +44,7 @@ def _ppopt_card(repo_id: str, splits: dict[str, int], existing: str | None) -> s
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from . import __version__
-    from .card import TAGS, split_generated, size_category, template_path
+    from .card import TAGS, size_category, split_generated, template_path
     from .schema import features
 
     data = DatasetCard(existing).data if existing else DatasetCardData()
@@ -52,15 +52,23 @@ def _ppopt_card(repo_id: str, splits: dict[str, int], existing: str | None) -> s
     data.language, data.task_categories, data.tags = ["en"], ["text-generation"], TAGS + ["ppopt"]
     data.size_categories = [size_category(sum(splits.values()))]
     data.pretty_name = data.get("pretty_name") or "PersonaGym ppopt queries"
-    data.configs = [{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}.jsonl"} for s in splits]}]
+    data.configs = [
+        {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}.jsonl"} for s in splits]}
+    ]
     data.dataset_info = None
     split_dict = datasets.SplitDict()
     for name, rows in splits.items():
         split_dict.add(datasets.SplitInfo(name=name, num_examples=rows))
     info = datasets.DatasetInfo(features=features(QUERY_REWRITE_SPECS), splits=split_dict, config_name="default")
     DatasetInfosDict({"default": info}).to_dataset_card_data(data)
-    card = DatasetCard.from_template(data, template_path=str(template_path("ppopt_template.md")), repo_id=repo_id,
-                                     version=__version__, pretty_name=data.pretty_name, splits=list(splits.items()))  # fmt: skip
+    card = DatasetCard.from_template(
+        data,
+        template_path=str(template_path("ppopt_template.md")),
+        repo_id=repo_id,
+        version=__version__,
+        pretty_name=data.pretty_name,
+        splits=list(splits.items()),
+    )
     if before or after:
         card.text = "\n\n".join(part for part in (before, card.text.strip("\n"), after) if part) + "\n"
     return str(card)
@@ -70,13 +78,21 @@ def _count_lines(data: bytes) -> int:
     return sum(1 for line in data.splitlines() if line.strip())
 
 
-def upload_jsonl(file: str | Path, repo_id: str, *, split: str = "train", private: bool | None = None,
-                 token: str | None = None, max_attempts: int = 5, backoff: float = 1.0):  # fmt: skip
+def upload_jsonl(
+    file: str | Path,
+    repo_id: str,
+    *,
+    split: str = "train",
+    private: bool | None = None,
+    token: str | None = None,
+    max_attempts: int = 5,
+    backoff: float = 1.0,
+):
     """Upload a ppopt JSONL as `data/<split>.jsonl` with a card listing every split the repo then holds,
     in one commit (other splits uploaded earlier stay)."""
     from huggingface_hub import hf_hub_download
 
-    from .hub import hub_api, remote_state, commit_with_retries, ensure_repo, plan_files
+    from .hub import commit_with_retries, ensure_repo, hub_api, plan_files, remote_state
 
     file = Path(file)
     for number, line in enumerate(file.read_bytes().splitlines(), start=1):
@@ -94,13 +110,26 @@ def upload_jsonl(file: str | Path, repo_id: str, *, split: str = "train", privat
             for path in sorted(remote):
                 if path.startswith("data/") and path.endswith(".jsonl") and path != f"data/{split}.jsonl":
                     local = hf_hub_download(repo_id, path, repo_type="dataset", revision=head, token=token)
-                    splits[path[len("data/"):-len(".jsonl")]] = _count_lines(Path(local).read_bytes())
+                    splits[path[len("data/") : -len(".jsonl")]] = _count_lines(Path(local).read_bytes())
             splits[split] = _count_lines(file.read_bytes())
-            return plan_files(api, repo_id, {f"data/{split}.jsonl": file},
-                              lambda existing: _ppopt_card(repo_id, dict(sorted(splits.items())), existing),
-                              revision="main", private=private, staging=Path(staging), token=token)  # fmt: skip
+            return plan_files(
+                api,
+                repo_id,
+                {f"data/{split}.jsonl": file},
+                lambda existing: _ppopt_card(repo_id, dict(sorted(splits.items())), existing),
+                revision="main",
+                private=private,
+                staging=Path(staging),
+                token=token,
+            )
 
         plan = replan()
         ensure_repo(api, plan, private)
-        return commit_with_retries(api, plan, replan, message=f"Upload {split} split with personagym-hf",
-                                   max_attempts=max_attempts, backoff=backoff)  # fmt: skip
+        return commit_with_retries(
+            api,
+            plan,
+            replan,
+            message=f"Upload {split} split with personagym-hf",
+            max_attempts=max_attempts,
+            backoff=backoff,
+        )

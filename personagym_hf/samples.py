@@ -75,10 +75,14 @@ def iter_samples(
             continue
         first = seen.get(sample.sample_id)
         if first is not None:
-            rejections.reject(BadRecord(
-                record.source, record.where, f"duplicate interaction_id (already read from {first}); kept the first",
-                record_id,
-            ))  # fmt: skip
+            rejections.reject(
+                BadRecord(
+                    record.source,
+                    record.where,
+                    f"duplicate interaction_id (already read from {first}); kept the first",
+                    record_id,
+                )
+            )
             continue
         here = record.source + (f" {record.where}" if record.where else "")
         seen[sample.sample_id] = here

@@ -87,6 +87,11 @@ def _walk(folder: str) -> Iterator[str]:
 
 def discover_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Every interaction file under `paths`, in a stable order (sorted by path)."""
+    return [Path(p) for p in discover_paths(paths)]
+
+
+def discover_paths(paths: str | Path | Iterable[str | Path]) -> list[str]:
+    """`discover_files` as plain strings (a big store has one entry per file: strings are much smaller)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     found: list[str] = []
@@ -99,7 +104,7 @@ def discover_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
             raise FileNotFoundError(
                 f"{path}: no such file or directory; pass --interactions with the folder of your interaction store"
             )
-    return [Path(p) for p in sorted(set(found))]
+    return sorted(set(found))
 
 
 def _open(path: str) -> IO[bytes]:

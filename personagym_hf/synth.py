@@ -36,9 +36,16 @@ STYLED = {
     "terse": "{q}.",
     "verbose": "So I have been thinking about this for a while and I would really like it if you could {q}, thanks!",
 }
-FOLLOWUPS = ["make it shorter", "add error handling too", "can you explain that step again?",
-             "what about edge cases?", "give me an example", "café-friendly version please — merci!",
-             "now in bullet points", "日本語でもお願いします"]  # fmt: skip
+FOLLOWUPS = [
+    "make it shorter",
+    "add error handling too",
+    "can you explain that step again?",
+    "what about edge cases?",
+    "give me an example",
+    "café-friendly version please — merci!",
+    "now in bullet points",
+    "日本語でもお願いします",
+]
 SENTENCES = [
     "Here is a step-by-step approach that keeps things simple.",
     "First, make sure the input is what you expect before doing anything else.",
@@ -83,7 +90,9 @@ def _reply(rng: random.Random, length: int) -> str:
     return " ".join(parts)
 
 
-def make_interaction(index: int, persona: dict[str, Any], rng: random.Random, reply_chars: int = 600) -> dict[str, Any]:
+def make_interaction(
+    index: int, persona: dict[str, Any], rng: random.Random, reply_chars: int = 600
+) -> dict[str, Any]:
     original, intent = rng.choice(TASKS)
     style = persona["features"].get("communication_style", "casual")
     initial = STYLED[style].format(q=original[0].lower() + original[1:])
@@ -95,23 +104,48 @@ def make_interaction(index: int, persona: dict[str, Any], rng: random.Random, re
     messages: list[dict[str, Any]] = []
     prompts = [initial] + rng.sample(FOLLOWUPS, turns - 1)
     for turn, prompt in enumerate(prompts):
-        messages.append({"role": "user", "content": prompt, "timestamp": created,
-                         "metadata": {"is_initial": True, "was_noised": False} if turn == 0 else {"is_followup": True}})  # fmt: skip
-        messages.append({"role": "assistant", "content": _reply(rng, reply_chars), "timestamp": created,
-                         "metadata": {"model": model, "provider": provider}})  # fmt: skip
-    metadata: dict[str, Any] = {"created_at": created, "distractor_applied": False,
-                                "assistant_model": {"model": model, "provider": provider}}  # fmt: skip
+        messages.append(
+            {
+                "role": "user",
+                "content": prompt,
+                "timestamp": created,
+                "metadata": {"is_initial": True, "was_noised": False} if turn == 0 else {"is_followup": True},
+            }
+        )
+        messages.append(
+            {
+                "role": "assistant",
+                "content": _reply(rng, reply_chars),
+                "timestamp": created,
+                "metadata": {"model": model, "provider": provider},
+            }
+        )
+    metadata: dict[str, Any] = {
+        "created_at": created,
+        "distractor_applied": False,
+        "assistant_model": {"model": model, "provider": provider},
+    }
     if rng.random() < 0.25:
         text, layer, strategies = _noisy(initial, rng)
         metadata.update(distractor_applied=True, distractor_type="semantic")
         if index % 2:
-            metadata["noisy_versions"] = {"initial_query": {"clean_query": initial, "noisy_versions": [
-                {"noisy_text": text, "noise_type": layer, "applied_strategies": strategies}]}}  # fmt: skip
+            metadata["noisy_versions"] = {
+                "initial_query": {
+                    "clean_query": initial,
+                    "noisy_versions": [{"noisy_text": text, "noise_type": layer, "applied_strategies": strategies}],
+                }
+            }
         else:
-            metadata["semantic_noise"] = {"initial_query": {
-                "original_text": initial, "noisy_text": text, "layer": layer,
-                "layer_index": list(NOISE).index(layer) + 1, "applied_strategies": strategies,
-                "semantics": {"intent": intent, "slots": {}}}}  # fmt: skip
+            metadata["semantic_noise"] = {
+                "initial_query": {
+                    "original_text": initial,
+                    "noisy_text": text,
+                    "layer": layer,
+                    "layer_index": list(NOISE).index(layer) + 1,
+                    "applied_strategies": strategies,
+                    "semantics": {"intent": intent, "slots": {}},
+                }
+            }
     record = {
         "interaction_id": interaction_id,
         "persona_id": persona["persona_id"],
@@ -142,9 +176,19 @@ def token_usage_for(interactions: int, seed: int = 0) -> dict[str, Any]:
         for module in modules:
             model, provider = MODELS[index % len(MODELS)]
             inputs, outputs = rng.randint(80, 400), rng.randint(40, 300)
-            records.append({"module": module, "operation": "generate", "model": model, "provider": provider,
-                            "input_tokens": inputs, "output_tokens": outputs, "total_tokens": inputs + outputs,
-                            "timestamp": f"2026-02-01T10:{index:02d}:00", "metadata": {}})  # fmt: skip
+            records.append(
+                {
+                    "module": module,
+                    "operation": "generate",
+                    "model": model,
+                    "provider": provider,
+                    "input_tokens": inputs,
+                    "output_tokens": outputs,
+                    "total_tokens": inputs + outputs,
+                    "timestamp": f"2026-02-01T10:{index:02d}:00",
+                    "metadata": {},
+                }
+            )
     return {"summary": {"total_calls": len(records)}, "by_module": {}, "by_model": {}, "records": records}
 
 
@@ -156,11 +200,20 @@ def write_store(folder: str | Path, count: int, personas: int, seed: int = 0, re
     storage = InteractionStorage(folder)
     for interaction in iter_interactions(count, personas, seed, reply_chars):
         write_json_atomic(storage.file_for(interaction["interaction_id"]), interaction)
-    index = [{"interaction_id": i["interaction_id"], "persona_id": i["persona_id"],
-              "filepath": storage.file_for(i["interaction_id"]).name, "num_turns": i["num_turns"],
-              "created_at": i["metadata"]["created_at"], "query_id": i["query_id"]}
-             for i in iter_interactions(count, personas, seed, reply_chars)]  # fmt: skip
-    write_json_atomic(storage.path / "index.json", {"interactions": index, "count": len(index),
-                                                    "last_updated": max(e["created_at"] for e in index)})  # fmt: skip
+    index = [
+        {
+            "interaction_id": i["interaction_id"],
+            "persona_id": i["persona_id"],
+            "filepath": storage.file_for(i["interaction_id"]).name,
+            "num_turns": i["num_turns"],
+            "created_at": i["metadata"]["created_at"],
+            "query_id": i["query_id"],
+        }
+        for i in iter_interactions(count, personas, seed, reply_chars)
+    ]
+    write_json_atomic(
+        storage.path / "index.json",
+        {"interactions": index, "count": len(index), "last_updated": max(e["created_at"] for e in index)},
+    )
     write_json_atomic(storage.path / "token_usage_demo.json", token_usage_for(count, seed))
     return storage.path

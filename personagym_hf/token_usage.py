@@ -16,7 +16,11 @@ import orjson
 from .store import BadRecord
 
 _COUNTS = ("input_tokens", "output_tokens", "total_tokens")
-SUMMARY_KEYS = {"input_tokens": "total_input_tokens", "output_tokens": "total_output_tokens", "total_tokens": "total_tokens"}
+SUMMARY_KEYS = {
+    "input_tokens": "total_input_tokens",
+    "output_tokens": "total_output_tokens",
+    "total_tokens": "total_tokens",
+}
 
 
 def _bucket() -> dict[str, int]:
@@ -51,9 +55,16 @@ def merge_token_usage(paths: Iterable[Path]) -> tuple[dict[str, Any] | None, lis
     if not records and not summaries_only:
         return None, bad
 
-    ordered = sorted(records.values(), key=lambda r: orjson.dumps(
-        [r.get("timestamp") or "", r.get("module") or "", r.get("operation") or ""], option=orjson.OPT_SORT_KEYS
-    ) + orjson.dumps(r, option=orjson.OPT_SORT_KEYS))  # fmt: skip
+    ordered = sorted(
+        records.values(),
+        key=lambda r: (
+            orjson.dumps(
+                [r.get("timestamp") or "", r.get("module") or "", r.get("operation") or ""],
+                option=orjson.OPT_SORT_KEYS,
+            )
+            + orjson.dumps(r, option=orjson.OPT_SORT_KEYS)
+        ),
+    )
     by_module: dict[str, dict[str, int]] = defaultdict(_bucket)
     by_model: dict[str, dict[str, int]] = defaultdict(_bucket)
     for record in ordered:
@@ -66,7 +77,9 @@ def merge_token_usage(paths: Iterable[Path]) -> tuple[dict[str, Any] | None, lis
             for name, values in (export.get(section) or {}).items():
                 for key in (*_COUNTS, "call_count"):
                     target[name][key] += int((values or {}).get(key) or 0)
-    summary = {"total_calls": len(ordered) + sum(int(e["summary"].get("total_calls") or 0) for e in summaries_only.values())}
+    summary = {
+        "total_calls": len(ordered) + sum(int(e["summary"].get("total_calls") or 0) for e in summaries_only.values())
+    }
     for key, total_key in SUMMARY_KEYS.items():
         summary[total_key] = sum(int(r.get(key) or 0) for r in ordered) + sum(
             int(e["summary"].get(total_key) or 0) for e in summaries_only.values()

@@ -53,11 +53,23 @@ def query_rewrite_rows(sample: dict) -> Iterator[dict]:
         "persona_id": sample["persona_id"],
         "persona_features": sample["persona_features"],
     }
-    yield {**base, "variant": "styled", "query": sample["initial_query"], "noise_type": "none",
-           "applied_strategies": [], "original_query": sample["original_query"]}  # fmt: skip
+    yield {
+        **base,
+        "variant": "styled",
+        "query": sample["initial_query"],
+        "noise_type": "none",
+        "applied_strategies": [],
+        "original_query": sample["original_query"],
+    }
     for index, noisy in enumerate(sample["noisy_initial_queries"]):
-        yield {**base, "variant": f"noisy_{index}", "query": noisy["noisy_text"], "noise_type": noisy["noise_type"],
-               "applied_strategies": noisy["applied_strategies"], "original_query": sample["original_query"]}  # fmt: skip
+        yield {
+            **base,
+            "variant": f"noisy_{index}",
+            "query": noisy["noisy_text"],
+            "noise_type": noisy["noise_type"],
+            "applied_strategies": noisy["applied_strategies"],
+            "original_query": sample["original_query"],
+        }
 
 
 def config_specs(flags: dict[str, bool]) -> dict[str, dict[str, Any]]:

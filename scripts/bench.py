@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -144,8 +143,12 @@ def export_step(store: Path, name: str, extra: tuple[str, ...] = ()) -> Step:
 
 def naive_step(store: Path) -> Step:
     with tempfile.TemporaryDirectory(prefix="bench_naive_") as out, tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "HF_DATASETS_CACHE": cache, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-               "HF_HUB_OFFLINE": "1"}  # fmt: skip
+        env = {
+            **os.environ,
+            "HF_DATASETS_CACHE": cache,
+            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+            "HF_HUB_OFFLINE": "1",
+        }
         return run_child("naive datasets", [sys.executable, "-c", NAIVE_SCRIPT, str(store), out], store, env)
 
 
@@ -162,8 +165,12 @@ def supports_num_proc() -> bool:
 def machine() -> dict[str, str]:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "unknown")
-    facts = {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
-             "load avg (1 min)": f"{os.getloadavg()[0]:.2f}"}  # fmt: skip
+    facts = {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "load avg (1 min)": f"{os.getloadavg()[0]:.2f}",
+    }
     for package in ("datasets", "pyarrow", "orjson"):
         try:
             facts[package] = metadata.version(package)
@@ -205,19 +212,29 @@ def benchmark(args: argparse.Namespace) -> dict:
 
     two = parallel if args.num_proc == 2 else None
     targets = {
-        "export <= 3.0x floor (1 process)": (f"{export.seconds / floor.seconds:.2f}x",
-                                             export.seconds <= 3.0 * floor.seconds),
-        "export <= 1.8x floor (num_proc 2)": (f"{two.seconds / floor.seconds:.2f}x" if two else two_note,
-                                              two.seconds <= 1.8 * floor.seconds if two else None),
-        "export >= 4x faster than naive": (f"{naive.seconds / export.seconds:.2f}x" if naive else "skipped",
-                                           naive.seconds >= 4 * export.seconds if naive else None),
+        "export <= 3.0x floor (1 process)": (
+            f"{export.seconds / floor.seconds:.2f}x",
+            export.seconds <= 3.0 * floor.seconds,
+        ),
+        "export <= 1.8x floor (num_proc 2)": (
+            f"{two.seconds / floor.seconds:.2f}x" if two else two_note,
+            two.seconds <= 1.8 * floor.seconds if two else None,
+        ),
+        "export >= 4x faster than naive": (
+            f"{naive.seconds / export.seconds:.2f}x" if naive else "skipped",
+            naive.seconds >= 4 * export.seconds if naive else None,
+        ),
         "--help < 0.25 s": (f"{help_.seconds:.3f} s", help_.seconds < 0.25),
     }
     print("\ntargets:")
     for target, (value, ok) in targets.items():
         print(f"  {verdict(ok):<4}  {target:<35} {value}")
-    return {"n": args.n, "mean_file_bytes": round(mean_size), "steps": [asdict(s) for s in steps],
-            "targets": {t: {"value": v, "result": verdict(ok)} for t, (v, ok) in targets.items()}}  # fmt: skip
+    return {
+        "n": args.n,
+        "mean_file_bytes": round(mean_size),
+        "steps": [asdict(s) for s in steps],
+        "targets": {t: {"value": v, "result": verdict(ok)} for t, (v, ok) in targets.items()},
+    }
 
 
 def rss_sweep(args: argparse.Namespace, sizes: list[int]) -> dict:
@@ -226,8 +243,10 @@ def rss_sweep(args: argparse.Namespace, sizes: list[int]) -> dict:
     for n in sizes:
         store, mean_size = prepare_store(template, n, args.keep)
         steps[n] = export_step(store, f"export N={n}")
-        print(f"N={n}: mean file {mean_size / 1024:.2f} KiB, export {steps[n].seconds:.1f} s, "
-              f"peak RSS {steps[n].peak_rss_mb:.1f} MB")  # fmt: skip
+        print(
+            f"N={n}: mean file {mean_size / 1024:.2f} KiB, export {steps[n].seconds:.1f} s, "
+            f"peak RSS {steps[n].peak_rss_mb:.1f} MB"
+        )
         if not args.keep:
             remove_store(store)
     small, large = steps[min(sizes)], steps[max(sizes)]

@@ -1,6 +1,6 @@
 """Turn exported samples into the ppopt JSONL: one flat line per query variant (the query_rewrite view).
 
-    python scripts/prepare_ppopt_hf_jsonl.py --input output/training_data/train_samples.json --output hf_dataset.jsonl
+python scripts/prepare_ppopt_hf_jsonl.py --input output/training_data/train_samples.json --output hf_dataset.jsonl
 """
 
 import argparse

@@ -1,6 +1,7 @@
 """Upload a ppopt JSONL to a Hub dataset repo with a generated card, so `load_dataset(repo)` loads it.
 
-    python scripts/upload_hf_dataset.py --file hf_dataset.jsonl --repo your-name/ppopt-dataset [--private] [--split train]
+    python scripts/upload_hf_dataset.py --file hf_dataset.jsonl --repo your-name/ppopt-dataset \\
+        [--private] [--split train]
 
 The token comes from --token, HF_TOKEN or `hf auth login`; it is never printed.
 """

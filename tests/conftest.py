@@ -4,12 +4,11 @@
 Hub-compatible server and temp caches, and `huggingface_hub`/`datasets` read those at import time.
 """
 
-from hub_fixtures import *  # noqa: F401,F403  (env setup + hub fixtures; must come before HF imports)
-
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from hub_fixtures import *  # noqa: F401,F403  (env setup + hub fixtures; must come before HF imports)
 
 EXAMPLE_INTERACTION = {
     "interaction_id": "interaction_persona_001_20260206_103000",
@@ -18,17 +17,28 @@ EXAMPLE_INTERACTION = {
     "original_query": "Help me write Python code",
     "initial_query": "hey can u help me write some python code",
     "messages": [
-        {"role": "user", "content": "hey can u help me write some python code",
-         "timestamp": "2026-02-06T10:30:00", "metadata": {"is_initial": True, "was_noised": False}},
-        {"role": "assistant", "content": "Sure! What kind of Python code ...",
-         "timestamp": "2026-02-06T10:30:05", "metadata": {"model": "gpt-4o-mini", "provider": "openai"}},
+        {
+            "role": "user",
+            "content": "hey can u help me write some python code",
+            "timestamp": "2026-02-06T10:30:00",
+            "metadata": {"is_initial": True, "was_noised": False},
+        },
+        {
+            "role": "assistant",
+            "content": "Sure! What kind of Python code ...",
+            "timestamp": "2026-02-06T10:30:05",
+            "metadata": {"model": "gpt-4o-mini", "provider": "openai"},
+        },
         {"role": "user", "content": "a script to process csv files", "metadata": {"is_followup": True}},
         {"role": "assistant", "content": "Here's a Python script ..."},
     ],
     "num_turns": 2,
-    "metadata": {"created_at": "2026-02-06T10:30:00", "distractor_applied": True,
-                 "assistant_model": {"model": "gpt-4o-mini", "provider": "openai"}},
-}  # fmt: skip
+    "metadata": {
+        "created_at": "2026-02-06T10:30:00",
+        "distractor_applied": True,
+        "assistant_model": {"model": "gpt-4o-mini", "provider": "openai"},
+    },
+}
 
 
 def make_interaction(number: int, persona: str = "persona_001", **overrides) -> dict:

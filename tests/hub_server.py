@@ -423,8 +423,15 @@ class HubApp:
 
     def whoami(self, req: Request) -> Response:
         token = {"displayName": "fake", "role": "write"}
-        return Response.json({"type": "user", "name": USER, "fullname": "Test User", "orgs": [],
-                              "auth": {"type": "access_token", "accessToken": token}})
+        return Response.json(
+            {
+                "type": "user",
+                "name": USER,
+                "fullname": "Test User",
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": token},
+            }
+        )
 
     def create_repo(self, req: Request) -> Response:
         payload = req.json()
@@ -464,11 +471,23 @@ class HubApp:
                     sibling["lfs"] = {"size": blob.size, "sha256": blob.sha256, "pointerSize": len(blob.pointer)}
             siblings.append(sibling)
         created = repo.history(commit)[-1].date
-        return Response.json({
-            "_id": git_oid("repo", repo.repo_id.encode())[:24], "id": repo.repo_id, "author": ns, "sha": commit.oid,
-            "private": repo.private, "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
-            "createdAt": iso(created), "lastModified": iso(commit.date), "siblings": siblings,
-        })
+        return Response.json(
+            {
+                "_id": git_oid("repo", repo.repo_id.encode())[:24],
+                "id": repo.repo_id,
+                "author": ns,
+                "sha": commit.oid,
+                "private": repo.private,
+                "gated": False,
+                "disabled": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "createdAt": iso(created),
+                "lastModified": iso(commit.date),
+                "siblings": siblings,
+            }
+        )
 
     def settings(self, req: Request, type: str, ns: str, name: str) -> Response:
         repo, payload = self.repo(type, ns, name), req.json()
@@ -489,10 +508,10 @@ class HubApp:
         expand, recursive = req.flag("expand"), req.flag("recursive")
         prefix = f"{path}/" if path else ""
         paths = sorted({*commit.files, *commit.trees} - {""})
-        inside = [p for p in paths if p.startswith(prefix) and (recursive or "/" not in p[len(prefix):])]
+        inside = [p for p in paths if p.startswith(prefix) and (recursive or "/" not in p[len(prefix) :])]
         page_size = 50 if expand else 1000
         start = int(req.query.get("cursor", ["0"])[-1])
-        page = [self.entry(repo, commit, p, expand) for p in inside[start:start + page_size]]
+        page = [self.entry(repo, commit, p, expand) for p in inside[start : start + page_size]]
         headers = {}
         if start + page_size < len(inside):
             query = f"recursive={recursive}&expand={expand}&cursor={start + page_size}"
@@ -513,7 +532,7 @@ class HubApp:
         kinds = {"refs/heads/": "branches", "refs/tags/": "tags", "refs/pr/": "pullRequests"}
         for ref, oid in sorted(repo.refs.items()):
             prefix = next(p for p in kinds if ref.startswith(p))
-            name = ref if prefix == "refs/pr/" else ref[len(prefix):]
+            name = ref if prefix == "refs/pr/" else ref[len(prefix) :]
             groups[kinds[prefix]].append({"name": name, "ref": ref, "targetCommit": oid})
         if not req.flag("include_prs"):
             del groups["pullRequests"]
@@ -521,9 +540,12 @@ class HubApp:
 
     def commits(self, req: Request, type: str, ns: str, name: str, rev: str) -> Response:
         repo = self.repo(type, ns, name)
-        return Response.json([
-            {**c.summary(), "message": c.message, "authors": [{"user": USER}]} for c in repo.history(repo.resolve(rev))
-        ])
+        return Response.json(
+            [
+                {**c.summary(), "message": c.message, "authors": [{"user": USER}]}
+                for c in repo.history(repo.resolve(rev))
+            ]
+        )
 
     def resolve(self, req: Request, type: str | None, ns: str, name: str, rev: str, path: str) -> Response:
         repo = self.repo(type, ns, name)
@@ -531,15 +553,19 @@ class HubApp:
         blob = commit.files.get(path)
         if blob is None:
             raise HubError(404, f"Entry not found: {path}", "EntryNotFound")
-        headers = {"X-Repo-Commit": commit.oid, "ETag": f'"{blob.etag}"', "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}
+        headers = {
+            "X-Repo-Commit": commit.oid,
+            "ETag": f'"{blob.etag}"',
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
         if blob.lfs:
             headers.update({"X-Linked-Etag": f'"{blob.etag}"', "X-Linked-Size": str(blob.size)})
         if not req.headers.get("Range"):
             return Response(200, blob.data, headers)
         start, end = parse_range(req.headers["Range"], blob.size)
         headers["Content-Range"] = f"bytes {start}-{end}/{blob.size}"
-        return Response(206, blob.data[start:end + 1], headers)
+        return Response(206, blob.data[start : end + 1], headers)
 
     # ----------------------------------------------------------------- writing
 
@@ -551,8 +577,9 @@ class HubApp:
             lfs = self.is_lfs(commit, item["path"], int(item["size"]), sample)
             existing = commit.files.get(item["path"])
             oid = None if existing is None else (existing.sha256 if existing.lfs else existing.oid)
-            answers.append({"path": item["path"], "uploadMode": "lfs" if lfs else "regular",
-                            "shouldIgnore": False, "oid": oid})
+            answers.append(
+                {"path": item["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid}
+            )
         return Response.json({"files": answers, "commitOid": commit.oid})
 
     def lfs_batch(self, req: Request, type: str | None, ns: str, name: str) -> Response:
@@ -564,8 +591,10 @@ class HubApp:
                 href = f"{self.base_url()}/lfs-upload/{repo.repo_type}/{repo.repo_id}/{obj['oid']}"
                 answer["actions"] = {"upload": {"href": href, "expires_in": 3600}}
             objects.append(answer)
-        return Response.json({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
-                             headers={"Content-Type": "application/vnd.git-lfs+json"})
+        return Response.json(
+            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+            headers={"Content-Type": "application/vnd.git-lfs+json"},
+        )
 
     def lfs_put(self, req: Request, type: str, ns: str, name: str, oid: str) -> Response:
         repo = self.state.get(type, f"{ns}/{name}")
@@ -764,8 +793,16 @@ class HubServer:
         self.faults.clear()
         self.lfs_threshold = type(self).lfs_threshold
 
-    def inject(self, method: str | None = None, path_regex: str = ".*", status: int = 500, times: int = 1,
-               retry_after: int | None = None, drop_connection: bool = False, after_handling: bool = False) -> Fault:
+    def inject(
+        self,
+        method: str | None = None,
+        path_regex: str = ".*",
+        status: int = 500,
+        times: int = 1,
+        retry_after: int | None = None,
+        drop_connection: bool = False,
+        after_handling: bool = False,
+    ) -> Fault:
         """Make the next ``times`` requests matching ``method`` and ``path_regex`` fail.
 
         ``path_regex`` is searched in the raw (URL-quoted) path, without query string. The failure is

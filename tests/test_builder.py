@@ -19,7 +19,9 @@ CONFIGS = ["full", "minimal", "messages", "query_rewrite"]
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return write_store(tmp_path_factory.mktemp("store") / "interactions", count=60, personas=30, seed=5, reply_chars=120)
+    return write_store(
+        tmp_path_factory.mktemp("store") / "interactions", count=60, personas=30, seed=5, reply_chars=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -118,14 +120,23 @@ def test_bad_records_follow_the_policy(tmp_path):
     assert load_dataset(store, "full", cache_dir=str(tmp_path / "c"), split=False)["train"].num_rows == 1
     with pytest.raises(datasets.exceptions.DatasetGenerationError) as raised:
         load_dataset(store, "full", cache_dir=str(tmp_path / "d"), split=False, on_bad_records="error")
-    assert "interaction_persona_001_0002.json, interaction_id='interaction_persona_001_0002': 'messages' is empty" in str(
-        raised.value.__cause__)
+    assert (
+        "interaction_persona_001_0002.json, interaction_id='interaction_persona_001_0002': 'messages' is empty"
+        in str(raised.value.__cause__)
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"config_name": "chat"}, "BuilderConfig 'chat' not found"),
-    ({"config_name": "full", "ratios": {"train": 2}}, "training_data.split.train: expected a number in [0, 1], got 2"),
-], ids=["unknown_config", "bad_ratio"])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"config_name": "chat"}, "BuilderConfig 'chat' not found"),
+        (
+            {"config_name": "full", "ratios": {"train": 2}},
+            "training_data.split.train: expected a number in [0, 1], got 2",
+        ),
+    ],
+    ids=["unknown_config", "bad_ratio"],
+)
 def test_builder_config_errors(tmp_path, kwargs, message):
     with pytest.raises(ValueError) as raised:
         builder = PersonaGymBuilder(data_dir=str(tmp_path), cache_dir=str(tmp_path), **kwargs)
@@ -153,13 +164,16 @@ def test_shards_read_directly_with_pyarrow_and_pandas(exported):
 
 
 def test_no_split_export_gives_every_config_a_single_train_split(store, tmp_path):
-    export_store(store, tmp_path / "out", parse_config({}), TrainingDataCollector().interaction_to_training_sample,
-                 split=False)  # fmt: skip
+    export_store(
+        store, tmp_path / "out", parse_config({}), TrainingDataCollector().interaction_to_training_sample, split=False
+    )
     for name in CONFIGS:
         loaded = datasets.load_dataset(str(tmp_path / "out" / "hf_dataset"), name, cache_dir=str(tmp_path / "c"))
         assert list(loaded) == ["train"]
-    assert loaded["train"].num_rows == load_dataset(store, "query_rewrite", cache_dir=str(tmp_path / "d"),
-                                                    split=False)["train"].num_rows  # fmt: skip
+    assert (
+        loaded["train"].num_rows
+        == load_dataset(store, "query_rewrite", cache_dir=str(tmp_path / "d"), split=False)["train"].num_rows
+    )
 
 
 def test_columnar_query_rewrite_agrees_with_the_row_view(store, tmp_path):

@@ -9,9 +9,11 @@ from personagym_hf.cli import build_parser, main
 
 
 def test_help_explains_every_command_and_imports_no_heavy_library():
-    code = ("import sys; from personagym_hf.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('datasets', 'pyarrow', 'huggingface_hub', 'pandas') if m in sys.modules))")  # fmt: skip
+    code = (
+        "import sys; from personagym_hf.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('datasets', 'pyarrow', 'huggingface_hub', 'pandas') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("[]")
     for command in ("export", "validate", "stats"):
@@ -38,12 +40,30 @@ def test_export_demo_prints_a_summary(tmp_path, capsys):
 
 def test_export_options(small_store, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["export", "--interactions", str(small_store), "--output", str(out), "--no-split", "-q",
-                 "--no-hf-dataset"]) == 0  # fmt: skip
+    assert (
+        main(
+            ["export", "--interactions", str(small_store), "--output", str(out), "--no-split", "-q", "--no-hf-dataset"]
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == ["statistics.json", "train_samples.json", "train_samples.jsonl"]
     write_files(small_store, [make_interaction(99, persona="persona_new")])
-    assert main(["export", "--interactions", str(small_store), "--output", str(out), "--no-split", "-q",
-                 "--no-hf-dataset", "--append"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                "--interactions",
+                str(small_store),
+                "--output",
+                str(out),
+                "--no-split",
+                "-q",
+                "--no-hf-dataset",
+                "--append",
+            ]
+        )
+        == 0
+    )
     assert "  appended 1 new samples to 12 already exported" in capsys.readouterr().out
 
 
@@ -57,12 +77,23 @@ def test_missing_store_is_one_line_with_the_fix(tmp_path, capsys):
 
 def test_on_bad_records_error_exits_non_zero_naming_the_record(small_store, tmp_path, capsys):
     (small_store / "zz.json").write_text(json.dumps(make_interaction(50, messages=[])), encoding="utf-8")
-    code = main(["export", "--interactions", str(small_store), "--output", str(tmp_path / "o"), "-q",
-                 "--on-bad-records", "error"])  # fmt: skip
+    code = main(
+        [
+            "export",
+            "--interactions",
+            str(small_store),
+            "--output",
+            str(tmp_path / "o"),
+            "-q",
+            "--on-bad-records",
+            "error",
+        ]
+    )
     assert code == 1
     assert capsys.readouterr().err == (
-        f"personagym-hf export: error: {small_store.as_posix()}/zz.json, interaction_id='interaction_persona_001_0050': "
-        "'messages' is empty (fix the record, or rerun with --on-bad-records warn to skip bad records)\n"
+        f"personagym-hf export: error: {small_store.as_posix()}/zz.json, "
+        "interaction_id='interaction_persona_001_0050': 'messages' is empty "
+        "(fix the record, or rerun with --on-bad-records warn to skip bad records)\n"
     )
     assert not any(p.suffix in (".json", ".jsonl", ".parquet") for p in (tmp_path / "o").rglob("*"))
 
@@ -90,18 +121,37 @@ def test_collector_plugin_is_used_end_to_end(small_store, tmp_path, monkeypatch)
         "    def interaction_to_training_sample(self, interaction):\n"
         "        sample = super().interaction_to_training_sample(interaction)\n"
         "        sample.metadata['custom_field'] = len(interaction['messages'])\n"
-        "        return sample\n", encoding="utf-8")  # fmt: skip
+        "        return sample\n",
+        encoding="utf-8",
+    )
     monkeypatch.chdir(tmp_path)
-    assert main(["export", "--interactions", str(small_store), "--output", "out", "-q", "--collector",
-                 "my_collector:Tagged"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                "--interactions",
+                str(small_store),
+                "--output",
+                "out",
+                "-q",
+                "--collector",
+                "my_collector:Tagged",
+            ]
+        )
+        == 0
+    )
     rows = json.loads((tmp_path / "out" / "train_samples.json").read_text())
     assert {row["metadata"]["custom_field"] for row in rows} == {4}
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("nomodule", "--collector 'nomodule': expected package.module:ClassName"),
-    ("json:JSONDecoder", "--collector 'json:JSONDecoder': expected a subclass of TrainingDataCollector"),
-], ids=["no_class", "not_a_collector"])  # fmt: skip
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nomodule", "--collector 'nomodule': expected package.module:ClassName"),
+        ("json:JSONDecoder", "--collector 'json:JSONDecoder': expected a subclass of TrainingDataCollector"),
+    ],
+    ids=["no_class", "not_a_collector"],
+)
 def test_bad_collector_spec(small_store, capsys, spec, message):
     assert main(["validate", "--interactions", str(small_store), "-q", "--collector", spec]) == 1
     assert capsys.readouterr().err == f"personagym-hf validate: error: {message}\n"

@@ -40,23 +40,49 @@ def test_example_interaction_becomes_the_documented_sample(example):
 
 
 LAYOUT_A = {
-    "distractor_applied": True, "distractor_type": "semantic",
+    "distractor_applied": True,
+    "distractor_type": "semantic",
     "noisy_versions": {
-        "initial_query": {"clean_query": "Help me write code", "noisy_versions": [
-            {"noisy_text": "hey help me writ code", "noise_type": "surface_noise",
-             "applied_strategies": ["colloquial_speech", "typo_misspelling"]}]},
-        "followups": [{"clean_feedback": "Add error handling", "noisy_versions": [],
-                       "used_version": "add some error stuff maybe"}]},
-}  # fmt: skip
+        "initial_query": {
+            "clean_query": "Help me write code",
+            "noisy_versions": [
+                {
+                    "noisy_text": "hey help me writ code",
+                    "noise_type": "surface_noise",
+                    "applied_strategies": ["colloquial_speech", "typo_misspelling"],
+                }
+            ],
+        },
+        "followups": [
+            {
+                "clean_feedback": "Add error handling",
+                "noisy_versions": [],
+                "used_version": "add some error stuff maybe",
+            }
+        ],
+    },
+}
 LAYOUT_B = {
-    "distractor_applied": True, "distractor_type": "semantic",
-    "semantic_noise": {"initial_query": {
-        "original_text": "Help me write code", "noisy_text": "hey help me writ code", "layer": "surface_noise",
-        "layer_index": 1, "applied_strategies": ["colloquial_speech", "typo_misspelling"],
-        "semantics": {"intent": "code_generation", "slots": {"language": "Python"}}}},
-}  # fmt: skip
-EXPECTED_NOISE = [{"noisy_text": "hey help me writ code", "noise_type": "surface_noise",
-                   "applied_strategies": ["colloquial_speech", "typo_misspelling"]}]  # fmt: skip
+    "distractor_applied": True,
+    "distractor_type": "semantic",
+    "semantic_noise": {
+        "initial_query": {
+            "original_text": "Help me write code",
+            "noisy_text": "hey help me writ code",
+            "layer": "surface_noise",
+            "layer_index": 1,
+            "applied_strategies": ["colloquial_speech", "typo_misspelling"],
+            "semantics": {"intent": "code_generation", "slots": {"language": "Python"}},
+        }
+    },
+}
+EXPECTED_NOISE = [
+    {
+        "noisy_text": "hey help me writ code",
+        "noise_type": "surface_noise",
+        "applied_strategies": ["colloquial_speech", "typo_misspelling"],
+    }
+]
 
 
 @pytest.mark.parametrize("metadata", [LAYOUT_A, LAYOUT_B], ids=["layout_a_noisy_versions", "layout_b_semantic_noise"])
@@ -74,8 +100,16 @@ def test_both_layouts_at_once_are_not_counted_twice(example):
 
 
 def test_rule_based_noise_types_pass_through(example):
-    example["metadata"] = {"noisy_versions": {"initial_query": {"noisy_versions": [
-        {"noisy_text": "hey cna u help", "noise_type": "typo"}, {"noisy_text": "u hey help", "noise_type": "word_swap"}]}}}
+    example["metadata"] = {
+        "noisy_versions": {
+            "initial_query": {
+                "noisy_versions": [
+                    {"noisy_text": "hey cna u help", "noise_type": "typo"},
+                    {"noisy_text": "u hey help", "noise_type": "word_swap"},
+                ]
+            }
+        }
+    }
     assert interaction_to_sample(example).noisy_initial_queries == [
         {"noisy_text": "hey cna u help", "noise_type": "typo", "applied_strategies": []},
         {"noisy_text": "u hey help", "noise_type": "word_swap", "applied_strategies": []},
@@ -109,8 +143,14 @@ def test_optional_metadata_is_copied_and_nothing_else(example):
     example["metadata"]["api_key"] = "sk-should-never-be-copied"
     example["metadata"]["distractor_type"] = "rule_based"
     metadata = interaction_to_sample(example).metadata
-    assert list(metadata) == ["interaction_id", "distractor_applied", "assistant_model", "created_at", "query_id",
-                              "distractor_type"]  # fmt: skip
+    assert list(metadata) == [
+        "interaction_id",
+        "distractor_applied",
+        "assistant_model",
+        "created_at",
+        "query_id",
+        "distractor_type",
+    ]
     assert metadata["query_id"] == "query_007"
 
 
@@ -158,20 +198,37 @@ def test_record_without_interaction_id_gets_a_content_hash_id(example):
         (lambda r: r.update(messages=[]), "'messages' is empty"),
         (lambda r: r.update(messages="hi"), "'messages' must be a list, got str"),
         (lambda r: r.update(messages=[{"role": "assistant", "content": "hi"}]), "no user message"),
-        (lambda r: r["messages"].append({"role": "tool", "content": "x"}),
-         "message 5 has role 'tool'; expected one of ['system', 'user', 'assistant']"),
+        (
+            lambda r: r["messages"].append({"role": "tool", "content": "x"}),
+            "message 5 has role 'tool'; expected one of ['system', 'user', 'assistant']",
+        ),
         (lambda r: r["messages"][2].update(content="  "), "message 3 (user) has empty content"),
         (lambda r: r["messages"][1].update(content=3), "message 2 content must be a string, got int"),
-        (lambda r: r["messages"].append({"role": "system", "content": "late"}),
-         "message 5 is a 'system' message; only the first message may be"),
+        (
+            lambda r: r["messages"].append({"role": "system", "content": "late"}),
+            "message 5 is a 'system' message; only the first message may be",
+        ),
         (lambda r: r.pop("persona_id"), "missing persona_id"),
         (lambda r: r.update(persona_features=["engineer"]), "'persona_features' must be an object, got list"),
-        (lambda r: r.update(metadata={"semantic_noise": {"initial_query": {"layer": "surface_noise"}}}),
-         "metadata.semantic_noise.initial_query.noisy_text must be a string, got NoneType"),
+        (
+            lambda r: r.update(metadata={"semantic_noise": {"initial_query": {"layer": "surface_noise"}}}),
+            "metadata.semantic_noise.initial_query.noisy_text must be a string, got NoneType",
+        ),
     ],
-    ids=["no_messages", "empty_messages", "messages_not_list", "no_user", "bad_role", "empty_content",
-         "content_not_string", "late_system", "no_persona", "features_not_object", "noise_without_text"],
-)  # fmt: skip
+    ids=[
+        "no_messages",
+        "empty_messages",
+        "messages_not_list",
+        "no_user",
+        "bad_role",
+        "empty_content",
+        "content_not_string",
+        "late_system",
+        "no_persona",
+        "features_not_object",
+        "noise_without_text",
+    ],
+)
 def test_bad_interactions_are_rejected_with_the_reason(example, change, reason):
     change(example)
     with pytest.raises(InvalidInteraction) as raised:

@@ -3,8 +3,15 @@ import pytest
 from personagym_hf.config import ConfigError, format_flags, load_config, parse_config, split_ratios
 
 ALL_TRUE = dict.fromkeys(
-    ["include_persona", "include_trajectory", "include_distractor_versions", "include_full_conversation",
-     "include_metadata"], True)  # fmt: skip
+    [
+        "include_persona",
+        "include_trajectory",
+        "include_distractor_versions",
+        "include_full_conversation",
+        "include_metadata",
+    ],
+    True,
+)
 
 
 @pytest.mark.parametrize(
@@ -12,14 +19,21 @@ ALL_TRUE = dict.fromkeys(
     [
         (None, ALL_TRUE),
         ({"include_persona": True, "include_trajectory": True, "include_distractor_versions": True}, ALL_TRUE),
-        ({"include_persona": False, "include_trajectory": True, "include_distractor_versions": False},
-         {**dict.fromkeys(ALL_TRUE, False), "include_trajectory": True}),
-        ({"include_metadata": False}, {**ALL_TRUE, "include_metadata": False} | dict.fromkeys(
-            ["include_persona", "include_trajectory", "include_distractor_versions", "include_full_conversation"],
-            False)),
+        (
+            {"include_persona": False, "include_trajectory": True, "include_distractor_versions": False},
+            {**dict.fromkeys(ALL_TRUE, False), "include_trajectory": True},
+        ),
+        (
+            {"include_metadata": False},
+            {**ALL_TRUE, "include_metadata": False}
+            | dict.fromkeys(
+                ["include_persona", "include_trajectory", "include_distractor_versions", "include_full_conversation"],
+                False,
+            ),
+        ),
     ],
     ids=["absent", "seed_three_flags", "seed_minimal_format", "one_false_turns_absent_off"],
-)  # fmt: skip
+)
 def test_format_flag_rule(block, expected):
     assert format_flags(block) == expected
 
@@ -32,14 +46,22 @@ def test_unknown_format_flag_is_an_error():
 @pytest.mark.parametrize(
     "block, message",
     [
-        ({"train": 0.8, "validation": 0.1, "test": 0.2},
-         "training_data.split: ratios must sum to 1, got 1.1 (train=0.8, validation=0.1, test=0.2)"),
-        ({"train": 1.5, "validation": -0.5, "test": 0}, "training_data.split.train: expected a number in [0, 1], got 1.5"),
+        (
+            {"train": 0.8, "validation": 0.1, "test": 0.2},
+            "training_data.split: ratios must sum to 1, got 1.1 (train=0.8, validation=0.1, test=0.2)",
+        ),
+        (
+            {"train": 1.5, "validation": -0.5, "test": 0},
+            "training_data.split.train: expected a number in [0, 1], got 1.5",
+        ),
         ({"train": "most"}, "training_data.split.train: expected a number in [0, 1], got 'most'"),
-        ({"train": 0.9, "val": 0.1}, "training_data.split: unknown key(s) ['val']; expected ['train', 'validation', 'test']"),
+        (
+            {"train": 0.9, "val": 0.1},
+            "training_data.split: unknown key(s) ['val']; expected ['train', 'validation', 'test']",
+        ),
     ],
     ids=["sum", "range", "type", "unknown_key"],
-)  # fmt: skip
+)
 def test_split_ratio_errors(block, message):
     with pytest.raises(ConfigError) as raised:
         split_ratios(block)
@@ -75,5 +97,7 @@ def test_config_file_errors_name_the_file(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"list.yaml: expected a YAML mapping at the top level, got list"):
         load_config(tmp_path / "list.yaml")
-    with pytest.raises(ConfigError, match=r"training_data.split_by: expected one of \['persona', 'sample'\], got 'user'"):
+    with pytest.raises(
+        ConfigError, match=r"training_data.split_by: expected one of \['persona', 'sample'\], got 'user'"
+    ):
         parse_config({"training_data": {"split_by": "user"}})

@@ -33,10 +33,17 @@ def test_split_export_writes_the_seed_files_and_jsonl_beside_them(small_store, t
     out = tmp_path / "out"
     result = run(small_store, out, hf_dataset=False).result
     assert sorted(p.name for p in out.iterdir()) == [
-        "statistics.json", "test_samples.json", "test_samples.jsonl", "train_samples.json", "train_samples.jsonl",
-        "val_samples.json", "val_samples.jsonl"]  # fmt: skip
-    assert result.json_files == {s: out / f"{p}_samples.json" for s, p in
-                                 [("train", "train"), ("validation", "val"), ("test", "test")]}  # fmt: skip
+        "statistics.json",
+        "test_samples.json",
+        "test_samples.jsonl",
+        "train_samples.json",
+        "train_samples.jsonl",
+        "val_samples.json",
+        "val_samples.jsonl",
+    ]
+    assert result.json_files == {
+        s: out / f"{p}_samples.json" for s, p in [("train", "train"), ("validation", "val"), ("test", "test")]
+    }
     total = 0
     for split, path in result.json_files.items():
         rows = read_json(path)
@@ -57,8 +64,11 @@ def test_non_ascii_is_written_as_is(tmp_path):
 
 
 def test_seed_minimal_format_gives_exactly_the_documented_fields(small_store, tmp_path):
-    config = {"training_data": {"format": {"include_persona": False, "include_trajectory": True,
-                                           "include_distractor_versions": False}}}  # fmt: skip
+    config = {
+        "training_data": {
+            "format": {"include_persona": False, "include_trajectory": True, "include_distractor_versions": False}
+        }
+    }
     run(small_store, tmp_path / "out", config, split=False, hf_dataset=False)
     rows = read_json(tmp_path / "out" / "train_samples.json")
     assert rows[0] == {
@@ -73,7 +83,10 @@ def test_timestamps_in_file_names_only_when_asked(small_store, tmp_path):
     run(small_store, tmp_path / "out", split=False, use_timestamp=True, hf_dataset=False)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert [re.sub(r"_\d{8}_\d{6}\.", "_<stamp>.", name) for name in names] == [
-        "statistics_<stamp>.json", "train_samples_<stamp>.json", "train_samples_<stamp>.jsonl"]
+        "statistics_<stamp>.json",
+        "train_samples_<stamp>.json",
+        "train_samples_<stamp>.jsonl",
+    ]
 
 
 def test_same_store_gives_byte_identical_outputs(small_store, tmp_path):
@@ -89,8 +102,9 @@ def test_statistics_have_exact_values(tmp_path):
         make_interaction(2, persona="p1", persona_features={"role": "engineer"}),
         make_interaction(3, persona="p2", persona_features={"role": "student"}),
     ]
-    records[0]["metadata"]["semantic_noise"] = {"initial_query": {
-        "noisy_text": "hye", "layer": "surface_noise", "applied_strategies": ["typo_misspelling"]}}
+    records[0]["metadata"]["semantic_noise"] = {
+        "initial_query": {"noisy_text": "hye", "layer": "surface_noise", "applied_strategies": ["typo_misspelling"]}
+    }
     records[2]["messages"] = records[2]["messages"][:2]
     stats = run(write_files(tmp_path / "s", records), tmp_path / "out", split=False).result.statistics
     assert stats == read_json(tmp_path / "out" / "statistics.json")
@@ -99,17 +113,22 @@ def test_statistics_have_exact_values(tmp_path):
         "samples_by_split": {"train": 3, "validation": 0, "test": 0},
         "avg_turns": 1.6667,
         "avg_trajectory_length": 1.6667,
-        "distractor_stats": {"samples_with_noise": 1, "noise_rate": 0.3333,
-                             "layer_distribution": {"surface_noise": 1},
-                             "strategy_distribution": {"typo_misspelling": 1}},
+        "distractor_stats": {
+            "samples_with_noise": 1,
+            "noise_rate": 0.3333,
+            "layer_distribution": {"surface_noise": 1},
+            "strategy_distribution": {"typo_misspelling": 1},
+        },
         "persona_distribution": {"engineer": 2, "student": 1},
         "model_distribution": {"openai/gpt-4o-mini": 3},
         "total_personas": 2,
-        "splits": {"train": {"samples": 3, "personas": 2, "avg_turns": 1.6667, "noise_rate": 0.3333},
-                   "validation": {"samples": 0, "personas": 0, "avg_turns": 0.0, "noise_rate": 0.0},
-                   "test": {"samples": 0, "personas": 0, "avg_turns": 0.0, "noise_rate": 0.0}},
+        "splits": {
+            "train": {"samples": 3, "personas": 2, "avg_turns": 1.6667, "noise_rate": 0.3333},
+            "validation": {"samples": 0, "personas": 0, "avg_turns": 0.0, "noise_rate": 0.0},
+            "test": {"samples": 0, "personas": 0, "avg_turns": 0.0, "noise_rate": 0.0},
+        },
         "created_at": "2026-02-06T10:03:00",
-    }  # fmt: skip
+    }
 
 
 def test_bad_records_are_reported_and_good_ones_kept(tmp_path):
@@ -119,14 +138,26 @@ def test_bad_records_are_reported_and_good_ones_kept(tmp_path):
     assert [r["sample_id"] for r in read_json(tmp_path / "out" / "train_samples.json")] == ["sample_persona_001_0001"]
     report = read_jsonl(tmp_path / "out" / "rejected.jsonl")
     assert report == [
-        {"file": f"{store.as_posix()}/interaction_persona_001_0002.json", "where": "",
-         "interaction_id": "interaction_persona_001_0002", "reason": "'messages' is empty"},
-        {"file": f"{store.as_posix()}/z_dupe.jsonl", "where": "line 1", "interaction_id": "interaction_persona_001_0001",
-         "reason": f"duplicate interaction_id (already read from {store.as_posix()}/interaction_persona_001_0001.json); "
-                   "kept the first"},
-        {"file": f"{store.as_posix()}/z_dupe.jsonl", "where": "line 2", "interaction_id": None,
-         "reason": "invalid JSON (unexpected character, expected a string key: line 1 column 2 (char 1))"},
-    ]  # fmt: skip
+        {
+            "file": f"{store.as_posix()}/interaction_persona_001_0002.json",
+            "where": "",
+            "interaction_id": "interaction_persona_001_0002",
+            "reason": "'messages' is empty",
+        },
+        {
+            "file": f"{store.as_posix()}/z_dupe.jsonl",
+            "where": "line 1",
+            "interaction_id": "interaction_persona_001_0001",
+            "reason": "duplicate interaction_id (already read from "
+            f"{store.as_posix()}/interaction_persona_001_0001.json); kept the first",
+        },
+        {
+            "file": f"{store.as_posix()}/z_dupe.jsonl",
+            "where": "line 2",
+            "interaction_id": None,
+            "reason": "invalid JSON (unexpected character, expected a string key: line 1 column 2 (char 1))",
+        },
+    ]
     assert len(run_.rejections.bad) == 3
 
 
@@ -180,11 +211,25 @@ def test_append_adds_only_new_samples_and_keeps_old_rows_in_their_split(tmp_path
 
 
 def test_token_usage_is_merged_without_counting_a_record_twice(tmp_path, small_store):
-    record = {"module": "interaction_generation", "operation": "assistant_response", "model": "gpt-4o-mini",
-              "provider": "openai", "input_tokens": 150, "output_tokens": 75, "total_tokens": 225,
-              "timestamp": "2026-02-06T10:30:00", "metadata": {}}  # fmt: skip
-    other = {**record, "module": "distractor", "input_tokens": 10, "output_tokens": 5, "total_tokens": 15,
-             "timestamp": "2026-02-06T10:31:00"}  # fmt: skip
+    record = {
+        "module": "interaction_generation",
+        "operation": "assistant_response",
+        "model": "gpt-4o-mini",
+        "provider": "openai",
+        "input_tokens": 150,
+        "output_tokens": 75,
+        "total_tokens": 225,
+        "timestamp": "2026-02-06T10:30:00",
+        "metadata": {},
+    }
+    other = {
+        **record,
+        "module": "distractor",
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "total_tokens": 15,
+        "timestamp": "2026-02-06T10:31:00",
+    }
     (small_store / "token_usage_1.json").write_text(json.dumps({"records": [record]}), encoding="utf-8")
     (small_store.parent / "token_usage_2.json").write_text(json.dumps({"records": [record, other]}), encoding="utf-8")
     run(small_store, tmp_path / "out", hf_dataset=False)
@@ -194,9 +239,11 @@ def test_token_usage_is_merged_without_counting_a_record_twice(tmp_path, small_s
             "distractor": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15, "call_count": 1},
             "interaction_generation": {"input_tokens": 150, "output_tokens": 75, "total_tokens": 225, "call_count": 1},
         },
-        "by_model": {"openai/gpt-4o-mini": {"input_tokens": 160, "output_tokens": 80, "total_tokens": 240, "call_count": 2}},
+        "by_model": {
+            "openai/gpt-4o-mini": {"input_tokens": 160, "output_tokens": 80, "total_tokens": 240, "call_count": 2}
+        },
         "records": [record, other],
-    }  # fmt: skip
+    }
 
 
 def test_no_token_usage_file_when_the_store_has_none(small_store, tmp_path):
@@ -206,17 +253,23 @@ def test_no_token_usage_file_when_the_store_has_none(small_store, tmp_path):
 
 def test_exporter_export_samples_and_statistics(tmp_path, small_store, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    samples = TrainingDataCollector({}).collect_from_interactions(json.loads(p.read_text()) for p in sorted(small_store.glob("*.json")))
+    samples = TrainingDataCollector({}).collect_from_interactions(
+        json.loads(p.read_text()) for p in sorted(small_store.glob("*.json"))
+    )
     exporter = TrainingDataExporter({})
     files = exporter.export_samples(samples, split=True, use_timestamp=False)
-    assert files == {"train": "output/training_data/train_samples.json", "validation": "output/training_data/val_samples.json",
-                     "test": "output/training_data/test_samples.json"}  # fmt: skip
+    assert files == {
+        "train": "output/training_data/train_samples.json",
+        "validation": "output/training_data/val_samples.json",
+        "test": "output/training_data/test_samples.json",
+    }
     assert sum(len(read_json(Path(p))) for p in files.values()) == 12
     stats_file = exporter.export_statistics(samples, use_timestamp=False)
     assert stats_file == "output/training_data/statistics.json"
     assert read_json(Path(stats_file)) == exporter.compute_statistics(samples)
     assert read_json(Path(stats_file))["samples_by_split"] == {
-        name: len(read_json(Path(path))) for name, path in files.items()}
+        name: len(read_json(Path(path))) for name, path in files.items()
+    }
 
 
 @pytest.fixture
@@ -245,10 +298,15 @@ def test_a_duplicate_in_a_later_chunk_is_reported_and_dropped(tmp_path, chunked)
     for num_proc in (1, 2):
         run_ = export_store(store, tmp_path / f"out{num_proc}", parse_config({}), CONVERT, num_proc=num_proc)
         assert run_.result.statistics["total_samples"] == 10
-        assert [b.to_dict() for b in run_.rejections.bad] == [{
-            "file": f"{store.as_posix()}/zz_copy.json", "where": "", "interaction_id": "interaction_p0_0000",
-            "reason": f"duplicate interaction_id (already read from {store.as_posix()}/interaction_p0_0000.json); "
-                      "kept the first"}]  # fmt: skip
+        assert [b.to_dict() for b in run_.rejections.bad] == [
+            {
+                "file": f"{store.as_posix()}/zz_copy.json",
+                "where": "",
+                "interaction_id": "interaction_p0_0000",
+                "reason": f"duplicate interaction_id (already read from {store.as_posix()}/interaction_p0_0000.json); "
+                "kept the first",
+            }
+        ]
     assert snapshot(tmp_path / "out1") == snapshot(tmp_path / "out2")
 
 
@@ -256,6 +314,7 @@ def test_error_policy_stops_a_worker_run_and_writes_nothing(tmp_path, chunked):
     store = write_files(tmp_path / "s", [make_interaction(n) for n in range(20)])
     (store / "interaction_persona_001_0015.json").write_text("{", encoding="utf-8")
     with pytest.raises(BadInputError, match=r"interaction_persona_001_0015.json: invalid JSON"):
-        export_store(store, tmp_path / "out", parse_config({"training_data": {"on_bad_records": "error"}}), CONVERT,
-                     num_proc=2)  # fmt: skip
+        export_store(
+            store, tmp_path / "out", parse_config({"training_data": {"on_bad_records": "error"}}), CONVERT, num_proc=2
+        )
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]

@@ -83,13 +83,23 @@ def test_append_uploads_only_changed_files_and_deletes_stale_shards(hub, store, 
     assert datasets.load_dataset(REPO, cache_dir=str(tmp_path / "c2"))["train"].to_list() == local["train"].to_list()
 
 
-@pytest.mark.parametrize("fault", [
-    {"status": 500, "after_handling": True},
-    {"drop_connection": True, "after_handling": True},
-    {"status": 500},
-    {"status": 412},
-    {"status": 429, "retry_after": 0},
-], ids=["lost_response_500", "lost_response_dropped", "server_error_before_commit", "parent_conflict", "rate_limited"])  # fmt: skip
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 500, "after_handling": True},
+        {"drop_connection": True, "after_handling": True},
+        {"status": 500},
+        {"status": 412},
+        {"status": 429, "retry_after": 0},
+    ],
+    ids=[
+        "lost_response_500",
+        "lost_response_dropped",
+        "server_error_before_commit",
+        "parent_conflict",
+        "rate_limited",
+    ],
+)
 def test_commit_faults_end_in_exactly_one_commit(hub, store, tmp_path, fault):
     folder = export(store, tmp_path / "out")
     hub.inject(method="POST", path_regex=r"/commit/", **fault)
@@ -122,7 +132,9 @@ def test_dry_run_uploads_nothing(hub, store, tmp_path, capsys):
     export(store, tmp_path / "out")
     assert main(["push", "--repo", REPO, "--output", str(tmp_path / "out"), "--dry-run", "-q"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"create dataset repo {REPO} (revision main, public (the Hub's default))\n  add    README.md (")
+    assert out.startswith(
+        f"create dataset repo {REPO} (revision main, public (the Hub's default))\n  add    README.md ("
+    )
     assert "  config full: train " in out and out.endswith("dry run: nothing was uploaded\n")
     assert hub.count_requests("POST", r"/api/repos/create") == 0 and uploaded(hub) == 0
 
@@ -135,8 +147,10 @@ def test_secrets_block_the_push_unless_allowed(hub, tmp_path):
         push_to_hub(folder, REPO)
     message = str(raised.value)
     assert message.startswith("refusing to push: 2 string(s) in ")  # the full and messages configs
-    assert "data/train-00000-of-00001.parquet, row 0, full_conversation[].content: OpenAI/Anthropic-style API key " \
-           "(sk-abc…[35 chars])" in message  # fmt: skip
+    assert (
+        "data/train-00000-of-00001.parquet, row 0, full_conversation[].content: OpenAI/Anthropic-style API key "
+        "(sk-abc…[35 chars])" in message
+    )
     assert "sk-abcdefghijklmnopqrstuvwxyz123456" not in message
     assert uploaded(hub) == 0 and hub.count_requests("POST", r"/api/repos/create") == 0
     assert push_to_hub(folder, REPO, allow_secrets=True, backoff=0).committed
@@ -161,7 +175,9 @@ def test_user_card_sections_survive_a_repush(hub, store, tmp_path):
     card = DatasetCard(hub.files(REPO)["README.md"].decode())
     card.data["annotations_creators"] = ["machine-generated"]
     card.text = "My intro, written by hand.\n\n" + card.text + "\n## Citation\n\nCite us, please.\n"
-    HfApi().upload_file(path_or_fileobj=str(card).encode(), path_in_repo="README.md", repo_id=REPO, repo_type="dataset")
+    HfApi().upload_file(
+        path_or_fileobj=str(card).encode(), path_in_repo="README.md", repo_id=REPO, repo_type="dataset"
+    )
     write_files(store, [make_interaction(1, persona="persona_y")])
     push_to_hub(export(store, tmp_path / "out"), REPO, backoff=0)
     after = DatasetCard(hub.files(REPO)["README.md"].decode())
@@ -189,8 +205,21 @@ def test_create_pr_leaves_the_branch_alone(hub, store, tmp_path):
 def test_cli_push_exports_then_pushes_and_never_shows_the_token(hub, store, tmp_path, capsys, caplog):
     token = "hf_" + "T0kenValue" * 4
     with caplog.at_level(logging.DEBUG):
-        code = main(["push", "--repo", REPO, "--interactions", str(store), "--output", str(tmp_path / "out"),
-                     "--token", token, "-q", "--private"])  # fmt: skip
+        code = main(
+            [
+                "push",
+                "--repo",
+                REPO,
+                "--interactions",
+                str(store),
+                "--output",
+                str(tmp_path / "out"),
+                "--token",
+                token,
+                "-q",
+                "--private",
+            ]
+        )
     assert code == 0
     out, err = capsys.readouterr()
     assert f"committed: {hub.url}/datasets/{REPO}/commit/" in out
@@ -205,7 +234,9 @@ def test_card_command_renders_with_the_repo_id(store, tmp_path, capsys):
     assert main(["card", "--output", str(tmp_path / "out"), "--repo", REPO]) == 0
     out = capsys.readouterr().out
     assert out.startswith("---\n") and f'load_dataset("{REPO}")' in out
-    assert json.loads((tmp_path / "out" / "hf_dataset" / "provenance.json").read_text())["generator"] == "personagym-hf"
+    assert (
+        json.loads((tmp_path / "out" / "hf_dataset" / "provenance.json").read_text())["generator"] == "personagym-hf"
+    )
 
 
 def test_revision_pushes_to_a_new_branch_and_leaves_main_alone(hub, store, tmp_path):

@@ -133,14 +133,20 @@ def test_tree_paths_info_and_filesystem(repo: str, api: HfApi, tmp_path: Path) -
     assert tree() == [(".gitattributes", "RepoFile"), ("a.txt", "RepoFile"), ("sub", "RepoFolder")]
     assert tree(path_in_repo="sub") == [("sub/b.txt", "RepoFile"), ("sub/deeper", "RepoFolder")]
     assert [p for p, _ in tree(recursive=True)] == [
-        ".gitattributes", "a.txt", "sub", "sub/b.txt", "sub/deeper", "sub/deeper/c.bin"
+        ".gitattributes",
+        "a.txt",
+        "sub",
+        "sub/b.txt",
+        "sub/deeper",
+        "sub/deeper/c.bin",
     ]
     with pytest.raises(EntryNotFoundError):
         tree(path_in_repo="missing")
     upload(api, b"A2", "a.txt", commit_message="touch a")
     infos = api.get_paths_info(repo, ["a.txt", "missing", "sub"], repo_type="dataset", expand=True)
     assert [(i.path, i.last_commit.title) for i in infos] == [
-        ("a.txt", "touch a"), ("sub", "Upload folder using huggingface_hub")
+        ("a.txt", "touch a"),
+        ("sub", "Upload folder using huggingface_hub"),
     ]
 
     fs = HfFileSystem(skip_instance_cache=True)
@@ -196,7 +202,10 @@ def test_push_to_hub_load_dataset_and_identical_repush(hub: HubServer, tmp_path:
     tiny_dataset_dict().push_to_hub(REPO)
     files = hub.files(REPO)
     assert sorted(files) == [
-        ".gitattributes", "README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"
+        ".gitattributes",
+        "README.md",
+        "data/test-00000-of-00001.parquet",
+        "data/train-00000-of-00001.parquet",
     ]
     parquet_bytes = sum(len(v) for k, v in files.items() if k.endswith(".parquet"))
     assert (hub.commit_count(REPO), hub.lfs_bytes_received) == (1, parquet_bytes)

@@ -6,8 +6,18 @@ import pytest
 from personagym_hf import TrainingSample
 from personagym_hf.schema import FEATURE_SPECS, features
 
-SEED_FIELDS = ["sample_id", "persona_id", "persona_features", "original_query", "initial_query",
-               "prompt_trajectory", "full_conversation", "num_turns", "noisy_initial_queries", "metadata"]  # fmt: skip
+SEED_FIELDS = [
+    "sample_id",
+    "persona_id",
+    "persona_features",
+    "original_query",
+    "initial_query",
+    "prompt_trajectory",
+    "full_conversation",
+    "num_turns",
+    "noisy_initial_queries",
+    "metadata",
+]
 
 
 def test_training_sample_has_exactly_the_seed_fields_in_order():
@@ -34,7 +44,13 @@ def test_features_are_derived_from_the_dataclass():
     assert feats["metadata"] == datasets.Json()
     assert feats["num_turns"] == datasets.Value("int64")
     assert feats["prompt_trajectory"] == datasets.List(datasets.Value("string"))
-    assert feats["full_conversation"] == datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
-    assert feats["noisy_initial_queries"] == datasets.List({
-        "noisy_text": datasets.Value("string"), "noise_type": datasets.Value("string"),
-        "applied_strategies": datasets.List(datasets.Value("string"))})  # fmt: skip
+    assert feats["full_conversation"] == datasets.List(
+        {"role": datasets.Value("string"), "content": datasets.Value("string")}
+    )
+    assert feats["noisy_initial_queries"] == datasets.List(
+        {
+            "noisy_text": datasets.Value("string"),
+            "noise_type": datasets.Value("string"),
+            "applied_strategies": datasets.List(datasets.Value("string")),
+        }
+    )

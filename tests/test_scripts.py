@@ -37,11 +37,18 @@ def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_seed_prepare_and_upload_commands_give_a_loadable_repo(hub, tmp_path):
     (tmp_path / "scripts").symlink_to(ROOT / "scripts")
     store = write_store(tmp_path / "output" / "interactions", count=30, personas=15, seed=2, reply_chars=60)
-    export_store(store, tmp_path / "output" / "training_data", parse_config({}),
-                 TrainingDataCollector().interaction_to_training_sample, hf_dataset=False)  # fmt: skip
+    export_store(
+        store,
+        tmp_path / "output" / "training_data",
+        parse_config({}),
+        TrainingDataCollector().interaction_to_training_sample,
+        hf_dataset=False,
+    )
     prepare, upload = seed_commands()
-    assert prepare == ("python scripts/prepare_ppopt_hf_jsonl.py --input output/training_data/train_samples.json "
-                       "--output hf_dataset.jsonl")  # fmt: skip
+    assert prepare == (
+        "python scripts/prepare_ppopt_hf_jsonl.py --input output/training_data/train_samples.json "
+        "--output hf_dataset.jsonl"
+    )
     assert upload == "python scripts/upload_hf_dataset.py --file hf_dataset.jsonl --repo your-username/ppopt-dataset"
 
     done = run(prepare, tmp_path)
@@ -50,8 +57,16 @@ def test_seed_prepare_and_upload_commands_give_a_loadable_repo(hub, tmp_path):
     samples = json.loads((tmp_path / "output" / "training_data" / "train_samples.json").read_text(encoding="utf-8"))
     noisy = sum(len(s["noisy_initial_queries"]) for s in samples)
     assert done.stdout == f"wrote {len(samples) + noisy} lines to hf_dataset.jsonl\n"
-    assert list(lines[0]) == ["sample_id", "persona_id", "persona_features", "variant", "query", "noise_type",
-                              "applied_strategies", "original_query"]  # fmt: skip
+    assert list(lines[0]) == [
+        "sample_id",
+        "persona_id",
+        "persona_features",
+        "variant",
+        "query",
+        "noise_type",
+        "applied_strategies",
+        "original_query",
+    ]
     assert lines[0]["variant"] == "styled" and lines[0]["query"] == samples[0]["initial_query"]
 
     done = run(upload, tmp_path)
@@ -65,13 +80,29 @@ def test_seed_prepare_and_upload_commands_give_a_loadable_repo(hub, tmp_path):
 
 
 def test_upload_a_second_split_keeps_the_first(hub, tmp_path):
-    (tmp_path / "a.jsonl").write_text(json.dumps({"sample_id": "s1", "persona_id": "p", "persona_features": {"role": "x"},
-                                                  "variant": "styled", "query": "q", "noise_type": "none",
-                                                  "applied_strategies": [], "original_query": "Q"}) + "\n")  # fmt: skip
+    (tmp_path / "a.jsonl").write_text(
+        json.dumps(
+            {
+                "sample_id": "s1",
+                "persona_id": "p",
+                "persona_features": {"role": "x"},
+                "variant": "styled",
+                "query": "q",
+                "noise_type": "none",
+                "applied_strategies": [],
+                "original_query": "Q",
+            }
+        )
+        + "\n"
+    )
     script = str(ROOT / "scripts" / "upload_hf_dataset.py")
     for split in ("train", "test"):
-        done = subprocess.run([sys.executable, script, "--file", "a.jsonl", "--repo", "bob/pp", "--split", split,
-                               "--private"], cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, script, "--file", "a.jsonl", "--repo", "bob/pp", "--split", split, "--private"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stderr
     loaded = datasets.load_dataset("bob/pp", cache_dir=str(tmp_path / "c"))
     assert {name: ds.num_rows for name, ds in loaded.items()} == {"test": 1, "train": 1}
@@ -79,8 +110,19 @@ def test_upload_a_second_split_keeps_the_first(hub, tmp_path):
 
 def test_prepare_reports_a_bad_input_file(tmp_path):
     (tmp_path / "bad.json").write_text("[{", encoding="utf-8")
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_ppopt_hf_jsonl.py"), "--input", "bad.json",
-                           "--output", "o.jsonl"], cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "prepare_ppopt_hf_jsonl.py"),
+            "--input",
+            "bad.json",
+            "--output",
+            "o.jsonl",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1
     assert done.stderr.startswith("prepare_ppopt_hf_jsonl: error: bad.json: invalid JSON (")
     assert done.stderr.rstrip().endswith("expected an export's samples file")

@@ -26,17 +26,25 @@ def python_blocks() -> list[str]:
 def test_the_seed_has_the_blocks_this_test_expects():
     blocks = python_blocks()
     assert len(blocks) == 19
-    assert sum(block.lstrip().startswith(("# Use the provided script", "python scripts/")) for block in blocks) == SHELL_BLOCKS
+    assert (
+        sum(block.lstrip().startswith(("# Use the provided script", "python scripts/")) for block in blocks)
+        == SHELL_BLOCKS
+    )
 
 
 def test_every_python_snippet_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     write_store(tmp_path / "output" / "interactions", count=40, personas=20, seed=3, reply_chars=80)
     (tmp_path / "config.yaml").write_text(
-        "training_data:\n  format: {include_persona: true, include_trajectory: true, include_distractor_versions: true}\n"
-        "  split: {train: 0.8, validation: 0.1, test: 0.1}\n", encoding="utf-8")  # fmt: skip
-    interactions = [json.loads(p.read_text(encoding="utf-8"))
-                    for p in sorted((tmp_path / "output" / "interactions").glob("interaction_*.json"))]  # fmt: skip
+        "training_data:\n"
+        "  format: {include_persona: true, include_trajectory: true, include_distractor_versions: true}\n"
+        "  split: {train: 0.8, validation: 0.1, test: 0.1}\n",
+        encoding="utf-8",
+    )
+    interactions = [
+        json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted((tmp_path / "output" / "interactions").glob("interaction_*.json"))
+    ]
 
     def load_existing_samples() -> set[str]:
         return {row["sample_id"] for row in json.loads(Path("output/training_data/train_samples.json").read_text())}
@@ -45,9 +53,12 @@ def test_every_python_snippet_runs(tmp_path, monkeypatch, capsys):
         "config": load_config("config.yaml"),
         "interaction_dict": interactions[0],
         "interactions": interactions,
-        "dataclass": dataclass, "Dict": Dict, "List": List, "Any": Any,
+        "dataclass": dataclass,
+        "Dict": Dict,
+        "List": List,
+        "Any": Any,
         "load_existing_samples": load_existing_samples,
-    }  # fmt: skip
+    }
     ran = 0
     for block in python_blocks():
         if block.lstrip().startswith(("# Use the provided script", "python scripts/")):
@@ -73,7 +84,8 @@ def test_every_python_snippet_runs(tmp_path, monkeypatch, capsys):
     sample = Custom({}).interaction_to_training_sample(interactions[0])
     assert sample.metadata["custom_field"] == len(interactions[0]["messages"])
     run = TrainingDataExporter({}, collector=Custom({})).export_store(
-        "output/interactions", hf_dataset=False, use_timestamp=False)  # fmt: skip
+        "output/interactions", hf_dataset=False, use_timestamp=False
+    )
     rows = json.loads(run.result.json_files["train"].read_text(encoding="utf-8"))
     assert all(row["metadata"]["custom_field"] == row["num_turns"] * 2 for row in rows)
 

@@ -34,5 +34,8 @@ def test_split_by_sample_spreads_one_persona_over_splits():
 
 
 def test_zero_ratio_split_gets_nothing_and_ratios_of_one_take_everything():
-    assert {assign_split(f"k{i}", 1, {"train": 0.9, "validation": 0.0, "test": 0.1}) for i in range(500)} == {"train", "test"}
+    assert {assign_split(f"k{i}", 1, {"train": 0.9, "validation": 0.0, "test": 0.1}) for i in range(500)} == {
+        "train",
+        "test",
+    }
     assert {assign_split(f"k{i}", 1, {"train": 0.0, "validation": 0.0, "test": 1.0}) for i in range(100)} == {"test"}

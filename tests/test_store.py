@@ -16,7 +16,9 @@ def ids(records):
 def test_every_layout_is_read_in_path_order(tmp_path):
     root = tmp_path / "store"
     write_files(root / "a_files", [make_interaction(1), make_interaction(2)])
-    (root / "b.jsonl").write_text("\n".join(json.dumps(make_interaction(n)) for n in (3, 4)) + "\n\n", encoding="utf-8")
+    (root / "b.jsonl").write_text(
+        "\n".join(json.dumps(make_interaction(n)) for n in (3, 4)) + "\n\n", encoding="utf-8"
+    )
     (root / "c_array.json").write_text(json.dumps([make_interaction(5), make_interaction(6)]), encoding="utf-8")
     with gzip.open(root / "d.jsonl.gz", "wt", encoding="utf-8") as f:
         f.write(json.dumps(make_interaction(7)) + "\n")
@@ -30,13 +32,18 @@ def test_every_layout_is_read_in_path_order(tmp_path):
     records = list(iter_records(root))
     assert ids(records) == [f"interaction_persona_001_{n:04d}" for n in range(1, 10)]
     assert [(r.source.rsplit("/", 1)[-1], r.where) for r in records[2:6]] == [
-        ("b.jsonl", "line 1"), ("b.jsonl", "line 2"), ("c_array.json", "item 0"), ("c_array.json", "item 1")]
+        ("b.jsonl", "line 1"),
+        ("b.jsonl", "line 2"),
+        ("c_array.json", "item 0"),
+        ("c_array.json", "item 1"),
+    ]
 
 
 def test_stale_or_missing_index_does_not_matter(tmp_path):
     root = write_files(tmp_path / "store", [make_interaction(1), make_interaction(2)])
-    (root / "index.json").write_text(json.dumps({"interactions": [{"interaction_id": "gone", "filepath": "x.json"}],
-                                                 "count": 1}), encoding="utf-8")  # fmt: skip
+    (root / "index.json").write_text(
+        json.dumps({"interactions": [{"interaction_id": "gone", "filepath": "x.json"}], "count": 1}), encoding="utf-8"
+    )
     assert len(ids(iter_records(root))) == 2
     (root / "index.json").unlink()
     assert len(ids(iter_records(root))) == 2
@@ -52,8 +59,13 @@ def test_bad_files_and_lines_are_reported_with_file_and_position(tmp_path):
     (root / "d.json.gz").write_bytes(b"not gzip at all")
     records = list(iter_records(root))
     bad = [(r.source.rsplit("/", 1)[-1], r.where, r.reason) for r in records if isinstance(r, BadRecord)]
-    assert [b[:2] for b in bad] == [("a_truncated.json", ""), ("b.jsonl", "line 2"), ("b.jsonl", "line 3"),
-                                    ("c_latin1.json", ""), ("d.json.gz", "")]  # fmt: skip
+    assert [b[:2] for b in bad] == [
+        ("a_truncated.json", ""),
+        ("b.jsonl", "line 2"),
+        ("b.jsonl", "line 3"),
+        ("c_latin1.json", ""),
+        ("d.json.gz", ""),
+    ]
     assert bad[0][2].startswith("invalid JSON (")
     assert bad[2][2] == "expected a JSON object, got list"
     assert bad[3][2] == "invalid UTF-8"
