@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 import orjson
 
@@ -72,16 +72,17 @@ def is_interaction_file(path: Path | str) -> bool:
     )
 
 
-def _walk(folder: str) -> Iterator[str]:
-    """Interaction files below `folder`, skipping hidden files and folders (os.scandir, plain strings:
-    this runs once per file of a store)."""
+def _walk(folder: str, wanted: Callable[[str], bool] = is_interaction_file) -> Iterator[str]:
+    """Files below `folder` whose name is `wanted`, skipping hidden files and folders. A streaming
+    os.scandir walk with plain strings: it runs once per file of a store, and (unlike `Path.rglob`)
+    never lists a whole folder of 100k entries at once."""
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
             if entry.is_dir():
-                yield from _walk(entry.path)
-            elif entry.is_file() and is_interaction_file(entry.name):
+                yield from _walk(entry.path, wanted)
+            elif entry.is_file() and wanted(entry.name):
                 yield entry.path
 
 
@@ -104,7 +105,9 @@ def discover_paths(paths: str | Path | Iterable[str | Path]) -> list[str]:
             raise FileNotFoundError(
                 f"{path}: no such file or directory; pass --interactions with the folder of your interaction store"
             )
-    return sorted(set(found))
+    found.sort()
+    # Overlapping arguments can name a file twice; sorted, the copies are neighbours.
+    return [path for index, path in enumerate(found) if index == 0 or path != found[index - 1]]
 
 
 def _open(path: str) -> IO[bytes]:
@@ -238,6 +241,6 @@ def token_usage_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     found: set[Path] = set()
     for path in map(Path, paths):
         folder = path if path.is_dir() else path.parent
-        found.update(p for p in folder.rglob("token_usage*.json") if p.is_file())
-        found.update(p for p in folder.resolve().parent.glob("token_usage*.json") if p.is_file())
-    return sorted(found, key=lambda p: p.resolve().as_posix())
+        found.update(Path(p).resolve() for p in _walk(folder.as_posix(), is_token_usage_file))
+        found.update(p.resolve() for p in folder.resolve().parent.glob("token_usage*.json") if p.is_file())
+    return sorted(found, key=lambda p: p.as_posix())
