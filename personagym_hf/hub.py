@@ -274,16 +274,12 @@ def push_to_hub(
     folder = Path(folder)
     api = hub_api(token)
     with tempfile.TemporaryDirectory(prefix="personagym_push_") as staging:
-        plan = plan_push(
-            folder,
-            repo_id,
-            revision=revision,
-            private=private,
-            license=license,
-            token=token,
-            api=api,
-            staging=Path(staging),
-        )
+
+        def replan() -> PushPlan:  # also used to re-read the branch before a commit is retried
+            return plan_push(folder, repo_id, revision=revision, private=private, license=license, token=token,
+                             api=api, staging=Path(staging))  # fmt: skip
+
+        plan = replan()
         if not allow_secrets:
             findings = scan_folder(folder)
             if findings:
@@ -297,19 +293,6 @@ def push_to_hub(
         if dry_run:
             return PushResult(plan)
         ensure_repo(api, plan, private)
-
-        def replan() -> PushPlan:
-            return plan_push(
-                folder,
-                repo_id,
-                revision=revision,
-                private=private,
-                license=license,
-                token=token,
-                api=api,
-                staging=Path(staging),
-            )
-
         result = commit_with_retries(
             api, plan, replan, create_pr=create_pr, message=commit_message, max_attempts=max_attempts, backoff=backoff
         )
