@@ -21,10 +21,10 @@ import datasets
 from datasets.builder import Key
 
 from .config import SPLIT_NAMES, ExportConfig, format_flags, split_ratios
-from .samples import Rejections, iter_samples
+from .samples import DUPLICATE, Rejections, iter_samples
 from .shards import BATCH_ROWS
 from .split import split_of
-from .store import discover_files, iter_file, store_fingerprint
+from .store import discover_paths, iter_file, store_fingerprint
 from .tables import ViewTables
 from .views import CONFIG_NAMES, config_specs
 
@@ -92,12 +92,33 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
         specs = config_specs(self.config.settings().format)[self.config.name]
         return datasets.DatasetInfo(description=self.config.description, features=features(specs))
 
-    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
-        files = [path.as_posix() for path in discover_files(self.config.store())]
-        names = SPLIT_NAMES if self.config.split else ("train",)
-        return [datasets.SplitGenerator(name=name, gen_kwargs={"files": files, "split": name}) for name in names]
+    def download_and_prepare(self, *args: Any, num_proc: int | None = None, **kwargs: Any) -> None:
+        self._num_proc = num_proc or 1  # read by _split_generators
+        super().download_and_prepare(*args, num_proc=num_proc, **kwargs)
 
-    def _generate_tables(self, files: list[str], split: str) -> Iterator[tuple[Key, Any]]:
+    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+        files = discover_paths(self.config.store())
+        names = SPLIT_NAMES if self.config.split else ("train",)
+        # Shards run apart, so a record whose id an earlier shard holds cannot see it: with more than one
+        # process, one first pass finds the later copies of duplicate ids and every shard drops them.
+        drop = self._later_duplicates(files) if getattr(self, "_num_proc", 1) > 1 else frozenset()
+        return [
+            datasets.SplitGenerator(name=name, gen_kwargs={"files": files, "split": name, "drop": drop})
+            for name in names
+        ]
+
+    def _later_duplicates(self, files: list[str]) -> frozenset[tuple[str, str]]:
+        """(file, position) of every record that repeats an earlier record's id, as the export finds them."""
+        convert = (self.config.collector or _default_collector()).interaction_to_training_sample
+        rejections = Rejections("skip")
+        records = (record for path in files for record in iter_file(path))
+        for _ in iter_samples(records, convert, rejections):
+            pass
+        return frozenset((bad.source, bad.where) for bad in rejections.bad if bad.reason.startswith(DUPLICATE))
+
+    def _generate_tables(
+        self, files: list[str], split: str, drop: frozenset = frozenset()
+    ) -> Iterator[tuple[Key, Any]]:
         cfg = self.config
         settings = cfg.settings()
         # Bad records are reported while building the first split only, not once per split.
@@ -109,7 +130,9 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
         def records():
             for index, path in enumerate(files):
                 position["file"] = index
-                yield from iter_file(Path(path))
+                for record in iter_file(path):
+                    if (record.source, record.where) not in drop:
+                        yield record
 
         samples: list[dict] = []
         shard, batch = 0, 0

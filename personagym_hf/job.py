@@ -15,10 +15,9 @@ from typing import Iterable, Iterator
 
 from .config import ExportConfig
 from .export import Exporter, ExportResult
-from .samples import Convert, Rejections
+from .samples import DUPLICATE, Convert, Rejections
 from .store import BadRecord, Record, discover_files, discover_paths, iter_file, token_usage_files
 from .token_usage import merge_token_usage
-from .writers import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ def export_store(
                 rejections.reject(bad)
             for kept in duplicates:
                 first = location(seen[kept.sample_id])
-                reason = f"duplicate interaction_id (already read from {first}); kept the first"
+                reason = f"{DUPLICATE} (already read from {first}); kept the first"
                 rejections.reject(BadRecord(files[kept.file], kept.where, reason, kept.interaction_id))
             for warning in chunk.warnings:
                 rejections.add_warning(warning)
@@ -138,4 +137,4 @@ def export_store(
     return StoreExport(result, rejections, len(files), report)
 
 
-__all__ = ["StoreExport", "export_store", "iter_store", "write_json_atomic"]
+__all__ = ["StoreExport", "export_store", "iter_store"]

@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 Convert = Callable[[dict], TrainingSample]
 
 
+DUPLICATE = "duplicate interaction_id"  # how a repeated id's report starts (the builder looks for it)
+
+
 class BadInputError(ValueError):
     """A bad record under `on_bad_records: error`."""
 
@@ -79,7 +82,7 @@ def iter_samples(
                 BadRecord(
                     record.source,
                     record.where,
-                    f"duplicate interaction_id (already read from {first}); kept the first",
+                    f"{DUPLICATE} (already read from {first}); kept the first",
                     record_id,
                 )
             )

@@ -185,3 +185,13 @@ def test_columnar_query_rewrite_agrees_with_the_row_view(store, tmp_path):
     rows = [row for sample in samples for row in query_rewrite_rows(sample)]
     built = load_dataset(store, "query_rewrite", cache_dir=str(tmp_path), split=False)["train"].to_list()
     assert built == rows and len(rows) > len(samples)
+
+
+def test_num_proc_drops_a_duplicate_in_another_shard_like_one_process(tmp_path):
+    records = [make_interaction(n, persona=f"p{n % 3}") for n in range(6)]
+    store = write_files(tmp_path / "s", records)
+    (store / "zz_copy.json").write_text(json.dumps(records[0]), encoding="utf-8")  # the last shard's file
+    one = load_dataset(store, "full", cache_dir=str(tmp_path / "one"), split=False)
+    two = load_dataset(store, "full", cache_dir=str(tmp_path / "two"), split=False, num_proc=2)
+    assert one["train"].num_rows == 6
+    assert two["train"].to_list() == one["train"].to_list()
