@@ -141,7 +141,8 @@ def test_dry_run_uploads_nothing(hub, store, tmp_path, capsys):
 
 def test_secrets_block_the_push_unless_allowed(hub, tmp_path):
     record = make_interaction(1)
-    record["messages"][1]["content"] = "use the key sk-abcdefghijklmnopqrstuvwxyz123456 for that"
+    fake_key = "sk-" + "abcdefghijklmnopqrstuvwxyz123456"  # built here so token scanners leave the repo alone
+    record["messages"][1]["content"] = f"use the key {fake_key} for that"
     folder = export(write_files(tmp_path / "s", [record]), tmp_path / "out", split=False)
     with pytest.raises(PushError) as raised:
         push_to_hub(folder, REPO)
@@ -151,7 +152,7 @@ def test_secrets_block_the_push_unless_allowed(hub, tmp_path):
         "data/train-00000-of-00001.parquet, row 0, full_conversation[].content: OpenAI/Anthropic-style API key "
         "(sk-abc…[35 chars])" in message
     )
-    assert "sk-abcdefghijklmnopqrstuvwxyz123456" not in message
+    assert fake_key not in message
     assert uploaded(hub) == 0 and hub.count_requests("POST", r"/api/repos/create") == 0
     assert push_to_hub(folder, REPO, allow_secrets=True, backoff=0).committed
 
