@@ -20,7 +20,7 @@ from typing import Any, Iterator, Literal
 import datasets
 from datasets.builder import Key
 
-from .config import SPLIT_NAMES, ExportConfig, format_flags, split_ratios
+from .config import SPLIT_NAMES, ExportConfig, choice, format_flags, split_ratios
 from .samples import DUPLICATE, Rejections, iter_samples
 from .shards import BATCH_ROWS
 from .split import split_of
@@ -55,17 +55,19 @@ class PersonaGymConfig(datasets.BuilderConfig):
         the config after construction, so the builder validates here, from `_info()`, at its creation."""
         if self.name not in CONFIG_NAMES:
             raise ValueError(f"config name: expected one of {list(CONFIG_NAMES)}, got {self.name!r}")
-        if self.split_by not in ("persona", "sample"):
-            raise ValueError(f"split_by: expected 'persona' or 'sample', got {self.split_by!r}")
-        if self.on_bad_records not in ("error", "warn", "skip"):
-            raise ValueError(f"on_bad_records: expected 'error', 'warn' or 'skip', got {self.on_bad_records!r}")
         return ExportConfig(
             format=format_flags(self.format),
             ratios=split_ratios(self.ratios),
-            split_by=self.split_by,
+            split_by=choice(self.split_by, ("persona", "sample"), "split_by"),
             seed=self.seed,
-            on_bad_records=self.on_bad_records,
+            on_bad_records=choice(self.on_bad_records, ("error", "warn", "skip"), "on_bad_records"),
         )
+
+    def convert(self):
+        """The collector's conversion (the default `TrainingDataCollector` unless one was given)."""
+        from .training_data import TrainingDataCollector
+
+        return (self.collector or TrainingDataCollector()).interaction_to_training_sample
 
     def store(self) -> str | list[str]:
         source = self.interactions or self.data_dir
@@ -109,7 +111,7 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
 
     def _later_duplicates(self, files: list[str]) -> frozenset[tuple[str, str]]:
         """(file, position) of every record that repeats an earlier record's id, as the export finds them."""
-        convert = (self.config.collector or _default_collector()).interaction_to_training_sample
+        convert = self.config.convert()
         rejections = Rejections("skip")
         records = (record for path in files for record in iter_file(path))
         for _ in iter_samples(records, convert, rejections):
@@ -123,7 +125,7 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
         settings = cfg.settings()
         # Bad records are reported while building the first split only, not once per split.
         policy = cfg.on_bad_records if split == SPLIT_NAMES[0] or cfg.on_bad_records == "error" else "skip"
-        convert = (cfg.collector or _default_collector()).interaction_to_training_sample
+        convert = cfg.convert()
         tables = ViewTables(settings.format, [cfg.name])
         position = {"file": 0}
 
@@ -150,12 +152,6 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
                 samples, batch = [], batch + 1
         if samples:
             yield Key(shard, batch), tables.build(samples)[cfg.name]
-
-
-def _default_collector():
-    from .training_data import TrainingDataCollector
-
-    return TrainingDataCollector()
 
 
 def load_dataset(

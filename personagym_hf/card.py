@@ -79,6 +79,23 @@ def split_generated(text: str) -> tuple[str, str]:
     return "", text.strip("\n")
 
 
+def user_parts(existing: str | None):
+    """(card data, text before, text after the generated section) of an existing card, or fresh data."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    if not existing:
+        return DatasetCardData(), "", ""
+    old = DatasetCard(existing)
+    return (old.data, *split_generated(old.text))
+
+
+def keep_user_parts(card, before: str, after: str):
+    """Put the user's text back around a freshly rendered card's generated section."""
+    if before or after:
+        card.text = "\n\n".join(part for part in (before, card.text.strip("\n"), after) if part) + "\n"
+    return card
+
+
 def dataset_infos(specs: dict[str, dict[str, Any]], splits: Splits) -> dict:
     """`DatasetInfo` per config from column specs and written splits (empty splits left out)."""
     import datasets
@@ -111,16 +128,11 @@ def render_card(
     `settings` block of `provenance.json`; `existing` is a card whose user-written parts to keep.
     """
     from datasets.info import DatasetInfosDict
-    from huggingface_hub import DatasetCard, DatasetCardData
+    from huggingface_hub import DatasetCard
 
     from . import __version__
 
-    card_data = DatasetCardData()
-    before, after = "", ""
-    if existing:
-        old = DatasetCard(existing)
-        card_data = old.data
-        before, after = split_generated(old.text)
+    card_data, before, after = user_parts(existing)
     total = statistics["total_samples"]
     card_data.license = license
     card_data.language = ["en"]
@@ -184,9 +196,18 @@ def render_card(
             _table("Assistant models (samples)", "model", statistics["model_distribution"], total),
         ],
     )
-    if before or after:
-        card.text = "\n\n".join(part for part in (before, card.text.strip("\n"), after) if part) + "\n"
-    return card
+    return keep_user_parts(card, before, after)
+
+
+def folder_infos(folder: Path) -> dict:
+    """config -> `datasets.DatasetInfo` (features, split sizes) from an exported folder's card, in the
+    order of its `configs`."""
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
+
+    data = DatasetCard.load(folder / "README.md").data
+    infos = DatasetInfosDict.from_dataset_card_data(data)
+    return {c["config_name"]: infos[c["config_name"]] for c in data.get("configs") or [] if c["config_name"] in infos}
 
 
 def folder_card(folder: Path, *, repo_id: str | None = None, existing: str | None = None, license: str = "other"):
@@ -194,13 +215,10 @@ def folder_card(folder: Path, *, repo_id: str | None = None, existing: str | Non
     e.g. with the repo id for the load snippets, keeping the user-written parts of `existing`."""
     import json
 
-    from datasets.info import DatasetInfosDict
     from huggingface_hub import DatasetCard
 
     local = DatasetCard.load(folder / "README.md")
-    infos = dict(DatasetInfosDict.from_dataset_card_data(local.data))
-    order = [c["config_name"] for c in local.data.get("configs") or []]
-    infos = {name: infos[name] for name in order if name in infos}
+    infos = folder_infos(folder)
     statistics = json.loads((folder / "statistics.json").read_text(encoding="utf-8"))
     settings = json.loads((folder / "provenance.json").read_text(encoding="utf-8"))["settings"]
     return render_card(

@@ -67,15 +67,11 @@ def _collector(args: argparse.Namespace, config: dict):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from .job import export_store
 
     config, settings = _settings(args)
     output = args.output or ("output/demo_training_data" if args.demo else settings.output_dir)
     append = settings.incremental if args.append is None else args.append
-    if append:
-        settings = replace(settings, incremental=True)
     run = export_store(
         _interactions(args, settings),
         output,
@@ -117,21 +113,17 @@ def _scan(args: argparse.Namespace):
 
     from .job import iter_store
     from .samples import Rejections, iter_samples
-    from .split import split_of
-    from .stats import StatsAccumulator
+    from .training_data import TrainingDataExporter
 
     config, settings = _settings(args)
     settings = replace(
         settings, on_bad_records="skip" if settings.on_bad_records == "error" else settings.on_bad_records
     )
     rejections = Rejections(settings.on_bad_records)
-    stats = StatsAccumulator()
     convert = _collector(args, config).interaction_to_training_sample
     records = iter_store(_interactions(args, settings), show_progress=not args.quiet)
-    for sample, _ in iter_samples(records, convert, rejections):
-        data = sample.to_dict()
-        stats.add(data, split_of(data, settings.seed, settings.ratios, settings.split_by))
-    return stats.to_dict(), rejections
+    samples = (sample for sample, _record in iter_samples(records, convert, rejections))
+    return TrainingDataExporter(config).compute_statistics(samples), rejections
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -80,7 +80,7 @@ def split_ratios(block: Mapping[str, Any] | None) -> dict[str, float]:
     return ratios
 
 
-def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
+def choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
     if value not in allowed:
         raise ConfigError(f"{where}: expected one of {list(allowed)}, got {value!r}")
     return value
@@ -101,10 +101,10 @@ def parse_config(config: Mapping[str, Any] | None) -> ExportConfig:
     return ExportConfig(
         format=format_flags(training.get("format")),
         ratios=split_ratios(training.get("split")),
-        split_by=_choice(training.get("split_by", "persona"), ("persona", "sample"), "training_data.split_by"),
+        split_by=choice(training.get("split_by", "persona"), ("persona", "sample"), "training_data.split_by"),
         seed=seed,
         incremental=bool(experiment.get("incremental", False)),
-        on_bad_records=_choice(
+        on_bad_records=choice(
             training.get("on_bad_records", "warn"), ("error", "warn", "skip"), "training_data.on_bad_records"
         ),
         interactions_dir=str((paths.get("interactions") or {}).get("output_dir", "output/interactions")),

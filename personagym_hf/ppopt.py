@@ -41,14 +41,13 @@ def prepare_ppopt_jsonl(inputs: list[str | Path], output: str | Path) -> int:
 def _ppopt_card(repo_id: str, splits: dict[str, int], existing: str | None) -> str:
     import datasets
     from datasets.info import DatasetInfosDict
-    from huggingface_hub import DatasetCard, DatasetCardData
+    from huggingface_hub import DatasetCard
 
     from . import __version__
-    from .card import TAGS, size_category, split_generated, template_path
+    from .card import TAGS, keep_user_parts, size_category, template_path, user_parts
     from .schema import features
 
-    data = DatasetCard(existing).data if existing else DatasetCardData()
-    before, after = split_generated(DatasetCard(existing).text) if existing else ("", "")
+    data, before, after = user_parts(existing)
     data.language, data.task_categories, data.tags = ["en"], ["text-generation"], TAGS + ["ppopt"]
     data.size_categories = [size_category(sum(splits.values()))]
     data.pretty_name = data.get("pretty_name") or "PersonaGym ppopt queries"
@@ -69,9 +68,7 @@ def _ppopt_card(repo_id: str, splits: dict[str, int], existing: str | None) -> s
         pretty_name=data.pretty_name,
         splits=list(splits.items()),
     )
-    if before or after:
-        card.text = "\n\n".join(part for part in (before, card.text.strip("\n"), after) if part) + "\n"
-    return str(card)
+    return str(keep_user_parts(card, before, after))
 
 
 def _count_lines(data: bytes) -> int:
