@@ -1,13 +1,17 @@
 """Encoding a store in fixed chunks of files, in this process or in worker processes.
 
 The store's files are cut into chunks of `CHUNK_FILES` — a fixed count, so the cut does not depend on
-`num_proc`. `encode_chunk` reads, converts, validates, splits and encodes one chunk into part files: per
-split a JSON fragment and a JSONL part, and per config and split an Arrow IPC file. The parent takes the
-chunks in order and appends their parts to the outputs (`Exporter.add_chunk`), so an export writes the
-same bytes with one process or many, and memory holds about one batch per config and split per worker.
+`num_proc`. `encode_chunk` reads, converts, validates and splits one chunk, and hands each sample's JSON
+item, JSONL line and (a batch at a time) every config's Arrow table to a sink:
+- in this process the sink is the `Exporter` itself, which writes them straight into the outputs;
+- in a worker process it is `PartFiles`: per split a JSON fragment and a JSONL part, and per config and
+  split an Arrow IPC file, which the parent appends to the outputs in chunk order (`Exporter.add_chunk`).
+Either way an export writes the same bytes, and memory holds about one batch per config and split.
 
-A record whose interaction_id an earlier chunk already had is found by the parent, which then encodes that
-chunk again without it: rare, and it keeps the workers independent of each other.
+A record whose interaction_id an earlier chunk had is dropped and listed in `ChunkResult.duplicates`. In
+this process the earlier ids are known as the chunk runs; a worker cannot know them, so the parent finds
+them in the worker's result and encodes that chunk again without them: rare, and it keeps the workers
+independent of each other.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import multiprocessing
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Container, Iterator, Protocol
 
 import pyarrow as pa
 
@@ -26,7 +30,7 @@ from .samples import Convert, Rejections, iter_samples
 from .split import split_of
 from .stats import StatsAccumulator
 from .store import BadRecord, iter_file
-from .writers import ITEM_SEPARATOR, dumps_line, pretty_item
+from .writers import BUFFER_BYTES, ITEM_SEPARATOR, dumps_line, pretty_item
 
 CHUNK_FILES = 1000
 
@@ -65,7 +69,6 @@ class ChunkTask:
     start: int  # index of `files[0]` in the store's file list
     files: list[str]
     folder: str
-    exclude: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -73,9 +76,11 @@ class ChunkResult:
     index: int
     folder: Path
     kept: list[Kept] = field(default_factory=list)
+    duplicates: list[Kept] = field(default_factory=list)  # samples dropped: an earlier chunk had their id
     bad: list[BadRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stats: StatsAccumulator = field(default_factory=StatsAccumulator)
+    # Staged parts (worker processes only; empty when the chunk was written straight into the outputs):
     samples: dict[str, int] = field(default_factory=dict)  # split -> samples in its parts
     jsonl_sha256: dict[str, str] = field(default_factory=dict)  # split -> sha256 of its JSONL part
     tables: dict[tuple[str, str], Path] = field(default_factory=dict)  # (config, split) -> Arrow IPC file
@@ -90,59 +95,86 @@ class ChunkResult:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class _ArrowParts:
-    """Each split's samples, turned into every config's Arrow table a batch at a time, in IPC files."""
+class Sink(Protocol):
+    """Where a chunk's encoded samples go."""
 
-    def __init__(self, encoder: Encoder, folder: Path, batch_rows: int):
+    def item(self, split: str, pretty: bytes, line: bytes) -> None:
+        """One sample: its item of the JSON array (`pretty_item`) and its JSONL line."""
+
+    def table(self, config: str, split: str, table: pa.Table) -> None:
+        """A batch of one config's rows."""
+
+
+class PartFiles:
+    """A sink of staging files in a chunk's folder, for the parent process to append to the outputs."""
+
+    def __init__(self, result: ChunkResult, split_names: tuple[str, ...]):
+        self.result = result
+        self.json = {s: result.json_part(s).open("wb", buffering=BUFFER_BYTES) for s in split_names}
+        self.jsonl = {s: result.jsonl_part(s).open("wb", buffering=BUFFER_BYTES) for s in split_names}
+        self.digests = {s: hashlib.sha256() for s in split_names}
+        self.writers: dict[tuple[str, str], Any] = {}
+
+    def item(self, split: str, pretty: bytes, line: bytes) -> None:
+        count = self.result.samples.get(split, 0)
+        self.json[split].write((ITEM_SEPARATOR if count else b"") + pretty)
+        self.jsonl[split].write(line)
+        self.digests[split].update(line)
+        self.result.samples[split] = count + 1
+
+    def table(self, config: str, split: str, table: pa.Table) -> None:
+        key = (config, split)
+        if key not in self.writers:
+            self.result.tables[key] = self.result.folder / f"{config}.{split}.arrow"
+            self.writers[key] = pa.ipc.new_file(self.result.tables[key], table.schema)
+        self.writers[key].write_table(table)
+
+    def close(self) -> None:
+        for part in (*self.json.values(), *self.jsonl.values(), *self.writers.values()):
+            part.close()
+        self.result.jsonl_sha256 = {split: digest.hexdigest() for split, digest in self.digests.items()}
+
+
+class _Batches:
+    """Each split's samples, turned into every config's Arrow table a batch at a time, for a sink."""
+
+    def __init__(self, encoder: Encoder, sink: Sink, batch_rows: int):
         from .tables import ViewTables
 
-        self.tables, self.folder, self.batch_rows = ViewTables(encoder.cfg.format), folder, batch_rows
+        self.tables, self.sink, self.batch_rows = ViewTables(encoder.cfg.format), sink, batch_rows
         self.samples: dict[str, list[dict]] = {}
-        self.writers: dict[tuple[str, str], Any] = {}
-        self.paths: dict[tuple[str, str], Path] = {}
 
     def add(self, data: dict, split: str) -> None:
         batch = self.samples.setdefault(split, [])
         batch.append(data)
         if len(batch) >= self.batch_rows:
-            self._flush(split)
+            self.flush(split)
 
-    def _flush(self, split: str) -> None:
-        if not self.samples.get(split):
-            return
-        for config, table in self.tables.build(self.samples[split]).items():
-            key = (config, split)
-            if key not in self.writers:
-                self.paths[key] = self.folder / f"{config}.{split}.arrow"
-                self.writers[key] = pa.ipc.new_file(self.paths[key], table.schema)
-            self.writers[key].write_table(table)
-        self.samples[split] = []
-
-    def close(self) -> dict[tuple[str, str], Path]:
-        for split in list(self.samples):
-            self._flush(split)
-        for writer in self.writers.values():
-            writer.close()
-        return self.paths
+    def flush(self, split: str) -> None:
+        if self.samples.get(split):
+            for config, table in self.tables.build(self.samples[split]).items():
+                self.sink.table(config, split, table)
+            self.samples[split] = []
 
 
 # Set by `run_chunks` before workers start (fork inherits it): what every chunk needs besides its files.
 _JOB: dict[str, Any] = {}
 
 
-def encode_chunk(task: ChunkTask) -> ChunkResult:
+def encode_chunk(task: ChunkTask, sink: Sink | None = None, earlier: Container[str] = ()) -> ChunkResult:
+    """Encode one chunk into `sink`, or into `PartFiles` in the task's folder when there is none.
+    Samples whose id is in `earlier` (ids of earlier chunks) are dropped and listed as duplicates."""
     encoder: Encoder = _JOB["encoder"]
     convert: Convert = _JOB["convert"]
     skip: frozenset[str] = _JOB["skip"]  # sample ids an earlier export already holds (append)
-    folder = Path(task.folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    result = ChunkResult(task.index, folder)
+    result = ChunkResult(task.index, Path(task.folder))
+    parts = None
+    if sink is None:
+        result.folder.mkdir(parents=True, exist_ok=True)
+        sink = parts = PartFiles(result, encoder.split_names)
     # Bad records are collected here and reported by the parent, in store order; "error" still stops at once.
     rejections = Rejections("error" if encoder.cfg.on_bad_records == "error" else "skip")
-    json_parts = {s: result.json_part(s).open("wb") for s in encoder.split_names}
-    jsonl_parts = {s: result.jsonl_part(s).open("wb") for s in encoder.split_names}
-    digests = {s: hashlib.sha256() for s in encoder.split_names}
-    arrow = _ArrowParts(encoder, folder, _JOB["batch_rows"]) if encoder.specs else None
+    batches = _Batches(encoder, sink, _JOB["batch_rows"]) if encoder.specs else None
     try:
         current = [task.start]
 
@@ -152,31 +184,28 @@ def encode_chunk(task: ChunkTask) -> ChunkResult:
                 yield from iter_file(path)
 
         for sample, record in iter_samples(records(), convert, rejections):
-            if sample.sample_id in skip or sample.sample_id in task.exclude:
+            if sample.sample_id in skip:
+                continue
+            record_id = record.data.get("interaction_id")
+            kept = Kept(sample.sample_id, current[0], record.where, record_id if isinstance(record_id, str) else None)
+            if sample.sample_id in earlier:
+                result.duplicates.append(kept)
                 continue
             data = sample.to_dict()
             split = encoder.split_of(data)
             row = encoder.row(data)
-            count = result.samples.get(split, 0)
-            json_parts[split].write((ITEM_SEPARATOR if count else b"") + pretty_item(row))
-            line = dumps_line(row)
-            jsonl_parts[split].write(line)
-            digests[split].update(line)
-            result.samples[split] = count + 1
+            sink.item(split, pretty_item(row), dumps_line(row))
             result.stats.add(data, split)
-            if arrow is not None:
-                arrow.add(data, split)
-            record_id = record.data.get("interaction_id")
-            result.kept.append(
-                Kept(sample.sample_id, current[0], record.where, record_id if isinstance(record_id, str) else None)
-            )
+            if batches is not None:
+                batches.add(data, split)
+            result.kept.append(kept)
+        if batches is not None:
+            for split in list(batches.samples):
+                batches.flush(split)
     finally:
-        for part in (*json_parts.values(), *jsonl_parts.values()):
-            part.close()
-        if arrow is not None:
-            result.tables = arrow.close()
+        if parts is not None:
+            parts.close()
     result.bad, result.warnings = rejections.bad, rejections.warnings
-    result.jsonl_sha256 = {split: digest.hexdigest() for split, digest in digests.items()}
     return result
 
 
@@ -189,8 +218,12 @@ def run_chunks(
     skip: frozenset[str],
     num_proc: int = 1,
     batch_rows: int | None = None,
+    sink: Sink | None = None,
+    earlier: Container[str] = (),
 ) -> Iterator[tuple[ChunkTask, ChunkResult]]:
-    """Chunk results in store order. Workers are forked, so a custom collector need not be importable."""
+    """Chunk results in store order. In this process (`num_proc` 1, or a single chunk) chunks go straight
+    into `sink`, with `earlier` the ids of the chunks before; workers are forked, so a custom collector need
+    not be importable, and they write parts (`sink` and `earlier` are for this process only)."""
     from . import shards
 
     _JOB.update(encoder=encoder, convert=convert, skip=skip, batch_rows=batch_rows or shards.BATCH_ROWS)
@@ -200,7 +233,7 @@ def run_chunks(
     ]
     if num_proc <= 1 or len(tasks) <= 1:
         for task in tasks:
-            yield task, encode_chunk(task)
+            yield task, encode_chunk(task, sink, earlier)
         return
     with multiprocessing.get_context("fork").Pool(min(num_proc, len(tasks))) as pool:
         yield from zip(tasks, pool.imap(encode_chunk, tasks))

@@ -95,6 +95,10 @@ class SplitFiles:
                 self.add_row(row, target)
                 yield row, target
 
+    def end_parts(self) -> None:
+        for writer in self.jsonl.values():
+            writer.end_part()
+
     def add_row(self, row: dict, split: str) -> None:
         self.json[split].add(row)
         self.jsonl[split].add(row)
@@ -143,6 +147,7 @@ class Exporter:
                 self.stats.add(row, split_name)
                 self._add_parquet(TrainingSample.from_dict(row).to_dict(), split_name)
                 self.result.kept_samples += 1
+            self.files.end_parts()  # the rows kept are a part of their own (see `JsonlWriter`)
 
     def _add_parquet(self, sample: dict, split: str) -> None:
         if self.parquet is None:
@@ -173,9 +178,20 @@ class Exporter:
         self.result.new_samples += 1
         return split
 
+    # A sink for `chunks.encode_chunk` in this process: encoded samples go straight into the outputs.
+    def item(self, split: str, pretty: bytes, line: bytes) -> None:
+        self.files.json[split].add_item(pretty)
+        self.files.jsonl[split].add_line(line)
+
+    def table(self, config: str, split: str, table) -> None:
+        if self.pending.get(split):
+            self._flush_parquet(split)  # samples added one at a time come first
+        self.parquet[config][split].add_table(table)
+
     def add_chunk(self, chunk) -> None:
-        """Append the parts of an encoded chunk (see `chunks.py`), then drop them. The chunk must hold
-        no sample an earlier export or chunk holds (`run_chunks(skip=...)` and job.py see to that)."""
+        """Account for an encoded chunk (see `chunks.py`), appending its staged parts if it has any, then
+        drop them. The chunk must hold no sample an earlier export or chunk holds (`run_chunks(skip=...)`
+        and job.py see to that)."""
         import pyarrow as pa
 
         for split in list(self.pending if self.parquet is not None else ()):
@@ -188,6 +204,7 @@ class Exporter:
                 reader = pa.ipc.open_file(source)
                 for index in range(reader.num_record_batches):
                     self.parquet[config][split].add_table(pa.Table.from_batches([reader.get_batch(index)]))
+        self.files.end_parts()  # a chunk written straight into the outputs is a part too
         self.stats.merge(chunk.stats)
         # Not added to `files.exported`: the caller (job.py) tracks a chunk's ids, to find duplicates.
         self.result.new_samples += len(chunk.kept)
@@ -250,7 +267,7 @@ class Exporter:
 
         digest = hashlib.sha256()
         for name in self.files.names:
-            digest.update(f"{name}:{self.files.jsonl[name].sha256.hexdigest()}\n".encode())
+            digest.update(f"{name}:{self.files.jsonl[name].fingerprint()}\n".encode())
         return {
             "generator": "personagym-hf",
             "version": __version__,

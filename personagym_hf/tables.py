@@ -70,5 +70,16 @@ class ViewTables:
             "noise_type": pa.array(noise_types, pa.string()),
             "applied_strategies": pa.array(strategies, schema.field("applied_strategies").type),
         }
-        arrays = [built[name] if name in built else columns[name].take(rows) for name in schema.names]
+        arrays = [built[name] if name in built else _no_bitmap(columns[name].take(rows)) for name in schema.names]
         return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _no_bitmap(array: pa.Array) -> pa.Array:
+    """A string (or JSON) array without nulls, minus the all-valid bitmap `take` gives it. An Arrow IPC round
+    trip drops that bitmap, so without this a table's `nbytes` (the card's `num_bytes`) would depend on
+    whether it went through a worker process."""
+    if array.null_count or array.buffers()[0] is None:
+        return array
+    if isinstance(array, pa.ExtensionArray):
+        return pa.ExtensionArray.from_storage(array.type, _no_bitmap(array.storage))
+    return pa.Array.from_buffers(array.type, len(array), [None, *array.buffers()[1:]], 0, array.offset)

@@ -16,6 +16,9 @@ from typing import IO, Any
 import orjson
 
 _INDENT = orjson.OPT_INDENT_2
+# Output files take a few KB per sample: with 1 MiB buffers they cost a few syscalls per 1000 samples, not two
+# per sample (measured here: 4.1 us per 4.9 KB item instead of 6.4 us with the default 8 KiB buffer).
+BUFFER_BYTES = 1 << 20
 
 
 def dumps_line(row: Any) -> bytes:
@@ -33,7 +36,7 @@ class AtomicFile:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.temp = self.path.with_name(f".{self.path.name}.tmp")
-        self.file: IO[bytes] = self.temp.open("wb")
+        self.file: IO[bytes] = self.temp.open("wb", buffering=BUFFER_BYTES)
 
     def write(self, data: bytes) -> None:
         self.file.write(data)
@@ -83,7 +86,11 @@ class JsonArrayWriter(AtomicFile):
         self.count = 0
 
     def add(self, row: dict) -> None:
-        self.write((b"[\n" if self.count == 0 else ITEM_SEPARATOR) + pretty_item(row))
+        self.add_item(pretty_item(row))
+
+    def add_item(self, item: bytes) -> None:
+        """Append one item already encoded by `pretty_item`."""
+        self.write((b"[\n" if self.count == 0 else ITEM_SEPARATOR) + item)
         self.count += 1
 
     def add_fragment(self, fragment: Path, count: int) -> None:
@@ -99,24 +106,42 @@ class JsonArrayWriter(AtomicFile):
 
 
 class JsonlWriter(AtomicFile):
-    """JSON Lines; keeps a sha256 of what it wrote, line by line or part by part (the export's fingerprint)."""
+    """JSON Lines, with a fingerprint of what it wrote: the sha256 of the sha256 of each part, where a part is
+    the lines of one chunk (`add_file`, or the lines added before `end_part()`). Hashing parts, not lines,
+    gives one fingerprint whether a chunk was written here line by line or appended from a worker's file."""
 
     def __init__(self, path: str | Path):
         super().__init__(path)
         self.count = 0
         self.sha256 = hashlib.sha256()
+        self.part = hashlib.sha256()
+        self.part_lines = 0
 
     def add(self, row: dict) -> None:
-        line = dumps_line(row)
+        self.add_line(dumps_line(row))
+
+    def add_line(self, line: bytes) -> None:
+        """Append one line already encoded by `dumps_line`."""
         self.write(line)
-        self.sha256.update(line)
+        self.part.update(line)
+        self.part_lines += 1
         self.count += 1
 
+    def end_part(self) -> None:
+        if self.part_lines:
+            self.sha256.update(self.part.digest())
+            self.part, self.part_lines = hashlib.sha256(), 0
+
     def add_file(self, part: Path, count: int, sha256_hex: str) -> None:
-        """Append `count` lines written elsewhere, whose sha256 the writer of the part computed."""
+        """Append a part of `count` lines written elsewhere, whose sha256 the writer of the part computed."""
+        self.end_part()
         copy_into(self, part)
         self.sha256.update(bytes.fromhex(sha256_hex))
         self.count += count
+
+    def fingerprint(self) -> str:
+        self.end_part()
+        return self.sha256.hexdigest()
 
 
 def write_json_atomic(path: str | Path, value: Any) -> Path:
