@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,11 +23,12 @@ from .config import SPLIT_NAMES, ExportConfig
 from .schema import TrainingSample
 from .split import FILE_PREFIX
 from .stats import StatsAccumulator
-from .writers import JsonArrayWriter, JsonlWriter, OutputSet, write_json_atomic
+from .writers import Background, JsonArrayWriter, JsonlWriter, OutputSet, dumps_line, pretty_item, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 HF_FOLDER = "hf_dataset"
+ITEMS_PER_WRITE = 256  # samples' JSON items (and JSONL lines) written with one call
 
 
 def timestamp() -> str:
@@ -103,9 +105,16 @@ class SplitFiles:
         self.json[split].add(row)
         self.jsonl[split].add(row)
 
+    def add_items(self, split: str, items: list[bytes], lines: list[bytes]) -> None:
+        self.json[split].add_items(items)
+        self.jsonl[split].add_lines(lines)
+
 
 class Exporter:
-    """One export run. `add()` samples, then `finish()`; on any error call `abort()`."""
+    """One export run. `add()` samples (or encoded chunks), then `finish()`; on any error call `abort()`.
+
+    Every write into the outputs goes through `_do`: at once, or in a background thread while
+    `writing_in_background()` is open."""
 
     def __init__(
         self,
@@ -126,6 +135,9 @@ class Exporter:
         self.encoder = Encoder(cfg, split, views=hf_dataset)
         self.stats = StatsAccumulator()
         self.result = ExportResult()
+        self.background: Background | None = None
+        self.items: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # JSON items not yet written
+        self.lines: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # and their JSONL lines
         self.parquet = None
         if hf_dataset:
             from .shards import ParquetSplitWriter
@@ -162,8 +174,30 @@ class Exporter:
     def _flush_parquet(self, split: str) -> None:
         if self.pending.get(split):
             for config, table in self.tables.build(self.pending[split]).items():
-                self.parquet[config][split].add_table(table)
+                self._do(self.parquet[config][split].add_table, table)
             self.pending[split] = []
+
+    def _do(self, job, *args) -> None:
+        """A write into the outputs: in the background thread while one is open, else now."""
+        if self.background is None:
+            job(*args)
+        else:
+            self.background.submit(job, *args)
+
+    @contextmanager
+    def writing_in_background(self):
+        """While open, writes run in a second thread (see `writers.Background`), in the order asked for;
+        on leaving, all of them are done. For a run in one process: no worker may be forked meanwhile."""
+        self.background = background = Background()
+        try:
+            yield self
+            self._flush_items()
+        except BaseException:
+            self.background = None
+            background.stop()
+            raise
+        self.background = None
+        background.close()
 
     def add(self, sample: TrainingSample) -> str | None:
         """Write one sample; returns its split, or None when an earlier export already holds it."""
@@ -172,7 +206,8 @@ class Exporter:
         self.files.exported.add(sample.sample_id)
         data = sample.to_dict()
         split = self.encoder.split_of(data)
-        self.files.add_row(self.encoder.row(data), split)
+        row = self.encoder.row(data)
+        self.item(split, pretty_item(row), dumps_line(row))
         self.stats.add(data, split)
         self._add_parquet(data, split)
         self.result.new_samples += 1
@@ -180,35 +215,48 @@ class Exporter:
 
     # A sink for `chunks.encode_chunk` in this process: encoded samples go straight into the outputs.
     def item(self, split: str, pretty: bytes, line: bytes) -> None:
-        self.files.json[split].add_item(pretty)
-        self.files.jsonl[split].add_line(line)
+        items = self.items[split]
+        items.append(pretty)
+        self.lines[split].append(line)
+        if len(items) >= ITEMS_PER_WRITE:
+            self._flush_items(split)
+
+    def _flush_items(self, *splits: str) -> None:
+        for split in splits or self.files.names:
+            if self.items[split]:
+                self._do(self.files.add_items, split, self.items[split], self.lines[split])
+                self.items[split], self.lines[split] = [], []
 
     def table(self, config: str, split: str, table) -> None:
         if self.pending.get(split):
             self._flush_parquet(split)  # samples added one at a time come first
-        self.parquet[config][split].add_table(table)
+        self._do(self.parquet[config][split].add_table, table)
 
     def add_chunk(self, chunk) -> None:
         """Account for an encoded chunk (see `chunks.py`), appending its staged parts if it has any, then
         drop them. The chunk must hold no sample an earlier export or chunk holds (`run_chunks(skip=...)`
         and job.py see to that)."""
-        import pyarrow as pa
-
+        self._flush_items()
         for split in list(self.pending if self.parquet is not None else ()):
             self._flush_parquet(split)  # samples added one at a time come first
         for split, count in chunk.samples.items():
-            self.files.json[split].add_fragment(chunk.json_part(split), count)
-            self.files.jsonl[split].add_file(chunk.jsonl_part(split), count, chunk.jsonl_sha256[split])
+            self._do(self.files.json[split].add_fragment, chunk.json_part(split), count)
+            self._do(self.files.jsonl[split].add_file, chunk.jsonl_part(split), count, chunk.jsonl_sha256[split])
         for (config, split), path in sorted(chunk.tables.items()):
-            with pa.memory_map(str(path)) as source:
-                reader = pa.ipc.open_file(source)
-                for index in range(reader.num_record_batches):
-                    self.parquet[config][split].add_table(pa.Table.from_batches([reader.get_batch(index)]))
-        self.files.end_parts()  # a chunk written straight into the outputs is a part too
+            self._do(self._add_arrow_file, config, split, path)
+        self._do(self.files.end_parts)  # a chunk written straight into the outputs is a part too
+        self._do(chunk.discard)
         self.stats.merge(chunk.stats)
         # Not added to `files.exported`: the caller (job.py) tracks a chunk's ids, to find duplicates.
         self.result.new_samples += len(chunk.kept)
-        chunk.discard()
+
+    def _add_arrow_file(self, config: str, split: str, path: Path) -> None:
+        import pyarrow as pa
+
+        with pa.memory_map(str(path)) as source:
+            reader = pa.ipc.open_file(source)
+            for index in range(reader.num_record_batches):
+                self.parquet[config][split].add_table(pa.Table.from_batches([reader.get_batch(index)]))
 
     def add_all(self, samples: Iterable[TrainingSample]) -> "Exporter":
         for sample in samples:
@@ -217,6 +265,7 @@ class Exporter:
 
     def finish(self, *, statistics: bool = True, token_usage: dict | None = None) -> ExportResult:
         """Close every file, then rename them all into place (nothing is renamed if anything failed)."""
+        self._flush_items()
         result = self.result
         result.statistics = self.stats.to_dict()
         for name in self.files.names:

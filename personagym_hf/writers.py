@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,8 +54,9 @@ class AtomicFile:
 
 
 def pretty_item(row: Any) -> bytes:
-    """One element of a pretty-printed JSON array (indented one level, no separator)."""
-    return b"  " + orjson.dumps(row, option=_INDENT).replace(b"\n", b"\n  ")
+    """One element of a pretty-printed JSON array (indented one level, no separator): the row dumped inside a
+    one-item array, minus the array's "[\n" and "\n]" (faster than re-indenting a dumped row)."""
+    return orjson.dumps([row], option=_INDENT)[2:-2]
 
 
 ITEM_SEPARATOR = b",\n"
@@ -90,8 +93,13 @@ class JsonArrayWriter(AtomicFile):
 
     def add_item(self, item: bytes) -> None:
         """Append one item already encoded by `pretty_item`."""
-        self.write((b"[\n" if self.count == 0 else ITEM_SEPARATOR) + item)
-        self.count += 1
+        self.add_items([item])
+
+    def add_items(self, items: list[bytes]) -> None:
+        if items:
+            self.write(b"[\n" if self.count == 0 else ITEM_SEPARATOR)
+            self.write(ITEM_SEPARATOR.join(items))
+            self.count += len(items)
 
     def add_fragment(self, fragment: Path, count: int) -> None:
         """Append `count` items written elsewhere as `pretty_item`s joined by ITEM_SEPARATOR."""
@@ -122,10 +130,15 @@ class JsonlWriter(AtomicFile):
 
     def add_line(self, line: bytes) -> None:
         """Append one line already encoded by `dumps_line`."""
-        self.write(line)
-        self.part.update(line)
-        self.part_lines += 1
-        self.count += 1
+        self.add_lines([line])
+
+    def add_lines(self, lines: list[bytes]) -> None:
+        if lines:
+            block = b"".join(lines)
+            self.write(block)
+            self.part.update(block)
+            self.part_lines += len(lines)
+            self.count += len(lines)
 
     def end_part(self) -> None:
         if self.part_lines:
@@ -171,3 +184,46 @@ class OutputSet:
     def abort(self) -> None:
         for file in self.files:
             file.abort()
+
+
+class Background:
+    """A thread that runs write jobs one at a time, in the order they were submitted.
+
+    File writes, hashing and Parquet encoding release the GIL, so in a second thread they overlap with the
+    reading and converting of the next samples. After a job fails the rest are skipped, and the error is
+    raised by the next `submit()` or by `close()`. At most `max_pending` jobs wait (bounded memory).
+    Not for use across `fork()`: start it after any worker processes.
+    """
+
+    def __init__(self, max_pending: int = 32):
+        self.jobs: queue.Queue = queue.Queue(max_pending)
+        self.error: BaseException | None = None
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, name="personagym-hf-writer", daemon=True)
+        self.thread.start()
+
+    def submit(self, job, *args) -> None:
+        if self.error is not None:
+            raise self.error
+        self.jobs.put((job, args))
+
+    def _run(self) -> None:
+        while (item := self.jobs.get()) is not None:
+            if self.error is None and not self.stopped:
+                try:
+                    item[0](*item[1])
+                except BaseException as e:  # handed to the submitting thread
+                    self.error = e
+
+    def close(self) -> None:
+        """Wait for every job; raise the first error."""
+        self.jobs.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        """Skip the jobs not yet started and wait for the one running (after an error elsewhere)."""
+        self.stopped = True
+        self.jobs.put(None)
+        self.thread.join()
