@@ -82,11 +82,32 @@ def _noise_entry(item: Any, where: str, type_key: str = "noise_type") -> dict[st
     strategies = item.get("applied_strategies") or []
     if not isinstance(strategies, list) or not all(isinstance(s, str) for s in strategies):
         raise InvalidInteraction(f"{where}.applied_strategies must be a list of strings")
+    noisy_text = _text(item.get("noisy_text"), f"{where}.noisy_text")
+    if not noisy_text:
+        raise InvalidInteraction(f"{where}.noisy_text is empty")
     return {
-        "noisy_text": _text(item.get("noisy_text"), f"{where}.noisy_text"),
+        "noisy_text": noisy_text,
         "noise_type": _text(item.get(type_key) or "unknown", f"{where}.{type_key}"),
         "applied_strategies": list(strategies),
     }
+
+
+def _object(value: Any, where: str) -> dict:
+    """An optional object: missing or empty gives {}, anything else that is not an object is an error."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInteraction(f"{where} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, where: str) -> list:
+    """An optional list: missing or empty gives [], anything else that is not a list is an error."""
+    if not value:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInteraction(f"{where} must be a list, got {type(value).__name__}")
+    return value
 
 
 def noisy_initial_queries(interaction: dict) -> list[dict[str, Any]]:
@@ -94,13 +115,16 @@ def noisy_initial_queries(interaction: dict) -> list[dict[str, Any]]:
     applied_strategies}` (layout B's `layer` becomes `noise_type`). Duplicates across layouts are dropped."""
     metadata = interaction.get("metadata") or {}
     entries: list[dict[str, Any]] = []
-    direct = interaction.get("noisy_initial_queries") or []  # records that already carry the field
+    direct = _list(interaction.get("noisy_initial_queries"), "noisy_initial_queries")  # already in our shape
     for index, item in enumerate(direct):
         entries.append(_noise_entry(item, f"noisy_initial_queries[{index}]"))
-    layout_a = ((metadata.get("noisy_versions") or {}).get("initial_query") or {}).get("noisy_versions") or []
+    where = "metadata.noisy_versions"
+    layout_a = _object(metadata.get("noisy_versions"), where)
+    layout_a = _object(layout_a.get("initial_query"), f"{where}.initial_query")
+    layout_a = _list(layout_a.get("noisy_versions"), f"{where}.initial_query.noisy_versions")
     for index, item in enumerate(layout_a):
-        entries.append(_noise_entry(item, f"metadata.noisy_versions.initial_query.noisy_versions[{index}]"))
-    layout_b = (metadata.get("semantic_noise") or {}).get("initial_query")
+        entries.append(_noise_entry(item, f"{where}.initial_query.noisy_versions[{index}]"))
+    layout_b = _object(metadata.get("semantic_noise"), "metadata.semantic_noise").get("initial_query")
     if layout_b:
         entries.append(_noise_entry(layout_b, "metadata.semantic_noise.initial_query", type_key="layer"))
     unique, seen = [], set()
@@ -118,8 +142,8 @@ def _assistant_model(interaction: dict) -> Any:
         return model
     for message in interaction.get("messages") or []:
         if isinstance(message, dict) and message.get("role") == "assistant":
-            meta = message.get("metadata") or {}
-            if meta.get("model"):
+            meta = message.get("metadata")
+            if isinstance(meta, dict) and meta.get("model"):  # only a fallback: odd message metadata is ignored
                 return {"model": meta["model"], "provider": meta.get("provider")}
     return None
 

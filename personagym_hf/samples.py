@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from .collect import InvalidInteraction, record_warnings, validate_sample
+from .collect import InvalidInteraction, interaction_to_sample, record_warnings, validate_sample
 from .config import OnBadRecords
 from .schema import TrainingSample
 from .store import BadRecord, Record
@@ -55,12 +55,22 @@ class Rejections:
             logger.warning("%s", warning)
 
 
+def checks_itself(convert: Convert) -> bool:
+    """Whether `convert` is the built-in conversion, which already makes every check of `validate_sample`
+    as it converts (a test holds it to that), so its samples are not validated twice (4% of an export)."""
+    from .training_data import TrainingDataCollector
+
+    builtin = (interaction_to_sample, TrainingDataCollector.interaction_to_training_sample)
+    return getattr(convert, "__func__", convert) in builtin
+
+
 def iter_samples(
     records: Iterable[Record | BadRecord], convert: Convert, rejections: Rejections
 ) -> Iterator[tuple[TrainingSample, Record]]:
     """Valid samples in store order. Of two records with one interaction_id, the first read (the one
     whose path sorts first) is kept."""
     seen: dict[str, str] = {}
+    validate = not checks_itself(convert)
     for record in records:
         if isinstance(record, BadRecord):
             rejections.reject(record)
@@ -72,7 +82,7 @@ def iter_samples(
         except InvalidInteraction as e:
             rejections.reject(BadRecord(record.source, record.where, str(e), record_id))
             continue
-        issues = validate_sample(sample)
+        issues = validate_sample(sample) if validate else None
         if issues:
             rejections.reject(BadRecord(record.source, record.where, "; ".join(issues), record_id))
             continue

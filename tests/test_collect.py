@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from conftest import make_interaction
 
@@ -214,6 +216,10 @@ def test_record_without_interaction_id_gets_a_content_hash_id(example):
             lambda r: r.update(metadata={"semantic_noise": {"initial_query": {"layer": "surface_noise"}}}),
             "metadata.semantic_noise.initial_query.noisy_text must be a string, got NoneType",
         ),
+        (
+            lambda r: r.update(metadata={"semantic_noise": {"initial_query": {"noisy_text": "", "layer": "x"}}}),
+            "metadata.semantic_noise.initial_query.noisy_text is empty",
+        ),
     ],
     ids=[
         "no_messages",
@@ -227,6 +233,7 @@ def test_record_without_interaction_id_gets_a_content_hash_id(example):
         "no_persona",
         "features_not_object",
         "noise_without_text",
+        "noise_with_empty_text",
     ],
 )
 def test_bad_interactions_are_rejected_with_the_reason(example, change, reason):
@@ -249,3 +256,61 @@ def test_validate_sample_has_the_seed_checks_and_more():
         "prompt_trajectory does not match the user turns of full_conversation",
         "Noisy query 0 needs non-empty noisy_text and noise_type",
     ]
+
+
+ODD_VALUES = ["", " ", None, [], {}, 0, 3, "x", ["x"], [{}], [{"role": "user"}], {"noisy_text": ""}]
+
+
+def _places(value, path=()):
+    """Every (path) in a nested record, containers included."""
+    yield path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        yield from _places(child, (*path, key))
+
+
+def _with(record, path, value):
+    copy = json.loads(json.dumps(record))
+    target = copy
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return copy
+
+
+def test_whatever_the_converter_accepts_passes_validate_sample(example):
+    """The built-in conversion skips `validate_sample` (samples.checks_itself): hold it to every check, over
+    each place of three records (a system message, each noise layout) set to each odd value. It must also
+    raise nothing but InvalidInteraction: anything else would stop an export instead of rejecting a record."""
+    layout_a = {"initial_query": {"noisy_versions": [{"noisy_text": "helo", "noise_type": "typo"}]}}
+    records = [
+        {**example, "messages": [{"role": "system", "content": "be kind"}, *example["messages"]]},
+        {**example, "metadata": {**example["metadata"], "noisy_versions": layout_a}},
+        {**example, "metadata": {"semantic_noise": {"initial_query": {"noisy_text": "hm", "layer": "surface"}}}},
+    ]
+    converted = rejected = 0
+    for record in records:
+        for path in list(_places(record))[1:]:
+            for value in ODD_VALUES:
+                try:
+                    sample = interaction_to_sample(_with(record, path, value))
+                except InvalidInteraction:
+                    rejected += 1
+                    continue
+                converted += 1
+                assert validate_sample(sample) == [], (path, value)
+    assert converted > 300 and rejected > 100
+
+
+def test_only_the_builtin_conversion_is_trusted_to_check_itself():
+    from personagym_hf import TrainingDataCollector
+    from personagym_hf.samples import checks_itself
+
+    class Custom(TrainingDataCollector):
+        def interaction_to_training_sample(self, interaction):
+            return super().interaction_to_training_sample(interaction)
+
+    assert checks_itself(interaction_to_sample)
+    assert checks_itself(TrainingDataCollector().interaction_to_training_sample)
+    assert not checks_itself(Custom().interaction_to_training_sample)
+    assert not checks_itself(lambda interaction: interaction_to_sample(interaction))

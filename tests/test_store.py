@@ -121,3 +121,23 @@ def test_interaction_storage_iterates_without_a_list(tmp_path):
     iterator = storage.iter_all()
     assert next(iterator)["interaction_id"] == "interaction_persona_001_0000"
     assert InteractionStorage(tmp_path / "empty").load_all() == []
+
+
+def test_a_file_that_cannot_be_read_is_one_bad_record(tmp_path):
+    gone = (tmp_path / "gone.json").as_posix()
+    assert list(store_module.iter_file(gone)) == [
+        BadRecord(gone, "", f"cannot read file (FileNotFoundError: [Errno 2] No such file or directory: '{gone}')")
+    ]
+
+
+def test_a_file_that_grows_while_read_is_read_to_its_end(tmp_path, monkeypatch):
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(make_interaction(1)), encoding="utf-8")
+    real_fstat = store_module.os.fstat
+
+    class Smaller:  # what fstat said just before the file grew by all but 3 bytes
+        def __init__(self, fd):
+            self.st_size = 3
+
+    monkeypatch.setattr(store_module.os, "fstat", lambda fd: Smaller(fd) if fd > 2 else real_fstat(fd))
+    assert [r.data for r in store_module.iter_file(path.as_posix())] == [make_interaction(1)]
