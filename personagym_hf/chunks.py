@@ -157,11 +157,6 @@ class _Batches:
             self.samples[split] = []
 
 
-def in_process(num_proc: int, files: int) -> bool:
-    """Whether `run_chunks` encodes in this process (else in `num_proc` forked workers)."""
-    return num_proc <= 1 or files <= CHUNK_FILES
-
-
 # Set by `run_chunks` before workers start (fork inherits it): what every chunk needs besides its files.
 _JOB: dict[str, Any] = {}
 
@@ -236,7 +231,7 @@ def run_chunks(
         ChunkTask(index, start, files[start : start + CHUNK_FILES], str(staging / f"{index:06d}"))
         for index, start in enumerate(range(0, len(files), CHUNK_FILES))
     ]
-    if in_process(num_proc, len(files)):
+    if num_proc <= 1 or len(tasks) <= 1:
         for task in tasks:
             yield task, encode_chunk(task, sink, earlier)
         return

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from .config import SPLIT_NAMES, ExportConfig
 from .schema import TrainingSample
 from .split import FILE_PREFIX
 from .stats import StatsAccumulator
-from .writers import Background, JsonArrayWriter, JsonlWriter, OutputSet, dumps_line, pretty_item, write_json_atomic
+from .writers import JsonArrayWriter, JsonlWriter, OutputSet, dumps_line, pretty_item, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -111,10 +110,7 @@ class SplitFiles:
 
 
 class Exporter:
-    """One export run. `add()` samples (or encoded chunks), then `finish()`; on any error call `abort()`.
-
-    Every write into the outputs goes through `_do`: at once, or in a background thread while
-    `writing_in_background()` is open."""
+    """One export run. `add()` samples (or encoded chunks), then `finish()`; on any error call `abort()`."""
 
     def __init__(
         self,
@@ -135,7 +131,6 @@ class Exporter:
         self.encoder = Encoder(cfg, split, views=hf_dataset)
         self.stats = StatsAccumulator()
         self.result = ExportResult()
-        self.background: Background | None = None
         self.items: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # JSON items not yet written
         self.lines: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # and their JSONL lines
         self.parquet = None
@@ -174,30 +169,8 @@ class Exporter:
     def _flush_parquet(self, split: str) -> None:
         if self.pending.get(split):
             for config, table in self.tables.build(self.pending[split]).items():
-                self._do(self.parquet[config][split].add_table, table)
+                self.parquet[config][split].add_table(table)
             self.pending[split] = []
-
-    def _do(self, job, *args) -> None:
-        """A write into the outputs: in the background thread while one is open, else now."""
-        if self.background is None:
-            job(*args)
-        else:
-            self.background.submit(job, *args)
-
-    @contextmanager
-    def writing_in_background(self):
-        """While open, writes run in a second thread (see `writers.Background`), in the order asked for;
-        on leaving, all of them are done. For a run in one process: no worker may be forked meanwhile."""
-        self.background = background = Background()
-        try:
-            yield self
-            self._flush_items()
-        except BaseException:
-            self.background = None
-            background.stop()
-            raise
-        self.background = None
-        background.close()
 
     def add(self, sample: TrainingSample) -> str | None:
         """Write one sample; returns its split, or None when an earlier export already holds it."""
@@ -224,13 +197,13 @@ class Exporter:
     def _flush_items(self, *splits: str) -> None:
         for split in splits or self.files.names:
             if self.items[split]:
-                self._do(self.files.add_items, split, self.items[split], self.lines[split])
+                self.files.add_items(split, self.items[split], self.lines[split])
                 self.items[split], self.lines[split] = [], []
 
     def table(self, config: str, split: str, table) -> None:
         if self.pending.get(split):
             self._flush_parquet(split)  # samples added one at a time come first
-        self._do(self.parquet[config][split].add_table, table)
+        self.parquet[config][split].add_table(table)
 
     def add_chunk(self, chunk) -> None:
         """Account for an encoded chunk (see `chunks.py`), appending its staged parts if it has any, then
@@ -240,12 +213,12 @@ class Exporter:
         for split in list(self.pending if self.parquet is not None else ()):
             self._flush_parquet(split)  # samples added one at a time come first
         for split, count in chunk.samples.items():
-            self._do(self.files.json[split].add_fragment, chunk.json_part(split), count)
-            self._do(self.files.jsonl[split].add_file, chunk.jsonl_part(split), count, chunk.jsonl_sha256[split])
+            self.files.json[split].add_fragment(chunk.json_part(split), count)
+            self.files.jsonl[split].add_file(chunk.jsonl_part(split), count, chunk.jsonl_sha256[split])
         for (config, split), path in sorted(chunk.tables.items()):
-            self._do(self._add_arrow_file, config, split, path)
-        self._do(self.files.end_parts)  # a chunk written straight into the outputs is a part too
-        self._do(chunk.discard)
+            self._add_arrow_file(config, split, path)
+        self.files.end_parts()  # a chunk written straight into the outputs is a part too
+        chunk.discard()
         self.stats.merge(chunk.stats)
         # Not added to `files.exported`: the caller (job.py) tracks a chunk's ids, to find duplicates.
         self.result.new_samples += len(chunk.kept)

@@ -9,7 +9,6 @@ statistics or dataset file is written (earlier ones stay as they were).
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -83,7 +82,7 @@ def export_store(
     import os
     import shutil
 
-    from .chunks import in_process, run_chunks
+    from .chunks import run_chunks
 
     output_dir = Path(output_dir)
     files = discover_paths(interactions)  # plain strings: this list has an entry per file of the store
@@ -110,30 +109,25 @@ def export_store(
         chunks = run_chunks(
             files, staging, exporter.encoder, convert, skip=skip, num_proc=num_proc, sink=exporter, earlier=seen
         )
-        # In one process, writing overlaps encoding in a second thread; with workers, the parent only appends.
-        overlap = exporter.writing_in_background() if in_process(num_proc, len(files)) else nullcontext()
-        with overlap:
-            for task, chunk in chunks:
-                late = {kept.sample_id for kept in chunk.kept if kept.sample_id in seen}
-                if late:  # a worker's chunk with an id an earlier chunk had: encode it again without it
-                    from .chunks import encode_chunk
+        for task, chunk in chunks:
+            late = {kept.sample_id for kept in chunk.kept if kept.sample_id in seen}
+            if late:  # a worker's chunk with an id an earlier chunk had: encode it again without it
+                from .chunks import encode_chunk
 
-                    chunk.discard()
-                    chunk = encode_chunk(task, earlier=late)
-                for bad in chunk.bad:
-                    rejections.reject(bad)
-                for kept in chunk.duplicates:
-                    first = location(seen[kept.sample_id])
-                    reason = f"{DUPLICATE} (already read from {first}); kept the first"
-                    rejections.reject(BadRecord(files[kept.file], kept.where, reason, kept.interaction_id))
-                for warning in chunk.warnings:
-                    rejections.add_warning(warning)
-                seen.update(
-                    (kept.sample_id, (kept.file, kept.where) if kept.where else kept.file) for kept in chunk.kept
-                )
-                exporter.add_chunk(chunk)
-                if bar is not None:
-                    bar.update(len(task.files))
+                chunk.discard()
+                chunk = encode_chunk(task, earlier=late)
+            for bad in chunk.bad:
+                rejections.reject(bad)
+            for kept in chunk.duplicates:
+                first = location(seen[kept.sample_id])
+                reason = f"{DUPLICATE} (already read from {first}); kept the first"
+                rejections.reject(BadRecord(files[kept.file], kept.where, reason, kept.interaction_id))
+            for warning in chunk.warnings:
+                rejections.add_warning(warning)
+            seen.update((kept.sample_id, (kept.file, kept.where) if kept.where else kept.file) for kept in chunk.kept)
+            exporter.add_chunk(chunk)
+            if bar is not None:
+                bar.update(len(task.files))
         usage, bad_usage = merge_token_usage(token_usage_files(interactions))
         for bad in bad_usage:
             rejections.reject(bad)

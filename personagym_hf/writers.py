@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
-import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -184,46 +182,3 @@ class OutputSet:
     def abort(self) -> None:
         for file in self.files:
             file.abort()
-
-
-class Background:
-    """A thread that runs write jobs one at a time, in the order they were submitted.
-
-    File writes, hashing and Parquet encoding release the GIL, so in a second thread they overlap with the
-    reading and converting of the next samples. After a job fails the rest are skipped, and the error is
-    raised by the next `submit()` or by `close()`. At most `max_pending` jobs wait (bounded memory).
-    Not for use across `fork()`: start it after any worker processes.
-    """
-
-    def __init__(self, max_pending: int = 32):
-        self.jobs: queue.Queue = queue.Queue(max_pending)
-        self.error: BaseException | None = None
-        self.stopped = False
-        self.thread = threading.Thread(target=self._run, name="personagym-hf-writer", daemon=True)
-        self.thread.start()
-
-    def submit(self, job, *args) -> None:
-        if self.error is not None:
-            raise self.error
-        self.jobs.put((job, args))
-
-    def _run(self) -> None:
-        while (item := self.jobs.get()) is not None:
-            if self.error is None and not self.stopped:
-                try:
-                    item[0](*item[1])
-                except BaseException as e:  # handed to the submitting thread
-                    self.error = e
-
-    def close(self) -> None:
-        """Wait for every job; raise the first error."""
-        self.jobs.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-    def stop(self) -> None:
-        """Skip the jobs not yet started and wait for the one running (after an error elsewhere)."""
-        self.stopped = True
-        self.jobs.put(None)
-        self.thread.join()

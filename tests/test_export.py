@@ -320,9 +320,7 @@ def test_error_policy_stops_a_worker_run_and_writes_nothing(tmp_path, chunked):
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
 
 
-def test_a_write_that_fails_in_the_writer_thread_fails_the_run_and_keeps_earlier_outputs(
-    tmp_path, small_store, monkeypatch
-):
+def test_a_write_that_fails_fails_the_run_and_keeps_earlier_outputs(tmp_path, small_store, monkeypatch):
     from personagym_hf.shards import ParquetSplitWriter
 
     out = tmp_path / "out"
@@ -336,17 +334,3 @@ def test_a_write_that_fails_in_the_writer_thread_fails_the_run_and_keeps_earlier
     with pytest.raises(OSError, match="No space left on device"):
         run(small_store, out)
     assert snapshot(out) == before  # no temporary file left behind either
-
-
-def test_background_runs_jobs_in_order_and_stops_at_the_first_error():
-    from personagym_hf.writers import Background
-
-    done = []
-    background = Background(max_pending=2)
-    for n in range(5):
-        background.submit(done.append, n)
-    background.submit(lambda: 1 / 0)
-    background.submit(done.append, "after the error")
-    with pytest.raises(ZeroDivisionError):
-        background.close()
-    assert done == [0, 1, 2, 3, 4]
