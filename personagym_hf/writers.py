@@ -87,13 +87,10 @@ class JsonArrayWriter(AtomicFile):
         self.count = 0
 
     def add(self, row: dict) -> None:
-        self.add_item(pretty_item(row))
-
-    def add_item(self, item: bytes) -> None:
-        """Append one item already encoded by `pretty_item`."""
-        self.add_items([item])
+        self.add_items([pretty_item(row)])
 
     def add_items(self, items: list[bytes]) -> None:
+        """Append items already encoded by `pretty_item`."""
         if items:
             self.write(b"[\n" if self.count == 0 else ITEM_SEPARATOR)
             self.write(ITEM_SEPARATOR.join(items))
@@ -124,13 +121,10 @@ class JsonlWriter(AtomicFile):
         self.part_lines = 0
 
     def add(self, row: dict) -> None:
-        self.add_line(dumps_line(row))
-
-    def add_line(self, line: bytes) -> None:
-        """Append one line already encoded by `dumps_line`."""
-        self.add_lines([line])
+        self.add_lines([dumps_line(row)])
 
     def add_lines(self, lines: list[bytes]) -> None:
+        """Append lines already encoded by `dumps_line`."""
         if lines:
             block = b"".join(lines)
             self.write(block)
