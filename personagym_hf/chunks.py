@@ -21,7 +21,7 @@ import multiprocessing
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Container, Iterator, Protocol
+from typing import Any, Callable, Container, Iterator, Protocol
 
 import pyarrow as pa
 
@@ -135,13 +135,14 @@ class PartFiles:
         self.result.jsonl_sha256 = {split: digest.hexdigest() for split, digest in self.digests.items()}
 
 
-class _Batches:
-    """Each split's samples, turned into every config's Arrow table a batch at a time, for a sink."""
+class Batches:
+    """Each split's samples, turned into every config's Arrow table a batch at a time and handed to
+    `write(config, split, table)`."""
 
-    def __init__(self, encoder: Encoder, sink: Sink, batch_rows: int):
+    def __init__(self, flags: dict[str, bool], write: Callable[[str, str, pa.Table], None], batch_rows: int):
         from .tables import ViewTables
 
-        self.tables, self.sink, self.batch_rows = ViewTables(encoder.cfg.format), sink, batch_rows
+        self.tables, self.write, self.batch_rows = ViewTables(flags), write, batch_rows
         self.samples: dict[str, list[dict]] = {}
 
     def add(self, data: dict, split: str) -> None:
@@ -153,8 +154,12 @@ class _Batches:
     def flush(self, split: str) -> None:
         if self.samples.get(split):
             for config, table in self.tables.build(self.samples[split]).items():
-                self.sink.table(config, split, table)
+                self.write(config, split, table)
             self.samples[split] = []
+
+    def flush_all(self) -> None:
+        for split in list(self.samples):
+            self.flush(split)
 
 
 # Set by `run_chunks` before workers start (fork inherits it): what every chunk needs besides its files.
@@ -174,7 +179,7 @@ def encode_chunk(task: ChunkTask, sink: Sink | None = None, earlier: Container[s
         sink = parts = PartFiles(result, encoder.split_names)
     # Bad records are collected here and reported by the parent, in store order; "error" still stops at once.
     rejections = Rejections("error" if encoder.cfg.on_bad_records == "error" else "skip")
-    batches = _Batches(encoder, sink, _JOB["batch_rows"]) if encoder.specs else None
+    batches = Batches(encoder.cfg.format, sink.table, _JOB["batch_rows"]) if encoder.specs else None
     try:
         current = [task.start]
 
@@ -200,8 +205,7 @@ def encode_chunk(task: ChunkTask, sink: Sink | None = None, earlier: Container[s
                 batches.add(data, split)
             result.kept.append(kept)
         if batches is not None:
-            for split in list(batches.samples):
-                batches.flush(split)
+            batches.flush_all()
     finally:
         if parts is not None:
             parts.close()

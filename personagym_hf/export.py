@@ -135,13 +135,12 @@ class Exporter:
         self.lines: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # and their JSONL lines
         self.parquet = None
         if hf_dataset:
-            from .shards import ParquetSplitWriter
-            from .tables import ViewTables
+            from .chunks import Batches
+            from .shards import BATCH_ROWS, ParquetSplitWriter
 
             folder = self.output_dir / HF_FOLDER / "data"
             self.specs = self.encoder.specs
-            self.tables = ViewTables(cfg.format)
-            self.pending: dict[str, list[dict]] = {}  # samples added one at a time, per split, not yet in Parquet
+            self.pending = Batches(cfg.format, self._write_table, BATCH_ROWS)  # samples added one at a time
             self.parquet = {
                 config: {
                     s: ParquetSplitWriter(folder if config == "full" else folder / config, s, specs)
@@ -157,20 +156,11 @@ class Exporter:
             self.files.end_parts()  # the rows kept are a part of their own (see `JsonlWriter`)
 
     def _add_parquet(self, sample: dict, split: str) -> None:
-        if self.parquet is None:
-            return
-        from . import shards  # pyarrow: only when Parquet is written
+        if self.parquet is not None:
+            self.pending.add(sample, split)
 
-        batch = self.pending.setdefault(split, [])
-        batch.append(sample)
-        if len(batch) >= shards.BATCH_ROWS:
-            self._flush_parquet(split)
-
-    def _flush_parquet(self, split: str) -> None:
-        if self.pending.get(split):
-            for config, table in self.tables.build(self.pending[split]).items():
-                self.parquet[config][split].add_table(table)
-            self.pending[split] = []
+    def _write_table(self, config: str, split: str, table) -> None:
+        self.parquet[config][split].add_table(table)
 
     def add(self, sample: TrainingSample) -> str | None:
         """Write one sample; returns its split, or None when an earlier export already holds it."""
@@ -201,17 +191,16 @@ class Exporter:
                 self.items[split], self.lines[split] = [], []
 
     def table(self, config: str, split: str, table) -> None:
-        if self.pending.get(split):
-            self._flush_parquet(split)  # samples added one at a time come first
-        self.parquet[config][split].add_table(table)
+        self.pending.flush(split)  # samples added one at a time come first
+        self._write_table(config, split, table)
 
     def add_chunk(self, chunk) -> None:
         """Account for an encoded chunk (see `chunks.py`), appending its staged parts if it has any, then
         drop them. The chunk must hold no sample an earlier export or chunk holds (`run_chunks(skip=...)`
         and job.py see to that)."""
         self._flush_items()
-        for split in list(self.pending if self.parquet is not None else ()):
-            self._flush_parquet(split)  # samples added one at a time come first
+        if self.parquet is not None:
+            self.pending.flush_all()  # samples added one at a time come first
         for split, count in chunk.samples.items():
             self.files.json[split].add_fragment(chunk.json_part(split), count)
             self.files.jsonl[split].add_file(chunk.jsonl_part(split), count, chunk.jsonl_sha256[split])
@@ -269,8 +258,7 @@ class Exporter:
         """Close the shards (still under temporary names) and render the card that describes them."""
         from .card import dataset_infos, render_card
 
-        for split in list(self.pending):
-            self._flush_parquet(split)
+        self.pending.flush_all()
         splits = {}
         for config, writers in self.parquet.items():
             splits[config] = {}
