@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import orjson
 
-from .store import BadRecord, Record, discover_files, iter_file
+from .store import BadRecord, Record, discover_paths, iter_file
 from .writers import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class InteractionStorage:
         """Every record with its file and position, and every unreadable one as a `BadRecord`."""
         if not self.path.exists():
             return
-        for file in discover_files(self.path):
+        for file in discover_paths(self.path):
             yield from iter_file(file)
 
     def iter_all(self) -> Iterator[dict[str, Any]]:

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 from .config import ExportConfig
 from .export import Exporter, ExportResult
 from .samples import DUPLICATE, Convert, Rejections
-from .store import BadRecord, Record, discover_files, discover_paths, iter_file, token_usage_files
+from .store import BadRecord, Record, discover_paths, iter_file, token_usage_files
 from .token_usage import merge_token_usage
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def progress(iterable: Iterable | None, *, total: int | None, desc: str, enabled
 def iter_store(
     paths: str | Path | Iterable[str | Path], *, show_progress: bool = False
 ) -> Iterator[Record | BadRecord]:
-    files = discover_files(paths)
+    files = discover_paths(paths)
     for path in progress(files, total=len(files), desc="Reading interactions", enabled=show_progress):
         yield from iter_file(path)
 
@@ -85,7 +85,7 @@ def export_store(
     from .chunks import run_chunks
 
     output_dir = Path(output_dir)
-    files = discover_paths(interactions)  # plain strings: this list has an entry per file of the store
+    files = discover_paths(interactions)  # packed: this list has an entry per file of the store
     rejections = Rejections(cfg.on_bad_records)
     exporter = Exporter(
         cfg, output_dir, split=split, use_timestamp=use_timestamp, append=append, hf_dataset=hf_dataset

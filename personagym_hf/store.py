@@ -13,9 +13,11 @@ import codecs
 import gzip
 import json
 import os
+from array import array
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import orjson
 
@@ -86,13 +88,41 @@ def _walk(folder: str, wanted: Callable[[str], bool] = is_interaction_file) -> I
                 yield entry.path
 
 
+class PathList(Sequence[str]):
+    """A sorted list of file paths, packed: their common prefix once, then the rest of every path in one bytes
+    object. A store has an entry per file, and this list lives for a whole export: packed, a path of a
+    200k-file store costs ~46 bytes instead of ~120 as a `str` in a list."""
+
+    def __init__(self, paths: list[str]):  # `paths` sorted
+        self.prefix = os.path.commonprefix([paths[0], paths[-1]]) if paths else ""  # sorted: first and last suffice
+        rests = [path[len(self.prefix) :].encode("utf-8", "surrogateescape") for path in paths]
+        self.blob = b"".join(rests)
+        self.ends = array("Q", accumulate(map(len, rests)))
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def _path(self, index: int) -> str:
+        start = self.ends[index - 1] if index else 0
+        return self.prefix + self.blob[start : self.ends[index]].decode("utf-8", "surrogateescape")
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self._path(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("PathList index out of range")
+        return self._path(index)
+
+
 def discover_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Every interaction file under `paths`, in a stable order (sorted by path)."""
     return [Path(p) for p in discover_paths(paths)]
 
 
-def discover_paths(paths: str | Path | Iterable[str | Path]) -> list[str]:
-    """`discover_files` as plain strings (a big store has one entry per file: strings are much smaller)."""
+def discover_paths(paths: str | Path | Iterable[str | Path]) -> PathList:
+    """`discover_files` as a packed list of strings (see `PathList`): what a streaming pass over a store uses."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     found: list[str] = []
@@ -107,7 +137,7 @@ def discover_paths(paths: str | Path | Iterable[str | Path]) -> list[str]:
             )
     found.sort()
     # Overlapping arguments can name a file twice; sorted, the copies are neighbours.
-    return [path for index, path in enumerate(found) if index == 0 or path != found[index - 1]]
+    return PathList([path for index, path in enumerate(found) if index == 0 or path != found[index - 1]])
 
 
 def _open(path: str) -> IO[bytes]:
@@ -242,7 +272,7 @@ def _iter_json_array_stream(f: IO[bytes], source: str) -> Iterator[Record | BadR
 
 def iter_records(paths: str | Path | Iterable[str | Path]) -> Iterator[Record | BadRecord]:
     """Every record of a store, in a stable order."""
-    for path in discover_files(paths):
+    for path in discover_paths(paths):
         yield from iter_file(path)
 
 
@@ -252,7 +282,7 @@ def store_fingerprint(paths: str | Path | Iterable[str | Path]) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for path in discover_files(paths):
+    for path in map(Path, discover_paths(paths)):
         stat = path.stat()
         digest.update(f"{path.resolve().as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]

@@ -6,7 +6,7 @@ from conftest import make_interaction, write_files
 
 from personagym_hf import InteractionStorage
 from personagym_hf import store as store_module
-from personagym_hf.store import BadRecord, Record, discover_files, iter_records
+from personagym_hf.store import BadRecord, PathList, Record, discover_files, discover_paths, iter_records
 
 
 def ids(records):
@@ -92,6 +92,29 @@ def test_large_json_array_is_streamed_in_bounded_chunks(tmp_path, monkeypatch):
 def test_missing_store_names_the_path_and_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nope: no such file or directory; pass --interactions"):
         discover_files(tmp_path / "nope")
+
+
+def test_path_list_packs_paths_and_gives_them_back(tmp_path):
+    paths = sorted(["/s/a/x_1.json", "/s/a/x_2.json", "/s/b/\u00e9t\u00e9.json", "/s/b/bad_\udcff.json"])
+    packed = PathList(paths)
+    assert packed.prefix == "/s/"
+    assert len(packed) == 4
+    assert list(packed) == paths
+    assert [packed[-1], packed[0]] == [paths[-1], paths[0]]
+    assert packed[1:3] == paths[1:3] and packed[3:10] == paths[3:]
+    with pytest.raises(IndexError, match="PathList index out of range"):
+        packed[4]
+    single, empty = PathList(["/only.json"]), PathList([])
+    assert (single.prefix, list(single)) == ("/only.json", ["/only.json"])  # the whole path is the prefix
+    assert (len(empty), list(empty), empty[0:5]) == (0, [], [])
+
+
+def test_discover_paths_is_sorted_without_repeats(tmp_path):
+    write_files(tmp_path / "b", [make_interaction(1)])
+    write_files(tmp_path / "a", [make_interaction(2), make_interaction(3)])
+    found = discover_paths([tmp_path, tmp_path / "a"])  # "a" is named twice
+    assert list(found) == sorted(p.as_posix() for p in tmp_path.rglob("interaction_*.json"))
+    assert len(found) == 3 and isinstance(found, PathList)
 
 
 def test_interaction_storage_save_load_and_index(tmp_path):
