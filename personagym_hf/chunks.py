@@ -21,7 +21,7 @@ import multiprocessing
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Container, Iterator, Protocol
+from typing import Any, Callable, Container, Iterator, Protocol, Sequence
 
 import pyarrow as pa
 
@@ -65,9 +65,12 @@ class Kept:
 
 @dataclass
 class ChunkTask:
+    """Files `start` to `stop` of the store's file list (a task names them, so that the tasks of a big store
+    hold no path: the list is packed, and workers inherit it)."""
+
     index: int
-    start: int  # index of `files[0]` in the store's file list
-    files: list[str]
+    start: int
+    stop: int
     folder: str
 
 
@@ -162,7 +165,7 @@ class Batches:
             self.flush(split)
 
 
-# Set by `run_chunks` before workers start (fork inherits it): what every chunk needs besides its files.
+# Set by `run_chunks` before workers start (fork inherits it): what every chunk needs, the store's files included.
 _JOB: dict[str, Any] = {}
 
 
@@ -184,7 +187,7 @@ def encode_chunk(task: ChunkTask, sink: Sink | None = None, earlier: Container[s
         current = [task.start]
 
         def records():
-            for offset, path in enumerate(task.files):
+            for offset, path in enumerate(_JOB["files"][task.start : task.stop]):
                 current[0] = task.start + offset
                 yield from iter_file(path)
 
@@ -214,7 +217,7 @@ def encode_chunk(task: ChunkTask, sink: Sink | None = None, earlier: Container[s
 
 
 def run_chunks(
-    files: list[str],
+    files: Sequence[str],
     staging: Path,
     encoder: Encoder,
     convert: Convert,
@@ -230,9 +233,9 @@ def run_chunks(
     not be importable, and they write parts (`sink` and `earlier` are for this process only)."""
     from . import shards
 
-    _JOB.update(encoder=encoder, convert=convert, skip=skip, batch_rows=batch_rows or shards.BATCH_ROWS)
+    _JOB.update(files=files, encoder=encoder, convert=convert, skip=skip, batch_rows=batch_rows or shards.BATCH_ROWS)
     tasks = [
-        ChunkTask(index, start, files[start : start + CHUNK_FILES], str(staging / f"{index:06d}"))
+        ChunkTask(index, start, min(start + CHUNK_FILES, len(files)), str(staging / f"{index:06d}"))
         for index, start in enumerate(range(0, len(files), CHUNK_FILES))
     ]
     if num_proc <= 1 or len(tasks) <= 1:

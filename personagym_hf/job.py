@@ -127,7 +127,7 @@ def export_store(
             seen.update((kept.sample_id, (kept.file, kept.where) if kept.where else kept.file) for kept in chunk.kept)
             exporter.add_chunk(chunk)
             if bar is not None:
-                bar.update(len(task.files))
+                bar.update(task.stop - task.start)
         usage, bad_usage = merge_token_usage(token_usage_files(interactions))
         for bad in bad_usage:
             rejections.reject(bad)

@@ -15,7 +15,6 @@ import json
 import os
 from array import array
 from dataclasses import dataclass
-from itertools import accumulate
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Sequence
 
@@ -95,9 +94,10 @@ class PathList(Sequence[str]):
 
     def __init__(self, paths: list[str]):  # `paths` sorted
         self.prefix = os.path.commonprefix([paths[0], paths[-1]]) if paths else ""  # sorted: first and last suffice
-        rests = [path[len(self.prefix) :].encode("utf-8", "surrogateescape") for path in paths]
-        self.blob = b"".join(rests)
-        self.ends = array("Q", accumulate(map(len, rests)))
+        self.blob, self.ends = bytearray(), array("Q")
+        for path in paths:
+            self.blob += path[len(self.prefix) :].encode("utf-8", "surrogateescape")
+            self.ends.append(len(self.blob))
 
     def __len__(self) -> int:
         return len(self.ends)
