@@ -27,12 +27,13 @@ import pyarrow as pa
 
 from .config import SPLIT_NAMES, ExportConfig
 from .samples import Convert, Rejections, iter_samples
-from .split import split_of
+from .split import assign_split, split_key
 from .stats import StatsAccumulator
 from .store import BadRecord, iter_file
 from .writers import BUFFER_BYTES, ITEM_SEPARATOR, dumps_line, pretty_item
 
 CHUNK_FILES = 1000
+SPLIT_CACHE = 1 << 16
 
 
 class Encoder:
@@ -45,9 +46,20 @@ class Encoder:
         self.split_names = SPLIT_NAMES if split else ("train",)
         self.fields = full_fields(cfg.format)
         self.specs = config_specs(cfg.format) if views else {}  # dataset configs to build (none: no Parquet)
+        self.splits: dict[str, str] = {}  # split key -> split
 
     def split_of(self, data: dict) -> str:
-        return split_of(data, self.cfg.seed, self.cfg.ratios, self.cfg.split_by) if self.split else "train"
+        """`split.split_of`, remembered per key: a persona has many samples, and its hash costs ~2 us each time.
+        Bounded, for stores whose keys are all different (`split_by: sample`)."""
+        if not self.split:
+            return "train"
+        key = split_key(data, self.cfg.split_by)
+        split = self.splits.get(key)
+        if split is None:
+            if len(self.splits) >= SPLIT_CACHE:
+                self.splits.clear()
+            split = self.splits[key] = assign_split(key, self.cfg.seed, self.cfg.ratios)
+        return split
 
     def row(self, data: dict) -> dict:
         return {name: data[name] for name in self.fields}
