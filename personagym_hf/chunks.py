@@ -3,15 +3,16 @@
 The store's files are cut into chunks of `CHUNK_FILES` — a fixed count, so the cut does not depend on
 `num_proc`. `encode_chunk` reads, converts, validates and splits one chunk, and hands each sample's JSON
 item, JSONL line and (a batch at a time) every config's Arrow table to a sink:
-- in this process the sink is the `Exporter` itself, which writes them straight into the outputs;
+- in this process the sink is `InMemory`: the chunk's encoded samples stay in memory (~10 MB);
 - in a worker process it is `PartFiles`: per split a JSON fragment and a JSONL part, and per config and
-  split an Arrow IPC file, which the parent appends to the outputs in chunk order (`Exporter.add_chunk`).
-Either way an export writes the same bytes, and memory holds about one batch per config and split.
+  split an Arrow IPC file.
+The parent then appends each chunk to the outputs in chunk order (`Exporter.add_chunk`), so an export
+writes the same bytes either way, and memory holds about one chunk.
 
-A record whose interaction_id an earlier chunk had is dropped and listed in `ChunkResult.duplicates`. In
-this process the earlier ids are known as the chunk runs; a worker cannot know them, so the parent finds
-them in the worker's result and encodes that chunk again without them: rare, and it keeps the workers
-independent of each other.
+A record whose interaction_id an earlier chunk had must not be written. A chunk cannot know the ids of
+the chunks before it (a worker runs beside them), so the parent looks up each chunk's ids (`seen.py`) and,
+when some were read before, encodes that chunk again without them: rare, and it keeps every chunk
+independent of the others.
 """
 
 from __future__ import annotations
@@ -95,7 +96,11 @@ class ChunkResult:
     bad: list[BadRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stats: StatsAccumulator = field(default_factory=StatsAccumulator)
-    # Staged parts (worker processes only; empty when the chunk was written straight into the outputs):
+    # Encoded samples, in memory (`InMemory`: this process) ...
+    items: dict[str, list[bytes]] = field(default_factory=dict)  # split -> JSON items
+    lines: dict[str, list[bytes]] = field(default_factory=dict)  # split -> JSONL lines
+    batches: list[tuple[str, str, pa.Table]] = field(default_factory=list)  # (config, split, table)
+    # ... or in part files (`PartFiles`: worker processes)
     samples: dict[str, int] = field(default_factory=dict)  # split -> samples in its parts
     jsonl_sha256: dict[str, str] = field(default_factory=dict)  # split -> sha256 of its JSONL part
     tables: dict[tuple[str, str], Path] = field(default_factory=dict)  # (config, split) -> Arrow IPC file
@@ -118,6 +123,28 @@ class Sink(Protocol):
 
     def table(self, config: str, split: str, table: pa.Table) -> None:
         """A batch of one config's rows."""
+
+    def close(self) -> None:
+        """The chunk is encoded."""
+
+
+class InMemory:
+    """A sink that keeps a chunk's encoded samples in its `ChunkResult`."""
+
+    def __init__(self, result: ChunkResult, split_names: tuple[str, ...]):
+        self.result = result
+        result.items = {split: [] for split in split_names}
+        result.lines = {split: [] for split in split_names}
+
+    def item(self, split: str, pretty: bytes, line: bytes) -> None:
+        self.result.items[split].append(pretty)
+        self.result.lines[split].append(line)
+
+    def table(self, config: str, split: str, table: pa.Table) -> None:
+        self.result.batches.append((config, split, table))
+
+    def close(self) -> None:
+        pass
 
 
 class PartFiles:
@@ -181,17 +208,16 @@ class Batches:
 _JOB: dict[str, Any] = {}
 
 
-def encode_chunk(task: ChunkTask, sink: Sink | None = None, earlier: Container[str] = ()) -> ChunkResult:
-    """Encode one chunk into `sink`, or into `PartFiles` in the task's folder when there is none.
-    Samples whose id is in `earlier` (ids of earlier chunks) are dropped and listed as duplicates."""
+def encode_chunk(task: ChunkTask, in_memory: bool = False, earlier: Container[str] = ()) -> ChunkResult:
+    """Encode one chunk `InMemory`, or into `PartFiles` in the task's folder. Samples whose id is in `earlier`
+    (ids of earlier chunks) are dropped and listed as duplicates."""
     encoder: Encoder = _JOB["encoder"]
     convert: Convert = _JOB["convert"]
     skip: frozenset[str] = _JOB["skip"]  # sample ids an earlier export already holds (append)
     result = ChunkResult(task.index, Path(task.folder))
-    parts = None
-    if sink is None:
+    if not in_memory:
         result.folder.mkdir(parents=True, exist_ok=True)
-        sink = parts = PartFiles(result, encoder.split_names)
+    sink: Sink = InMemory(result, encoder.split_names) if in_memory else PartFiles(result, encoder.split_names)
     # Bad records are collected here and reported by the parent, in store order; "error" still stops at once.
     rejections = Rejections("error" if encoder.cfg.on_bad_records == "error" else "skip")
     batches = Batches(encoder.cfg.format, sink.table, _JOB["batch_rows"]) if encoder.specs else None
@@ -222,8 +248,7 @@ def encode_chunk(task: ChunkTask, sink: Sink | None = None, earlier: Container[s
         if batches is not None:
             batches.flush_all()
     finally:
-        if parts is not None:
-            parts.close()
+        sink.close()
     result.bad, result.warnings = rejections.bad, rejections.warnings
     return result
 
@@ -237,12 +262,9 @@ def run_chunks(
     skip: frozenset[str],
     num_proc: int = 1,
     batch_rows: int | None = None,
-    sink: Sink | None = None,
-    earlier: Container[str] = (),
 ) -> Iterator[tuple[ChunkTask, ChunkResult]]:
-    """Chunk results in store order. In this process (`num_proc` 1, or a single chunk) chunks go straight
-    into `sink`, with `earlier` the ids of the chunks before; workers are forked, so a custom collector need
-    not be importable, and they write parts (`sink` and `earlier` are for this process only)."""
+    """Chunk results in store order: encoded in memory in this process (`num_proc` 1, or a single chunk), or
+    into part files by forked workers (so a custom collector need not be importable)."""
     from . import shards
 
     _JOB.update(files=files, encoder=encoder, convert=convert, skip=skip, batch_rows=batch_rows or shards.BATCH_ROWS)
@@ -252,7 +274,7 @@ def run_chunks(
     ]
     if num_proc <= 1 or len(tasks) <= 1:
         for task in tasks:
-            yield task, encode_chunk(task, sink, earlier)
+            yield task, encode_chunk(task, in_memory=True)
         return
     with multiprocessing.get_context("fork").Pool(min(num_proc, len(tasks))) as pool:
         yield from zip(tasks, pool.imap(encode_chunk, tasks))

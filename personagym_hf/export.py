@@ -176,7 +176,6 @@ class Exporter:
         self.result.new_samples += 1
         return split
 
-    # A sink for `chunks.encode_chunk` in this process: encoded samples go straight into the outputs.
     def item(self, split: str, pretty: bytes, line: bytes) -> None:
         items = self.items[split]
         items.append(pretty)
@@ -190,23 +189,22 @@ class Exporter:
                 self.files.add_items(split, self.items[split], self.lines[split])
                 self.items[split], self.lines[split] = [], []
 
-    def table(self, config: str, split: str, table) -> None:
-        self.pending.flush(split)  # samples added one at a time come first
-        self._write_table(config, split, table)
-
     def add_chunk(self, chunk) -> None:
-        """Account for an encoded chunk (see `chunks.py`), appending its staged parts if it has any, then
-        drop them. The chunk must hold no sample an earlier export or chunk holds (`run_chunks(skip=...)`
-        and job.py see to that)."""
+        """Append an encoded chunk (see `chunks.py`), in memory or in part files, to the outputs. The chunk must
+        hold no sample an earlier export or chunk holds (`run_chunks(skip=...)` and job.py see to that)."""
         self._flush_items()
         if self.parquet is not None:
             self.pending.flush_all()  # samples added one at a time come first
+        for split, items in chunk.items.items():
+            self.files.add_items(split, items, chunk.lines[split])
+        for config, split, table in chunk.batches:
+            self._write_table(config, split, table)
         for split, count in chunk.samples.items():
             self.files.json[split].add_fragment(chunk.json_part(split), count)
             self.files.jsonl[split].add_file(chunk.jsonl_part(split), count, chunk.jsonl_sha256[split])
         for (config, split), path in sorted(chunk.tables.items()):
             self._add_arrow_file(config, split, path)
-        self.files.end_parts()  # a chunk written straight into the outputs is a part too
+        self.files.end_parts()  # a chunk held in memory is a part too
         chunk.discard()
         self.stats.merge(chunk.stats)
         # Not added to `files.exported`: the caller (job.py) tracks a chunk's ids, to find duplicates.

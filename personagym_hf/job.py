@@ -82,7 +82,8 @@ def export_store(
     import os
     import shutil
 
-    from .chunks import run_chunks
+    from .chunks import encode_chunk, run_chunks
+    from .seen import SeenIds, pack_location, unpack_location
 
     output_dir = Path(output_dir)
     files = discover_paths(interactions)  # packed: this list has an entry per file of the store
@@ -92,12 +93,12 @@ def export_store(
     )
     staging = output_dir / f".chunks-{os.getpid()}"
     bar = progress(None, total=len(files), desc="Exporting", enabled=show_progress)
-    # sample_id -> where it was first read, across chunks: a file index, or (index, "line N") in JSONL/arrays.
-    # Ids are the only per-record state an export keeps (dedupe needs them); nothing else grows with N.
-    seen: dict[str, int | tuple[int, str]] = {}
+    # Where each kept sample_id was first read, across chunks: the only per-record state of an export (packed).
+    seen = SeenIds()
 
-    def location(first: int | tuple[int, str]) -> str:
-        return files[first] if isinstance(first, int) else f"{files[first[0]]} {first[1]}"
+    def location(packed: int) -> str:
+        file, where = unpack_location(packed)
+        return f"{files[file]} {where}" if where else files[file]
 
     # What is alive now (imported modules: datasets, pyarrow, pandas; some 10^5 objects) stays alive for the
     # whole run. Frozen, the garbage collector stops rescanning it in every full collection (measured: 0.16 s
@@ -106,25 +107,21 @@ def export_store(
     try:
         # A snapshot: `exported` grows as chunks are added, and a later duplicate must be reported, not skipped.
         skip = frozenset(exporter.files.exported)
-        chunks = run_chunks(
-            files, staging, exporter.encoder, convert, skip=skip, num_proc=num_proc, sink=exporter, earlier=seen
-        )
-        for task, chunk in chunks:
-            late = {kept.sample_id for kept in chunk.kept if kept.sample_id in seen}
-            if late:  # a worker's chunk with an id an earlier chunk had: encode it again without it
-                from .chunks import encode_chunk
-
+        for task, chunk in run_chunks(files, staging, exporter.encoder, convert, skip=skip, num_proc=num_proc):
+            ids = [kept.sample_id for kept in chunk.kept]
+            firsts = dict(zip(ids, seen.find(ids)))
+            late = {sample_id for sample_id, first in firsts.items() if first is not None}
+            if late:  # ids an earlier chunk had: encode the chunk again without them
                 chunk.discard()
-                chunk = encode_chunk(task, earlier=late)
+                chunk = encode_chunk(task, in_memory=True, earlier=late)
             for bad in chunk.bad:
                 rejections.reject(bad)
             for kept in chunk.duplicates:
-                first = location(seen[kept.sample_id])
-                reason = f"{DUPLICATE} (already read from {first}); kept the first"
+                reason = f"{DUPLICATE} (already read from {location(firsts[kept.sample_id])}); kept the first"
                 rejections.reject(BadRecord(files[kept.file], kept.where, reason, kept.interaction_id))
             for warning in chunk.warnings:
                 rejections.add_warning(warning)
-            seen.update((kept.sample_id, (kept.file, kept.where) if kept.where else kept.file) for kept in chunk.kept)
+            seen.add([kept.sample_id for kept in chunk.kept], [pack_location(k.file, k.where) for k in chunk.kept])
             exporter.add_chunk(chunk)
             if bar is not None:
                 bar.update(task.stop - task.start)

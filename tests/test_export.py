@@ -294,10 +294,13 @@ def test_num_proc_gives_the_same_bytes_as_one_process(tmp_path, chunked):
 def test_a_duplicate_in_a_later_chunk_is_reported_and_dropped(tmp_path, chunked):
     records = [make_interaction(n, persona=f"p{n % 4}") for n in range(10)]
     store = write_files(tmp_path / "s", records)
+    lines = [make_interaction(n, persona="p9") for n in (20, 21)]
+    (store / "a_lines.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n", encoding="utf-8")
     (store / "zz_copy.json").write_text(json.dumps(records[0]), encoding="utf-8")  # read in the second chunk
+    (store / "zz_copy2.json").write_text(json.dumps(lines[1]), encoding="utf-8")
     for num_proc in (1, 2):
         run_ = export_store(store, tmp_path / f"out{num_proc}", parse_config({}), CONVERT, num_proc=num_proc)
-        assert run_.result.statistics["total_samples"] == 10
+        assert run_.result.statistics["total_samples"] == 12
         assert [b.to_dict() for b in run_.rejections.bad] == [
             {
                 "file": f"{store.as_posix()}/zz_copy.json",
@@ -305,7 +308,14 @@ def test_a_duplicate_in_a_later_chunk_is_reported_and_dropped(tmp_path, chunked)
                 "interaction_id": "interaction_p0_0000",
                 "reason": f"duplicate interaction_id (already read from {store.as_posix()}/interaction_p0_0000.json); "
                 "kept the first",
-            }
+            },
+            {
+                "file": f"{store.as_posix()}/zz_copy2.json",
+                "where": "",
+                "interaction_id": "interaction_p9_0021",
+                "reason": f"duplicate interaction_id (already read from {store.as_posix()}/a_lines.jsonl line 2); "
+                "kept the first",
+            },
         ]
     assert snapshot(tmp_path / "out1") == snapshot(tmp_path / "out2")
 
