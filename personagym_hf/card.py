@@ -1,7 +1,7 @@
 """The dataset card: a `DatasetCard` rendered from `dataset_card/template.md`.
 
 The YAML carries `configs` (data files per split, `full` as default) and `dataset_info` (features and
-split sizes, written by `datasets` itself), which is all `load_dataset(folder)` and
+split sizes, in the form `datasets` writes: `schema.yaml_features`), which is all `load_dataset(folder)` and
 `load_dataset("user/repo")` need. Text a user adds outside the generated section (between the
 `personagym-hf:generated` markers), and YAML keys we do not generate, survive a re-render.
 """
@@ -34,6 +34,9 @@ SIZE_CATEGORIES = [
 BAR_WIDTH = 20
 
 Splits = dict[str, dict[str, tuple[int, int, list[Path]]]]  # config -> split -> (rows, bytes, shard paths)
+# config -> {"features": [...], "splits": [{"name", "num_bytes", "num_examples"}, ...]}: a config's entry of the
+# card's `dataset_info`, as YAML holds it (no `datasets` objects, so that an export need not import `datasets`)
+Infos = dict[str, dict[str, Any]]
 
 
 def template_path(name: str = "template.md") -> Path:
@@ -50,15 +53,16 @@ def data_files(config: str, split_names: list[str]) -> list[dict[str, str]]:
 
 
 def _type_name(feature: Any) -> str:
-    import datasets
-
-    if isinstance(feature, datasets.List):
-        return f"list of {_type_name(feature.feature)}"
-    if isinstance(feature, dict):
-        return "{" + ", ".join(f"{k}: {_type_name(v)}" for k, v in feature.items()) + "}"
-    if isinstance(feature, datasets.Json):
-        return "JSON object"
-    return str(getattr(feature, "dtype", type(feature).__name__))
+    """A feature of `dataset_info` (`{"dtype": ...}`, `{"list": ...}` or `{"struct": [...]}`) in words."""
+    if isinstance(feature, str):
+        return _type_name({"dtype": feature})
+    if isinstance(feature, list):
+        return _type_name({"struct": feature})
+    if "list" in feature:
+        return f"list of {_type_name(feature['list'])}"
+    if "struct" in feature:
+        return "{" + ", ".join(f"{field['name']}: {_type_name(field)}" for field in feature["struct"]) + "}"
+    return "JSON object" if feature["dtype"] == "json" else feature["dtype"]
 
 
 def _table(title: str, key: str, counts: dict[str, int], total: int) -> dict:
@@ -96,24 +100,39 @@ def keep_user_parts(card, before: str, after: str):
     return card
 
 
-def dataset_infos(specs: dict[str, dict[str, Any]], splits: Splits) -> dict:
-    """`DatasetInfo` per config from column specs and written splits (empty splits left out)."""
-    import datasets
+def dataset_infos(specs: dict[str, dict[str, Any]], splits: Splits) -> Infos:
+    """Each config's `dataset_info` entry from its column specs and written splits (empty splits left out)."""
+    from .schema import yaml_features
 
-    from .schema import features
+    return {
+        config: {
+            "features": yaml_features(config_specs),
+            "splits": [
+                {"name": split, "num_bytes": num_bytes, "num_examples": rows}
+                for split, (rows, num_bytes, _paths) in splits[config].items()
+                if rows
+            ],
+        }
+        for config, config_specs in specs.items()
+    }
 
-    infos = {}
-    for config, config_specs in specs.items():
-        split_dict = datasets.SplitDict()
-        for split, (rows, num_bytes, _paths) in splits[config].items():
-            if rows:
-                split_dict.add(datasets.SplitInfo(name=split, num_bytes=num_bytes, num_examples=rows))
-        infos[config] = datasets.DatasetInfo(features=features(config_specs), splits=split_dict, config_name=config)
-    return infos
+
+def card_dataset_info(infos: Infos) -> dict | list:
+    """The card's `dataset_info` value, laid out as `datasets.info.DatasetInfosDict.to_dataset_card_data` does
+    (the tests hold them equal): one mapping for a single config, else a list sorted by config name."""
+    entries = {config: {"config_name": config, **info} for config, info in infos.items()}
+    if len(entries) == 1:
+        ((config, entry),) = entries.items()
+        return {key: value for key, value in entry.items() if key != "config_name" or config != "default"}
+    return [entries[config] for config in sorted(entries)]
+
+
+def _split_names(info: dict[str, Any]) -> list[str]:
+    return [split["name"] for split in info["splits"]]
 
 
 def render_card(
-    infos: dict,
+    infos: Infos,
     statistics: dict[str, Any],
     settings: dict[str, Any],
     *,
@@ -124,10 +143,9 @@ def render_card(
 ):
     """A `DatasetCard` for an exported folder.
 
-    `infos` maps config -> `datasets.DatasetInfo` (features and split sizes); `settings` is the
+    `infos` maps config -> its `dataset_info` entry (features and split sizes); `settings` is the
     `settings` block of `provenance.json`; `existing` is a card whose user-written parts to keep.
     """
-    from datasets.info import DatasetInfosDict
     from huggingface_hub import DatasetCard
 
     from . import __version__
@@ -143,13 +161,12 @@ def render_card(
     card_data.configs = [
         {
             "config_name": config,
-            "data_files": data_files(config, list(info.splits)),
+            "data_files": data_files(config, _split_names(info)),
             **({"default": True} if config == "full" else {}),
         }
         for config, info in infos.items()
     ]
-    card_data.dataset_info = None
-    DatasetInfosDict(infos).to_dataset_card_data(card_data)
+    card_data.dataset_info = card_dataset_info(infos)
 
     distractor = statistics["distractor_stats"]
     card = DatasetCard.from_template(
@@ -170,14 +187,16 @@ def render_card(
                 "name": c,
                 "default": c == "full",
                 "description": DESCRIPTIONS[c],
-                "rows": sum(split.num_examples for split in infos[c].splits.values()),
+                "rows": sum(split["num_examples"] for split in infos[c]["splits"]),
             }
             for c in CONFIG_NAMES
             if c in infos
         ],
-        schema=[(name, _type_name(feature)) for name, feature in infos["full"].features.items()],
+        schema=[(feature["name"], _type_name(feature)) for feature in infos["full"]["features"]],
         splits=[
-            {"name": name, **values} for name, values in statistics["splits"].items() if name in infos["full"].splits
+            {"name": name, **values}
+            for name, values in statistics["splits"].items()
+            if name in _split_names(infos["full"])
         ],
         tables=[
             _table(
@@ -199,15 +218,20 @@ def render_card(
     return keep_user_parts(card, before, after)
 
 
-def folder_infos(folder: Path) -> dict:
-    """config -> `datasets.DatasetInfo` (features, split sizes) from an exported folder's card, in the
-    order of its `configs`."""
-    from datasets.info import DatasetInfosDict
+def folder_infos(folder: Path) -> Infos:
+    """config -> `dataset_info` entry (features, split sizes), from an exported folder's card, in the order
+    of its `configs`."""
     from huggingface_hub import DatasetCard
 
     data = DatasetCard.load(folder / "README.md").data
-    infos = DatasetInfosDict.from_dataset_card_data(data)
-    return {c["config_name"]: infos[c["config_name"]] for c in data.get("configs") or [] if c["config_name"] in infos}
+    entries = data.get("dataset_info") or []
+    entries = [entries] if isinstance(entries, dict) else entries
+    by_name = {entry.get("config_name", "default"): entry for entry in entries}
+    return {
+        config["config_name"]: {"features": by_name[name]["features"], "splits": by_name[name].get("splits") or []}
+        for config in data.get("configs") or []
+        if (name := config["config_name"]) in by_name
+    }
 
 
 def folder_card(folder: Path, *, repo_id: str | None = None, existing: str | None = None, license: str = "other"):

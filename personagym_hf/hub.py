@@ -133,9 +133,9 @@ def _folder_files(folder: Path) -> dict[str, Path]:
 def _expected_splits(folder: Path) -> dict[str, dict[str, int]]:
     from .card import folder_infos
 
-    infos = folder_infos(folder)
     return {
-        config: {name: split.num_examples for name, split in info.splits.items()} for config, info in infos.items()
+        config: {split["name"]: split["num_examples"] for split in info["splits"]}
+        for config, info in folder_infos(folder).items()
     }
 
 
@@ -385,10 +385,10 @@ def verify_push(
 ) -> dict[str, dict[str, int]]:
     """Load every config and split at `revision` and check row counts and features against the folder."""
     import datasets
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
 
-    from .card import folder_infos
-
-    local = folder_infos(folder)
+    local = DatasetInfosDict.from_dataset_card_data(DatasetCard.load(folder / "README.md").data)
     found: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(prefix="personagym_verify_") as cache:
         for config, splits in expected.items():

@@ -39,13 +39,11 @@ def prepare_ppopt_jsonl(inputs: list[str | Path], output: str | Path) -> int:
 
 
 def _ppopt_card(repo_id: str, splits: dict[str, int], existing: str | None) -> str:
-    import datasets
-    from datasets.info import DatasetInfosDict
     from huggingface_hub import DatasetCard
 
     from . import __version__
-    from .card import TAGS, keep_user_parts, size_category, template_path, user_parts
-    from .schema import features
+    from .card import TAGS, card_dataset_info, keep_user_parts, size_category, template_path, user_parts
+    from .schema import yaml_features
 
     data, before, after = user_parts(existing)
     data.language, data.task_categories, data.tags = ["en"], ["text-generation"], TAGS + ["ppopt"]
@@ -54,12 +52,10 @@ def _ppopt_card(repo_id: str, splits: dict[str, int], existing: str | None) -> s
     data.configs = [
         {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}.jsonl"} for s in splits]}
     ]
-    data.dataset_info = None
-    split_dict = datasets.SplitDict()
-    for name, rows in splits.items():
-        split_dict.add(datasets.SplitInfo(name=name, num_examples=rows))
-    info = datasets.DatasetInfo(features=features(QUERY_REWRITE_SPECS), splits=split_dict, config_name="default")
-    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+    ppopt_splits = [{"name": name, "num_bytes": 0, "num_examples": rows} for name, rows in splits.items()]
+    data.dataset_info = card_dataset_info(
+        {"default": {"features": yaml_features(QUERY_REWRITE_SPECS), "splits": ppopt_splits}}
+    )
     card = DatasetCard.from_template(
         data,
         template_path=str(template_path("ppopt_template.md")),

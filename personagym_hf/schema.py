@@ -4,13 +4,20 @@
 `datasets` feature spec in `field(metadata=...)`, written in a tiny notation that needs no import:
 ``"string"``/``"int64"`` are `Value`s, ``"json"`` is `Json()` (free-form dicts whose keys differ from
 record to record), ``[x]`` is `List(x)` and a dict is a struct. `features()` turns it into
-`datasets.Features` on demand, so importing this module never imports `datasets`.
+`datasets.Features` on demand, so importing this module never imports `datasets`. An export needs only
+what `datasets` would derive from those features — the Arrow schema with its `huggingface` metadata
+(`arrow_schema`) and the card's YAML form (`yaml_features`) — and builds it here, without importing
+`datasets` (0.65 s and 75 MB of every run); the tests hold the two equal to what `datasets` gives.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MESSAGE_SPEC = {"role": "string", "content": "string"}
 NOISE_SPEC = {"noisy_text": "string", "noise_type": "string", "applied_strategies": ["string"]}
@@ -79,3 +86,50 @@ def features(specs: dict[str, Any]):
     import datasets
 
     return datasets.Features({name: to_feature(spec) for name, spec in specs.items()})
+
+
+def _feature_dict(spec: Any) -> Any:
+    """One spec as `datasets.Features.to_dict()` writes it (the Arrow schema's `huggingface` metadata)."""
+    if isinstance(spec, list):
+        return {"feature": _feature_dict(spec[0]), "_type": "List"}
+    if isinstance(spec, dict):
+        return {key: _feature_dict(value) for key, value in spec.items()}
+    if spec == "json":
+        return {"_type": "Json"}
+    return {"dtype": spec, "_type": "Value"}
+
+
+def _arrow_type(spec: Any) -> "pa.DataType":
+    import pyarrow as pa
+
+    if isinstance(spec, list):
+        return pa.list_(_arrow_type(spec[0]))
+    if isinstance(spec, dict):
+        return pa.struct([(key, _arrow_type(value)) for key, value in spec.items()])
+    if spec == "json":
+        return pa.json_()  # what `datasets.Json()` stores: Arrow's JSON extension type over strings
+    return pa.type_for_alias(spec)
+
+
+def arrow_schema(specs: dict[str, Any]) -> "pa.Schema":
+    """`features(specs).arrow_schema`, metadata included, without importing `datasets`."""
+    import pyarrow as pa
+
+    metadata = {"huggingface": json.dumps({"info": {"features": _feature_dict(specs)}})}
+    return pa.schema([(name, _arrow_type(spec)) for name, spec in specs.items()], metadata=metadata)
+
+
+def _yaml_feature(spec: Any) -> dict[str, Any]:
+    if isinstance(spec, list):
+        inner = _yaml_feature(spec[0])
+        if list(inner) in (["dtype"], ["struct"]):  # as `datasets` simplifies them: `list: string`, `list: [...]`
+            inner = next(iter(inner.values()))
+        return {"list": inner}
+    if isinstance(spec, dict):
+        return {"struct": yaml_features(spec)}
+    return {"dtype": spec}
+
+
+def yaml_features(specs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `features` of a card's `dataset_info`, as `datasets.Features._to_yaml_list()` writes them."""
+    return [{"name": name, **_yaml_feature(spec)} for name, spec in specs.items()]

@@ -1,7 +1,8 @@
 """Parquet shards of one config's split, written from Arrow tables (see `tables.py`) with pyarrow.
 
-The Arrow schema comes from the config's `datasets.Features` (so the shards carry the `huggingface`
-schema metadata and `load_dataset`, pandas, polars and duckdb all read the same types). Tables arrive
+The Arrow schema is the one the config's `datasets.Features` give (`schema.arrow_schema`), so the shards
+carry the `huggingface` schema metadata and `load_dataset`, pandas, polars and duckdb all read the same
+types. Tables arrive
 in batches of `BATCH_ROWS` samples and a new shard starts past `max_shard_bytes`, so memory stays flat
 and big stores give several shards. Shards are renamed to `<split>-<i>-of-<n>.parquet` at commit.
 """
@@ -15,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import features
+from .schema import arrow_schema
 
 BATCH_ROWS = 1000
 MAX_SHARD_BYTES = 256 << 20
@@ -35,7 +36,7 @@ class ParquetSplitWriter:
 
     def __init__(self, folder: Path, split: str, specs: dict[str, Any], max_shard_bytes: int | None = None):
         self.folder, self.split = folder, split
-        self.schema = features(specs).arrow_schema
+        self.schema = arrow_schema(specs)
         self.max_shard_bytes = max_shard_bytes or MAX_SHARD_BYTES
         self.temps: list[Path] = []
         self.writer: pq.ParquetWriter | None = None

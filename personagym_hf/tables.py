@@ -3,7 +3,7 @@
 Each field is converted to Arrow once per batch, not once per config: `full` and `minimal` select
 columns of the same arrays, `messages` renames one, and `query_rewrite` takes the persona columns by
 row index. This is the columnar twin of `views.query_rewrite_rows` (which the ppopt JSONL uses); the
-tests check that the two agree. The schemas come from the configs' `datasets.Features`.
+tests check that the two agree. The schemas are those of the configs' `datasets.Features` (`schema.arrow_schema`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Iterable
 import orjson
 import pyarrow as pa
 
-from .schema import FEATURE_SPECS, features
+from .schema import FEATURE_SPECS, arrow_schema
 from .views import config_specs
 
 SOURCE_FIELD = {"messages": "full_conversation"}  # a config column taken from a differently named field
@@ -23,8 +23,8 @@ class ViewTables:
     def __init__(self, flags: dict[str, bool], configs: Iterable[str] | None = None):
         specs = config_specs(flags)
         self.configs = list(configs or specs)
-        self.schemas = {config: features(specs[config]).arrow_schema for config in self.configs}
-        self.field_types = {field.name: field.type for field in features(FEATURE_SPECS).arrow_schema}
+        self.schemas = {config: arrow_schema(specs[config]) for config in self.configs}
+        self.field_types = {field.name: field.type for field in arrow_schema(FEATURE_SPECS)}
         needed = {SOURCE_FIELD.get(name, name) for config in self.configs for name in self.schemas[config].names}
         if "query_rewrite" in self.configs:
             needed |= {"sample_id", "persona_id", "persona_features", "original_query"}

@@ -54,3 +54,49 @@ def test_features_are_derived_from_the_dataclass():
             "applied_strategies": datasets.List(datasets.Value("string")),
         }
     )
+
+
+def _every_config_spec():
+    import itertools
+
+    from personagym_hf.config import FORMAT_FLAGS
+    from personagym_hf.views import config_specs
+
+    for values in itertools.product([True, False], repeat=len(FORMAT_FLAGS)):
+        yield from config_specs(dict(zip(FORMAT_FLAGS, values))).items()
+    yield "nested", {"a": [["string"]], "b": {"c": "int64", "d": ["json"]}}  # shapes no config has (yet)
+
+
+def test_arrow_schema_is_what_datasets_derives_metadata_included():
+    from personagym_hf.schema import arrow_schema
+
+    for config, specs in _every_config_spec():
+        ours, theirs = arrow_schema(specs), features(specs).arrow_schema
+        assert ours.equals(theirs, check_metadata=True), config
+        assert ours.metadata == theirs.metadata
+
+
+def test_the_card_dataset_info_is_laid_out_as_datasets_lays_it_out():
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    from personagym_hf.card import card_dataset_info
+    from personagym_hf.schema import yaml_features
+
+    specs = dict(_every_config_spec())
+    splits = [
+        {"name": "train", "num_bytes": 120, "num_examples": 3},
+        {"name": "test", "num_bytes": 7, "num_examples": 1},
+    ]
+    for names in (["query_rewrite", "full", "minimal", "messages", "nested"], ["messages"], ["default"]):
+        infos = {name: {"features": yaml_features(specs.get(name, specs["full"])), "splits": splits} for name in names}
+        theirs = DatasetCardData()
+        dataset_infos = {}
+        for name, info in infos.items():
+            split_dict = datasets.SplitDict()
+            for split in info["splits"]:
+                split_dict.add(datasets.SplitInfo(**split))
+            feats = features(specs.get(name, specs["full"]))
+            dataset_infos[name] = datasets.DatasetInfo(features=feats, splits=split_dict, config_name=name)
+        DatasetInfosDict(dataset_infos).to_dataset_card_data(theirs)
+        assert card_dataset_info(infos) == theirs.to_dict()["dataset_info"], names
