@@ -22,8 +22,8 @@ BATCH_ROWS = 1000
 MAX_SHARD_BYTES = 256 << 20
 # Min/max statistics only where they can prune a row group: ids, enums and numbers. pyarrow writes them for every
 # column by default (as `Dataset.to_parquet` does); for free text they are whole messages, repeated in every page
-# header and in the footer. Measured on the `full` config: 13% of the file and 70% of the footer, which the
-# writer holds in memory until the shard closes.
+# header and in the footer. Measured on the `full` config of 20k interactions: footers 62% smaller (84 -> 32 KB
+# per 20 row groups; the writer holds them in memory until a shard closes), files 3% (train) to 14% (test) smaller.
 STATISTICS_COLUMNS = ("sample_id", "persona_id", "num_turns", "variant", "noise_type")
 
 
