@@ -5,6 +5,7 @@ Run it from the repository root with the project's venv:
     python scripts/bench.py -n 20000                      # floor, export, naive, --help at N=20000
     python scripts/bench.py -n 20000 --keep --num-proc 2  # reuse the store; also export with 2 processes
     python scripts/bench.py --rss-sweep 50000,200000      # export only: peak RSS at each size
+    python scripts/bench.py -n 20000 --keep --steps       # the export's steps one at a time: us per record
 
 The store is synthetic (`personagym_hf.synth.write_store`, N // 20 personas, ~5 KB pretty-printed JSON
 per interaction, a quarter noisy) in the upstream per-file layout. Each step runs in a fresh
@@ -18,6 +19,11 @@ spawned from a bare interpreter, so ~8 MB is the lowest it can read).
   export  `personagym-hf export --interactions STORE --output OUT -q`: every output, all configs
   naive   `Dataset.from_generator` over `interaction_to_sample`, then `to_json` and `to_parquet`
   --help  `personagym-hf --help`, best of 5
+
+`--steps` times the steps of an export one at a time over the store (its first 20,000 files: each step's
+output is held in memory), in this process, with the garbage collector off, best of 3: the cost of each
+output on its own, with no start-up and no glue. Their sum over read + parse is the least ratio to the
+floor that these steps allow.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from personagym_hf.synth import write_store
 
 REPLY_CHARS = 1300  # gives a mean file of ~5.2 KB (most files 2.5-8 KB)
 DEFAULT_STORE = str(Path(tempfile.gettempdir()) / "bench_store" / "{n}")
+STEP_FILES = 20000  # --steps holds every step's output for this many interactions in memory
 MARKER = ".bench_store"  # only folders holding it are ever deleted (dot files are not interactions)
 CLI = Path(sys.executable).with_name("personagym-hf")
 CLI_CMD = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "personagym_hf"]
@@ -257,6 +264,99 @@ def rss_sweep(args: argparse.Namespace, sizes: list[int]) -> dict:
     return {"rss_sweep": {str(n): asdict(s) for n, s in steps.items()}, "growth": growth}
 
 
+def step_costs(args: argparse.Namespace) -> dict:
+    """Microseconds per record of each step of an export, each on its own (see the module docstring)."""
+    import gc
+    import hashlib
+    import time
+
+    import orjson
+
+    from personagym_hf.chunks import Encoder
+    from personagym_hf.collect import interaction_to_sample
+    from personagym_hf.config import ExportConfig
+    from personagym_hf.shards import ParquetSplitWriter
+    from personagym_hf.stats import StatsAccumulator
+    from personagym_hf.store import _read_whole, discover_paths
+    from personagym_hf.tables import ViewTables
+    from personagym_hf.views import config_specs
+    from personagym_hf.writers import ITEM_SEPARATOR, dumps_line, pretty_item
+
+    store, _ = prepare_store(args.store_dir, args.n, args.keep)
+    files, cfg = discover_paths(store)[:STEP_FILES], ExportConfig()
+    encoder, views, costs = Encoder(cfg, split=True, views=True), ViewTables(cfg.format), {}
+
+    def timed(name: str, work):
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            out = work()
+            best = min(best, time.perf_counter() - start)
+        costs[name] = best / len(files) * 1e6
+        print(f"  {name:<34} {costs[name]:6.2f} us/record", flush=True)
+        return out
+
+    def write_json(folder: Path) -> None:
+        with (
+            open(folder / "s.json", "wb", buffering=1 << 20) as f,
+            open(folder / "s.jsonl", "wb", buffering=1 << 20) as g,
+        ):
+            for start in range(0, len(files), 256):
+                f.write(ITEM_SEPARATOR.join(items[start : start + 256]))
+                g.write(b"".join(lines[start : start + 256]))
+
+    def dicts_and_rows() -> list[tuple[dict, dict]]:
+        pairs = []
+        for sample in samples:
+            data = sample.to_dict()
+            pairs.append((data, encoder.row(data)))
+        return pairs
+
+    def accumulate() -> None:
+        stats = StatsAccumulator()
+        for data, split in zip(datas, splits):
+            stats.add(data, split)
+
+    def write_parquet(folder: Path) -> None:
+        specs = config_specs(cfg.format)
+        writers = {config: ParquetSplitWriter(folder / config, "train", specs[config]) for config in specs}
+        for batch in tables:
+            for config, table in batch.items():
+                writers[config].add_table(table)
+        for writer in writers.values():
+            writer.close()
+
+    print(f"steps of an export, one at a time, over {len(files)} interactions:")
+    gc.disable()
+    try:
+        raw = timed("read (os.open/os.read)", lambda: [_read_whole(path) for path in files])
+        records = timed("parse (orjson)", lambda: [orjson.loads(data) for data in raw])
+        samples = timed("convert (interaction_to_sample)", lambda: [interaction_to_sample(r) for r in records])
+        pairs = timed(
+            "sample dict + row", lambda: [(d, encoder.row(d)) for d in map(type(samples[0]).to_dict, samples)]
+        )
+        datas, rows = [data for data, _ in pairs], [row for _, row in pairs]
+        splits = timed("split", lambda: [encoder.split_of(data) for data in datas])
+        timed("statistics", accumulate)
+        items = timed("JSON item (orjson, indented)", lambda: [pretty_item(row) for row in rows])
+        lines = timed("JSONL line (orjson)", lambda: [dumps_line(row) for row in rows])
+        with tempfile.TemporaryDirectory() as tmp:
+            timed("write JSON + JSONL", lambda: write_json(Path(tmp)))
+            blocks = [b"".join(lines[start : start + 256]) for start in range(0, len(lines), 256)]
+            timed("sha256 of the JSONL", lambda: [hashlib.sha256(block).digest() for block in blocks])
+            batches = range(0, len(datas), 1000)
+            tables = timed("Arrow tables, 4 configs", lambda: [views.build(datas[i : i + 1000]) for i in batches])
+            timed("Parquet, 4 configs", lambda: write_parquet(Path(tmp)))
+    finally:
+        gc.enable()
+    floor = costs["read (os.open/os.read)"] + costs["parse (orjson)"]
+    total = sum(costs.values())
+    print(f"  {'sum':<34} {total:6.2f} us/record = {total / floor:.2f}x read + parse ({floor:.2f} us)")
+    if not args.keep:
+        remove_store(store)
+    return {"steps_us_per_record": costs, "sum_over_floor": total / floor}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--n", type=int, default=20000, help="number of interactions (default 20000)")
@@ -265,6 +365,7 @@ def main() -> None:
     parser.add_argument("--store-dir", default=DEFAULT_STORE, help="store folder; {n} becomes N (default %(default)s)")
     parser.add_argument("--skip-naive", action="store_true", help="skip the naive datasets script")
     parser.add_argument("--rss-sweep", metavar="N1,N2", help="only the export, at each size: peak RSS and its growth")
+    parser.add_argument("--steps", action="store_true", help="only the export's steps, one at a time: us per record")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     args = parser.parse_args()
 
@@ -272,6 +373,8 @@ def main() -> None:
     print("machine: " + ", ".join(f"{key} {value}" for key, value in facts.items()))
     if args.rss_sweep:
         figures = rss_sweep(args, sorted(int(size) for size in args.rss_sweep.split(",")))
+    elif args.steps:
+        figures = step_costs(args)
     else:
         figures = benchmark(args)
     if args.json:

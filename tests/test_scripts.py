@@ -127,3 +127,28 @@ def test_prepare_reports_a_bad_input_file(tmp_path):
     assert done.stderr.startswith("prepare_ppopt_hf_jsonl: error: bad.json: invalid JSON (")
     assert done.stderr.rstrip().endswith("expected an export's samples file")
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_bench_steps_times_every_step_of_an_export(tmp_path):
+    figures = tmp_path / "figures.json"
+    command = [sys.executable, "scripts/bench.py", "-n", "300", "--steps", "--store-dir", str(tmp_path / "s{n}")]
+    done = subprocess.run([*command, "--json", str(figures)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    costs = json.loads(figures.read_text(encoding="utf-8"))["steps_us_per_record"]
+    assert list(costs) == [
+        "read (os.open/os.read)",
+        "parse (orjson)",
+        "convert (interaction_to_sample)",
+        "sample dict + row",
+        "split",
+        "statistics",
+        "JSON item (orjson, indented)",
+        "JSONL line (orjson)",
+        "write JSON + JSONL",
+        "sha256 of the JSONL",
+        "Arrow tables, 4 configs",
+        "Parquet, 4 configs",
+    ]
+    assert all(cost > 0 for cost in costs.values())
+    assert "steps of an export, one at a time, over 300 interactions:" in done.stdout
+    assert not (tmp_path / "s300").exists()  # the store is removed without --keep
