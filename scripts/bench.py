@@ -332,9 +332,7 @@ def step_costs(args: argparse.Namespace) -> dict:
         raw = timed("read (os.open/os.read)", lambda: [_read_whole(path) for path in files])
         records = timed("parse (orjson)", lambda: [orjson.loads(data) for data in raw])
         samples = timed("convert (interaction_to_sample)", lambda: [interaction_to_sample(r) for r in records])
-        pairs = timed(
-            "sample dict + row", lambda: [(d, encoder.row(d)) for d in map(type(samples[0]).to_dict, samples)]
-        )
+        pairs = timed("sample dict + row", dicts_and_rows)
         datas, rows = [data for data, _ in pairs], [row for _, row in pairs]
         splits = timed("split", lambda: [encoder.split_of(data) for data in datas])
         timed("statistics", accumulate)
