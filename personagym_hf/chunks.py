@@ -3,7 +3,7 @@
 The store's files are cut into chunks of `CHUNK_FILES` — a fixed count, so the cut does not depend on
 `num_proc`. `encode_chunk` reads, converts, validates and splits one chunk, and hands each sample's JSON
 item, JSONL line and (a batch at a time) every config's Arrow table to a sink:
-- in this process the sink is `InMemory`: the chunk's encoded samples stay in memory (~10 MB);
+- in this process the sink is `InMemory`: the chunk's encoded samples stay in memory (measured: +25 MB peak RSS);
 - in a worker process it is `PartFiles`: per split a JSON fragment and a JSONL part, and per config and
   split an Arrow IPC file.
 The parent then appends each chunk to the outputs in chunk order (`Exporter.add_chunk`), so an export
