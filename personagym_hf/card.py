@@ -48,8 +48,8 @@ def size_category(count: int) -> str:
 
 
 def data_files(config: str, split_names: list[str]) -> list[dict[str, str]]:
-    folder = "data" if config == "full" else f"data/{config}"
-    return [{"split": split, "path": f"{folder}/{split}-*"} for split in split_names]
+    # Every config in a folder of its own: a reader given `data/` or `data/<config>/` gets one config's rows.
+    return [{"split": split, "path": f"data/{config}/{split}-*"} for split in split_names]
 
 
 def _type_name(feature: Any) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Container, Iterator, Protocol, Sequence
@@ -102,7 +103,7 @@ class ChunkResult:
     batches: list[tuple[str, str, pa.Table]] = field(default_factory=list)  # (config, split, table)
     # ... or in part files (`PartFiles`: worker processes)
     samples: dict[str, int] = field(default_factory=dict)  # split -> samples in its parts
-    jsonl_sha256: dict[str, str] = field(default_factory=dict)  # split -> sha256 of its JSONL part
+    line_digests: dict[str, bytes] = field(default_factory=dict)  # split -> `writers.line_digests` of its part
     tables: dict[tuple[str, str], Path] = field(default_factory=dict)  # (config, split) -> Arrow IPC file
 
     def json_part(self, split: str) -> Path:
@@ -154,14 +155,14 @@ class PartFiles:
         self.result = result
         self.json = {s: result.json_part(s).open("wb", buffering=BUFFER_BYTES) for s in split_names}
         self.jsonl = {s: result.jsonl_part(s).open("wb", buffering=BUFFER_BYTES) for s in split_names}
-        self.digests = {s: hashlib.sha256() for s in split_names}
+        self.digests: dict[str, list[bytes]] = {s: [] for s in split_names}
         self.writers: dict[tuple[str, str], Any] = {}
 
     def item(self, split: str, pretty: bytes, line: bytes) -> None:
         count = self.result.samples.get(split, 0)
         self.json[split].write((ITEM_SEPARATOR if count else b"") + pretty)
         self.jsonl[split].write(line)
-        self.digests[split].update(line)
+        self.digests[split].append(hashlib.sha256(line).digest())
         self.result.samples[split] = count + 1
 
     def table(self, config: str, split: str, table: pa.Table) -> None:
@@ -174,7 +175,7 @@ class PartFiles:
     def close(self) -> None:
         for part in (*self.json.values(), *self.jsonl.values(), *self.writers.values()):
             part.close()
-        self.result.jsonl_sha256 = {split: digest.hexdigest() for split, digest in self.digests.items()}
+        self.result.line_digests = {split: b"".join(digests) for split, digests in self.digests.items()}
 
 
 class Batches:
@@ -253,6 +254,11 @@ def encode_chunk(task: ChunkTask, in_memory: bool = False, earlier: Container[st
     return result
 
 
+def _default_signals() -> None:
+    """A worker dies on SIGTERM (the pool's `terminate`), whatever handler the parent's CLI installed."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_chunks(
     files: Sequence[str],
     staging: Path,
@@ -276,5 +282,5 @@ def run_chunks(
         for task in tasks:
             yield task, encode_chunk(task, in_memory=True)
         return
-    with multiprocessing.get_context("fork").Pool(min(num_proc, len(tasks))) as pool:
+    with multiprocessing.get_context("fork").Pool(min(num_proc, len(tasks)), initializer=_default_signals) as pool:
         yield from zip(tasks, pool.imap(encode_chunk, tasks))

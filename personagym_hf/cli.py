@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -77,12 +78,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         output,
         settings,
         _collector(args, config).interaction_to_training_sample,
-        split=not args.no_split,
+        split=False if args.no_split else None,  # None: split, or as the earlier export when appending
         use_timestamp=args.timestamp,
         append=append,
-        hf_dataset=not args.no_hf_dataset,
+        hf_dataset=False if args.no_hf_dataset else None,
         show_progress=not args.quiet,
         num_proc=args.num_proc,
+        wait=args.wait,
     )
     result, stats = run.result, run.result.statistics
     by_split = ", ".join(
@@ -257,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--no-hf-dataset", action="store_true", help="skip the Parquet/README folder for load_dataset")
     export.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another export is writing the output folder, wait for it instead of stopping with an error",
+    )
+    export.add_argument(
         "--num-proc",
         type=_positive,
         default=1,
@@ -303,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-secrets", action="store_true", help="push even if strings look like API keys (e.g. fakes)"
     )
     push.add_argument("--no-verify", action="store_true", help="skip reloading every config after the push")
-    push.set_defaults(func=cmd_push, no_split=False, timestamp=False, append=None, no_hf_dataset=False, num_proc=1)
+    push.set_defaults(
+        func=cmd_push, no_split=False, timestamp=False, append=None, no_hf_dataset=False, num_proc=1, wait=False
+    )
 
     card = sub.add_parser("card", help="render the dataset card of an export (stdout, or --write into its README.md)")
     card.add_argument("--data", metavar="DIR", help="the exported folder (default: <output>/hf_dataset)")
@@ -332,7 +341,10 @@ def _error_line(error: BaseException) -> str | None:
     from .config import ConfigError
     from .hub import PushError
     from .samples import BadInputError
+    from .transaction import OutputError
 
+    if isinstance(error, OutputError):
+        return str(error)
     if isinstance(error, (CliError, ConfigError, BadInputError, FileNotFoundError, PushError)):
         return str(error).strip("'\"")
     if isinstance(error, ValueError):
@@ -348,6 +360,14 @@ def _error_line(error: BaseException) -> str | None:
     return None
 
 
+class _Terminated(BaseException):
+    pass
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -356,11 +376,16 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s: %(message)s",
     )
     func: Callable[[argparse.Namespace], Any] = args.func
+    # A scheduler's SIGTERM unwinds like Ctrl-C, so a run's staging folder is removed on the way out.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return func(args)
     except KeyboardInterrupt:
         print("personagym-hf: interrupted; earlier outputs are unchanged", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("personagym-hf: terminated; earlier outputs are unchanged", file=sys.stderr)
+        return 143
     except Exception as error:  # noqa: BLE001 — map known errors to one line; re-raise the rest
         line = _error_line(error)
         if line is None:

@@ -3,8 +3,13 @@
 Each sample is converted once and fanned out to the JSON and JSONL files of its split, the statistics
 accumulator and (for a store export) the Parquet shards of every config in `hf_dataset/`. Samples arrive
 one at a time (`add`, the seed's API) or as chunks already encoded by workers (`add_chunk`, see
-`chunks.py`). Nothing is renamed into place until the pass has finished, so a failed run leaves the
-previous export untouched.
+`chunks.py`). Everything is written into the staging folder of an `OutputFolder` (transaction.py) and
+swapped in at the end, so a reader sees the complete old export or the complete new one, never a mix.
+
+An append (`append=True`) carries the earlier export over from its own files — JSON rows from its JSONL,
+Parquet rows from its shards, statistics from its manifest's exact state — after `manifest.check_append`
+has made sure it was made the same way; new samples follow. So an append that adds nothing writes the
+same bytes as the export it read.
 """
 
 from __future__ import annotations
@@ -19,15 +24,37 @@ from typing import Iterable, Iterator
 import orjson
 
 from .config import SPLIT_NAMES, ExportConfig
+from .manifest import MANIFEST_FILE, AppendError, Layout, check_append, manifest, read_earlier
 from .schema import TrainingSample
 from .split import FILE_PREFIX
 from .stats import StatsAccumulator
+from .transaction import OutputFolder
 from .writers import JsonArrayWriter, JsonlWriter, OutputSet, dumps_line, pretty_item, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 HF_FOLDER = "hf_dataset"
+REJECTED_FILE = "rejected.jsonl"
 ITEMS_PER_WRITE = 256  # samples' JSON items (and JSONL lines) written with one call
+SAMPLE_FILES = frozenset(f"{FILE_PREFIX[s]}_samples{suffix}" for s in SPLIT_NAMES for suffix in (".json", ".jsonl"))
+EXPORT_FILES = SAMPLE_FILES | {"statistics.json", "token_usage.json", REJECTED_FILE, HF_FOLDER, MANIFEST_FILE}
+
+
+def is_export_file(name: str) -> bool:
+    """Whether a top-level name of an output folder belongs to the current export (replaced as a whole by the
+    next export without a timestamp): its files, and what earlier versions of this tool left on failure.
+    Everything else — timestamped versions, the user's own files — is kept."""
+    return name in EXPORT_FILES or name.startswith(".chunks-") or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def is_sample_export_file(name: str) -> bool:
+    """`is_export_file` for the seed's `export_samples`, which writes statistics in a call of their own."""
+    return is_export_file(name) and name not in ("statistics.json", "token_usage.json")
+
+
+def is_nothing(name: str) -> bool:
+    """A timestamped export is a version added beside the current export: it replaces nothing."""
+    return False
 
 
 def timestamp() -> str:
@@ -74,6 +101,17 @@ def _read_rows(path: Path) -> Iterator[dict]:
             yield record.data
 
 
+def _without_valid_bitmaps(table):
+    """`table` as a fresh export builds it: Parquet readers give some nested columns validity bitmaps with no null
+    in them, which would change the card's `num_bytes`. An Arrow IPC round trip drops them."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    return pa.ipc.open_stream(sink.getvalue()).read_all()
+
+
 class SplitFiles:
     """The JSON + JSONL files of each split, with append: earlier rows first, in their split, then new rows."""
 
@@ -85,20 +123,18 @@ class SplitFiles:
         }
         self.exported: set[str] = set()
 
-    def carry_over(self, output_dir: Path) -> Iterator[tuple[dict, str]]:
+    def carry_over(self, output_dir: Path, split_files: dict[str, str]) -> Iterator[tuple[dict, str]]:
         """Rows of the export already in `output_dir`, kept in the split file they are in."""
-        for name in SPLIT_NAMES:
-            for row in _read_rows(output_dir / split_file_name(name)):
-                target = name if name in self.names else "train"
+        for name, file_name in split_files.items():
+            for row in _read_rows(output_dir / file_name):
                 if row.get("sample_id") in self.exported:
-                    continue
+                    raise AppendError(
+                        f"{output_dir / file_name}: cannot append: sample {row.get('sample_id')!r} is in the export "
+                        "twice; rebuild with --no-append"
+                    )
                 self.exported.add(row.get("sample_id"))
-                self.add_row(row, target)
-                yield row, target
-
-    def end_parts(self) -> None:
-        for writer in self.jsonl.values():
-            writer.end_part()
+                self.add_row(row, name)
+                yield row, name
 
     def add_row(self, row: dict, split: str) -> None:
         self.json[split].add(row)
@@ -110,50 +146,114 @@ class SplitFiles:
 
 
 class Exporter:
-    """One export run. `add()` samples (or encoded chunks), then `finish()`; on any error call `abort()`."""
+    """One export run. `add()` samples (or encoded chunks), then `finish()`; on any error call `abort()`.
+
+    `split` and `hf_dataset` None mean: as the earlier export when appending, else `default_layout`'s.
+    """
 
     def __init__(
         self,
         cfg: ExportConfig,
         output_dir: str | Path,
         *,
-        split: bool = True,
+        split: bool | None = True,
         use_timestamp: bool = False,
         append: bool = False,
-        hf_dataset: bool = False,
+        hf_dataset: bool | None = False,
+        default_layout: Layout = Layout(split=True, hf_dataset=False),
+        collector: str | None = None,
+        statistics_file: bool = True,
+        wait: bool = False,
     ):
+        self.cfg, self.output_dir = cfg, Path(output_dir)
+        self.collector = collector
+        stamped = use_timestamp and not append  # timestamps are not applied when appending
+        managed = is_nothing if stamped else is_export_file if statistics_file else is_sample_export_file
+        self.folder = OutputFolder(self.output_dir, managed, wait=wait).open()
+        try:
+            earlier = read_earlier(self.folder.path) if append else None
+            if earlier is not None:
+                layout = check_append(self.output_dir, earlier, cfg, split, hf_dataset, collector)
+            else:
+                layout = Layout(
+                    default_layout.split if split is None else split,
+                    default_layout.hf_dataset if hf_dataset is None else hf_dataset,
+                )
+            self.stamp = timestamp() if stamped else None
+            # A version beside the current export has no hf_dataset/ of its own (that folder is the current one's).
+            self.layout = Layout(layout.split, layout.hf_dataset and not stamped, self.stamp)
+            self._open(earlier)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _open(self, earlier) -> None:
         from .chunks import Encoder
 
-        self.cfg, self.output_dir = cfg, Path(output_dir)
-        self.stamp = timestamp() if use_timestamp and not append else None
+        cfg, staging = self.cfg, self.folder.staging
         self.outputs = OutputSet()
-        self.files = SplitFiles(self.output_dir, self.outputs, split, self.stamp)
-        self.encoder = Encoder(cfg, split, views=hf_dataset)
+        self.files = SplitFiles(staging, self.outputs, self.layout.split, self.stamp)
+        self.encoder = Encoder(cfg, self.layout.split, views=self.layout.hf_dataset)
         self.stats = StatsAccumulator()
         self.result = ExportResult()
         self.items: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # JSON items not yet written
         self.lines: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # and their JSONL lines
         self.parquet = None
-        if hf_dataset:
+        if self.layout.hf_dataset:
             from .chunks import Batches
             from .shards import BATCH_ROWS, ParquetSplitWriter
 
-            folder = self.output_dir / HF_FOLDER / "data"
+            folder = staging / HF_FOLDER / "data"
             self.specs = self.encoder.specs
             self.pending = Batches(cfg.format, self._write_table, BATCH_ROWS)  # samples added one at a time
             self.parquet = {
-                config: {
-                    s: ParquetSplitWriter(folder if config == "full" else folder / config, s, specs)
-                    for s in self.files.names
-                }
+                config: {s: ParquetSplitWriter(folder / config, s, specs) for s in self.files.names}
                 for config, specs in self.specs.items()
             }
-        if append:
-            for row, split_name in self.files.carry_over(self.output_dir):
+        if earlier is not None:
+            self._carry_over(earlier)
+
+    def _carry_over(self, earlier) -> None:
+        """The earlier export's rows, each output from its own file (see the module docstring)."""
+        counts: dict[str, int] = {}
+        for row, split_name in self.files.carry_over(self.folder.path, earlier.split_files):
+            counts[split_name] = counts.get(split_name, 0) + 1
+            if earlier.statistics_state is None:  # an export made before the manifest: recount from its rows
                 self.stats.add(row, split_name)
-                self._add_parquet(TrainingSample.from_dict(row).to_dict(), split_name)
-                self.result.kept_samples += 1
-            self.files.end_parts()  # the rows kept are a part of their own (see `JsonlWriter`)
+            if self.parquet is not None and earlier.statistics_state is None:
+                self.pending.add(TrainingSample.from_dict(row).to_dict(), split_name)
+            self.result.kept_samples += 1
+        if earlier.statistics_state is not None:
+            self.stats = StatsAccumulator.from_state(earlier.statistics_state)
+            if self.parquet is not None:
+                self._carry_parquet(counts)
+        elif self.parquet is not None:
+            self.pending.flush_all()
+
+    def _carry_parquet(self, counts: dict[str, int]) -> None:
+        import pyarrow.parquet as pq
+
+        data = self.folder.path / HF_FOLDER / "data"
+        for config, writers in self.parquet.items():
+            for split_name, writer in writers.items():
+                shards = sorted((data / config).glob(f"{split_name}-*-of-*.parquet"))
+                rows = 0
+                for shard in shards:
+                    parquet = pq.ParquetFile(shard)
+                    if not parquet.schema_arrow.remove_metadata().equals(writer.schema.remove_metadata()):
+                        raise AppendError(
+                            f"{shard}: cannot append: its columns are not those this version writes for "
+                            f"{config!r}; rebuild with --no-append"
+                        )
+                    for index in range(parquet.num_row_groups):
+                        table = _without_valid_bitmaps(parquet.read_row_group(index))
+                        rows += table.num_rows
+                        writer.add_table(table.replace_schema_metadata(writer.schema.metadata))
+                if config in ("full", "minimal", "messages") and rows != counts.get(split_name, 0):
+                    raise AppendError(
+                        f"{data / config}: cannot append: {split_name} has {rows} rows in its shards and "
+                        f"{counts.get(split_name, 0)} in its JSON; rebuild with --no-append"
+                    )
 
     def _add_parquet(self, sample: dict, split: str) -> None:
         if self.parquet is not None:
@@ -201,10 +301,9 @@ class Exporter:
             self._write_table(config, split, table)
         for split, count in chunk.samples.items():
             self.files.json[split].add_fragment(chunk.json_part(split), count)
-            self.files.jsonl[split].add_file(chunk.jsonl_part(split), count, chunk.jsonl_sha256[split])
+            self.files.jsonl[split].add_file(chunk.jsonl_part(split), count, chunk.line_digests[split])
         for (config, split), path in sorted(chunk.tables.items()):
             self._add_arrow_file(config, split, path)
-        self.files.end_parts()  # a chunk held in memory is a part too
         chunk.discard()
         self.stats.merge(chunk.stats)
         # Not added to `files.exported`: the caller (job.py) tracks a chunk's ids, to find duplicates.
@@ -223,33 +322,49 @@ class Exporter:
             self.add(sample)
         return self
 
-    def finish(self, *, statistics: bool = True, token_usage: dict | None = None) -> ExportResult:
-        """Close every file, then rename them all into place (nothing is renamed if anything failed)."""
+    def finish(
+        self, *, statistics: bool = True, token_usage: dict | None = None, rejected: list[dict] | None = None
+    ) -> ExportResult:
+        """Close every file in the staging folder, then swap it in as the output folder."""
         self._flush_items()
         result = self.result
         result.statistics = self.stats.to_dict()
         for name in self.files.names:
-            result.json_files[name] = self.files.json[name].path
-            result.jsonl_files[name] = self.files.jsonl[name].path
-        small = {}  # kind -> JSON document, written after the big files
+            result.json_files[name] = self.output_dir / self.files.json[name].path.name
+            result.jsonl_files[name] = self.output_dir / self.files.jsonl[name].path.name
+        small = {}  # kind -> JSON document
         if statistics:
             small["statistics"] = result.statistics
         if token_usage is not None:
             small["token_usage"] = token_usage
-        card = self._close_hf_dataset(result.statistics) if self.parquet is not None else None
-        if card is not None:
+        staging = self.folder.staging
+        if self.parquet is not None:
+            card = self._close_hf_dataset(result.statistics)
             for writers in self.parquet.values():
                 for writer in writers.values():
                     writer.commit()
-            folder = self.output_dir / HF_FOLDER
+            folder = staging / HF_FOLDER
             write_json_atomic(folder / "statistics.json", result.statistics)
             write_json_atomic(folder / "provenance.json", self.provenance())
-            (folder / ".README.md.tmp").write_text(card, encoding="utf-8")
-            (folder / ".README.md.tmp").replace(folder / "README.md")
-            result.hf_dataset = folder
+            (folder / "README.md").write_text(card, encoding="utf-8")
+            result.hf_dataset = self.output_dir / HF_FOLDER
         self.outputs.commit()
         for kind, document in small.items():
-            result.other_files[kind] = write_json_atomic(self.output_dir / stamped_name(kind, self.stamp), document)
+            name = stamped_name(kind, self.stamp)
+            write_json_atomic(staging / name, document)
+            result.other_files[kind] = self.output_dir / name
+        if rejected:
+            report = JsonlWriter(staging / stamped_name("rejected", self.stamp, ".jsonl"))
+            for line in rejected:
+                report.add(line)
+            report.commit()
+        if self.stamp is None:  # the manifest describes the current export, which a version leaves alone
+            split_files = {name: self.files.json[name].path.name for name in self.files.names}
+            document = manifest(
+                self.layout, self.cfg, self.collector, self.fingerprint(), split_files, self.stats.to_state()
+            )
+            write_json_atomic(staging / MANIFEST_FILE, document)
+        self.folder.commit()
         return result
 
     def _close_hf_dataset(self, statistics: dict) -> str:
@@ -263,7 +378,7 @@ class Exporter:
             for name, writer in writers.items():
                 paths = writer.close()
                 splits[config][name] = (writer.num_examples, writer.num_bytes, paths)
-        readme = self.output_dir / HF_FOLDER / "README.md"
+        readme = self.folder.path / HF_FOLDER / "README.md"  # the earlier card: text its user added is kept
         existing = readme.read_text(encoding="utf-8") if readme.exists() else None
         infos = dataset_infos(self.specs, splits)
         return str(render_card(infos, statistics, self.provenance()["settings"], existing=existing))
@@ -273,13 +388,10 @@ class Exporter:
         fingerprint of the exported rows — no wall-clock time, so unchanged data gives an unchanged file."""
         from . import __version__
 
-        digest = hashlib.sha256()
-        for name in self.files.names:
-            digest.update(f"{name}:{self.files.jsonl[name].fingerprint()}\n".encode())
         return {
             "generator": "personagym-hf",
             "version": __version__,
-            "fingerprint": f"sha256:{digest.hexdigest()}",
+            "fingerprint": self.fingerprint(),
             "settings": {
                 "seed": self.cfg.seed,
                 "split_by": self.cfg.split_by,
@@ -288,11 +400,18 @@ class Exporter:
             },
         }
 
-    def _abort_parquet(self) -> None:
-        for writers in (self.parquet or {}).values():
-            for writer in writers.values():
-                writer.abort()
+    def fingerprint(self) -> str:
+        """A digest of the exported rows: each split's JSONL, line by line (see `JsonlWriter.fingerprint`)."""
+        digest = hashlib.sha256()
+        for name in self.files.names:
+            digest.update(f"{name}:{self.files.jsonl[name].fingerprint()}\n".encode())
+        return f"sha256:{digest.hexdigest()}"
 
     def abort(self) -> None:
-        self.outputs.abort()
-        self._abort_parquet()
+        """Drop everything this run wrote; the output folder stays as it was."""
+        for writers in (getattr(self, "parquet", None) or {}).values():
+            for writer in writers.values():
+                writer.abort()
+        if hasattr(self, "outputs"):
+            self.outputs.abort()
+        self.folder.abort()

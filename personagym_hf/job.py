@@ -2,26 +2,38 @@
 
 This is what `personagym-hf export` runs: one streaming pass over the store (memory does not grow
 with its size), a progress bar over its files, the bad-record policy with a `rejected.jsonl` report,
-and merged token usage. With `on_bad_records: error` the first bad record stops the run and no sample,
-statistics or dataset file is written (earlier ones stay as they were).
+and merged token usage. With `on_bad_records: error` the first bad record stops the run; a run that fails
+in any way (a bad record under `error`, a full disk, a kill) leaves the output folder as it was.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from .config import ExportConfig
-from .export import Exporter, ExportResult
-from .samples import DUPLICATE, Convert, Rejections
+from .export import Exporter, ExportResult, stamped_name
+from .manifest import Layout, collector_name
+from .samples import DUPLICATE, BadInputError, Convert, Rejections
 from .store import BadRecord, Record, discover_paths, iter_file, token_usage_files
 from .token_usage import merge_token_usage
+from .transaction import OutputError
 
 logger = logging.getLogger(__name__)
 
-REJECTED_FILE = "rejected.jsonl"
+INTERACTION_LAYOUTS = (
+    "upstream InteractionStorage files (*.json, one interaction each), JSON Lines (*.jsonl), JSON arrays (*.json), "
+    "or .gz of any of them, in the folder and its subfolders"
+)
+
+
+class NoInteractionsError(FileNotFoundError):
+    """A store with nothing to export."""
 
 
 @dataclass
@@ -49,18 +61,19 @@ def iter_store(
         yield from iter_file(path)
 
 
-def write_rejected_report(output_dir: Path, rejections: Rejections) -> Path | None:
-    """`rejected.jsonl`: one line per bad record; an earlier report is removed when there is none now."""
-    path = output_dir / REJECTED_FILE
-    if not rejections.bad:
-        path.unlink(missing_ok=True)
-        return None
-    from .writers import JsonlWriter
+def _store_name(interactions: str | Path | Iterable[str | Path]) -> str:
+    if isinstance(interactions, (str, Path)):
+        return str(interactions)
+    return ", ".join(map(str, interactions))
 
-    report = JsonlWriter(path)
-    for bad in rejections.bad:
-        report.add(bad.to_dict())
-    return report.commit()
+
+def _disk_full(output_dir: Path, staged: int, done: float) -> OutputError:
+    needed = staged / max(done, 0.01) if done < 1 else staged
+    return OutputError(
+        f"no space left on device writing {output_dir} (needed ~{max(1, math.ceil(needed / 1e6))} MB); free some "
+        "space or choose another --output (the earlier export there is unchanged)",
+        errno.ENOSPC,
+    )
 
 
 def export_store(
@@ -69,40 +82,53 @@ def export_store(
     cfg: ExportConfig,
     convert: Convert,
     *,
-    split: bool = True,
+    split: bool | None = True,
     use_timestamp: bool = False,
     append: bool = False,
-    hf_dataset: bool = True,
+    hf_dataset: bool | None = True,
     show_progress: bool = False,
     num_proc: int = 1,
+    wait: bool = False,
 ) -> StoreExport:
     """Export a whole store. With `num_proc` > 1 chunks of files are encoded by worker processes; the
-    outputs are the same bytes as with one process."""
+    outputs are the same bytes as with one process. `split`/`hf_dataset` None: as the earlier export when
+    appending (see `Exporter`). Either the whole export is written, or the output folder is left as it was."""
     import gc
-    import os
-    import shutil
 
     from .chunks import encode_chunk, run_chunks
     from .seen import SeenIds, pack_location, unpack_location
 
     output_dir = Path(output_dir)
     files = discover_paths(interactions)  # packed: this list has an entry per file of the store
+    if not len(files):
+        raise NoInteractionsError(
+            f"no interaction files found in {_store_name(interactions)}; looked for {INTERACTION_LAYOUTS}"
+        )
     rejections = Rejections(cfg.on_bad_records)
     exporter = Exporter(
-        cfg, output_dir, split=split, use_timestamp=use_timestamp, append=append, hf_dataset=hf_dataset
+        cfg,
+        output_dir,
+        split=split,
+        use_timestamp=use_timestamp,
+        append=append,
+        hf_dataset=hf_dataset,
+        default_layout=Layout(split=True, hf_dataset=True),
+        collector=collector_name(convert),
+        wait=wait,
     )
-    staging = output_dir / f".chunks-{os.getpid()}"
+    staging = exporter.folder.staging / ".chunks"  # workers' part files: inside the transaction, never beside it
     bar = progress(None, total=len(files), desc="Exporting", enabled=show_progress)
     # Where each kept sample_id was first read, across chunks: the only per-record state of an export (packed).
     seen = SeenIds()
+    done = 0
 
     def location(packed: int) -> str:
         file, where = unpack_location(packed)
         return f"{files[file]} {where}" if where else files[file]
 
     # What is alive now (imported modules: pyarrow, pandas, huggingface_hub; ~10^5 objects) stays alive for the
-    # whole run. Frozen, the garbage collector stops rescanning it in every full collection (measured: 0.16 s
-    # of a 2.4 s export of 20k interactions); forked workers inherit the frozen state.
+    # whole run. Frozen, the garbage collector stops rescanning it in every full collection; forked workers
+    # inherit the frozen state.
     gc.freeze()
     try:
         # A snapshot: `exported` grows as chunks are added, and a later duplicate must be reported, not skipped.
@@ -123,23 +149,43 @@ def export_store(
                 rejections.add_warning(warning)
             seen.add([kept.sample_id for kept in chunk.kept], [pack_location(k.file, k.where) for k in chunk.kept])
             exporter.add_chunk(chunk)
+            done = task.stop
             if bar is not None:
                 bar.update(task.stop - task.start)
+        if rejections.bad and not exporter.result.new_samples and not exporter.result.kept_samples:
+            first = rejections.bad[0]
+            raise BadInputError(
+                f"all {len(rejections.bad)} records of {_store_name(interactions)} were rejected (the first: "
+                f"{first.describe()}); run `personagym-hf validate` to list them"
+            )
         usage, bad_usage = merge_token_usage(token_usage_files(interactions))
         for bad in bad_usage:
             rejections.reject(bad)
-        result = exporter.finish(token_usage=usage)
+        shutil.rmtree(staging, ignore_errors=True)
+        rejected = [bad.to_dict() for bad in rejections.bad]
+        result = exporter.finish(token_usage=usage, rejected=rejected)
+    except OSError as error:
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        staged = exporter.folder.staged_bytes() if full else 0
+        exporter.abort()
+        if full:
+            raise _disk_full(output_dir, staged, done / len(files)) from None
+        ours = str(error.filename or "").startswith((str(exporter.folder.staging), str(exporter.folder.path)))
+        if isinstance(error, OutputError) or not (ours or error.errno == errno.EROFS):
+            raise
+        raise OutputError(
+            f"cannot write {error.filename or output_dir}: {error.strerror}; the earlier export is unchanged",
+            error.errno,
+        ) from None
     except BaseException:
         exporter.abort()
-        write_rejected_report(output_dir, rejections)
         raise
     finally:
         if bar is not None:
             bar.close()
-        shutil.rmtree(staging, ignore_errors=True)
         gc.unfreeze()
-    report = write_rejected_report(output_dir, rejections)
+    report = output_dir / stamped_name("rejected", exporter.stamp, ".jsonl") if rejections.bad else None
     return StoreExport(result, rejections, len(files), report)
 
 
-__all__ = ["StoreExport", "export_store", "iter_store"]
+__all__ = ["NoInteractionsError", "StoreExport", "export_store", "iter_store"]

@@ -2,9 +2,11 @@
 
 The Arrow schema is the one the config's `datasets.Features` give (`schema.arrow_schema`), so the shards
 carry the `huggingface` schema metadata and `load_dataset`, pandas, polars and duckdb all read the same
-types. Tables arrive
-in batches of `BATCH_ROWS` samples and a new shard starts past `max_shard_bytes`, so memory stays flat
-and big stores give several shards. Shards are renamed to `<split>-<i>-of-<n>.parquet` at commit.
+types. Tables arrive in batches of any size; they are cut into row groups of exactly `ROW_GROUP_ROWS` rows
+(the last one shorter), so a shard's bytes depend only on its rows — not on how they were batched (chunks
+of a store, worker processes, rows carried over by an append) — and an append that adds nothing rewrites
+the same files. A new shard starts past `max_shard_bytes`, so memory stays flat and big stores give
+several shards. Shards are renamed to `<split>-<i>-of-<n>.parquet` at commit.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pyarrow.parquet as pq
 from .schema import arrow_schema
 
 BATCH_ROWS = 1000
+ROW_GROUP_ROWS = 1000
 MAX_SHARD_BYTES = 256 << 20
 # Min/max statistics only where they can prune a row group: ids, enums and numbers. pyarrow writes them for every
 # column by default (as `Dataset.to_parquet` does); for free text they are whole messages, repeated in every page
@@ -44,11 +47,26 @@ class ParquetSplitWriter:
         self.num_examples = 0
         self.num_bytes = 0  # Arrow bytes, as `dataset_info` reports them
         self.final: list[Path] | None = None
+        self.pending: list[pa.Table] = []  # rows not yet in a row group (fewer than ROW_GROUP_ROWS)
+        self.pending_rows = 0
 
     def add_table(self, table: pa.Table) -> None:
-        """Write a table (of this config's schema) as it is: one row group per call."""
-        if table.num_rows:
-            self._write(table)
+        """Add a table of this config's schema; full row groups are written as they fill up."""
+        if not table.num_rows:
+            return
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        while self.pending_rows >= ROW_GROUP_ROWS:
+            self._write_pending(ROW_GROUP_ROWS)
+
+    def _write_pending(self, rows: int) -> None:
+        pending = pa.concat_tables(self.pending)
+        group, rest = pending.slice(0, rows), pending.slice(rows)
+        self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+        if any(column.num_chunks > 1 for column in group.columns):
+            # Pieces of several batches: the writer's page cuts follow the arrays' chunks, so make it one.
+            group = group.combine_chunks()
+        self._write(group)
 
     def _open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -79,6 +97,8 @@ class ParquetSplitWriter:
         folder's card leaves that split out.
         """
         if self.final is None:
+            if self.pending_rows:
+                self._write_pending(self.pending_rows)
             self._close_shard()
             self.final = [self.folder / shard_name(self.split, i, len(self.temps)) for i in range(len(self.temps))]
         return self.final
@@ -94,6 +114,7 @@ class ParquetSplitWriter:
         return final
 
     def abort(self) -> None:
+        self.pending, self.pending_rows = [], 0
         self._close_shard()
         for temp in self.temps:
             temp.unlink(missing_ok=True)

@@ -88,6 +88,44 @@ class StatsAccumulator:
     def __add__(self, other: "StatsAccumulator") -> "StatsAccumulator":
         return StatsAccumulator().merge(self).merge(other)
 
+    def to_state(self) -> dict[str, Any]:
+        """Everything `to_dict` is computed from, exactly (persona ids included), as JSON: an append starts
+        from the earlier export's state, since its rows may lack the fields (format flags) to recount it."""
+        return {
+            "splits": {
+                name: {
+                    "samples": part.samples,
+                    "turns": part.turns,
+                    "trajectory_prompts": part.trajectory_prompts,
+                    "noisy": part.noisy,
+                    "personas": sorted(part.personas),
+                }
+                for name, part in self.splits.items()
+            },
+            "layers": dict(sorted(self.layers.items())),
+            "strategies": dict(sorted(self.strategies.items())),
+            "roles": dict(sorted(self.roles.items())),
+            "models": dict(sorted(self.models.items())),
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "StatsAccumulator":
+        splits = {
+            name: SplitStats(
+                part["samples"], part["turns"], part["trajectory_prompts"], part["noisy"], set(part["personas"])
+            )
+            for name, part in state["splits"].items()
+        }
+        return cls(
+            splits,
+            Counter(state["layers"]),
+            Counter(state["strategies"]),
+            Counter(state["roles"]),
+            Counter(state["models"]),
+            state["created_at"],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         total = sum(part.samples for part in self.splits.values())
         turns = sum(part.turns for part in self.splits.values())

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Iterator
 from .collect import interaction_to_sample, validate_sample
 from .config import parse_config
 from .export import Exporter, ExportResult
+from .manifest import Layout, collector_name
 from .samples import Rejections, iter_samples
 from .schema import TrainingSample
 from .store import BadRecord, Record
@@ -64,16 +65,28 @@ class TrainingDataExporter:
     def export_samples(
         self,
         samples: Iterable[TrainingSample],
-        split: bool = False,
+        split: bool | None = None,
         use_timestamp: bool = True,
         append: bool = False,
     ) -> dict[str, str]:
         """Export samples to JSON files (and a JSONL beside each); returns {split name: JSON path}.
 
-        With `append=True`, samples whose sample_id an earlier export in the output directory already
-        holds are skipped, and the earlier rows stay in their split.
+        `split` defaults to False (the seed's default). With `append=True`, samples whose sample_id an earlier
+        export in the output directory already holds are skipped, the earlier rows stay in their split, and
+        the export keeps its layout (split or not, its `hf_dataset/` folder): `split` None follows it, and a
+        different `split` or different settings raise `AppendError`.
         """
-        exporter = Exporter(self.settings, self.output_dir, split=split, use_timestamp=use_timestamp, append=append)
+        exporter = Exporter(
+            self.settings,
+            self.output_dir,
+            split=split,
+            use_timestamp=use_timestamp,
+            append=append,
+            hf_dataset=None if append else False,
+            default_layout=Layout(split=False, hf_dataset=False),
+            collector=collector_name(self.collector.interaction_to_training_sample),
+            statistics_file=False,
+        )
         try:
             result = exporter.add_all(samples).finish(statistics=False)
         except BaseException:
@@ -105,12 +118,13 @@ class TrainingDataExporter:
         self,
         interactions: str | Path | None = None,
         *,
-        split: bool = True,
+        split: bool | None = True,
         use_timestamp: bool = False,
         append: bool | None = None,
-        hf_dataset: bool = True,
+        hf_dataset: bool | None = True,
         show_progress: bool = False,
         num_proc: int = 1,
+        wait: bool = False,
     ):
         """Everything `personagym-hf export` writes, streamed from a store (`paths.interactions.output_dir`)."""
         from .job import export_store
@@ -126,6 +140,7 @@ class TrainingDataExporter:
             hf_dataset=hf_dataset,
             show_progress=show_progress,
             num_proc=num_proc,
+            wait=wait,
         )
 
 

@@ -108,17 +108,20 @@ class JsonArrayWriter(AtomicFile):
         return super().commit()
 
 
+def line_digests(lines: list[bytes]) -> bytes:
+    """The sha256 digest of each line, concatenated: what `JsonlWriter.fingerprint` is computed from."""
+    return b"".join(hashlib.sha256(line).digest() for line in lines)
+
+
 class JsonlWriter(AtomicFile):
-    """JSON Lines, with a fingerprint of what it wrote: the sha256 of the sha256 of each part, where a part is
-    the lines of one chunk (`add_file`, or the lines added before `end_part()`). Hashing parts, not lines,
-    gives one fingerprint whether a chunk was written here line by line or appended from a worker's file."""
+    """JSON Lines, with a fingerprint of what it wrote: the sha256 of the sha256 of each line. Hashing lines,
+    not the file, gives one fingerprint however the lines arrived — line by line here, as a part a worker
+    wrote (with the digests it computed), or carried over from an earlier export by an append."""
 
     def __init__(self, path: str | Path):
         super().__init__(path)
         self.count = 0
         self.sha256 = hashlib.sha256()
-        self.part = hashlib.sha256()
-        self.part_lines = 0
 
     def add(self, row: dict) -> None:
         self.add_lines([dumps_line(row)])
@@ -126,26 +129,17 @@ class JsonlWriter(AtomicFile):
     def add_lines(self, lines: list[bytes]) -> None:
         """Append lines already encoded by `dumps_line`."""
         if lines:
-            block = b"".join(lines)
-            self.write(block)
-            self.part.update(block)
-            self.part_lines += len(lines)
+            self.write(b"".join(lines))
+            self.sha256.update(line_digests(lines))
             self.count += len(lines)
 
-    def end_part(self) -> None:
-        if self.part_lines:
-            self.sha256.update(self.part.digest())
-            self.part, self.part_lines = hashlib.sha256(), 0
-
-    def add_file(self, part: Path, count: int, sha256_hex: str) -> None:
-        """Append a part of `count` lines written elsewhere, whose sha256 the writer of the part computed."""
-        self.end_part()
+    def add_file(self, part: Path, count: int, digests: bytes) -> None:
+        """Append a part of `count` lines written elsewhere, with the `line_digests` its writer computed."""
         copy_into(self, part)
-        self.sha256.update(bytes.fromhex(sha256_hex))
+        self.sha256.update(digests)
         self.count += count
 
     def fingerprint(self) -> str:
-        self.end_part()
         return self.sha256.hexdigest()
 
 

@@ -146,16 +146,16 @@ def test_builder_config_errors(tmp_path, kwargs, message):
 
 def test_big_stores_give_several_shards_that_still_load(store, tmp_path, monkeypatch):
     monkeypatch.setattr(shards_module, "MAX_SHARD_BYTES", 1)
-    monkeypatch.setattr(shards_module, "BATCH_ROWS", 10)
+    monkeypatch.setattr(shards_module, "ROW_GROUP_ROWS", 10)
     export_store(store, tmp_path / "out", parse_config({}), TrainingDataCollector().interaction_to_training_sample)
-    shards = sorted(p.name for p in (tmp_path / "out" / "hf_dataset" / "data").glob("train-*.parquet"))
+    shards = sorted(p.name for p in (tmp_path / "out" / "hf_dataset" / "data" / "full").glob("train-*.parquet"))
     assert len(shards) > 2 and shards[0] == f"train-00000-of-{len(shards):05d}.parquet"
     loaded = datasets.load_dataset(str(tmp_path / "out" / "hf_dataset"), cache_dir=str(tmp_path / "c"))
     assert loaded["train"].to_list() == jsonl(tmp_path / "out" / "train_samples.jsonl")
 
 
 def test_shards_read_directly_with_pyarrow_and_pandas(exported):
-    path = next((exported / "hf_dataset" / "data").glob("train-*.parquet"))
+    path = next((exported / "hf_dataset" / "data" / "full").glob("train-*.parquet"))
     table = pq.read_table(path)
     assert b"huggingface" in table.schema.metadata
     frame = pd.read_parquet(path)

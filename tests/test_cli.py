@@ -46,7 +46,12 @@ def test_export_options(small_store, tmp_path, capsys):
         )
         == 0
     )
-    assert sorted(p.name for p in out.iterdir()) == ["statistics.json", "train_samples.json", "train_samples.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".personagym-export.json",
+        "statistics.json",
+        "train_samples.json",
+        "train_samples.jsonl",
+    ]
     write_files(small_store, [make_interaction(99, persona="persona_new")])
     assert (
         main(

@@ -33,6 +33,7 @@ def test_split_export_writes_the_seed_files_and_jsonl_beside_them(small_store, t
     out = tmp_path / "out"
     result = run(small_store, out, hf_dataset=False).result
     assert sorted(p.name for p in out.iterdir()) == [
+        ".personagym-export.json",
         "statistics.json",
         "test_samples.json",
         "test_samples.jsonl",
@@ -341,6 +342,6 @@ def test_a_write_that_fails_fails_the_run_and_keeps_earlier_outputs(tmp_path, sm
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ParquetSplitWriter, "add_table", full_disk)
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(OSError, match=f"no space left on device writing {out} "):
         run(small_store, out)
     assert snapshot(out) == before  # no temporary file left behind either

@@ -66,7 +66,7 @@ def test_pushing_the_same_data_again_makes_no_commit_and_uploads_nothing(hub, st
 
 
 def test_append_uploads_only_changed_files_and_deletes_stale_shards(hub, store, tmp_path, monkeypatch):
-    monkeypatch.setattr(shards_module, "BATCH_ROWS", 5)
+    monkeypatch.setattr(shards_module, "ROW_GROUP_ROWS", 5)
     monkeypatch.setattr(shards_module, "MAX_SHARD_BYTES", 1)  # several shards per split
     out = tmp_path / "out"
     push_to_hub(export(store, out), REPO, backoff=0)
@@ -149,7 +149,7 @@ def test_secrets_block_the_push_unless_allowed(hub, tmp_path):
     message = str(raised.value)
     assert message.startswith("refusing to push: 2 string(s) in ")  # the full and messages configs
     assert (
-        "data/train-00000-of-00001.parquet, row 0, full_conversation[].content: OpenAI/Anthropic-style API key "
+        "data/full/train-00000-of-00001.parquet, row 0, full_conversation[].content: OpenAI/Anthropic-style API key "
         "(sk-abc…[35 chars])" in message
     )
     assert fake_key not in message
