@@ -264,6 +264,9 @@ def _iter_json_array_stream(f: IO[bytes], source: str) -> Iterator[Record | BadR
                     continue
                 yield BadRecord(source, f"item {index}", f"invalid JSON ({e.msg})")
                 return
+            except RecursionError:  # Python's decoder nests a call per level; where the item ends is unknown
+                yield BadRecord(source, f"item {index}", "invalid JSON (nested too deeply)")
+                return
             yield _record_or_bad(source, f"item {index}", value)
             position, index = end, index + 1
     except UnicodeDecodeError as e:

@@ -314,3 +314,80 @@ def test_only_the_builtin_conversion_is_trusted_to_check_itself():
     assert checks_itself(TrainingDataCollector().interaction_to_training_sample)
     assert not checks_itself(Custom().interaction_to_training_sample)
     assert not checks_itself(lambda interaction: interaction_to_sample(interaction))
+
+
+def _nest(levels: int, leaf="x"):
+    value = leaf
+    for _ in range(levels):
+        value = {"k": value}
+    return value
+
+
+def test_a_value_at_the_depth_limit_is_written_by_every_writer_and_one_more_level_is_rejected(example):
+    from personagym_hf.collect import MAX_DEPTH
+    from personagym_hf.tables import ViewTables
+    from personagym_hf.views import CONFIG_NAMES
+    from personagym_hf.writers import dumps_line, pretty_item
+
+    example["persona_features"] = _nest(MAX_DEPTH)
+    example["metadata"]["assistant_model"] = _nest(MAX_DEPTH - 1)  # metadata is one level more
+    sample = interaction_to_sample(example).to_dict()
+    assert json.loads(b"[" + pretty_item(sample) + b"]") == [sample]
+    assert json.loads(dumps_line(sample)) == sample
+    flags = dict.fromkeys(("include_persona", "include_trajectory", "include_distractor_versions"), True)
+    flags |= {"include_full_conversation": True, "include_metadata": True}
+    tables = ViewTables(flags).build([sample])
+    assert list(tables) == list(CONFIG_NAMES)
+    assert json.loads(tables["full"]["persona_features"][0].as_py()) == sample["persona_features"]
+
+    example["persona_features"] = _nest(MAX_DEPTH + 1)
+    with pytest.raises(InvalidInteraction) as raised:
+        interaction_to_sample(example)
+    assert str(raised.value) == "persona_features is nested deeper than 100 levels (at k)"
+    example["persona_features"] = {}
+    example["query_id"] = [_nest(MAX_DEPTH - 1)]
+    with pytest.raises(InvalidInteraction) as raised:
+        interaction_to_sample(example)
+    assert str(raised.value) == "metadata is nested deeper than 100 levels (at query_id)"
+
+
+def test_validate_sample_rejects_any_field_nested_too_deep():
+    sample = TrainingSample.from_dict({"sample_id": "s", "persona_id": "p", "prompt_trajectory": ["hi"]})
+    sample.num_turns = 1
+    sample.noisy_initial_queries = [{"noisy_text": "x", "noise_type": "t", "extra": _nest(100)}]
+    assert validate_sample(sample) == ["noisy_initial_queries is nested deeper than 100 levels (at 0)"]
+
+
+def test_a_record_without_id_that_cannot_be_hashed_is_rejected(example):
+    del example["interaction_id"]
+    example["extra"] = _nest(300)
+    with pytest.raises(InvalidInteraction) as raised:
+        interaction_to_sample(example)
+    assert str(raised.value) == (
+        "no interaction_id, and none can be made from the record's content (Recursion limit reached)"
+    )
+
+
+def test_a_deep_value_anywhere_in_a_record_is_rejected_or_exported_never_raised(example):
+    """Each place of a record set to a value nested 1024 levels (the most orjson reads): every record is either
+    rejected with a reason or converted into a sample that every writer can write."""
+    import orjson
+
+    from personagym_hf.samples import Rejections, iter_samples
+    from personagym_hf.store import Record
+    from personagym_hf.writers import dumps_line, pretty_item
+
+    example["metadata"]["semantic_noise"] = {"initial_query": {"noisy_text": "hm", "layer": "surface"}}
+    deep = orjson.loads('{"a": ' * 1023 + "[1]" + "}" * 1023)
+    places = list(_places(example))[1:]  # not () : the whole record replaced is not an interaction
+    records = [Record("s.jsonl", f"line {n}", _with(example, path, deep)) for n, path in enumerate(places, start=1)]
+    rejections = Rejections("skip")
+    kept = [sample.to_dict() for sample, _record in iter_samples(records, interaction_to_sample, rejections)]
+    for sample in kept:
+        assert json.loads(dumps_line(sample)) == sample and pretty_item(sample)
+    assert len(kept) + len(rejections.bad) == len(records)
+    assert kept and len(rejections.bad) > 20
+    assert {bad.reason.split(" (")[0] for bad in rejections.bad} >= {
+        "persona_features is nested deeper than 100 levels",
+        "metadata is nested deeper than 100 levels",
+    }

@@ -164,3 +164,12 @@ def test_a_file_that_grows_while_read_is_read_to_its_end(tmp_path, monkeypatch):
 
     monkeypatch.setattr(store_module.os, "fstat", lambda fd: Smaller(fd) if fd > 2 else real_fstat(fd))
     assert [r.data for r in store_module.iter_file(path.as_posix())] == [make_interaction(1)]
+
+
+def test_a_large_array_with_an_item_nested_too_deep_for_the_decoder_is_a_bad_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", 10)
+    path = tmp_path / "big.json"
+    path.write_text("[" + json.dumps(make_interaction(1)) + ", " + "[" * 5000 + "]" * 5000 + "]", encoding="utf-8")
+    read = list(iter_records(path))
+    assert ids(read) == ["interaction_persona_001_0001"]
+    assert read[1:] == [BadRecord(path.as_posix(), "item 1", "invalid JSON (nested too deeply)")]
