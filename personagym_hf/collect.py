@@ -9,6 +9,7 @@ Defaults for optional fields (documented in the README):
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from typing import Any
@@ -19,6 +20,11 @@ from .schema import FIELD_NAMES, TrainingSample
 
 ROLES = ("system", "user", "assistant")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_READABLE = 120  # characters of an id kept in its sample id: with the hash suffix, a sample id is at most 155
+_PLAIN = re.compile(rf"interaction_([A-Za-z0-9._-]{{1,{_READABLE}}})")
+_HASH_SUFFIX = re.compile(r"_[a-z2-7]{26}\Z")  # `_` and a 128-bit digest in base32, as `sample_id_for` appends
+_HASH_SUFFIX_LENGTH = 27
+_PREFIX_LENGTH = len("interaction_")
 _OPTIONAL_METADATA = ("created_at", "query_id", "distractor_type")
 # How deep a sample's free-form values (persona_features, metadata) may nest. Every output is JSON text written by
 # orjson, which refuses more than 254 nested containers (it reads up to 1024), and a field sits two levels down in
@@ -33,16 +39,28 @@ class InvalidInteraction(ValueError):
 
 
 def sample_id_for(interaction_id: str) -> str:
-    """`interaction_<rest>` -> `sample_<rest>`, reduced to file-name-safe characters.
+    """A sample id that is stable, safe in file names (`[A-Za-z0-9._-]`, at most 155 characters) and different for
+    every different interaction_id, so that only equal interaction_ids are duplicates.
 
-    When characters had to be replaced, a short hash of the original id is appended so two ids that
-    differ only in unsafe characters still give two sample ids.
+    - A *plain* id, `interaction_<rest>` where rest is 1 to 120 safe characters and does not end like a hash
+      suffix (`_` and 26 characters of `[a-z2-7]`), becomes `sample_<rest>`: every upstream id keeps the readable
+      sample id it always had.
+    - Every other id becomes `sample_<readable>_<hash>`: its first 120 characters (without the prefix) with `_`
+      for each unsafe one, then the lowercase base32 of a 128-bit blake2b digest of the whole id.
+
+    Why two different ids cannot get one sample id: a plain id's sample id never ends like a hash suffix and every
+    other sample id does, so a plain and a hashed id never meet. Two plain ids with one sample id have one `rest`,
+    so they are the same id (the prefix is fixed). Two hashed ids with one sample id have one digest of their
+    whole id, which for different ids takes a blake2b collision on 128 bits: ~2^64 tries for one made on purpose,
+    never by chance (the same bound `seen.py` relies on). Nothing else goes into a sample id.
     """
-    rest = interaction_id[len("interaction_") :] if interaction_id.startswith("interaction_") else interaction_id
-    safe = _UNSAFE.sub("_", rest)
-    if safe != rest or not safe:
-        safe = f"{safe}_{hashlib.sha1(interaction_id.encode()).hexdigest()[:8]}"
-    return f"sample_{safe}"
+    plain = _PLAIN.fullmatch(interaction_id)
+    if plain and not _HASH_SUFFIX.search(plain[1], len(plain[1]) - _HASH_SUFFIX_LENGTH):
+        return "sample_" + plain[1]
+    rest = interaction_id[_PREFIX_LENGTH:] if interaction_id.startswith("interaction_") else interaction_id
+    digest = hashlib.blake2b(interaction_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    suffix = base64.b32encode(digest).decode("ascii").rstrip("=").lower()
+    return f"sample_{_UNSAFE.sub('_', rest[:_READABLE])}_{suffix}"
 
 
 def too_deep(value: Any, levels: int = MAX_DEPTH) -> bool:

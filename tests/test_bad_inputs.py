@@ -93,3 +93,24 @@ def test_the_seed_api_skips_a_record_nested_too_deep(deep_store, tmp_path):
         collector.collect_from_interactions(InteractionStorage(deep_store).load_all()), use_timestamp=False
     )
     assert len(json.loads(open(files["train"], encoding="utf-8").read())) == 8
+
+
+def test_distinct_ids_that_look_alike_once_sanitised_are_all_exported(tmp_path, chunked):
+    # `fzc4` and `interaction_fzc4` both became sample_fzc4; `interaction_fzc/7` became sample_fzc_7_1a378f68,
+    # which is also what the (safe) id `interaction_fzc_7_1a378f68` became.
+    ids = ["fzc4", "interaction_fzc4", "interaction_fzc/7", "interaction_fzc_7_1a378f68"]
+    records = [make_interaction(n, persona=f"p{n}", interaction_id=id_) for n, id_ in enumerate(ids)]
+    store = tmp_path / "s"
+    store.mkdir()
+    for number, record in enumerate(records):
+        (store / f"{number}.json").write_text(json.dumps(record), encoding="utf-8")
+    (store / "9_copy.json").write_text(json.dumps(records[2]), encoding="utf-8")  # an equal id: a duplicate
+    for num_proc in (1, 2):
+        out = tmp_path / f"out{num_proc}"
+        run = export_store(store, out, parse_config({}), CONVERT, split=False, num_proc=num_proc)
+        rows = read_jsonl(out / "train_samples.jsonl")
+        assert [row["metadata"]["interaction_id"] for row in rows] == ids
+        assert len({row["sample_id"] for row in rows}) == 4
+        assert [(bad.source.rsplit("/", 1)[-1], bad.reason) for bad in run.rejections.bad] == [
+            ("9_copy.json", f"duplicate interaction_id (already read from {store.as_posix()}/2.json); kept the first")
+        ]

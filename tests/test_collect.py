@@ -176,14 +176,81 @@ def test_declared_num_turns_that_disagrees_is_a_warning_not_an_error(example):
     "interaction_id, sample_id",
     [
         ("interaction_persona_001_20260206_103000", "sample_persona_001_20260206_103000"),
-        ("abc-1.2", "sample_abc-1.2"),
-        ("interaction_a/b", "sample_a_b_992d9b99"),
-        ("interaction_a b", "sample_a_b_da580f11"),
+        ("interaction_persona_00019_0000019", "sample_persona_00019_0000019"),
+        ("interaction_abc-1.2", "sample_abc-1.2"),
+        ("abc-1.2", "sample_abc-1.2_aaqmevujuvppmlc4qldxbox43e"),
+        ("interaction_a/b", "sample_a_b_rcmx2vyt43cffptrnpwdd4dmuy"),
+        ("interaction_a b", "sample_a_b_iwiiihwnspftqj7pbuhayhairq"),
+        ("", "sample__zltgsqoz566uatsnrb2y5jtwoa"),
+        ("interaction_", "sample__h23v7ura6z2dc652owai6f2sn4"),
+        ("interaction_x_abcdefghijklmnopqrstuvwx19", "sample_x_abcdefghijklmnopqrstuvwx19"),  # 1 and 9: not base32
+        ("interaction_abcdefghijklmnopqrstuvwx23", "sample_abcdefghijklmnopqrstuvwx23"),  # no `_` before the 26
+        (  # safe, but it ends like a hash suffix: it could be the sample id of another id, so it is hashed too
+            "interaction_x_abcdefghijklmnopqrstuvwx23",
+            "sample_x_abcdefghijklmnopqrstuvwx23_wakaglgcnjdmyeu63xh5nahz6m",
+        ),
     ],
-    ids=["upstream", "no_prefix", "slash", "space"],
+    ids=[
+        "upstream",
+        "upstream_2",
+        "safe",
+        "no_prefix",
+        "slash",
+        "space",
+        "empty",
+        "prefix_only",
+        "near_tag",
+        "no_tag",
+        "tag",
+    ],
 )
 def test_sample_id_is_stable_and_file_name_safe(interaction_id, sample_id):
     assert sample_id_for(interaction_id) == sample_id
+
+
+def _crafted_ids(count: int) -> list[str]:
+    """Ids made to collide under a sanitising mapping: each id, its form with and without the prefix, its unsafe
+    characters swapped for others, and the id that spells out its own sample id (the crafted `interaction_fzc_7_<h>`
+    of issue 11), including the hashed forms of the new mapping."""
+    import random
+
+    rng = random.Random(11)
+    alphabet = ["a", "b", "Z", "0", "7", "_", "-", ".", "/", " ", ":", "\u00e9", "\u65e5", "\ud800", "~", "_h"]
+    ids = set()
+    for _ in range(count):
+        core = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        ids |= {core, "interaction_" + core, "interaction_" + core.replace("/", " "), "interaction_" + core * 20}
+    for known in list(ids):
+        for made in {sample_id_for(known), "sample_" + _old_sample_id_for(known)[len("sample_") :]}:
+            ids.add("interaction_" + made[len("sample_") :])  # an id that spells the sample id of another
+            ids.add(made[len("sample_") :])
+    return sorted(ids)
+
+
+def _old_sample_id_for(interaction_id: str) -> str:
+    """The mapping before issue 11 (a prefix strip, `_` for unsafe characters, 8 hex of sha1 when any): its
+    outputs are what a crafted id would spell out."""
+    import hashlib
+    import re
+
+    rest = interaction_id[len("interaction_") :] if interaction_id.startswith("interaction_") else interaction_id
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", rest)
+    if safe != rest or not safe:
+        safe = f"{safe}_{hashlib.sha1(interaction_id.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return f"sample_{safe}"
+
+
+def test_sample_ids_of_distinct_interaction_ids_are_distinct_safe_and_bounded():
+    import re
+
+    ids = _crafted_ids(3000)
+    sample_ids = [sample_id_for(interaction_id) for interaction_id in ids]
+    assert len(ids) > 20000
+    assert len(set(sample_ids)) == len(ids)
+    assert all(re.fullmatch(r"sample_[A-Za-z0-9._-]+", sample_id) for sample_id in sample_ids)
+    assert max(len(sample_id) for sample_id in sample_ids) <= 155
+    old = [_old_sample_id_for(interaction_id) for interaction_id in ids]
+    assert len(set(old)) < len(ids)  # the crafted ids do collide under the old mapping
 
 
 def test_record_without_interaction_id_gets_a_content_hash_id(example):
