@@ -1,6 +1,7 @@
 """Inputs that once stopped a whole run: each is a rejected record (file and reason); the others are exported."""
 
 import json
+import os
 
 import pytest
 from conftest import make_interaction, write_files
@@ -114,3 +115,66 @@ def test_distinct_ids_that_look_alike_once_sanitised_are_all_exported(tmp_path, 
         assert [(bad.source.rsplit("/", 1)[-1], bad.reason) for bad in run.rejections.bad] == [
             ("9_copy.json", f"duplicate interaction_id (already read from {store.as_posix()}/2.json); kept the first")
         ]
+
+
+@pytest.fixture
+def odd_store(tmp_path):
+    """Six good files, and each odd kind of entry: a link loop, a broken link, a FIFO, a folder link cycle."""
+    store = write_files(tmp_path / "s", [make_interaction(n, persona=f"p{n % 3}") for n in range(6)])
+    (store / "loop_a.json").symlink_to("loop_b.json")
+    (store / "loop_b.json").symlink_to("loop_a.json")
+    (store / "dangling.json").symlink_to("nowhere.json")
+    os.mkfifo(store / "fifo.json")
+    (store / "up").symlink_to(".")
+    return store
+
+
+ODD_REPORT = [
+    ("dangling.json", "broken symbolic link (its target nowhere.json does not exist)"),
+    ("fifo.json", "not a regular file (a FIFO)"),
+    ("loop_a.json", "symbolic link loop (it never reaches a file)"),
+    ("loop_b.json", "symbolic link loop (it never reaches a file)"),
+]
+
+
+def _unblock_fifos_after(store, seconds):
+    """If a run ever opens the FIFO for reading and waits, this opens it for writing after `seconds`, so the test
+    fails on its assertions instead of hanging."""
+    import threading
+
+    def unblock():
+        if not done.wait(seconds):
+            os.close(os.open(store / "fifo.json", os.O_WRONLY | os.O_NONBLOCK))
+
+    done = threading.Event()
+    threading.Thread(target=unblock, daemon=True).start()
+    return done
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_odd_files_are_reported_and_never_stop_an_export(odd_store, tmp_path, chunked, num_proc):
+    done = _unblock_fifos_after(odd_store, 20)
+    out = tmp_path / "out"
+    run = export_store(odd_store, out, parse_config({}), CONVERT, num_proc=num_proc)
+    done.set()
+    assert run.files_read == 10 and run.result.statistics["total_samples"] == 6
+    report = [(line["file"].rsplit("/", 1)[-1], line["reason"]) for line in read_jsonl(out / "rejected.jsonl")]
+    assert report == ODD_REPORT
+
+
+def test_the_builder_reads_a_store_with_odd_files(odd_store, tmp_path):
+    done = _unblock_fifos_after(odd_store, 20)
+    dataset = load_dataset(odd_store, "minimal", cache_dir=str(tmp_path / "c"), split=False, num_proc=2)
+    done.set()
+    assert dataset["train"].num_rows == 6
+
+
+def test_validate_lists_odd_files(odd_store, capsys):
+    from personagym_hf.cli import main
+
+    done = _unblock_fifos_after(odd_store, 20)
+    assert main(["validate", "--interactions", str(odd_store)]) == 1
+    done.set()
+    err = capsys.readouterr()
+    for name, reason in ODD_REPORT:
+        assert f"{odd_store.as_posix()}/{name}: {reason}" in err.out + err.err
