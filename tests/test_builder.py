@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import datasets
 import pandas as pd
@@ -195,3 +196,43 @@ def test_num_proc_drops_a_duplicate_in_another_shard_like_one_process(tmp_path):
     two = load_dataset(store, "full", cache_dir=str(tmp_path / "two"), split=False, num_proc=2)
     assert one["train"].num_rows == 6
     assert two["train"].to_list() == one["train"].to_list()
+
+
+def _arrow_shards(cache_dir, split):
+    return sorted(p.name for p in Path(cache_dir).rglob(f"*-{split}-*-of-*.arrow"))
+
+
+def test_num_proc_two_writes_several_shards_per_split_with_the_rows_of_one_process(store, tmp_path, caplog):
+    one = PersonaGymBuilder(config_name="full", data_dir=str(store), cache_dir=str(tmp_path / "one"))
+    one.download_and_prepare()
+    two = PersonaGymBuilder(config_name="full", data_dir=str(store), cache_dir=str(tmp_path / "two"))
+    with caplog.at_level("WARNING", logger="datasets"):
+        two.download_and_prepare(num_proc=2)
+    assert not [r for r in caplog.records if "num_proc" in r.getMessage()]
+    for split in ("train", "validation", "test"):
+        shards = _arrow_shards(tmp_path / "two", split)
+        assert len(shards) == 2 and shards[1].endswith(f"-{split}-00001-of-00002.arrow"), shards
+        assert len(two.info.splits[split].shard_lengths) == 2
+        assert two.as_dataset(split).to_list() == one.as_dataset(split).to_list()
+    assert _arrow_shards(tmp_path / "one", "train") == []  # one process: one file, no shard pattern
+
+
+def test_num_proc_reports_a_duplicate_in_another_shard_like_one_process(tmp_path):
+    records = [make_interaction(n, persona=f"p{n % 3}") for n in range(6)]
+    store = write_files(tmp_path / "s", records)
+    (store / "zz_copy.json").write_text(json.dumps(records[0]), encoding="utf-8")
+    messages = []
+    for num_proc in (None, 2):
+        with pytest.raises(datasets.exceptions.DatasetGenerationError) as raised:
+            load_dataset(
+                store, "full", cache_dir=str(tmp_path / f"c{num_proc}"), on_bad_records="error", num_proc=num_proc
+            )
+        messages.append(str(raised.value.__cause__))
+    # In a worker the error comes back as the text of a remote traceback, with the error on a line of its own.
+    in_worker = [line for line in messages[1].splitlines() if line.startswith("personagym_hf.samples.BadInputError")]
+    assert in_worker == [f"personagym_hf.samples.BadInputError: {messages[0]}"]
+    assert messages[0] == (
+        f"{store.as_posix()}/zz_copy.json, interaction_id='interaction_p0_0000': duplicate interaction_id (already "
+        f"read from {store.as_posix()}/interaction_p0_0000.json); kept the first (fix the record, or rerun with "
+        "--on-bad-records warn to skip bad records)"
+    )
