@@ -99,6 +99,15 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
         self._num_proc = num_proc or 1  # read by _split_generators
         super().download_and_prepare(*args, num_proc=num_proc, **kwargs)
 
+    def _as_dataset(self, split: Any = datasets.Split.TRAIN, in_memory: bool = False) -> datasets.Dataset:
+        """A split without rows is an empty `Dataset` with the config's features, not an error: few personas can
+        leave a split empty (they all hash elsewhere), and `datasets` cannot read a split it wrote no rows for."""
+        info = None if isinstance(split, datasets.ReadInstruction) else self.info.splits.get(str(split))
+        if info is not None and info.num_examples == 0:
+            empty = {name: [] for name in self.info.features}
+            return datasets.Dataset.from_dict(empty, features=self.info.features, info=self.info.copy(), split=split)
+        return super()._as_dataset(split, in_memory)
+
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
         files = discover_paths(self.config.store())
         names = SPLIT_NAMES if self.config.split else ("train",)

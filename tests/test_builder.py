@@ -236,3 +236,30 @@ def test_num_proc_reports_a_duplicate_in_another_shard_like_one_process(tmp_path
         f"read from {store.as_posix()}/interaction_p0_0000.json); kept the first (fix the record, or rerun with "
         "--on-bad-records warn to skip bad records)"
     )
+
+
+@pytest.fixture(scope="module")
+def five_personas(tmp_path_factory):
+    """100 interactions of 5 personas: with the default seed they all hash into train."""
+    records = [make_interaction(n, persona=f"persona_{n % 5:05d}") for n in range(100)]
+    return write_files(tmp_path_factory.mktemp("five") / "s", records)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_an_empty_split_is_an_empty_dataset_with_the_configs_features(five_personas, tmp_path, name):
+    from personagym_hf.schema import features
+    from personagym_hf.split import split_of
+    from personagym_hf.views import config_specs
+
+    ratios = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    splits = {split_of({"persona_id": f"persona_{p:05d}"}, 42, ratios) for p in range(5)}
+    assert splits == {"train"}
+    dataset = load_dataset(five_personas, name, cache_dir=str(tmp_path))
+    assert list(dataset) == ["train", "validation", "test"]
+    assert dataset["train"].num_rows >= 100
+    for split in ("validation", "test"):
+        assert dataset[split].num_rows == 0 and dataset[split].split == split
+        assert dataset[split].features == features(config_specs(parse_config({}).format)[name])
+    builder = PersonaGymBuilder(config_name=name, data_dir=str(five_personas), cache_dir=str(tmp_path / "b"))
+    builder.download_and_prepare()
+    assert builder.as_dataset("validation").to_list() == []
