@@ -231,13 +231,25 @@ def _open_failure(source: str, error: OSError) -> str:
     return f"cannot read file ({error.__class__.__name__}: {error})"
 
 
-def _reason(error: Exception) -> str:
-    if isinstance(error, UnicodeDecodeError):
-        return f"invalid UTF-8 at byte {error.start}"
-    message = str(error)
-    if "not valid UTF-8" in message:
-        return "invalid UTF-8"
-    return f"invalid JSON ({message})"
+def _parse_error(error: orjson.JSONDecodeError, raw: bytes, line: int | None = None) -> tuple[str, str]:
+    """`where` and `reason` of a document orjson could not parse, with one position: the line of the file (`line`
+    for a JSONL line, which orjson sees as a document of its own) and the column (a character's, as editors count)."""
+    if not raw.strip():
+        return "", "invalid JSON (the file is empty)"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:  # orjson gives no position for it
+        before = raw[: e.start]
+        line_start = before.rfind(b"\n") + 1
+        line = line or before.count(b"\n") + 1
+        return f"line {line}, column {len(before[line_start:].decode('utf-8')) + 1}", "invalid UTF-8"
+    if line is None:
+        line, column = error.lineno, error.colno
+    elif error.lineno == 1:
+        column = error.colno
+    else:  # past the line's end (orjson counts its newline as a second line)
+        column = len(raw.rstrip(b"\r\n").decode("utf-8")) + 1
+    return f"line {line}, column {column}", f"invalid JSON ({error.msg})"
 
 
 def _record_or_bad(source: str, where: str, value: object) -> Record | BadRecord:
@@ -282,7 +294,7 @@ def _iter_jsonl(source: str, fd: int) -> Iterator[Record | BadRecord]:
             try:
                 value = orjson.loads(line)
             except orjson.JSONDecodeError as e:
-                yield BadRecord(source, f"line {number}", _reason(e))
+                yield BadRecord(source, *_parse_error(e, line, number))
                 continue
             yield _record_or_bad(source, f"line {number}", value)
 
@@ -325,7 +337,7 @@ def _iter_json(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        yield BadRecord(source, "", _reason(e))
+        yield BadRecord(source, *_parse_error(e, raw))
         return
     if isinstance(value, list):
         for index, item in enumerate(value):
@@ -339,11 +351,14 @@ def _iter_json_array_stream(f: IO[bytes], source: str) -> Iterator[Record | BadR
     decoder = json.JSONDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8")()
     buffer, position, index, eof, started = "", 0, 0, False, False
+    read, decoding_from = 0, 0  # bytes read; where in the file the bytes being decoded start
 
     def fill() -> bool:
-        nonlocal buffer, position, eof
+        nonlocal buffer, position, eof, read, decoding_from
         chunk = f.read(_ARRAY_CHUNK)
         eof = not chunk
+        decoding_from = read - len(utf8.getstate()[0])  # the decoder holds the start of a character cut in two
+        read += len(chunk)
         buffer = buffer[position:] + utf8.decode(chunk, final=eof)
         position = 0
         return not eof
@@ -378,7 +393,7 @@ def _iter_json_array_stream(f: IO[bytes], source: str) -> Iterator[Record | BadR
             yield _record_or_bad(source, f"item {index}", value)
             position, index = end, index + 1
     except UnicodeDecodeError as e:
-        yield BadRecord(source, f"item {index}", _reason(e))
+        yield BadRecord(source, f"item {index}", f"invalid UTF-8 at byte {decoding_from + e.start}")
 
 
 def iter_records(paths: str | Path | Iterable[str | Path]) -> Iterator[Record | BadRecord]:

@@ -61,13 +61,14 @@ def test_bad_files_and_lines_are_reported_with_file_and_position(tmp_path):
     records = list(iter_records(root))
     bad = [(r.source.rsplit("/", 1)[-1], r.where, r.reason) for r in records if isinstance(r, BadRecord)]
     assert [b[:2] for b in bad] == [
-        ("a_truncated.json", ""),
-        ("b.jsonl", "line 2"),
+        ("a_truncated.json", "line 1, column 41"),
+        ("b.jsonl", "line 2, column 2"),
         ("b.jsonl", "line 3"),
-        ("c_latin1.json", ""),
+        ("c_latin1.json", "line 1, column 243"),  # the é of "héy"
         ("d.json.gz", ""),
     ]
-    assert bad[0][2].startswith("invalid JSON (")
+    assert bad[0][2] == "invalid JSON (unexpected end of data)"
+    assert bad[1][2] == "invalid JSON (unexpected character, expected a string key)"
     assert bad[2][2] == "expected a JSON object, got list"
     assert bad[3][2] == "invalid UTF-8"
     assert bad[4][2].startswith("cannot read file (BadGzipFile:")
@@ -261,3 +262,62 @@ def test_a_store_with_odd_files_has_a_fingerprint(tmp_path):
     first = store_module.store_fingerprint(root)
     (root / "dangling.json").unlink()
     assert store_module.store_fingerprint(root) != first
+
+
+@pytest.mark.parametrize(
+    "name, content, where, reason",
+    [
+        (
+            "a.jsonl",
+            b'{"a": 1}\n\n{"b": [1, 2}\n',
+            "line 3, column 12",
+            "invalid JSON (unexpected character, expected ',' or ']')",
+        ),
+        ("b.jsonl", b'{"a": 1}\n{"b": 2\n', "line 2, column 8", "invalid JSON (unexpected end of data)"),
+        ("c.jsonl", b'{"a": 1}\r\n{"b": 2\r\n', "line 2, column 8", "invalid JSON (unexpected end of data)"),
+        (
+            "d.jsonl",
+            '{"caf\u00e9": x}\n'.encode(),
+            "line 1, column 10",
+            "invalid JSON (unexpected character, expected a JSON value)",
+        ),
+        ("e.jsonl", b'{"a": 1}\n{"b": "\xc3\xa9\xff"}\n', "line 2, column 9", "invalid UTF-8"),
+        (
+            "f.json",
+            b'{\n  "a": 1,\n  "b": [1,, 2]\n}\n',
+            "line 3, column 11",
+            "invalid JSON (unexpected character, expected a JSON value)",
+        ),
+        ("g.json", b'{\n  "a": "\xe2\x82"\n}', "line 2, column 9", "invalid UTF-8"),
+        ("h.json", b"  \n", "", "invalid JSON (the file is empty)"),
+        ("i.json", b'{"a": 1} x', "line 1, column 10", "invalid JSON (unexpected content after document)"),
+    ],
+    ids=[
+        "jsonl",
+        "jsonl_end_of_line",
+        "jsonl_crlf",
+        "jsonl_non_ascii",
+        "jsonl_utf8",
+        "json",
+        "json_utf8",
+        "empty",
+        "trailing",
+    ],
+)
+def test_a_parse_error_names_one_position_line_and_column(tmp_path, name, content, where, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    bad = [r for r in iter_records(path) if isinstance(r, BadRecord)]
+    assert bad == [BadRecord(path.as_posix(), where, reason)]
+    assert bad[0].describe() == f"{path.as_posix()}{', ' + where if where else ''}: {reason}"
+
+
+def test_invalid_utf8_in_a_streamed_array_names_its_byte_in_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", 10)
+    monkeypatch.setattr(store_module, "_ARRAY_CHUNK", 64)
+    text = json.dumps([make_interaction(n) for n in range(3)]).encode()
+    at = text.index(b"interaction_persona_001_0002")
+    path = tmp_path / "big.json"
+    path.write_bytes(text[:at] + b"\xff" + text[at + 1 :])
+    bad = [r for r in iter_records(path) if isinstance(r, BadRecord)]
+    assert bad == [BadRecord(path.as_posix(), "item 2", f"invalid UTF-8 at byte {at}")]
