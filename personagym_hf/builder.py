@@ -13,6 +13,7 @@ pass over the store — that is how `datasets` builders work — so building rea
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -22,10 +23,10 @@ from datasets.builder import Key
 
 from .chunks import CHUNK_FILES
 from .config import SPLIT_NAMES, ExportConfig, choice, format_flags, split_ratios
-from .samples import DUPLICATE, Rejections, iter_samples
+from .samples import Rejections, checked, checks_itself, duplicate, iter_samples, place, record_id
 from .shards import BATCH_ROWS
 from .split import split_of
-from .store import BadRecord, PathList, discover_paths, iter_file, store_fingerprint
+from .store import BadRecord, PathList, Record, discover_paths, iter_file, store_fingerprint
 from .tables import ViewTables
 from .views import CONFIG_NAMES, config_specs
 
@@ -118,7 +119,7 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
         # Shards run apart, so a record whose id an earlier shard holds cannot see it: with more than one
         # process, one first pass finds the later copies of duplicate ids, and every shard reads those as the
         # bad records one process reports.
-        later = self._later_duplicates(files) if num_proc > 1 else {}
+        later = self._later_duplicates(files, ranges, num_proc) if num_proc > 1 and len(ranges) > 1 else {}
         return [
             datasets.SplitGenerator(
                 name=name, gen_kwargs={"files": files, "ranges": ranges, "split": name, "later": later}
@@ -126,14 +127,25 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
             for name in names
         ]
 
-    def _later_duplicates(self, files: PathList) -> dict[tuple[str, str], BadRecord]:
-        """Every record that repeats an earlier record's id, by (file, position), as the export reports it."""
-        convert = self.config.convert()
-        rejections = Rejections("skip")
-        records = (record for path in files for record in iter_file(path))
-        for _ in iter_samples(records, convert, rejections):
-            pass
-        return {(bad.source, bad.where): bad for bad in rejections.bad if bad.reason.startswith(DUPLICATE)}
+    def _later_duplicates(self, files: PathList, ranges: list[tuple[int, int]], num_proc: int) -> dict:
+        """Every record that repeats an earlier record's id, by (file, position), reported as the export reports
+        it. The ranges are read by `num_proc` forked processes (so a custom collector need not be importable),
+        each giving its valid samples in order; the first read of an id is the one kept, as in one process."""
+        _PREPASS.update(files=files, convert=self.config.convert())
+        seen: dict[str, str] = {}
+        later: dict[tuple[str, str], BadRecord] = {}
+        try:
+            with multiprocessing.get_context("fork").Pool(min(num_proc, len(ranges))) as pool:
+                for valid in pool.imap(_valid_samples, ranges):
+                    for sample_id, source, where, interaction_id in valid:
+                        first = seen.get(sample_id)
+                        if first is None:
+                            seen[sample_id] = place(source, where)
+                        else:
+                            later[(source, where)] = duplicate(source, where, first, interaction_id)
+        finally:
+            _PREPASS.clear()
+        return later
 
     def _generate_tables(
         self, files: PathList, ranges: list[tuple[int, int]], split: str, later: dict | None = None
@@ -170,6 +182,25 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
                 samples, batch = [], batch + 1
         if samples:
             yield Key(shard, batch), tables.build(samples)[cfg.name]
+
+
+# Set by `_later_duplicates` before its workers fork (they inherit it): the store's files and the conversion.
+_PREPASS: dict[str, Any] = {}
+
+
+def _valid_samples(task: tuple[int, int]) -> list[tuple[str, str, str, str | None]]:
+    """(sample_id, file, position, interaction_id) of every record of files `start` to `stop` that makes a valid
+    sample, in store order, repeats included."""
+    convert = _PREPASS["convert"]
+    validate = not checks_itself(convert)
+    valid = []
+    for path in _PREPASS["files"][task[0] : task[1]]:
+        for record in iter_file(path):
+            if isinstance(record, Record):
+                sample = checked(record, convert, validate)
+                if not isinstance(sample, BadRecord):
+                    valid.append((sample.sample_id, record.source, record.where, record_id(record)))
+    return valid
 
 
 def file_ranges(count: int, num_proc: int) -> list[tuple[int, int]]:

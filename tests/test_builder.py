@@ -192,9 +192,15 @@ def test_num_proc_drops_a_duplicate_in_another_shard_like_one_process(tmp_path):
     records = [make_interaction(n, persona=f"p{n % 3}") for n in range(6)]
     store = write_files(tmp_path / "s", records)
     (store / "zz_copy.json").write_text(json.dumps(records[0]), encoding="utf-8")  # the last shard's file
+    # One id three times: first read in the first shard (a_copy sorts first), again in it and in the last one.
+    for name in ("a_copy.json", "zz_copy_2.json"):
+        (store / name).write_text(json.dumps({**records[1], "initial_query": name}), encoding="utf-8")
     one = load_dataset(store, "full", cache_dir=str(tmp_path / "one"), split=False)
     two = load_dataset(store, "full", cache_dir=str(tmp_path / "two"), split=False, num_proc=2)
     assert one["train"].num_rows == 6
+    assert [row["initial_query"] for row in one["train"] if row["metadata"]["interaction_id"].endswith("1")] == [
+        "a_copy.json"
+    ]
     assert two["train"].to_list() == one["train"].to_list()
 
 
