@@ -127,7 +127,9 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
             for name in names
         ]
 
-    def _later_duplicates(self, files: PathList, ranges: list[tuple[int, int]], num_proc: int) -> dict:
+    def _later_duplicates(
+        self, files: PathList, ranges: list[tuple[int, int]], num_proc: int
+    ) -> dict[tuple[str, str], BadRecord]:
         """Every record that repeats an earlier record's id, by (file, position), reported as the export reports
         it. The ranges are read by `num_proc` forked processes (so a custom collector need not be importable),
         each giving its valid samples in order; the first read of an id is the one kept, as in one process."""

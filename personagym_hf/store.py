@@ -214,7 +214,7 @@ def _open_regular(source: str) -> tuple[int, int]:
         raise
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise _NotReadable(f"not a regular file ({_FILE_KINDS.get(stat.S_IFMT(info.st_mode), 'not a file')})")
+        raise _NotReadable(f"not a regular file ({_FILE_KINDS.get(stat.S_IFMT(info.st_mode), 'of an unknown kind')})")
     return fd, info.st_size
 
 
