@@ -13,6 +13,7 @@ pass over the store — that is how `datasets` builders work — so building rea
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -20,11 +21,12 @@ from typing import Any, Iterator, Literal
 import datasets
 from datasets.builder import Key
 
+from .chunks import CHUNK_FILES
 from .config import SPLIT_NAMES, ExportConfig, choice, format_flags, split_ratios
-from .samples import DUPLICATE, Rejections, iter_samples
+from .samples import Rejections, checked, checks_itself, duplicate, iter_samples, place, record_id
 from .shards import BATCH_ROWS
 from .split import split_of
-from .store import discover_paths, iter_file, store_fingerprint
+from .store import BadRecord, PathList, Record, discover_paths, iter_file, store_fingerprint
 from .tables import ViewTables
 from .views import CONFIG_NAMES, config_specs
 
@@ -98,60 +100,116 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
         self._num_proc = num_proc or 1  # read by _split_generators
         super().download_and_prepare(*args, num_proc=num_proc, **kwargs)
 
+    def _as_dataset(self, split: Any = datasets.Split.TRAIN, in_memory: bool = False) -> datasets.Dataset:
+        """A split without rows is an empty `Dataset` with the config's features, not an error: few personas can
+        leave a split empty (they all hash elsewhere), and `datasets` cannot read a split it wrote no rows for."""
+        info = None if isinstance(split, datasets.ReadInstruction) else self.info.splits.get(str(split))
+        if info is not None and info.num_examples == 0:
+            empty = {name: [] for name in self.info.features}
+            return datasets.Dataset.from_dict(empty, features=self.info.features, info=self.info.copy(), split=split)
+        return super()._as_dataset(split, in_memory)
+
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
         files = discover_paths(self.config.store())
         names = SPLIT_NAMES if self.config.split else ("train",)
+        num_proc = getattr(self, "_num_proc", 1)
+        # `datasets` shards the list-valued gen_kwargs only: the ranges of files are that list, and the packed file
+        # list goes to every job whole (it is no `list`).
+        ranges = file_ranges(len(files), num_proc)
         # Shards run apart, so a record whose id an earlier shard holds cannot see it: with more than one
-        # process, one first pass finds the later copies of duplicate ids and every shard drops them.
-        drop = self._later_duplicates(files) if getattr(self, "_num_proc", 1) > 1 else frozenset()
+        # process, one first pass finds the later copies of duplicate ids, and every shard reads those as the
+        # bad records one process reports.
+        later = self._later_duplicates(files, ranges, num_proc) if num_proc > 1 and len(ranges) > 1 else {}
         return [
-            datasets.SplitGenerator(name=name, gen_kwargs={"files": files, "split": name, "drop": drop})
+            datasets.SplitGenerator(
+                name=name, gen_kwargs={"files": files, "ranges": ranges, "split": name, "later": later}
+            )
             for name in names
         ]
 
-    def _later_duplicates(self, files: list[str]) -> frozenset[tuple[str, str]]:
-        """(file, position) of every record that repeats an earlier record's id, as the export finds them."""
-        convert = self.config.convert()
-        rejections = Rejections("skip")
-        records = (record for path in files for record in iter_file(path))
-        for _ in iter_samples(records, convert, rejections):
-            pass
-        return frozenset((bad.source, bad.where) for bad in rejections.bad if bad.reason.startswith(DUPLICATE))
+    def _later_duplicates(
+        self, files: PathList, ranges: list[tuple[int, int]], num_proc: int
+    ) -> dict[tuple[str, str], BadRecord]:
+        """Every record that repeats an earlier record's id, by (file, position), reported as the export reports
+        it. The ranges are read by `num_proc` forked processes (so a custom collector need not be importable),
+        each giving its valid samples in order; the first read of an id is the one kept, as in one process."""
+        _PREPASS.update(files=files, convert=self.config.convert())
+        seen: dict[str, str] = {}
+        later: dict[tuple[str, str], BadRecord] = {}
+        try:
+            with multiprocessing.get_context("fork").Pool(min(num_proc, len(ranges))) as pool:
+                for valid in pool.imap(_valid_samples, ranges):
+                    for sample_id, source, where, interaction_id in valid:
+                        first = seen.get(sample_id)
+                        if first is None:
+                            seen[sample_id] = place(source, where)
+                        else:
+                            later[(source, where)] = duplicate(source, where, first, interaction_id)
+        finally:
+            _PREPASS.clear()
+        return later
 
     def _generate_tables(
-        self, files: list[str], split: str, drop: frozenset = frozenset()
+        self, files: PathList, ranges: list[tuple[int, int]], split: str, later: dict | None = None
     ) -> Iterator[tuple[Key, Any]]:
         cfg = self.config
         settings = cfg.settings()
+        later = later or {}
         # Bad records are reported while building the first split only, not once per split.
         policy = cfg.on_bad_records if split == SPLIT_NAMES[0] or cfg.on_bad_records == "error" else "skip"
         convert = cfg.convert()
         tables = ViewTables(settings.format, [cfg.name])
-        position = {"file": 0}
+        position = {"range": 0}
 
         def records():
-            for index, path in enumerate(files):
-                position["file"] = index
-                for record in iter_file(path):
-                    if (record.source, record.where) not in drop:
-                        yield record
+            for index, (start, stop) in enumerate(ranges):
+                position["range"] = index
+                for path in files[start:stop]:
+                    for record in iter_file(path):
+                        yield later.get((record.source, record.where), record)
 
         samples: list[dict] = []
-        shard, batch = 0, 0
+        shard, batch = 0, 0  # shard: the range's index in this job's `ranges`, as `datasets.builder.Key` counts
         for sample, _record in iter_samples(records(), convert, Rejections(policy)):
             data = sample.to_dict()
             if cfg.split and split_of(data, settings.seed, settings.ratios, settings.split_by) != split:
                 continue
-            if position["file"] != shard:
+            if position["range"] != shard:
                 if samples:
                     yield Key(shard, batch), tables.build(samples)[cfg.name]
-                samples, shard, batch = [], position["file"], 0
+                samples, shard, batch = [], position["range"], 0
             samples.append(data)
             if len(samples) >= cfg.batch_rows:
                 yield Key(shard, batch), tables.build(samples)[cfg.name]
                 samples, batch = [], batch + 1
         if samples:
             yield Key(shard, batch), tables.build(samples)[cfg.name]
+
+
+# Set by `_later_duplicates` before its workers fork (they inherit it): the store's files and the conversion.
+_PREPASS: dict[str, Any] = {}
+
+
+def _valid_samples(task: tuple[int, int]) -> list[tuple[str, str, str, str | None]]:
+    """(sample_id, file, position, interaction_id) of every record of files `start` to `stop` that makes a valid
+    sample, in store order, repeats included."""
+    convert = _PREPASS["convert"]
+    validate = not checks_itself(convert)
+    valid = []
+    for path in _PREPASS["files"][task[0] : task[1]]:
+        for record in iter_file(path):
+            if isinstance(record, Record):
+                sample = checked(record, convert, validate)
+                if not isinstance(sample, BadRecord):
+                    valid.append((sample.sample_id, record.source, record.where, record_id(record)))
+    return valid
+
+
+def file_ranges(count: int, num_proc: int) -> list[tuple[int, int]]:
+    """`count` files cut into consecutive (start, stop) ranges: at least `num_proc` of them when there are that
+    many files, and none longer than `CHUNK_FILES` (the export's chunk), so a big store is spread evenly."""
+    size = max(1, min(CHUNK_FILES, -(-count // max(1, num_proc))))
+    return [(start, min(start + size, count)) for start in range(0, count, size)]
 
 
 def load_dataset(

@@ -18,8 +18,8 @@ START, END = "<!-- personagym-hf:generated:start -->", "<!-- personagym-hf:gener
 DESCRIPTIONS = {
     "full": "one conversation with every field the format flags allow",
     "minimal": "the seed's minimal format: sample_id, initial_query, prompt_trajectory, num_turns",
-    "messages": "TRL conversational format: `messages` of {role, content}, plus persona",
-    "query_rewrite": "one query variant (styled or noisy) with `original_query` as target",
+    "messages": "TRL conversational format: `messages` of {role, content}",
+    "query_rewrite": "one query variant (styled or noisy), for query rewriting",
 }
 TAGS = ["synthetic", "persona", "conversational", "personagym"]
 # (upper bound, label) — the Hub's size_categories values
@@ -193,6 +193,7 @@ def render_card(
             if c in infos
         ],
         schema=[(feature["name"], _type_name(feature)) for feature in infos["full"]["features"]],
+        columns={config: [feature["name"] for feature in info["features"]] for config, info in infos.items()},
         splits=[
             {"name": name, **values}
             for name, values in statistics["splits"].items()

@@ -9,17 +9,29 @@ Defaults for optional fields (documented in the README):
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from typing import Any
 
 import orjson
 
-from .schema import TrainingSample
+from .schema import FIELD_NAMES, TrainingSample
 
 ROLES = ("system", "user", "assistant")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_READABLE = 120  # characters of an id kept in its sample id: with the hash suffix, a sample id is at most 155
+_PLAIN = re.compile(rf"interaction_([A-Za-z0-9._-]{{1,{_READABLE}}})")
+_HASH_SUFFIX = re.compile(r"_[a-z2-7]{26}\Z")  # `_` and a 128-bit digest in base32, as `sample_id_for` appends
+_HASH_SUFFIX_LENGTH = 27
+_PREFIX_LENGTH = len("interaction_")
 _OPTIONAL_METADATA = ("created_at", "query_id", "distractor_type")
+# How deep a sample's free-form values (persona_features, metadata) may nest. Every output is JSON text written by
+# orjson, which refuses more than 254 nested containers (it reads up to 1024), and a field sits two levels down in
+# a JSON array item; pandas' ujson (what `datasets` decodes `Json` with) and Python's json stop near 1000. A
+# record past the limit is rejected here, where it is still one record, instead of failing a writer mid-run.
+MAX_DEPTH = 100
+_CONTAINERS = (dict, list, tuple)
 
 
 class InvalidInteraction(ValueError):
@@ -27,16 +39,59 @@ class InvalidInteraction(ValueError):
 
 
 def sample_id_for(interaction_id: str) -> str:
-    """`interaction_<rest>` -> `sample_<rest>`, reduced to file-name-safe characters.
+    """A sample id that is stable, safe in file names (`[A-Za-z0-9._-]`, at most 155 characters) and different for
+    every different interaction_id, so that only equal interaction_ids are duplicates.
 
-    When characters had to be replaced, a short hash of the original id is appended so two ids that
-    differ only in unsafe characters still give two sample ids.
+    - A *plain* id, `interaction_<rest>` where rest is 1 to 120 safe characters and does not end like a hash
+      suffix (`_` and 26 characters of `[a-z2-7]`), becomes `sample_<rest>`: every upstream id keeps the readable
+      sample id it always had.
+    - Every other id becomes `sample_<readable>_<hash>`: its first 120 characters (without the prefix) with `_`
+      for each unsafe one, then the lowercase base32 of a 128-bit blake2b digest of the whole id.
+
+    Why two different ids cannot get one sample id: a plain id's sample id never ends like a hash suffix and every
+    other sample id does, so a plain and a hashed id never meet. Two plain ids with one sample id have one `rest`,
+    so they are the same id (the prefix is fixed). Two hashed ids with one sample id have one digest of their
+    whole id, which for different ids takes a blake2b collision on 128 bits: ~2^64 tries for one made on purpose,
+    never by chance (the same bound `seen.py` relies on). Nothing else goes into a sample id.
     """
-    rest = interaction_id[len("interaction_") :] if interaction_id.startswith("interaction_") else interaction_id
-    safe = _UNSAFE.sub("_", rest)
-    if safe != rest or not safe:
-        safe = f"{safe}_{hashlib.sha1(interaction_id.encode()).hexdigest()[:8]}"
-    return f"sample_{safe}"
+    plain = _PLAIN.fullmatch(interaction_id)
+    if plain and not _HASH_SUFFIX.search(plain[1], len(plain[1]) - _HASH_SUFFIX_LENGTH):
+        return "sample_" + plain[1]
+    rest = interaction_id[_PREFIX_LENGTH:] if interaction_id.startswith("interaction_") else interaction_id
+    digest = hashlib.blake2b(interaction_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    suffix = base64.b32encode(digest).decode("ascii").rstrip("=").lower()
+    return f"sample_{_UNSAFE.sub('_', rest[:_READABLE])}_{suffix}"
+
+
+def too_deep(value: Any, levels: int = MAX_DEPTH) -> bool:
+    """Whether `value` nests more than `levels` dicts and lists (tuples too: orjson writes them as arrays).
+    It never descends more than `levels + 1` calls, however deep the value is."""
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, (list, tuple)):
+        return False
+    if levels <= 0:
+        return True
+    for child in value:  # a flat persona's values are strings: no call for them
+        if isinstance(child, _CONTAINERS) and too_deep(child, levels - 1):
+            return True
+    return False
+
+
+def nesting_issue(name: str, value: Any) -> str | None:
+    """Why a sample field cannot be exported because of its depth (naming the key under which it is too deep),
+    or None."""
+    if not too_deep(value):
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    at = next(str(key) for key, child in items if too_deep(child, MAX_DEPTH - 1))
+    return f"{name} is nested deeper than {MAX_DEPTH} levels (at {at})"
+
+
+def _shown(value: Any) -> str:
+    """A record's value in a message: its repr, or for a container its type (a repr could be 1000 levels deep,
+    where Python's repr stops)."""
+    return f"a {type(value).__name__}" if isinstance(value, (dict, list)) else repr(value)
 
 
 def _text(value: Any, where: str) -> str:
@@ -65,7 +120,7 @@ def _messages(interaction: dict) -> list[dict[str, str]]:
             if number != 1:
                 raise InvalidInteraction(f"message {number} is a 'system' message; only the first message may be")
         elif role != "assistant":
-            raise InvalidInteraction(f"message {number} has role {role!r}; expected one of {list(ROLES)}")
+            raise InvalidInteraction(f"message {number} has role {_shown(role)}; expected one of {list(ROLES)}")
         if not isinstance(content, str):
             raise InvalidInteraction(f"message {number} content must be a string, got {type(content).__name__}")
         if not content or content.isspace():
@@ -157,9 +212,11 @@ def interaction_to_sample(interaction: dict) -> TrainingSample:
         raise InvalidInteraction(f"'metadata' must be an object, got {type(metadata).__name__}")
     interaction_id = interaction.get("interaction_id")
     if interaction_id is None:
-        interaction_id = (
-            "interaction_" + hashlib.sha1(orjson.dumps(interaction, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-        )
+        try:
+            content = orjson.dumps(interaction, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError as e:  # nested too deep for orjson, or not JSON at all (seed API dicts)
+            raise InvalidInteraction(f"no interaction_id, and none can be made from the record's content ({e})")
+        interaction_id = "interaction_" + hashlib.sha1(content).hexdigest()[:16]
     interaction_id = _text(interaction_id, "interaction_id")
     persona_id = interaction.get("persona_id")
     if not isinstance(persona_id, str) or not persona_id:
@@ -183,6 +240,10 @@ def interaction_to_sample(interaction: dict) -> TrainingSample:
         value = interaction.get(key, metadata.get(key))
         if value is not None:
             sample_metadata[key] = value
+    # The only free-form values a sample takes from its record; every other field has a fixed shape.
+    issue = nesting_issue("persona_features", persona_features) or nesting_issue("metadata", sample_metadata)
+    if issue:
+        raise InvalidInteraction(issue)
 
     return TrainingSample(
         sample_id=sample_id_for(interaction_id),
@@ -203,7 +264,9 @@ def record_warnings(interaction: dict, sample: TrainingSample) -> list[str]:
     warnings = []
     declared = interaction.get("num_turns")
     if declared is not None and declared != sample.num_turns:
-        warnings.append(f"num_turns is {declared!r} in the record but the messages hold {sample.num_turns} user turns")
+        warnings.append(
+            f"num_turns is {_shown(declared)} in the record but the messages hold {sample.num_turns} user turns"
+        )
     return warnings
 
 
@@ -225,7 +288,7 @@ def validate_sample(sample: TrainingSample) -> list[str]:
     for number, message in enumerate(sample.full_conversation, start=1):
         if not isinstance(message, dict) or message.get("role") not in ROLES:
             role = message.get("role") if isinstance(message, dict) else None
-            issues.append(f"Message {number} has invalid role {role!r}")
+            issues.append(f"Message {number} has invalid role {_shown(role)}")
         elif not isinstance(message.get("content"), str) or not message["content"].strip():
             issues.append(f"Message {number} has empty content")
     user_turns = [
@@ -236,4 +299,8 @@ def validate_sample(sample: TrainingSample) -> list[str]:
     for index, entry in enumerate(sample.noisy_initial_queries):
         if not isinstance(entry, dict) or not entry.get("noisy_text") or not entry.get("noise_type"):
             issues.append(f"Noisy query {index} needs non-empty noisy_text and noise_type")
+    for name in FIELD_NAMES:
+        issue = nesting_issue(name, getattr(sample, name))
+        if issue:
+            issues.append(issue)
     return issues

@@ -215,9 +215,22 @@ class Exporter:
 
     def _carry_over(self, earlier) -> None:
         """The earlier export's rows, each output from its own file (see the module docstring)."""
+        from .collect import sample_id_for
+
         counts: dict[str, int] = {}
         for row, split_name in self.files.carry_over(self.folder.path, earlier.split_files):
             counts[split_name] = counts.get(split_name, 0) + 1
+            record_id = (row.get("metadata") or {}).get("interaction_id")
+            if (
+                earlier.schema_version is None
+                and isinstance(record_id, str)
+                and sample_id_for(record_id) != row["sample_id"]
+            ):
+                # An export of an earlier version named this interaction otherwise: appending would add it twice.
+                raise AppendError(
+                    f"{self.output_dir}: cannot append: the export there names interaction {record_id!r} "
+                    f"{row['sample_id']!r}, this version {sample_id_for(record_id)!r}; rebuild with --no-append"
+                )
             if earlier.statistics_state is None:  # an export made before the manifest: recount from its rows
                 self.stats.add(row, split_name)
             if self.parquet is not None and earlier.statistics_state is None:

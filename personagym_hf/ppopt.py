@@ -4,7 +4,8 @@ upload as a loadable dataset repo. `scripts/prepare_ppopt_hf_jsonl.py` and
 
 Fields of a line (the `query_rewrite` config): `sample_id`, `persona_id`, `persona_features` (an
 object), `variant` (`styled` or `noisy_<i>`), `query`, `noise_type` (`none` for the styled query),
-`applied_strategies`, `original_query` (the target).
+`applied_strategies`, `original_query` (the target). Samples exported with `include_persona: false` have no
+persona fields, and their lines none either: the columns are that config's for those flags (`views.config_specs`).
 """
 
 from __future__ import annotations
@@ -14,22 +15,33 @@ from pathlib import Path
 
 import orjson
 
+from .config import FORMAT_FLAGS
 from .schema import TrainingSample
 from .store import BadRecord, iter_file
-from .views import QUERY_REWRITE_SPECS, query_rewrite_rows
+from .views import QUERY_REWRITE_SPECS, config_specs, query_rewrite_rows
 from .writers import JsonlWriter
 
 
 def prepare_ppopt_jsonl(inputs: list[str | Path], output: str | Path) -> int:
     """Samples (an export's `*_samples.json` or `.jsonl`) -> ppopt lines; returns the number of lines."""
     out = JsonlWriter(output)
+    with_persona: bool | None = None  # what the first sample says: the samples of one export all agree
     try:
         for source in inputs:
             for record in iter_file(Path(source)):
                 if isinstance(record, BadRecord):
                     raise ValueError(f"{record.describe()}: expected an export's samples file")
+                has_persona = "persona_id" in record.data  # exported with include_persona: the flag's fields
+                if with_persona is None:
+                    with_persona = has_persona
+                    columns = query_rewrite_columns(with_persona)
+                elif has_persona != with_persona:
+                    which = "with" if has_persona else "without"
+                    which += f" persona fields, after samples {'without' if has_persona else 'with'} them"
+                    where = BadRecord(record.source, record.where, "").location()
+                    raise ValueError(f"{where}: a sample {which}; give the samples of one export")
                 sample = TrainingSample.from_dict(record.data).to_dict()  # fields the format flags left out are empty
-                for row in query_rewrite_rows(sample):
+                for row in query_rewrite_rows(sample, columns):
                     out.add(row)
     except BaseException:
         out.abort()
@@ -38,7 +50,34 @@ def prepare_ppopt_jsonl(inputs: list[str | Path], output: str | Path) -> int:
     return out.count
 
 
-def _ppopt_card(repo_id: str, splits: dict[str, int], existing: str | None) -> str:
+def query_rewrite_columns(include_persona: bool) -> list[str]:
+    """The columns of a ppopt line: the `query_rewrite` config's, for samples exported with or without persona."""
+    flags = {**dict.fromkeys(FORMAT_FLAGS, True), "include_persona": include_persona}
+    return list(config_specs(flags)["query_rewrite"])
+
+
+def ppopt_columns(file: str | Path) -> list[str]:
+    """The columns of a ppopt JSONL, checked on every line (raises ValueError naming the line)."""
+    file = Path(file)
+    known = [query_rewrite_columns(True), query_rewrite_columns(False)]
+    columns: list[str] | None = None
+    for number, line in enumerate(file.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            raise ValueError(f"{file}, line {number}: not JSON Lines ({e})") from None
+        keys = list(row) if isinstance(row, dict) else None
+        if columns is None and keys in known:
+            columns = keys
+        elif keys != columns:
+            expected = " or ".join(str(names) for names in ([columns] if columns else known))
+            raise ValueError(f"{file}, line {number}: not a ppopt line (expected the columns {expected})")
+    return columns or known[0]
+
+
+def _ppopt_card(repo_id: str, splits: dict[str, int], existing: str | None, columns: list[str]) -> str:
     from huggingface_hub import DatasetCard
 
     from . import __version__
@@ -54,7 +93,12 @@ def _ppopt_card(repo_id: str, splits: dict[str, int], existing: str | None) -> s
     ]
     ppopt_splits = [{"name": name, "num_bytes": 0, "num_examples": rows} for name, rows in splits.items()]
     data.dataset_info = card_dataset_info(
-        {"default": {"features": yaml_features(QUERY_REWRITE_SPECS), "splits": ppopt_splits}}
+        {
+            "default": {
+                "features": yaml_features({name: QUERY_REWRITE_SPECS[name] for name in columns}),
+                "splits": ppopt_splits,
+            }
+        }
     )
     card = DatasetCard.from_template(
         data,
@@ -63,6 +107,7 @@ def _ppopt_card(repo_id: str, splits: dict[str, int], existing: str | None) -> s
         version=__version__,
         pretty_name=data.pretty_name,
         splits=list(splits.items()),
+        columns=columns,
     )
     return str(keep_user_parts(card, before, after))
 
@@ -88,12 +133,7 @@ def upload_jsonl(
     from .hub import commit_with_retries, ensure_repo, hub_api, plan_files, remote_state
 
     file = Path(file)
-    for number, line in enumerate(file.read_bytes().splitlines(), start=1):
-        if line.strip():
-            try:
-                orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise ValueError(f"{file}, line {number}: not JSON Lines ({e})") from None
+    columns = ppopt_columns(file)
     api = hub_api(token)
     with tempfile.TemporaryDirectory(prefix="personagym_upload_") as staging:
 
@@ -109,7 +149,7 @@ def upload_jsonl(
                 api,
                 repo_id,
                 {f"data/{split}.jsonl": file},
-                lambda existing: _ppopt_card(repo_id, dict(sorted(splits.items())), existing),
+                lambda existing: _ppopt_card(repo_id, dict(sorted(splits.items())), existing, columns),
                 revision="main",
                 private=private,
                 staging=Path(staging),

@@ -64,6 +64,34 @@ def checks_itself(convert: Convert) -> bool:
     return getattr(convert, "__func__", convert) in builtin
 
 
+def checked(record: Record, convert: Convert, validate: bool) -> TrainingSample | BadRecord:
+    """A record's sample, or the BadRecord saying why it has none (duplicates aside: see `iter_samples`)."""
+    try:
+        sample = convert(record.data)
+    except InvalidInteraction as e:
+        return BadRecord(record.source, record.where, str(e), record_id(record))
+    issues = validate_sample(sample) if validate else None
+    if issues:
+        return BadRecord(record.source, record.where, "; ".join(issues), record_id(record))
+    return sample
+
+
+def record_id(record: Record) -> str | None:
+    """The record's own interaction_id, as its reports name it (None when it has none, or not a string)."""
+    value = record.data.get("interaction_id")
+    return value if isinstance(value, str) else None
+
+
+def place(source: str, where: str) -> str:
+    """Where a record was read, as a duplicate's report names its first copy."""
+    return source + (f" {where}" if where else "")
+
+
+def duplicate(source: str, where: str, first: str, interaction_id: str | None) -> BadRecord:
+    """The report of a record whose id a record read before it (at `first`, see `place`) has."""
+    return BadRecord(source, where, f"{DUPLICATE} (already read from {first}); kept the first", interaction_id)
+
+
 def iter_samples(
     records: Iterable[Record | BadRecord], convert: Convert, rejections: Rejections
 ) -> Iterator[tuple[TrainingSample, Record]]:
@@ -75,30 +103,15 @@ def iter_samples(
         if isinstance(record, BadRecord):
             rejections.reject(record)
             continue
-        record_id = record.data.get("interaction_id")
-        record_id = record_id if isinstance(record_id, str) else None
-        try:
-            sample = convert(record.data)
-        except InvalidInteraction as e:
-            rejections.reject(BadRecord(record.source, record.where, str(e), record_id))
-            continue
-        issues = validate_sample(sample) if validate else None
-        if issues:
-            rejections.reject(BadRecord(record.source, record.where, "; ".join(issues), record_id))
+        sample = checked(record, convert, validate)
+        if isinstance(sample, BadRecord):
+            rejections.reject(sample)
             continue
         first = seen.get(sample.sample_id)
         if first is not None:
-            rejections.reject(
-                BadRecord(
-                    record.source,
-                    record.where,
-                    f"{DUPLICATE} (already read from {first}); kept the first",
-                    record_id,
-                )
-            )
+            rejections.reject(duplicate(record.source, record.where, first, record_id(record)))
             continue
-        here = record.source + (f" {record.where}" if record.where else "")
-        seen[sample.sample_id] = here
+        seen[sample.sample_id] = place(record.source, record.where)
         for message in record_warnings(record.data, sample):
             rejections.warn(record, message)
         yield sample, record

@@ -10,9 +10,13 @@ read buffer) in memory.
 from __future__ import annotations
 
 import codecs
+import contextlib
+import errno
 import gzip
+import heapq
 import json
 import os
+import stat
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,18 +77,57 @@ def is_interaction_file(path: Path | str) -> bool:
     )
 
 
-def _walk(folder: str, wanted: Callable[[str], bool] = is_interaction_file) -> Iterator[str]:
-    """Files below `folder` whose name is `wanted`, skipping hidden files and folders. A streaming
-    os.scandir walk with plain strings: it runs once per file of a store, and (unlike `Path.rglob`)
-    never lists a whole folder of 100k entries at once."""
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                yield from _walk(entry.path, wanted)
-            elif entry.is_file() and wanted(entry.name):
-                yield entry.path
+def _walk(
+    folder: str, wanted: Callable[[str], bool] = is_interaction_file, walked: set[tuple[int, int]] | None = None
+) -> Iterator[str]:
+    """Paths below `folder` whose name is `wanted`, skipping hidden files and folders. A streaming os.scandir walk
+    with plain strings: it runs once per file of a store, and (unlike `Path.rglob`) never lists a whole folder of
+    100k entries at once.
+
+    Every entry with a wanted name that is not a folder is given, whatever it is — a FIFO, a device, a broken link,
+    a link loop: reading it (`iter_file`) reports what it is, instead of the walk skipping it unseen. Links to
+    folders are followed, and each folder is walked once (`walked`: device and inode of the folders seen), so a
+    link back up the tree (`up -> ..`) is no cycle. A folder is walked under the first name it is met by: folders
+    themselves first, then the linked ones in path order, so the name does not depend on the listing order."""
+    walked = set() if walked is None else walked
+    pending: list[str] = []  # linked folders, walked after the real ones
+
+    def walk(path: str) -> Iterator[str]:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:  # a link loop (ELOOP): not a folder; reading it says what it is
+                    is_dir = False
+                if not is_dir:
+                    if wanted(entry.name):
+                        yield entry.path
+                elif entry.is_symlink():
+                    heapq.heappush(pending, entry.path)
+                elif _first_visit(entry.path, walked):
+                    yield from walk(entry.path)
+
+    if _first_visit(folder, walked):
+        yield from walk(folder)
+    while pending:
+        linked = heapq.heappop(pending)
+        if _first_visit(linked, walked):
+            yield from walk(linked)
+
+
+def _first_visit(folder: str, walked: set[tuple[int, int]]) -> bool:
+    """Whether `folder` (followed through links) was not walked yet; it is marked walked."""
+    try:
+        info = os.stat(folder)
+    except OSError:  # gone since it was listed
+        return False
+    key = (info.st_dev, info.st_ino)
+    if key in walked:
+        return False
+    walked.add(key)
+    return True
 
 
 class PathList(Sequence[str]):
@@ -126,10 +169,11 @@ def discover_paths(paths: str | Path | Iterable[str | Path]) -> PathList:
     if isinstance(paths, (str, Path)):
         paths = [paths]
     found: list[str] = []
+    walked: set[tuple[int, int]] = set()  # shared: a folder named twice (or inside another one named) is walked once
     for path in map(Path, paths):
         if path.is_dir():
-            found.extend(_walk(path.as_posix()))
-        elif path.is_file():
+            found.extend(_walk(path.as_posix(), walked=walked))
+        elif os.path.lexists(path):  # a file, or a FIFO, a broken link, a link loop: reading it says which
             found.append(path.as_posix())
         else:
             raise FileNotFoundError(
@@ -140,17 +184,72 @@ def discover_paths(paths: str | Path | Iterable[str | Path]) -> PathList:
     return PathList([path for index, path in enumerate(found) if index == 0 or path != found[index - 1]])
 
 
-def _open(path: str) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+_FILE_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a folder",
+}
 
 
-def _reason(error: Exception) -> str:
-    if isinstance(error, UnicodeDecodeError):
-        return f"invalid UTF-8 at byte {error.start}"
-    message = str(error)
-    if "not valid UTF-8" in message:
-        return "invalid UTF-8"
-    return f"invalid JSON ({message})"
+class _NotReadable(Exception):
+    """A store entry that is no file to read; the message is the reason."""
+
+
+def _open_regular(source: str) -> tuple[int, int]:
+    """An open descriptor of `source` and its size, when it is a regular file (raises `_NotReadable` otherwise).
+
+    O_NONBLOCK, because opening a FIFO for reading would wait for a writer (forever, in a store); on a regular
+    file it changes nothing. fstat then tells what was opened, so a FIFO is never read, nor a device (a link to
+    /dev/zero would be read without end)."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise _NotReadable(_open_failure(source, e)) from None
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise _NotReadable(f"not a regular file ({_FILE_KINDS.get(stat.S_IFMT(info.st_mode), 'of an unknown kind')})")
+    return fd, info.st_size
+
+
+def _open_failure(source: str, error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop (it never reaches a file)"
+    if error.errno == errno.ENOENT and os.path.islink(source):
+        return f"broken symbolic link (its target {os.readlink(source)} does not exist)"
+    if error.errno == errno.ENXIO:  # what opening a socket gives
+        with contextlib.suppress(OSError):
+            kind = _FILE_KINDS.get(stat.S_IFMT(os.stat(source).st_mode))
+            if kind:
+                return f"not a regular file ({kind})"
+    return f"cannot read file ({error.__class__.__name__}: {error})"
+
+
+def _parse_error(error: orjson.JSONDecodeError, raw: bytes, line: int | None = None) -> tuple[str, str]:
+    """`where` and `reason` of a document orjson could not parse, with one position: the line of the file (`line`
+    for a JSONL line, which orjson sees as a document of its own) and the column (a character's, as editors count)."""
+    if not raw.strip():
+        return "", "invalid JSON (the file is empty)"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:  # orjson gives no position for it
+        before = raw[: e.start]
+        line_start = before.rfind(b"\n") + 1
+        line = line or before.count(b"\n") + 1
+        return f"line {line}, column {len(before[line_start:].decode('utf-8')) + 1}", "invalid UTF-8"
+    if line is None:
+        line, column = error.lineno, error.colno
+    elif error.lineno == 1:
+        column = error.colno
+    else:  # past the line's end (orjson counts its newline as a second line)
+        column = len(raw.rstrip(b"\r\n").decode("utf-8")) + 1
+    return f"line {line}, column {column}", f"invalid JSON ({error.msg})"
 
 
 def _record_or_bad(source: str, where: str, value: object) -> Record | BadRecord:
@@ -160,64 +259,85 @@ def _record_or_bad(source: str, where: str, value: object) -> Record | BadRecord
 
 
 def iter_file(path: str | Path) -> Iterator[Record | BadRecord]:
-    """Records of one file; a file that cannot be read at all gives one BadRecord."""
+    """Records of one file; a file that cannot be read at all (or is no regular file) gives one BadRecord."""
     source = path if isinstance(path, str) else path.as_posix()  # str: this runs once per file of a store
     try:
+        fd, size = _open_regular(source)
+    except _NotReadable as e:
+        yield BadRecord(source, "", str(e))
+        return
+    except OSError as e:
+        yield BadRecord(source, "", f"cannot read file ({e.__class__.__name__}: {e})")
+        return
+    try:
         if source.endswith((".jsonl", ".jsonl.gz")):
-            yield from _iter_jsonl(source)
+            yield from _iter_jsonl(source, fd)
         else:
-            yield from _iter_json(source)
+            yield from _iter_json(source, fd, size)
     except (OSError, EOFError) as e:  # unreadable or truncated gzip
         yield BadRecord(source, "", f"cannot read file ({e.__class__.__name__}: {e})")
+    finally:
+        os.close(fd)
 
 
-def _iter_jsonl(source: str) -> Iterator[Record | BadRecord]:
-    with _open(source) as f:
+def _file(source: str, fd: int) -> IO[bytes]:
+    """A file object over `fd` (gunzipped for `.gz`); it does not close `fd` (`iter_file` does)."""
+    raw = open(fd, "rb", closefd=False)
+    return gzip.GzipFile(fileobj=raw, mode="rb") if source.endswith(".gz") else raw
+
+
+def _iter_jsonl(source: str, fd: int) -> Iterator[Record | BadRecord]:
+    with _file(source, fd) as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
                 value = orjson.loads(line)
             except orjson.JSONDecodeError as e:
-                yield BadRecord(source, f"line {number}", _reason(e))
+                yield BadRecord(source, *_parse_error(e, line, number))
                 continue
             yield _record_or_bad(source, f"line {number}", value)
 
 
 def _read_whole(source: str) -> bytes | None:
-    """A plain file's bytes, or None when it is over `_WHOLE_FILE_LIMIT`. With os.open/os.read, a read costs
-    4 system calls instead of the ~9 of `open().read()` (isatty, fstat and lseek among them): measured here,
-    6 us instead of 10 us per 5 KB file, and it runs once per file of a store."""
-    fd = os.open(source, os.O_RDONLY)
+    """A plain file's bytes, or None when it is over `_WHOLE_FILE_LIMIT` (raises `_NotReadable` for no regular
+    file): what reading a store's `.json` file costs, in one call."""
+    fd, size = _open_regular(source)
     try:
-        size = os.fstat(fd).st_size
-        if size > _WHOLE_FILE_LIMIT:
-            return None
-        data = os.read(fd, size + 1)
-        if len(data) <= size:
-            return data
-        parts = [data]  # the file grew since fstat: read on to its end
-        while block := os.read(fd, _ARRAY_CHUNK):
-            parts.append(block)
-        return b"".join(parts)
+        return _read_fd(fd, size)
     finally:
         os.close(fd)
 
 
-def _iter_json(source: str) -> Iterator[Record | BadRecord]:
+def _read_fd(fd: int, size: int) -> bytes | None:
+    """The bytes of an open plain file of `size` bytes, or None when it is over `_WHOLE_FILE_LIMIT`. With
+    os.open/os.read, a read costs 4 system calls instead of the ~9 of `open().read()` (isatty, fstat and lseek
+    among them): measured here, 6 us instead of 10 us per 5 KB file, and it runs once per file of a store."""
+    if size > _WHOLE_FILE_LIMIT:
+        return None
+    data = os.read(fd, size + 1)
+    if len(data) <= size:
+        return data
+    parts = [data]  # the file grew since fstat: read on to its end
+    while block := os.read(fd, _ARRAY_CHUNK):
+        parts.append(block)
+    return b"".join(parts)
+
+
+def _iter_json(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
     if source.endswith(".gz"):
-        with _open(source) as f:
+        with _file(source, fd) as f:
             raw = f.read()
     else:
-        raw = _read_whole(source)
+        raw = _read_fd(fd, size)
         if raw is None:  # too large to parse whole: it can only be an array, parsed as a stream
-            with _open(source) as f:
+            with _file(source, fd) as f:
                 yield from _iter_json_array_stream(f, source)
             return
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        yield BadRecord(source, "", _reason(e))
+        yield BadRecord(source, *_parse_error(e, raw))
         return
     if isinstance(value, list):
         for index, item in enumerate(value):
@@ -231,11 +351,14 @@ def _iter_json_array_stream(f: IO[bytes], source: str) -> Iterator[Record | BadR
     decoder = json.JSONDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8")()
     buffer, position, index, eof, started = "", 0, 0, False, False
+    read, decoding_from = 0, 0  # bytes read; where in the file the bytes being decoded start
 
     def fill() -> bool:
-        nonlocal buffer, position, eof
+        nonlocal buffer, position, eof, read, decoding_from
         chunk = f.read(_ARRAY_CHUNK)
         eof = not chunk
+        decoding_from = read - len(utf8.getstate()[0])  # the decoder holds the start of a character cut in two
+        read += len(chunk)
         buffer = buffer[position:] + utf8.decode(chunk, final=eof)
         position = 0
         return not eof
@@ -264,10 +387,13 @@ def _iter_json_array_stream(f: IO[bytes], source: str) -> Iterator[Record | BadR
                     continue
                 yield BadRecord(source, f"item {index}", f"invalid JSON ({e.msg})")
                 return
+            except RecursionError:  # Python's decoder nests a call per level; where the item ends is unknown
+                yield BadRecord(source, f"item {index}", "invalid JSON (nested too deeply)")
+                return
             yield _record_or_bad(source, f"item {index}", value)
             position, index = end, index + 1
     except UnicodeDecodeError as e:
-        yield BadRecord(source, f"item {index}", _reason(e))
+        yield BadRecord(source, f"item {index}", f"invalid UTF-8 at byte {decoding_from + e.start}")
 
 
 def iter_records(paths: str | Path | Iterable[str | Path]) -> Iterator[Record | BadRecord]:
@@ -282,19 +408,32 @@ def store_fingerprint(paths: str | Path | Iterable[str | Path]) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for path in map(Path, discover_paths(paths)):
-        stat = path.stat()
-        digest.update(f"{path.resolve().as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for path in discover_paths(paths):
+        try:
+            info = os.stat(path)
+        except OSError:  # a broken link or a link loop: the link itself
+            info = os.lstat(path)
+        # realpath, not Path.resolve: that raises on a link loop
+        digest.update(f"{os.path.realpath(path)}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
+def _is_regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def token_usage_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
-    """TokenTracker exports in the store (recursively) or beside it (in its parent folder)."""
+    """TokenTracker exports in the store (recursively) or beside it (in its parent folder). Only regular files:
+    they are read whole, and a FIFO would never end its read."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    found: set[Path] = set()
+    found: set[str] = set()
     for path in map(Path, paths):
         folder = path if path.is_dir() else path.parent
-        found.update(Path(p).resolve() for p in _walk(folder.as_posix(), is_token_usage_file))
-        found.update(p.resolve() for p in folder.resolve().parent.glob("token_usage*.json") if p.is_file())
-    return sorted(found, key=lambda p: p.as_posix())
+        found.update(os.path.realpath(p) for p in _walk(folder.as_posix(), is_token_usage_file) if _is_regular(p))
+        beside = folder.resolve().parent.glob("token_usage*.json")
+        found.update(os.path.realpath(p) for p in beside if _is_regular(p.as_posix()))
+    return [Path(p) for p in sorted(found)]

@@ -14,9 +14,7 @@ import orjson
 import pyarrow as pa
 
 from .schema import FEATURE_SPECS, arrow_schema
-from .views import config_specs
-
-SOURCE_FIELD = {"messages": "full_conversation"}  # a config column taken from a differently named field
+from .views import QUERY_VARIANT_COLUMNS, SOURCE_FIELD, config_specs
 
 
 class ViewTables:
@@ -25,9 +23,8 @@ class ViewTables:
         self.configs = list(configs or specs)
         self.schemas = {config: arrow_schema(specs[config]) for config in self.configs}
         self.field_types = {field.name: field.type for field in arrow_schema(FEATURE_SPECS)}
+        # The sample fields the configs' columns are taken from (the query variants are made from the samples)
         needed = {SOURCE_FIELD.get(name, name) for config in self.configs for name in self.schemas[config].names}
-        if "query_rewrite" in self.configs:
-            needed |= {"sample_id", "persona_id", "persona_features", "original_query"}
         self.fields = [name for name in FEATURE_SPECS if name in needed]
 
     def build(self, samples: list[dict]) -> dict[str, pa.Table]:
@@ -64,12 +61,8 @@ class ViewTables:
                 noise_types.append(noisy["noise_type"])
                 strategies.append(noisy["applied_strategies"])
         rows = pa.array(parents, pa.int64())
-        built = {
-            "variant": pa.array(variants, pa.string()),
-            "query": pa.array(queries, pa.string()),
-            "noise_type": pa.array(noise_types, pa.string()),
-            "applied_strategies": pa.array(strategies, schema.field("applied_strategies").type),
-        }
+        values = dict(zip(QUERY_VARIANT_COLUMNS, (variants, queries, noise_types, strategies)))
+        built = {name: pa.array(values[name], schema.field(name).type) for name in QUERY_VARIANT_COLUMNS}
         arrays = [built[name] if name in built else _no_bitmap(columns[name].take(rows)) for name in schema.names]
         return pa.Table.from_arrays(arrays, schema=schema)
 

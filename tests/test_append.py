@@ -175,3 +175,21 @@ def test_an_append_onto_a_no_split_export_keeps_it_unsplit(store, tmp_path):
     assert export(store, out, "--append") == 0  # no flag: the layout of the export there
     assert sorted(ids_by_file(out)) == ["train_samples.jsonl"]
     assert ids_by_file(out)["train_samples.jsonl"][-1] == "sample_persona_x_0700"
+
+
+def test_an_append_onto_an_earlier_versions_export_with_other_sample_ids_is_refused(tmp_path, capsys):
+    store = tmp_path / "s.jsonl"
+    lines = [make_interaction(1), make_interaction(2, interaction_id="interaction_a/b")]
+    store.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    out = tmp_path / "out"
+    assert export(store, out, "--no-split", "--no-hf-dataset") == 0
+    (out / ".personagym-export.json").unlink()  # as an export made before the manifest existed
+    new_id = json.loads((out / "train_samples.jsonl").read_text(encoding="utf-8").splitlines()[1])["sample_id"]
+    for name in ("train_samples.json", "train_samples.jsonl"):  # the id the earlier version gave it
+        text = (out / name).read_text(encoding="utf-8")
+        (out / name).write_text(text.replace(new_id, "sample_a_b_992d9b99"), encoding="utf-8")
+    assert export(store, out, "--append") == 1
+    assert capsys.readouterr().err == (
+        f"personagym-hf export: error: {out}: cannot append: the export there names interaction 'interaction_a/b' "
+        f"'sample_a_b_992d9b99', this version {new_id!r}; rebuild with --no-append\n"
+    )

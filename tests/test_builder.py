@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import datasets
 import pandas as pd
@@ -191,7 +192,80 @@ def test_num_proc_drops_a_duplicate_in_another_shard_like_one_process(tmp_path):
     records = [make_interaction(n, persona=f"p{n % 3}") for n in range(6)]
     store = write_files(tmp_path / "s", records)
     (store / "zz_copy.json").write_text(json.dumps(records[0]), encoding="utf-8")  # the last shard's file
+    # One id three times: first read in the first shard (a_copy sorts first), again in it and in the last one.
+    for name in ("a_copy.json", "zz_copy_2.json"):
+        (store / name).write_text(json.dumps({**records[1], "initial_query": name}), encoding="utf-8")
     one = load_dataset(store, "full", cache_dir=str(tmp_path / "one"), split=False)
     two = load_dataset(store, "full", cache_dir=str(tmp_path / "two"), split=False, num_proc=2)
     assert one["train"].num_rows == 6
+    assert [row["initial_query"] for row in one["train"] if row["metadata"]["interaction_id"].endswith("1")] == [
+        "a_copy.json"
+    ]
     assert two["train"].to_list() == one["train"].to_list()
+
+
+def _arrow_shards(cache_dir, split):
+    return sorted(p.name for p in Path(cache_dir).rglob(f"*-{split}-*-of-*.arrow"))
+
+
+def test_num_proc_two_writes_several_shards_per_split_with_the_rows_of_one_process(store, tmp_path, caplog):
+    one = PersonaGymBuilder(config_name="full", data_dir=str(store), cache_dir=str(tmp_path / "one"))
+    one.download_and_prepare()
+    two = PersonaGymBuilder(config_name="full", data_dir=str(store), cache_dir=str(tmp_path / "two"))
+    with caplog.at_level("WARNING", logger="datasets"):
+        two.download_and_prepare(num_proc=2)
+    assert not [r for r in caplog.records if "num_proc" in r.getMessage()]
+    for split in ("train", "validation", "test"):
+        shards = _arrow_shards(tmp_path / "two", split)
+        assert len(shards) == 2 and shards[1].endswith(f"-{split}-00001-of-00002.arrow"), shards
+        assert len(two.info.splits[split].shard_lengths) == 2
+        assert two.as_dataset(split).to_list() == one.as_dataset(split).to_list()
+    assert _arrow_shards(tmp_path / "one", "train") == []  # one process: one file, no shard pattern
+
+
+def test_num_proc_reports_a_duplicate_in_another_shard_like_one_process(tmp_path):
+    records = [make_interaction(n, persona=f"p{n % 3}") for n in range(6)]
+    store = write_files(tmp_path / "s", records)
+    (store / "zz_copy.json").write_text(json.dumps(records[0]), encoding="utf-8")
+    messages = []
+    for num_proc in (None, 2):
+        with pytest.raises(datasets.exceptions.DatasetGenerationError) as raised:
+            load_dataset(
+                store, "full", cache_dir=str(tmp_path / f"c{num_proc}"), on_bad_records="error", num_proc=num_proc
+            )
+        messages.append(str(raised.value.__cause__))
+    # In a worker the error comes back as the text of a remote traceback, with the error on a line of its own.
+    in_worker = [line for line in messages[1].splitlines() if line.startswith("personagym_hf.samples.BadInputError")]
+    assert in_worker == [f"personagym_hf.samples.BadInputError: {messages[0]}"]
+    assert messages[0] == (
+        f"{store.as_posix()}/zz_copy.json, interaction_id='interaction_p0_0000': duplicate interaction_id (already "
+        f"read from {store.as_posix()}/interaction_p0_0000.json); kept the first (fix the record, or rerun with "
+        "--on-bad-records warn to skip bad records)"
+    )
+
+
+@pytest.fixture(scope="module")
+def five_personas(tmp_path_factory):
+    """100 interactions of 5 personas: with the default seed they all hash into train."""
+    records = [make_interaction(n, persona=f"persona_{n % 5:05d}") for n in range(100)]
+    return write_files(tmp_path_factory.mktemp("five") / "s", records)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_an_empty_split_is_an_empty_dataset_with_the_configs_features(five_personas, tmp_path, name):
+    from personagym_hf.schema import features
+    from personagym_hf.split import split_of
+    from personagym_hf.views import config_specs
+
+    ratios = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    splits = {split_of({"persona_id": f"persona_{p:05d}"}, 42, ratios) for p in range(5)}
+    assert splits == {"train"}
+    dataset = load_dataset(five_personas, name, cache_dir=str(tmp_path))
+    assert list(dataset) == ["train", "validation", "test"]
+    assert dataset["train"].num_rows >= 100
+    for split in ("validation", "test"):
+        assert dataset[split].num_rows == 0 and dataset[split].split == split
+        assert dataset[split].features == features(config_specs(parse_config({}).format)[name])
+    builder = PersonaGymBuilder(config_name=name, data_dir=str(five_personas), cache_dir=str(tmp_path / "b"))
+    builder.download_and_prepare()
+    assert builder.as_dataset("validation").to_list() == []

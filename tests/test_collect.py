@@ -176,14 +176,81 @@ def test_declared_num_turns_that_disagrees_is_a_warning_not_an_error(example):
     "interaction_id, sample_id",
     [
         ("interaction_persona_001_20260206_103000", "sample_persona_001_20260206_103000"),
-        ("abc-1.2", "sample_abc-1.2"),
-        ("interaction_a/b", "sample_a_b_992d9b99"),
-        ("interaction_a b", "sample_a_b_da580f11"),
+        ("interaction_persona_00019_0000019", "sample_persona_00019_0000019"),
+        ("interaction_abc-1.2", "sample_abc-1.2"),
+        ("abc-1.2", "sample_abc-1.2_aaqmevujuvppmlc4qldxbox43e"),
+        ("interaction_a/b", "sample_a_b_rcmx2vyt43cffptrnpwdd4dmuy"),
+        ("interaction_a b", "sample_a_b_iwiiihwnspftqj7pbuhayhairq"),
+        ("", "sample__zltgsqoz566uatsnrb2y5jtwoa"),
+        ("interaction_", "sample__h23v7ura6z2dc652owai6f2sn4"),
+        ("interaction_x_abcdefghijklmnopqrstuvwx19", "sample_x_abcdefghijklmnopqrstuvwx19"),  # 1 and 9: not base32
+        ("interaction_abcdefghijklmnopqrstuvwx23", "sample_abcdefghijklmnopqrstuvwx23"),  # no `_` before the 26
+        (  # safe, but it ends like a hash suffix: it could be the sample id of another id, so it is hashed too
+            "interaction_x_abcdefghijklmnopqrstuvwx23",
+            "sample_x_abcdefghijklmnopqrstuvwx23_wakaglgcnjdmyeu63xh5nahz6m",
+        ),
     ],
-    ids=["upstream", "no_prefix", "slash", "space"],
+    ids=[
+        "upstream",
+        "upstream_2",
+        "safe",
+        "no_prefix",
+        "slash",
+        "space",
+        "empty",
+        "prefix_only",
+        "near_tag",
+        "no_tag",
+        "tag",
+    ],
 )
 def test_sample_id_is_stable_and_file_name_safe(interaction_id, sample_id):
     assert sample_id_for(interaction_id) == sample_id
+
+
+def _crafted_ids(count: int) -> list[str]:
+    """Ids made to collide under a sanitising mapping: each id, its form with and without the prefix, its unsafe
+    characters swapped for others, and the id that spells out its own sample id (the crafted `interaction_fzc_7_<h>`
+    of issue 11), including the hashed forms of the new mapping."""
+    import random
+
+    rng = random.Random(11)
+    alphabet = ["a", "b", "Z", "0", "7", "_", "-", ".", "/", " ", ":", "\u00e9", "\u65e5", "\ud800", "~", "_h"]
+    ids = set()
+    for _ in range(count):
+        core = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        ids |= {core, "interaction_" + core, "interaction_" + core.replace("/", " "), "interaction_" + core * 20}
+    for known in list(ids):
+        for made in {sample_id_for(known), "sample_" + _old_sample_id_for(known)[len("sample_") :]}:
+            ids.add("interaction_" + made[len("sample_") :])  # an id that spells the sample id of another
+            ids.add(made[len("sample_") :])
+    return sorted(ids)
+
+
+def _old_sample_id_for(interaction_id: str) -> str:
+    """The mapping before issue 11 (a prefix strip, `_` for unsafe characters, 8 hex of sha1 when any): its
+    outputs are what a crafted id would spell out."""
+    import hashlib
+    import re
+
+    rest = interaction_id[len("interaction_") :] if interaction_id.startswith("interaction_") else interaction_id
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", rest)
+    if safe != rest or not safe:
+        safe = f"{safe}_{hashlib.sha1(interaction_id.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return f"sample_{safe}"
+
+
+def test_sample_ids_of_distinct_interaction_ids_are_distinct_safe_and_bounded():
+    import re
+
+    ids = _crafted_ids(3000)
+    sample_ids = [sample_id_for(interaction_id) for interaction_id in ids]
+    assert len(ids) > 20000
+    assert len(set(sample_ids)) == len(ids)
+    assert all(re.fullmatch(r"sample_[A-Za-z0-9._-]+", sample_id) for sample_id in sample_ids)
+    assert max(len(sample_id) for sample_id in sample_ids) <= 155
+    old = [_old_sample_id_for(interaction_id) for interaction_id in ids]
+    assert len(set(old)) < len(ids)  # the crafted ids do collide under the old mapping
 
 
 def test_record_without_interaction_id_gets_a_content_hash_id(example):
@@ -314,3 +381,80 @@ def test_only_the_builtin_conversion_is_trusted_to_check_itself():
     assert checks_itself(TrainingDataCollector().interaction_to_training_sample)
     assert not checks_itself(Custom().interaction_to_training_sample)
     assert not checks_itself(lambda interaction: interaction_to_sample(interaction))
+
+
+def _nest(levels: int, leaf="x"):
+    value = leaf
+    for _ in range(levels):
+        value = {"k": value}
+    return value
+
+
+def test_a_value_at_the_depth_limit_is_written_by_every_writer_and_one_more_level_is_rejected(example):
+    from personagym_hf.collect import MAX_DEPTH
+    from personagym_hf.tables import ViewTables
+    from personagym_hf.views import CONFIG_NAMES
+    from personagym_hf.writers import dumps_line, pretty_item
+
+    example["persona_features"] = _nest(MAX_DEPTH)
+    example["metadata"]["assistant_model"] = _nest(MAX_DEPTH - 1)  # metadata is one level more
+    sample = interaction_to_sample(example).to_dict()
+    assert json.loads(b"[" + pretty_item(sample) + b"]") == [sample]
+    assert json.loads(dumps_line(sample)) == sample
+    flags = dict.fromkeys(("include_persona", "include_trajectory", "include_distractor_versions"), True)
+    flags |= {"include_full_conversation": True, "include_metadata": True}
+    tables = ViewTables(flags).build([sample])
+    assert list(tables) == list(CONFIG_NAMES)
+    assert json.loads(tables["full"]["persona_features"][0].as_py()) == sample["persona_features"]
+
+    example["persona_features"] = _nest(MAX_DEPTH + 1)
+    with pytest.raises(InvalidInteraction) as raised:
+        interaction_to_sample(example)
+    assert str(raised.value) == "persona_features is nested deeper than 100 levels (at k)"
+    example["persona_features"] = {}
+    example["query_id"] = [_nest(MAX_DEPTH - 1)]
+    with pytest.raises(InvalidInteraction) as raised:
+        interaction_to_sample(example)
+    assert str(raised.value) == "metadata is nested deeper than 100 levels (at query_id)"
+
+
+def test_validate_sample_rejects_any_field_nested_too_deep():
+    sample = TrainingSample.from_dict({"sample_id": "s", "persona_id": "p", "prompt_trajectory": ["hi"]})
+    sample.num_turns = 1
+    sample.noisy_initial_queries = [{"noisy_text": "x", "noise_type": "t", "extra": _nest(100)}]
+    assert validate_sample(sample) == ["noisy_initial_queries is nested deeper than 100 levels (at 0)"]
+
+
+def test_a_record_without_id_that_cannot_be_hashed_is_rejected(example):
+    del example["interaction_id"]
+    example["extra"] = _nest(300)
+    with pytest.raises(InvalidInteraction) as raised:
+        interaction_to_sample(example)
+    assert str(raised.value) == (
+        "no interaction_id, and none can be made from the record's content (Recursion limit reached)"
+    )
+
+
+def test_a_deep_value_anywhere_in_a_record_is_rejected_or_exported_never_raised(example):
+    """Each place of a record set to a value nested 1024 levels (the most orjson reads): every record is either
+    rejected with a reason or converted into a sample that every writer can write."""
+    import orjson
+
+    from personagym_hf.samples import Rejections, iter_samples
+    from personagym_hf.store import Record
+    from personagym_hf.writers import dumps_line, pretty_item
+
+    example["metadata"]["semantic_noise"] = {"initial_query": {"noisy_text": "hm", "layer": "surface"}}
+    deep = orjson.loads('{"a": ' * 1023 + "[1]" + "}" * 1023)
+    places = list(_places(example))[1:]  # not () : the whole record replaced is not an interaction
+    records = [Record("s.jsonl", f"line {n}", _with(example, path, deep)) for n, path in enumerate(places, start=1)]
+    rejections = Rejections("skip")
+    kept = [sample.to_dict() for sample, _record in iter_samples(records, interaction_to_sample, rejections)]
+    for sample in kept:
+        assert json.loads(dumps_line(sample)) == sample and pretty_item(sample)
+    assert len(kept) + len(rejections.bad) == len(records)
+    assert kept and len(rejections.bad) > 20
+    assert {bad.reason.split(" (")[0] for bad in rejections.bad} >= {
+        "persona_features is nested deeper than 100 levels",
+        "metadata is nested deeper than 100 levels",
+    }

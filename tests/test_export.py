@@ -154,9 +154,9 @@ def test_bad_records_are_reported_and_good_ones_kept(tmp_path):
         },
         {
             "file": f"{store.as_posix()}/z_dupe.jsonl",
-            "where": "line 2",
+            "where": "line 2, column 2",
             "interaction_id": None,
-            "reason": "invalid JSON (unexpected character, expected a string key: line 1 column 2 (char 1))",
+            "reason": "invalid JSON (unexpected character, expected a string key)",
         },
     ]
     assert len(run_.rejections.bad) == 3
@@ -170,7 +170,7 @@ def test_on_bad_records_error_stops_and_writes_no_data(tmp_path, small_store):
     with pytest.raises(BadInputError) as raised:
         run(small_store, out, {"training_data": {"on_bad_records": "error"}})
     assert str(raised.value) == (
-        f"{small_store.as_posix()}/zz_bad.json: invalid JSON (unexpected end of data: line 1 column 2 (char 1)) "
+        f"{small_store.as_posix()}/zz_bad.json, line 1, column 2: invalid JSON (unexpected end of data) "
         "(fix the record, or rerun with --on-bad-records warn to skip bad records)"
     )
     assert snapshot(out) == before
@@ -324,7 +324,7 @@ def test_a_duplicate_in_a_later_chunk_is_reported_and_dropped(tmp_path, chunked)
 def test_error_policy_stops_a_worker_run_and_writes_nothing(tmp_path, chunked):
     store = write_files(tmp_path / "s", [make_interaction(n) for n in range(20)])
     (store / "interaction_persona_001_0015.json").write_text("{", encoding="utf-8")
-    with pytest.raises(BadInputError, match=r"interaction_persona_001_0015.json: invalid JSON"):
+    with pytest.raises(BadInputError, match=r"interaction_persona_001_0015.json, line 1, column 2: invalid JSON"):
         export_store(
             store, tmp_path / "out", parse_config({"training_data": {"on_bad_records": "error"}}), CONVERT, num_proc=2
         )

@@ -124,7 +124,7 @@ def test_prepare_reports_a_bad_input_file(tmp_path):
         text=True,
     )
     assert done.returncode == 1
-    assert done.stderr.startswith("prepare_ppopt_hf_jsonl: error: bad.json: invalid JSON (")
+    assert done.stderr.startswith("prepare_ppopt_hf_jsonl: error: bad.json, line 1, column 3: invalid JSON (")
     assert done.stderr.rstrip().endswith("expected an export's samples file")
     assert not (tmp_path / "o.jsonl").exists()
 

@@ -1,5 +1,6 @@
 import gzip
 import json
+import os
 
 import pytest
 from conftest import make_interaction, write_files
@@ -60,13 +61,14 @@ def test_bad_files_and_lines_are_reported_with_file_and_position(tmp_path):
     records = list(iter_records(root))
     bad = [(r.source.rsplit("/", 1)[-1], r.where, r.reason) for r in records if isinstance(r, BadRecord)]
     assert [b[:2] for b in bad] == [
-        ("a_truncated.json", ""),
-        ("b.jsonl", "line 2"),
+        ("a_truncated.json", "line 1, column 41"),
+        ("b.jsonl", "line 2, column 2"),
         ("b.jsonl", "line 3"),
-        ("c_latin1.json", ""),
+        ("c_latin1.json", "line 1, column 243"),  # the é of "héy"
         ("d.json.gz", ""),
     ]
-    assert bad[0][2].startswith("invalid JSON (")
+    assert bad[0][2] == "invalid JSON (unexpected end of data)"
+    assert bad[1][2] == "invalid JSON (unexpected character, expected a string key)"
     assert bad[2][2] == "expected a JSON object, got list"
     assert bad[3][2] == "invalid UTF-8"
     assert bad[4][2].startswith("cannot read file (BadGzipFile:")
@@ -160,7 +162,162 @@ def test_a_file_that_grows_while_read_is_read_to_its_end(tmp_path, monkeypatch):
 
     class Smaller:  # what fstat said just before the file grew by all but 3 bytes
         def __init__(self, fd):
-            self.st_size = 3
+            self.st_size, self.st_mode = 3, real_fstat(fd).st_mode
 
     monkeypatch.setattr(store_module.os, "fstat", lambda fd: Smaller(fd) if fd > 2 else real_fstat(fd))
     assert [r.data for r in store_module.iter_file(path.as_posix())] == [make_interaction(1)]
+
+
+def test_a_large_array_with_an_item_nested_too_deep_for_the_decoder_is_a_bad_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", 10)
+    path = tmp_path / "big.json"
+    path.write_text("[" + json.dumps(make_interaction(1)) + ", " + "[" * 5000 + "]" * 5000 + "]", encoding="utf-8")
+    read = list(iter_records(path))
+    assert ids(read) == ["interaction_persona_001_0001"]
+    assert read[1:] == [BadRecord(path.as_posix(), "item 1", "invalid JSON (nested too deeply)")]
+
+
+def _read_in_time(path, seconds=10.0):
+    """`iter_records(path)` run in a thread: a read that blocks (a FIFO opened for reading waits for a writer) is
+    unblocked by opening the FIFOs for writing, and fails the test instead of hanging it."""
+    import threading
+
+    result: list = []
+
+    def read():
+        try:
+            result.append(list(iter_records(path)))
+        except BaseException as e:  # handed to the test's thread
+            result.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(seconds)
+    if reader.is_alive():
+        for fifo in (path if path.is_dir() else path.parent).rglob("fifo*"):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(seconds)
+        pytest.fail("reading the store blocked")
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
+def test_odd_files_are_bad_records_with_a_reason_and_never_block(tmp_path):
+    root = write_files(tmp_path / "store", [make_interaction(1)])
+    (root / "loop_a.json").symlink_to("loop_b.json")
+    (root / "loop_b.json").symlink_to("loop_a.json")
+    (root / "dangling.json").symlink_to("nowhere.json")
+    for name in ("fifo.json", "fifo.jsonl", "fifo.json.gz"):
+        os.mkfifo(root / name)
+    (root / "device.json").symlink_to(os.devnull)
+    (root / "fifo_notes.txt").write_text("not a store file name: never looked at", encoding="utf-8")
+    read = _read_in_time(root)
+    assert ids(read) == ["interaction_persona_001_0001"]
+    store = root.as_posix()
+    assert [r for r in read if isinstance(r, BadRecord)] == [
+        BadRecord(f"{store}/dangling.json", "", "broken symbolic link (its target nowhere.json does not exist)"),
+        BadRecord(f"{store}/device.json", "", "not a regular file (a character device)"),
+        BadRecord(f"{store}/fifo.json", "", "not a regular file (a FIFO)"),
+        BadRecord(f"{store}/fifo.json.gz", "", "not a regular file (a FIFO)"),
+        BadRecord(f"{store}/fifo.jsonl", "", "not a regular file (a FIFO)"),
+        BadRecord(f"{store}/loop_a.json", "", "symbolic link loop (it never reaches a file)"),
+        BadRecord(f"{store}/loop_b.json", "", "symbolic link loop (it never reaches a file)"),
+    ]
+
+
+def test_a_store_given_as_an_odd_file_is_read_as_one_bad_record(tmp_path):
+    (tmp_path / "loop.json").symlink_to("loop.json")
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    loop, fifo = (tmp_path / "loop.json").as_posix(), (tmp_path / "fifo.jsonl").as_posix()
+    assert _read_in_time(tmp_path / "loop.json") == [
+        BadRecord(loop, "", "symbolic link loop (it never reaches a file)")
+    ]
+    assert _read_in_time(tmp_path / "fifo.jsonl") == [BadRecord(fifo, "", "not a regular file (a FIFO)")]
+
+
+def test_a_folder_reached_twice_through_links_is_walked_once(tmp_path):
+    root = write_files(tmp_path / "store", [make_interaction(1)])
+    write_files(root / "sub", [make_interaction(2)])
+    outside = write_files(tmp_path / "elsewhere", [make_interaction(3)])
+    (root / "sub" / "up").symlink_to("..")  # a cycle: store/sub/up is store
+    (root / "self").symlink_to(".")
+    (root / "b_link").symlink_to(outside)  # followed: a folder of the store may live elsewhere
+    (root / "c_link").symlink_to(outside)  # the same folder again: walked under the first name only
+    (outside / "back").symlink_to(root)
+    found = discover_paths(root)
+    assert list(found) == [
+        f"{root.as_posix()}/b_link/interaction_persona_001_0003.json",
+        f"{root.as_posix()}/interaction_persona_001_0001.json",
+        f"{root.as_posix()}/sub/interaction_persona_001_0002.json",
+    ]
+    assert len(ids(iter_records(root))) == 3
+
+
+def test_a_store_with_odd_files_has_a_fingerprint(tmp_path):
+    root = write_files(tmp_path / "store", [make_interaction(1)])
+    (root / "loop.json").symlink_to("loop.json")
+    (root / "dangling.json").symlink_to("nowhere.json")
+    os.mkfifo(root / "fifo.json")
+    first = store_module.store_fingerprint(root)
+    (root / "dangling.json").unlink()
+    assert store_module.store_fingerprint(root) != first
+
+
+@pytest.mark.parametrize(
+    "name, content, where, reason",
+    [
+        (
+            "a.jsonl",
+            b'{"a": 1}\n\n{"b": [1, 2}\n',
+            "line 3, column 12",
+            "invalid JSON (unexpected character, expected ',' or ']')",
+        ),
+        ("b.jsonl", b'{"a": 1}\n{"b": 2\n', "line 2, column 8", "invalid JSON (unexpected end of data)"),
+        ("c.jsonl", b'{"a": 1}\r\n{"b": 2\r\n', "line 2, column 8", "invalid JSON (unexpected end of data)"),
+        (
+            "d.jsonl",
+            '{"caf\u00e9": x}\n'.encode(),
+            "line 1, column 10",
+            "invalid JSON (unexpected character, expected a JSON value)",
+        ),
+        ("e.jsonl", b'{"a": 1}\n{"b": "\xc3\xa9\xff"}\n', "line 2, column 9", "invalid UTF-8"),
+        (
+            "f.json",
+            b'{\n  "a": 1,\n  "b": [1,, 2]\n}\n',
+            "line 3, column 11",
+            "invalid JSON (unexpected character, expected a JSON value)",
+        ),
+        ("g.json", b'{\n  "a": "\xe2\x82"\n}', "line 2, column 9", "invalid UTF-8"),
+        ("h.json", b"  \n", "", "invalid JSON (the file is empty)"),
+        ("i.json", b'{"a": 1} x', "line 1, column 10", "invalid JSON (unexpected content after document)"),
+    ],
+    ids=[
+        "jsonl",
+        "jsonl_end_of_line",
+        "jsonl_crlf",
+        "jsonl_non_ascii",
+        "jsonl_utf8",
+        "json",
+        "json_utf8",
+        "empty",
+        "trailing",
+    ],
+)
+def test_a_parse_error_names_one_position_line_and_column(tmp_path, name, content, where, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    bad = [r for r in iter_records(path) if isinstance(r, BadRecord)]
+    assert bad == [BadRecord(path.as_posix(), where, reason)]
+    assert bad[0].describe() == f"{path.as_posix()}{', ' + where if where else ''}: {reason}"
+
+
+def test_invalid_utf8_in_a_streamed_array_names_its_byte_in_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", 10)
+    monkeypatch.setattr(store_module, "_ARRAY_CHUNK", 64)
+    text = json.dumps([make_interaction(n) for n in range(3)]).encode()
+    at = text.index(b"interaction_persona_001_0002")
+    path = tmp_path / "big.json"
+    path.write_bytes(text[:at] + b"\xff" + text[at + 1 :])
+    bad = [r for r in iter_records(path) if isinstance(r, BadRecord)]
+    assert bad == [BadRecord(path.as_posix(), "item 2", f"invalid UTF-8 at byte {at}")]
