@@ -19,8 +19,8 @@ in content order, until one verifies; every decision depends on the texts only, 
 arrive in, so the figures are the same for any chunking.
 
 Memory: per sample its id (packed) and, per text, 9 bytes of row (text number, split, sample number); per
-distinct text an 8-byte digest, a dict entry and a 240-byte signature. No text is kept, but for the at most
-`BATCH` distinct texts waiting for their signatures.
+distinct text an 8-byte digest, a dict entry and a 240-byte signature. No text is kept, but the at most `BATCH`
+distinct texts waiting for their signatures and the `NORMALISED_CACHE` texts `normalise` remembers.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import re
 import unicodedata
 from array import array
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable
 
 import numpy as np
@@ -46,8 +47,9 @@ BANDS, ROWS_PER_BAND = 20, 6  # a pair of similarity s shares a band with probab
 THRESHOLD = 0.8
 SEED = 42
 REPS = 4  # texts of the other split a candidate is checked against, per bucket
-BATCH = 4096  # distinct texts waiting for their signatures
+BATCH = 1024  # distinct texts waiting for their signatures (their shingles and digests are built at once)
 EXAMPLES = 3
+NORMALISED_CACHE = 4096  # texts
 MAX_SPLITS = 8  # splits are bits of a uint8
 _VERIFY_ROWS = 1 << 15  # signature pairs compared at once
 
@@ -55,8 +57,11 @@ _PUNCTUATION = re.compile(r"[^\w\s]|_")
 _ASCII_PUNCTUATION = str.maketrans(dict.fromkeys("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", " "))
 
 
+@lru_cache(maxsize=NORMALISED_CACHE)
 def normalise(text: str) -> str:
-    """Case, whitespace and punctuation out of the way: NFKC, case folded, punctuation as spaces, single spaces."""
+    """Case, whitespace and punctuation out of the way: NFKC, case folded, punctuation as spaces, single spaces.
+
+    Remembered for recent texts: the same query and follow-up turns come back across personas."""
     if text.isascii():
         return " ".join(text.lower().translate(_ASCII_PUNCTUATION).split())
     return " ".join(_PUNCTUATION.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split())
@@ -84,6 +89,7 @@ def texts_of(sample: dict) -> dict[str, str]:
     return {name: text for name, text in texts.items() if text.strip()}
 
 
+@lru_cache(maxsize=NORMALISED_CACHE)
 def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .audit import FIELDS
+from .tokens import template_phrase
 
 BAR_WIDTH = 20  # as the card's statistics tables
 HEADERS = {"original_query": "`original_query`", "initial_query": "`initial_query`", "conversation": "conversation"}
@@ -24,10 +25,6 @@ def _pct(share: float) -> str:
 
 def _bar(share: float) -> str:
     return "█" * round(share * BAR_WIDTH) or "▏"
-
-
-def _template(source: str) -> str:
-    return "its own chat template" if source == "tokenizer" else f"chat template: {source}"
 
 
 def leakage_markdown(leakage: dict[str, Any]) -> str:
@@ -87,7 +84,7 @@ def tokens_markdown(tokens: dict[str, dict[str, Any]]) -> str:
         m, q = budget["messages"], budget["query_rewrite"]
         t, limit = m["tokens"], budget["max_length"]
         lines += [
-            f"### `{budget['tokenizer']}` ({_template(budget['chat_template'])}, sha256 "
+            f"### `{budget['tokenizer']}` ({template_phrase(budget['chat_template'])}, sha256 "
             f"`{budget['chat_template_sha256'][:12]}`)",
             "",
             "`messages` rows rendered with the chat template as TRL's `SFTTrainer` renders them.",

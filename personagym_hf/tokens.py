@@ -75,8 +75,13 @@ class Tokenizer:
 
 def load_tokenizer(path: str | Path, chat_template: str | Path | None = None) -> Tokenizer:
     """A local tokenizer folder or `tokenizer.json`; `chat_template` (a Jinja file) replaces its template."""
-    transformers = require("transformers", "tokens", "token counting")
     path = Path(path)
+    if not (path.is_dir() or (path.is_file() and path.suffix == ".json")):
+        raise TokenizerError(
+            f"{path}: no such tokenizer folder or tokenizer.json; pass --tokenizer with a local tokenizer "
+            "(downloads are never made)"
+        )
+    transformers = require("transformers", "tokens", "token counting")
     if path.is_dir():
         name = path.resolve().name
         try:
@@ -87,17 +92,14 @@ def load_tokenizer(path: str | Path, chat_template: str | Path | None = None) ->
                 f"{path}: cannot load a tokenizer from this folder ({first}); pass a folder saved with "
                 "save_pretrained or a tokenizer.json"
             ) from None
-    elif path.is_file() and path.suffix == ".json":
+    else:
         name = path.resolve().parent.name if path.name == "tokenizer.json" else path.stem
         try:
             tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(path))
-        except Exception as error:  # noqa: BLE001 — the tokenizers library raises a bare Exception for a bad file
+        except Exception as error:  # noqa: BLE001 — the tokenizers library raises plain `Exception` for a bad file
+            if type(error) is not Exception:  # anything more specific is not about the file: let it through
+                raise
             raise TokenizerError(f"{path}: not a tokenizers JSON file ({str(error).splitlines()[0]})") from None
-    else:
-        raise TokenizerError(
-            f"{path}: no such tokenizer folder or tokenizer.json; pass --tokenizer with a local tokenizer "
-            "(downloads are never made)"
-        )
     source = "tokenizer"
     if chat_template is not None:
         template_path = Path(chat_template)
@@ -305,13 +307,18 @@ class TokenBudget:
         return self.__dict__
 
 
+def template_phrase(source: str) -> str:
+    """`chat_template` of a budget in words."""
+    return "its own chat template" if source == "tokenizer" else f"chat template: {source}"
+
+
 def report_lines(key: str, budget: dict[str, Any]) -> list[str]:
     """A tokenizer's budgets as plain lines."""
     m, q = budget["messages"], budget["query_rewrite"]
     t = m["tokens"]
     limit = budget["max_length"]
     lines = [
-        f"tokenizer {key} (chat template: {budget['chat_template']}"
+        f"tokenizer {key} ({template_phrase(budget['chat_template'])}"
         f"{', with generation marks' if budget['generation_marks'] else ', no generation marks'})",
         f"messages: {m['rendered']} of {m['rows']} rows rendered; tokens min {t['min']}, p50 {t['p50']}, "
         f"p95 {t['p95']}, max {t['max']} (mean {t['mean']}, total {t['total']})",

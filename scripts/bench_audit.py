@@ -4,6 +4,7 @@ Run it from the repository root with the project's venv (datasketch is not a dep
 to measure it too):
 
     python scripts/bench_audit.py --libraries 100000        # datasketch vs rensa vs the audit, N synthetic queries
+    python scripts/bench_audit.py --libraries 100000 --library audit   # one of them
     python scripts/bench_audit.py --store 100000 --keep     # the audit's cost on the bench store of bench.py
 
 `--libraries` makes N queries from the synthetic store's templates with random word edits (insertions, drops,
@@ -177,11 +178,13 @@ def run_measured(cmd: list[str]) -> tuple[float, float, str]:
         return float(seconds), int(maxrss_kib) / 1024, output.read_text()
 
 
-def libraries(n: int) -> dict:
+def libraries(n: int, only: list[str] | None = None) -> dict:
     results = {}
     print(f"{n} synthetic queries: {len(set(synthetic_queries(n)))} distinct")
     print(f"{'library':<11} {'step':<11} {'seconds':>8} {'RSS before MB':>14} {'peak RSS MB':>12}  notes")
     for library, steps in LIBRARY_STEPS.items():
+        if only and library not in only:
+            continue
         if library == "datasketch" and subprocess.run([sys.executable, "-c", "import datasketch"]).returncode:
             print("datasketch  (not installed: pip install datasketch to measure it)")
             continue
@@ -232,6 +235,9 @@ def store_cost(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--libraries", type=int, metavar="N", help="datasketch vs rensa vs the audit on N queries")
+    parser.add_argument(
+        "--library", action="append", choices=list(LIBRARY_STEPS), help="with --libraries: only this one (repeatable)"
+    )
     parser.add_argument("--store", type=int, metavar="N", help="the audit's cost on the bench store of N interactions")
     parser.add_argument("--store-dir", default=DEFAULT_STORE, help="where the bench store is ({n}: its size)")
     parser.add_argument("--keep", action="store_true", help="reuse the store when it has the right size")
@@ -241,7 +247,7 @@ def main() -> None:
         parser.error("pass --libraries N and/or --store N")
     figures = {}
     if args.libraries:
-        figures["libraries"] = libraries(args.libraries)
+        figures["libraries"] = libraries(args.libraries, args.library)
     if args.store:
         figures["store"] = store_cost(args)
     if args.json:

@@ -203,7 +203,7 @@ def test_report_and_summary_lines(generation_tokenizer, token_samples):
     tokenizer = load_tokenizer(generation_tokenizer)
     budget = TokenBudget(tokenizer, max_length=10).add_all(token_samples).to_dict()
     assert report_lines(tokenizer.key, budget) == [
-        f"tokenizer {tokenizer.key} (chat template: tokenizer, with generation marks)",
+        f"tokenizer {tokenizer.key} (its own chat template, with generation marks)",
         "messages: 4 of 4 rows rendered; tokens min 8, p50 11, p95 15, max 15 (mean 11.5, total 46)",
         "  over --max-length 10: 3 rows (75.0%)",
         "  without assistant tokens: 1 rows (e.g. sample_k3)",
