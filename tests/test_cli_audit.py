@@ -11,6 +11,7 @@ from test_tokens import TOKEN_STORE, token_interaction
 
 from personagym_hf.audit import LeakageAudit, report_lines
 from personagym_hf.cli import main
+from personagym_hf.collect import interaction_to_sample
 from personagym_hf.writers import dumps_pretty
 
 
@@ -205,3 +206,31 @@ def test_help_of_the_audits_imports_no_heavy_library(command):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("[]")
+
+
+def test_python_api_on_the_demo_store_gives_what_the_cli_prints(tmp_path, capsys):
+    import json
+
+    from personagym_hf.config import parse_config
+    from personagym_hf.demo import demo_store_path
+    from personagym_hf.job import iter_store
+    from personagym_hf.samples import Rejections, iter_samples
+    from personagym_hf.split import split_of
+    from personagym_hf.tokens import TokenBudget, load_tokenizer
+
+    settings = parse_config({})
+    samples = [
+        sample.to_dict()
+        for sample, _record in iter_samples(iter_store(demo_store_path()), interaction_to_sample, Rejections())
+    ]
+    leakage = LeakageAudit().add_all((s, split_of(s, settings.seed, settings.ratios)) for s in samples).to_dict()
+    assert json.loads(run(capsys, "audit", "--demo", "-q", "--json")[1]) == leakage
+    assert leakage["samples"] == {"train": 64, "validation": 12, "test": 4}
+    folder = tiny_tokenizer.build(tmp_path / "tiny-gen", tiny_tokenizer.GENERATION_TEMPLATE)
+    tokenizer = load_tokenizer(folder)
+    budget = TokenBudget(tokenizer, max_length=64).add_all(samples).to_dict()
+    cli = json.loads(
+        run(capsys, "tokens", "--tokenizer", str(folder), "--max-length", "64", "--demo", "-q", "--json")[1]
+    )
+    assert cli == {tokenizer.key: budget}
+    assert budget["messages"]["rows"] == 80 and budget["query_rewrite"]["rows"] == 103
