@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ EPILOG = """examples:
   personagym-hf validate --interactions output/interactions
   personagym-hf stats --interactions output/interactions
   personagym-hf push --repo your-name/personagym-dataset --dry-run
+  personagym-hf audit --data output/training_data/hf_dataset --max-leak 0.05
+  personagym-hf tokens --tokenizer path/to/tokenizer --max-length 2048 --data output/training_data/hf_dataset
 """
 
 
@@ -205,6 +208,140 @@ def cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audited_samples(args: argparse.Namespace):
+    """(sample dict, split) from --data (an export) or the store, converted and split as `export` would."""
+    if args.data:
+        if args.interactions or args.demo:
+            raise CliError("pass either --data or --interactions/--demo, not both")
+        from .exported import iter_samples
+
+        return iter_samples(args.data)
+    from dataclasses import replace
+
+    from .job import iter_store
+    from .samples import Rejections, iter_samples
+    from .split import split_of
+
+    config, settings = _settings(args)
+    settings = replace(
+        settings, on_bad_records="skip" if settings.on_bad_records == "error" else settings.on_bad_records
+    )
+    convert = _collector(args, config).interaction_to_training_sample
+    records = iter_store(_interactions(args, settings), show_progress=not args.quiet)
+    samples = (
+        sample.to_dict() for sample, _record in iter_samples(records, convert, Rejections(settings.on_bad_records))
+    )
+    return ((s, split_of(s, settings.seed, settings.ratios, settings.split_by)) for s in samples)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import LeakageAudit, leaks, report_lines
+
+    leakage = LeakageAudit(near=not args.exact_only).add_all(_audited_samples(args)).to_dict()
+    if args.json:
+        from .writers import dumps_pretty
+
+        sys.stdout.write(dumps_pretty(leakage).decode())
+    else:
+        print("\n".join(report_lines(leakage)))
+    if args.max_leak is None:
+        return 0
+    found = leaks(leakage, args.max_leak)
+    if not found:
+        print(f"no leak above --max-leak {args.max_leak:.1%}", file=sys.stderr)
+        return 0
+    print(f"leaks above --max-leak {args.max_leak:.1%}:", file=sys.stderr)
+    for line in found:
+        print(f"  {line}", file=sys.stderr)
+    return 1
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    from .tokens import TokenBudget, load_tokenizer, report_lines
+
+    budget = TokenBudget(load_tokenizer(args.tokenizer, args.chat_template), max_length=args.max_length)
+    if args.data and not (args.interactions or args.demo):
+        from .exported import iter_parquet, iter_samples, kind
+
+        if kind(args.data) == "parquet":  # the configs a trainer loads, as they were exported
+            for row, _split in iter_parquet(args.data, "messages", ("sample_id", "messages")):
+                budget.add_messages(row["sample_id"], row["messages"])
+            for row, _split in iter_parquet(args.data, "query_rewrite", ("query", "original_query")):
+                budget.add_query_rewrite(row["query"], row["original_query"])
+        else:
+            budget.add_all(sample for sample, _split in iter_samples(args.data))
+    else:
+        budget.add_all(sample for sample, _split in _audited_samples(args))
+    result = budget.to_dict()
+    if args.json:
+        from .writers import dumps_pretty
+
+        sys.stdout.write(dumps_pretty({budget.tokenizer.key: result}).decode())
+    else:
+        print("\n".join(report_lines(budget.tokenizer.key, result)))
+    return 0
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 (0.05 is 5%), got {text!r}")
+    return value
+
+
+def _add_audit_source_options(parser: argparse.ArgumentParser) -> None:
+    _add_store_options(parser)
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="an existing export instead of a store: its hf_dataset/ folder or the folder with its JSONL files",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the figures as JSON (as statistics.json holds them)"
+    )
+
+
+def _add_audit_commands(sub) -> None:
+    audit = sub.add_parser(
+        "audit",
+        help="leakage between splits: personas shared, exact and near-duplicate queries and conversations",
+        description="For every pair of splits: personas shared and the rows of the smaller split whose "
+        "original_query, initial_query or user turns have an exact or near duplicate in the other (see README: "
+        "Audits).",
+    )
+    _add_audit_source_options(audit)
+    audit.add_argument(
+        "--max-leak",
+        type=_share,
+        metavar="SHARE",
+        help="exit 1 when any share (personas, or rows with a duplicate) is above SHARE, e.g. 0 or 0.05 (for CI)",
+    )
+    audit.add_argument("--exact-only", action="store_true", help="exact duplicates only (no MinHash, no rensa)")
+    audit.set_defaults(func=cmd_audit)
+
+    tokens = sub.add_parser(
+        "tokens",
+        help="token budgets of the messages and query_rewrite rows for a local tokenizer",
+        description="Render every messages row with the tokenizer's chat template as TRL's SFTTrainer does and "
+        "count its tokens; count the tokens of query_rewrite queries (see README: Audits).",
+    )
+    tokens.add_argument(
+        "--tokenizer",
+        required=True,
+        metavar="PATH",
+        help="a local tokenizer folder or tokenizer.json (never downloaded)",
+    )
+    tokens.add_argument(
+        "--chat-template", metavar="FILE", help="a Jinja chat template to use instead of the tokenizer's"
+    )
+    tokens.add_argument("--max-length", type=_positive, metavar="N", help="count the rows longer than N tokens")
+    _add_audit_source_options(tokens)
+    tokens.set_defaults(func=cmd_tokens)
+
+
 def _add_store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--interactions",
@@ -322,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--license", default="other", help="license id (default: other)")
     card.add_argument("--write", action="store_true", help="write the card into the folder's README.md")
     card.set_defaults(func=cmd_card)
+    _add_audit_commands(sub)
     return parser
 
 
@@ -339,11 +477,12 @@ def _version() -> str:
 
 def _error_line(error: BaseException) -> str | None:
     from .config import ConfigError
+    from .extras import MissingExtra
     from .hub import PushError
     from .samples import BadInputError
     from .transaction import OutputError
 
-    if isinstance(error, OutputError):
+    if isinstance(error, (OutputError, MissingExtra)):
         return str(error)
     if isinstance(error, (CliError, ConfigError, BadInputError, FileNotFoundError, PushError)):
         return str(error).strip("'\"")
@@ -364,7 +503,14 @@ class _Terminated(BaseException):
     pass
 
 
+_MAIN_PID: int | None = None
+
+
 def _terminate(signum, frame) -> None:
+    if os.getpid() != _MAIN_PID:  # a forked worker (a pool's `terminate`): die as if no handler were set
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise _Terminated
 
 
@@ -377,7 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     func: Callable[[argparse.Namespace], Any] = args.func
     # A scheduler's SIGTERM unwinds like Ctrl-C, so a run's staging folder is removed on the way out.
-    signal.signal(signal.SIGTERM, _terminate)
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return func(args)
     except KeyboardInterrupt:
@@ -392,3 +540,5 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"personagym-hf {args.command}: error: {line}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -69,3 +69,63 @@ def small_store(tmp_path) -> Path:
     """12 interactions of 6 personas in the per-file layout."""
     records = [make_interaction(i, persona=f"persona_{i % 6:03d}") for i in range(12)]
     return write_files(tmp_path / "interactions", records)
+
+
+# A store with known leaks between splits (persona -> split with seed 42 and the default ratios: ada and bob train,
+# cyd validation, fay and xia test; `test_audit` checks that). Each entry: persona, original_query, user turns.
+LEAKY = {
+    "t1": (
+        "persona_ada",
+        "Explain how compound interest works",
+        ["hey can u explain how compound interest works pls", "make it shorter"],
+    ),
+    "t2": (
+        "persona_bob",
+        "Plan a three-day trip to Kyoto",
+        ["Plan a three-day trip to Kyoto for my family of four people this spring", "add a day in Nara"],
+    ),
+    "t3": (
+        "persona_ada",
+        "Summarize the causes of the French Revolution",
+        ["Summarize the causes of the French Revolution in three short paragraphs please"],
+    ),
+    # the same original_query as t3 under another persona; a near-duplicate initial query (one letter, case)
+    "v1": (
+        "persona_cyd",
+        "Summarize the causes of the French Revolution",
+        ["Summarise the causes of the French revolution in three short paragraphs please"],
+    ),
+    # the same original_query as t1 under another persona; an unrelated styling of it
+    "x1": (
+        "persona_fay",
+        "Explain how compound interest works",
+        ["Good afternoon. Could you kindly explain how compound interest works?"],
+    ),
+    # t2's initial query, but for case and punctuation; a near-duplicate conversation
+    "x2": (
+        "persona_xia",
+        "Plan a trip to Kyoto",
+        ["plan a three-day trip to Kyoto for my family of four people this spring!!", "add a day in Nara please"],
+    ),
+    "x3": (
+        "persona_fay",
+        "Suggest a vegetarian dinner for six people",
+        ["Suggest a vegetarian dinner for six people"],
+    ),
+}
+
+
+def leaky_interaction(key: str) -> dict:
+    persona, original, turns = LEAKY[key]
+    messages = []
+    for turn in turns:
+        messages += [{"role": "user", "content": turn}, {"role": "assistant", "content": f"An answer to: {turn}"}]
+    record = make_interaction(0, persona=persona, original_query=original, initial_query=turns[0], messages=messages)
+    record["interaction_id"] = f"interaction_{key}"
+    record.pop("num_turns")
+    return record
+
+
+@pytest.fixture
+def leaky_store(tmp_path) -> Path:
+    return write_files(tmp_path / "leaky", [leaky_interaction(key) for key in LEAKY])

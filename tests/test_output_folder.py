@@ -293,3 +293,16 @@ def test_without_an_atomic_exchange_a_kill_between_the_renames_is_repaired(store
     assert export(new, out) == 0
     assert snapshot(out) == snapshot(tmp_path / "reference")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old", "out", "reference"]
+
+
+def test_sigterm_unwinds_and_leaves_the_earlier_export(kill_setup, tmp_path):
+    new, seed_out, old_state, _, duration = kill_setup
+    out = tmp_path / "out"
+    subprocess.run(["cp", "-a", str(seed_out), str(out)], check=True)
+    process = cli("export", "--interactions", str(new), "--output", str(out), "-q", "--num-proc", "2")
+    time.sleep(duration / 2)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    assert process.stderr.read() == "personagym-hf: terminated; earlier outputs are unchanged\n"
+    assert snapshot(out) == old_state
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -152,3 +152,20 @@ def test_bench_steps_times_every_step_of_an_export(tmp_path):
     assert all(cost > 0 for cost in costs.values())
     assert "steps of an export, one at a time, over 300 interactions:" in done.stdout
     assert not (tmp_path / "s300").exists()  # the store is removed without --keep
+
+
+def test_bench_audit_measures_the_libraries_and_the_audit_on_a_store(tmp_path):
+    figures = tmp_path / "figures.json"
+    command = [sys.executable, "scripts/bench_audit.py", "--libraries", "300", "--store", "200"]
+    command += ["--store-dir", str(tmp_path / "s{n}"), "--json", str(figures)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    measured = json.loads(figures.read_text(encoding="utf-8"))
+    libraries = [name for name in ("datasketch", "rensa", "audit") if name in measured["libraries"]]
+    assert libraries[-2:] == ["rensa", "audit"]  # datasketch only where it is installed
+    assert measured["libraries"]["rensa"]["candidates"] >= 300  # every query finds itself at least
+    assert 0 < measured["libraries"]["audit"]["near_share"] <= 1
+    assert measured["store"]["audit"]["audit_seconds"] > 0 and 0 <= measured["store"]["audit"]["max_share"] <= 1
+    assert done.stdout.splitlines()[0] == "300 synthetic queries: 281 distinct"
+    assert "audit: " in done.stdout and "% of the export; +" in done.stdout
+    assert not (tmp_path / "s200").exists()  # the store is removed without --keep

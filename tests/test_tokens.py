@@ -1,0 +1,221 @@
+import pickle
+import sys
+
+import pytest
+import tiny_tokenizer
+from conftest import make_interaction, write_files
+
+from personagym_hf.collect import interaction_to_sample
+from personagym_hf.extras import MissingExtra
+from personagym_hf.tokens import (
+    DEFAULT_CHAT_TEMPLATE,
+    TokenBudget,
+    TokenizerError,
+    histogram,
+    load_tokenizer,
+    report_lines,
+    stats,
+    summary_line,
+)
+
+# persona, original_query, messages (role, content); k1 also has a noisy version of its first query
+TOKEN_STORE = {
+    "k1": ("help me", [("user", "hey can u help"), ("assistant", "Sure, here it is")]),
+    "k2": ("help me", [("system", "be brief"), ("user", "help"), ("assistant", "ok")]),
+    "k3": ("help me", [("user", "hey can u help me with this long question please")]),
+    "k4": ("help", [("user", "a b c d e f g h i j k"), ("assistant", "ok")]),
+}
+
+
+def token_interaction(key: str) -> dict:
+    original, messages = TOKEN_STORE[key]
+    messages = [{"role": role, "content": content} for role, content in messages]
+    first = next(m["content"] for m in messages if m["role"] == "user")
+    record = make_interaction(0, original_query=original, initial_query=first, messages=messages)
+    record["interaction_id"] = f"interaction_{key}"
+    record.pop("num_turns")
+    if key == "k1":
+        noisy = {"noisy_text": "hey cn u help", "noise_type": "surface_noise", "applied_strategies": ["typo"]}
+        record["metadata"]["noisy_versions"] = {"initial_query": {"noisy_versions": [noisy]}}
+    return record
+
+
+@pytest.fixture
+def token_store(tmp_path):
+    return write_files(tmp_path / "tokens_store", [token_interaction(key) for key in TOKEN_STORE])
+
+
+@pytest.fixture
+def token_samples() -> list[dict]:
+    return [interaction_to_sample(token_interaction(key)).to_dict() for key in TOKEN_STORE]
+
+
+@pytest.fixture
+def generation_tokenizer(tmp_path):
+    return tiny_tokenizer.build(tmp_path / "tiny-gen", tiny_tokenizer.GENERATION_TEMPLATE)
+
+
+@pytest.fixture
+def no_system_tokenizer(tmp_path):
+    return tiny_tokenizer.build(tmp_path / "tiny-nosys", tiny_tokenizer.NO_SYSTEM_TEMPLATE)
+
+
+QUERY_REWRITE = {
+    "rows": 5,  # k1's styled and noisy query, then one per other sample
+    "query": {"min": 1, "p50": 4, "p95": 11, "max": 11, "mean": 6.0, "total": 30},
+    "original_query": {"min": 1, "p50": 2, "p95": 2, "max": 2, "mean": 1.8, "total": 9},
+}
+
+
+def test_budget_with_generation_marks(generation_tokenizer, token_samples):
+    tokenizer = load_tokenizer(generation_tokenizer)
+    budget = TokenBudget(tokenizer, max_length=10).add_all(token_samples).to_dict()
+    # k1 "<|user|> hey can u help <|assistant|> Sure , here it is </s>": 12 tokens, the last 6 the assistant's
+    # k2 "<|system|> be brief <|user|> help <|assistant|> ok </s>": 8, 2 the assistant's
+    # k3 "<|user|> hey can u help me with this long question please": 11, no assistant turn
+    # k4 "<|user|> a b c d e f g h i j k <|assistant|> ok </s>": 15, its 2 assistant tokens past the 10th
+    assert budget == {
+        "tokenizer": "tiny-gen",
+        "chat_template": "tokenizer",
+        "chat_template_sha256": tokenizer.template_sha256,
+        "generation_marks": True,
+        "max_length": 10,
+        "messages": {
+            "rows": 4,
+            "rendered": 4,
+            "rejected": 0,
+            "rejected_examples": [],
+            "tokens": {"min": 8, "p50": 11, "p95": 15, "max": 15, "mean": 11.5, "total": 46},
+            "histogram": {"edges": [4, 8, 16], "rows": [1, 3]},
+            "over_max_length": 3,
+            "truncation_rate": 0.75,
+            "no_assistant_tokens": 1,
+            "no_assistant_examples": ["sample_k3"],
+            "assistant_token_share": round(10 / 46, 4),
+            "dropped_after_truncation": 1,
+        },
+        "query_rewrite": QUERY_REWRITE,
+    }
+    assert tokenizer.key == f"tiny-gen@{tokenizer.template_sha256[:12]}"
+
+
+def test_counts_are_the_tokenizers_own_encoding_of_the_rendered_text(generation_tokenizer, token_samples):
+    tokenizer = load_tokenizer(generation_tokenizer)
+    lengths = []
+    for sample in token_samples:
+        text = tokenizer.tokenizer.apply_chat_template(sample["full_conversation"], tokenize=False)
+        lengths.append(len(tokenizer.tokenizer(text, add_special_tokens=False)["input_ids"]))
+    assert lengths == [12, 8, 11, 15]
+    import numpy as np
+
+    assert TokenBudget(tokenizer).add_all(token_samples).to_dict()["messages"]["tokens"] == stats(np.array(lengths))
+
+
+def test_a_template_without_system_role_rejects_rows(no_system_tokenizer, token_samples):
+    budget = TokenBudget(load_tokenizer(no_system_tokenizer)).add_all(token_samples).to_dict()
+    messages = budget["messages"]
+    assert budget["generation_marks"] is False and budget["max_length"] is None
+    assert messages == {
+        "rows": 4,
+        "rendered": 3,
+        "rejected": 1,
+        "rejected_examples": [["sample_k2", "System role not supported"]],
+        "tokens": {"min": 11, "p50": 12, "p95": 15, "max": 15, "mean": 12.67, "total": 38},
+        "histogram": {"edges": [8, 16], "rows": [3]},
+        "over_max_length": 0,
+        "truncation_rate": 0.0,
+        "no_assistant_tokens": 1,  # without generation marks: a row with no assistant message
+        "no_assistant_examples": ["sample_k3"],
+    }
+
+
+def test_rows_are_the_same_one_by_one_in_batches_and_merged(generation_tokenizer, token_samples, monkeypatch):
+    tokenizer = load_tokenizer(generation_tokenizer)
+    whole = TokenBudget(tokenizer, max_length=10).add_all(token_samples).to_dict()
+    first = TokenBudget(tokenizer, max_length=10).add_all(token_samples[:2])
+    second = pickle.loads(pickle.dumps(TokenBudget(tokenizer, max_length=10).add_all(token_samples[2:])))
+    assert first.merge(second).to_dict() == whole
+    monkeypatch.setattr("personagym_hf.tokens.BATCH", 1)
+    assert TokenBudget(tokenizer, max_length=10).add_all(token_samples).to_dict() == whole
+    with pytest.raises(ValueError, match=r"^TokenBudget.merge: both budgets need the same tokenizer, chat "):
+        TokenBudget(tokenizer, max_length=10).merge(TokenBudget(tokenizer, max_length=11))
+
+
+def test_a_bare_tokenizer_json_gets_the_default_or_a_given_template(generation_tokenizer, token_samples, tmp_path):
+    path = generation_tokenizer / "tokenizer.json"
+    bare = load_tokenizer(path)
+    assert (bare.name, bare.template_source, bare.chat_template) == (
+        "tiny-gen",
+        "default ChatML",
+        DEFAULT_CHAT_TEMPLATE,
+    )
+    assert TokenBudget(bare).add_all(token_samples).to_dict()["generation_marks"] is True
+    template = tmp_path / "mine.jinja"
+    template.write_text(tiny_tokenizer.NO_SYSTEM_TEMPLATE, encoding="utf-8")
+    given = load_tokenizer(path, chat_template=template)
+    assert given.template_source == "file mine.jinja"
+    assert TokenBudget(given).add_all(token_samples).to_dict()["messages"]["rejected"] == 1
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "nope", "{p}/nope: no such tokenizer folder or tokenizer.json; pass --tokenizer with a local "
+         "tokenizer (downloads are never made)"),
+        (lambda p: p, "{p}: cannot load a tokenizer from this folder ("),
+        (lambda p: (p / "bad.json").write_text("{}") and p / "bad.json", "{p}/bad.json: not a tokenizers JSON file ("),
+    ],
+    ids=["missing", "empty_folder", "not_a_tokenizer"],
+)  # fmt: skip
+def test_bad_tokenizer_paths(tmp_path, make, message):
+    with pytest.raises(TokenizerError) as error:
+        load_tokenizer(make(tmp_path))
+    assert str(error.value).startswith(message.format(p=tmp_path))
+    assert "\n" not in str(error.value)
+
+
+def test_missing_transformers_names_the_extra(monkeypatch, generation_tokenizer):
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(MissingExtra) as error:
+        load_tokenizer(generation_tokenizer)
+    assert (
+        str(error.value)
+        == "token counting needs transformers, which is not installed: pip install 'personagym-hf[tokens]'"
+    )
+
+
+@pytest.mark.parametrize(
+    "counts, expected",
+    [
+        ([1], {"edges": [0, 1], "rows": [1]}),
+        ([2, 3, 4, 5], {"edges": [1, 2, 4, 8], "rows": [1, 2, 1]}),
+        ([], {"edges": [], "rows": []}),
+    ],
+    ids=["one", "powers_of_two", "empty"],
+)  # fmt: skip
+def test_histogram_buckets_are_powers_of_two(counts, expected):
+    import numpy as np
+
+    assert histogram(np.array(counts, dtype=np.int64)) == expected
+
+
+def test_report_and_summary_lines(generation_tokenizer, token_samples):
+    tokenizer = load_tokenizer(generation_tokenizer)
+    budget = TokenBudget(tokenizer, max_length=10).add_all(token_samples).to_dict()
+    assert report_lines(tokenizer.key, budget) == [
+        f"tokenizer {tokenizer.key} (its own chat template, with generation marks)",
+        "messages: 4 of 4 rows rendered; tokens min 8, p50 11, p95 15, max 15 (mean 11.5, total 46)",
+        "  over --max-length 10: 3 rows (75.0%)",
+        "  without assistant tokens: 1 rows (e.g. sample_k3)",
+        "  assistant tokens in the loss mask: 21.7%; rows left with none after truncation: 1",
+        "  rows by tokens: 5-8: 1, 9-16: 3",
+        "query_rewrite: 5 rows; query tokens p50 4, p95 11, max 11; original_query tokens p50 2, p95 2, max 2",
+    ]
+    assert summary_line(tokenizer.key, budget) == (
+        f"tokens ({tokenizer.key}): messages p50 11, p95 15, max 15; 75.0% over 10; 1 rows without assistant tokens"
+    )
+
+
+def test_max_length_must_be_positive(generation_tokenizer):
+    with pytest.raises(ValueError, match=r"^TokenBudget: expected a max_length of at least 1, got 0$"):
+        TokenBudget(load_tokenizer(generation_tokenizer), max_length=0)
