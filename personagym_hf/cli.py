@@ -109,6 +109,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     if result.hf_dataset:
         print(f"  datasets folder: {result.hf_dataset}/ (load with datasets.load_dataset({str(result.hf_dataset)!r}))")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
     return 0
 
 

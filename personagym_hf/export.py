@@ -26,7 +26,7 @@ import orjson
 from .config import SPLIT_NAMES, ExportConfig
 from .manifest import MANIFEST_FILE, AppendError, Layout, check_append, manifest, read_earlier
 from .schema import TrainingSample
-from .split import FILE_PREFIX
+from .split import FILE_PREFIX, skew_warnings
 from .stats import StatsAccumulator
 from .transaction import OutputFolder
 from .writers import JsonArrayWriter, JsonlWriter, OutputSet, dumps_line, pretty_item, write_json_atomic
@@ -79,6 +79,7 @@ class ExportResult:
     kept_samples: int = 0
     hf_dataset: Path | None = None
     other_files: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # about the export as a whole (e.g. lumpy splits)
 
 
 def _read_rows(path: Path) -> Iterator[dict]:
@@ -342,6 +343,11 @@ class Exporter:
         self._flush_items()
         result = self.result
         result.statistics = self.stats.to_dict()
+        if self.layout.split:
+            stats = result.statistics
+            result.warnings = skew_warnings(
+                stats["samples_by_split"], stats["total_personas"], self.cfg.ratios, self.cfg.split_by
+            )
         for name in self.files.names:
             result.json_files[name] = self.output_dir / self.files.json[name].path.name
             result.jsonl_files[name] = self.output_dir / self.files.jsonl[name].path.name

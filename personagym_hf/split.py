@@ -39,3 +39,27 @@ def split_key(sample: TrainingSample | dict, split_by: SplitBy) -> str:
 
 def split_of(sample: TrainingSample | dict, seed: int, ratios: dict[str, float], split_by: SplitBy = "persona") -> str:
     return assign_split(split_key(sample, split_by), seed, ratios)
+
+
+SKEW_POINTS = 0.04  # how far a split may drift from its ratio before the export says so
+
+
+def skew_warnings(counts: dict[str, int], personas: int, ratios: dict[str, float], split_by: SplitBy) -> list[str]:
+    """A line for each split that is empty or more than 4 points off its ratio. Persona hashing puts whole
+    personas in a split, so few personas give lumpy splits; hashing samples would not, at a price."""
+    total = sum(counts.values())
+    lines = []
+    for name, ratio in ratios.items():
+        count = counts.get(name, 0)
+        if not total or ratio <= 0 or (count and abs(count / total - ratio) <= SKEW_POINTS):
+            continue
+        state = "is empty" if not count else f"has {count / total:.1%} of the samples"
+        line = f"split {name} {state} ({count} of {total}, ratio {ratio:.0%})"
+        if split_by == "persona":
+            even = round(ratio * total)
+            line += (
+                f": {personas} personas are too few to split evenly; split_by: sample would give ~{even} but put a "
+                "persona in several splits"
+            )
+        lines.append(line)
+    return lines

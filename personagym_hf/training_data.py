@@ -89,6 +89,8 @@ class TrainingDataExporter:
         )
         try:
             result = exporter.add_all(samples).finish(statistics=False)
+            for warning in result.warnings:
+                logger.warning("%s", warning)
         except BaseException:
             exporter.abort()
             raise

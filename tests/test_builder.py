@@ -269,3 +269,20 @@ def test_an_empty_split_is_an_empty_dataset_with_the_configs_features(five_perso
     builder = PersonaGymBuilder(config_name=name, data_dir=str(five_personas), cache_dir=str(tmp_path / "b"))
     builder.download_and_prepare()
     assert builder.as_dataset("validation").to_list() == []
+
+
+def test_shards_are_written_as_datasets_writes_parquet_content_defined_with_a_page_index(exported):
+    """The same CDC parameters and metadata key as `datasets`' own Parquet writer, so Xet dedupes our shards alike."""
+    import datasets.config
+
+    shards = sorted((exported / "hf_dataset" / "data").glob("*/*.parquet"))
+    assert len(shards) == 12
+    for path in shards:
+        metadata = pq.ParquetFile(path).metadata
+        assert json.loads(metadata.metadata[b"content_defined_chunking"]) == datasets.config.DEFAULT_CDC_OPTIONS
+        for group in range(metadata.num_row_groups):
+            columns = [metadata.row_group(group).column(i) for i in range(metadata.num_columns)]
+            assert all(column.has_offset_index for column in columns), path
+        assert [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)][:-1] == [1000] * (
+            metadata.num_row_groups - 1
+        )

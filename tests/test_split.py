@@ -1,3 +1,4 @@
+import json
 from collections import Counter
 
 import pytest
@@ -53,3 +54,57 @@ def test_the_encoder_remembers_splits_and_gives_the_same_ones(monkeypatch, split
     assert [encoder.split_of(row) for row in rows] == [split_of(row, 5, cfg.ratios, split_by) for row in rows]
     assert len(encoder.splits) <= 7
     assert chunks.Encoder(cfg, split=False, views=False).split_of(rows[0]) == "train"
+
+
+def test_an_empty_split_of_few_personas_is_said_in_the_summary(tmp_path, capsys):
+    from conftest import make_interaction, write_files
+
+    from personagym_hf.cli import main
+
+    store = write_files(tmp_path / "s", [make_interaction(i, persona=f"persona_{i % 3:03d}") for i in range(30)])
+    assert main(["export", "--interactions", str(store), "--output", str(tmp_path / "out"), "-q"]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  warning:")]
+    counts = json.loads((tmp_path / "out" / "statistics.json").read_text())["samples_by_split"]
+    expected = []
+    for name, ratio in (("train", 0.8), ("validation", 0.1), ("test", 0.1)):
+        count = counts[name]
+        if count == 0 or abs(count / 30 - ratio) > 0.04:
+            state = "is empty" if not count else f"has {count / 30:.1%} of the samples"
+            expected.append(
+                f"  warning: split {name} {state} ({count} of 30, ratio {ratio:.0%}): 3 personas are too few to split "
+                f"evenly; split_by: sample would give ~{round(ratio * 30)} but put a persona in several splits"
+            )
+    assert 0 in counts.values() and warnings == expected
+
+
+@pytest.mark.parametrize(
+    "counts, split_by, expected",
+    [
+        ({"train": 800, "validation": 110, "test": 90}, "persona", []),
+        (
+            {"train": 946, "validation": 0, "test": 54},
+            "persona",
+            [
+                "split train has 94.6% of the samples (946 of 1000, ratio 80%): 7 personas are too few to split "
+                "evenly; split_by: sample would give ~800 but put a persona in several splits",
+                "split validation is empty (0 of 1000, ratio 10%): 7 personas are too few to split evenly; "
+                "split_by: sample would give ~100 but put a persona in several splits",
+                "split test has 5.4% of the samples (54 of 1000, ratio 10%): 7 personas are too few to split evenly; "
+                "split_by: sample would give ~100 but put a persona in several splits",
+            ],
+        ),
+        (
+            {"train": 9, "validation": 0, "test": 1},
+            "sample",
+            [
+                "split train has 90.0% of the samples (9 of 10, ratio 80%)",
+                "split validation is empty (0 of 10, ratio 10%)",
+            ],
+        ),
+    ],
+    ids=["even", "lumpy", "by_sample"],
+)
+def test_skew_warnings(counts, split_by, expected):
+    from personagym_hf.split import skew_warnings
+
+    assert skew_warnings(counts, 7, {"train": 0.8, "validation": 0.1, "test": 0.1}, split_by) == expected
