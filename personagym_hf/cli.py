@@ -337,6 +337,15 @@ def _error_line(error: BaseException) -> str | None:
         return str(error).strip("'\"")
     if isinstance(error, ValueError):
         return str(error)
+    return _hub_error_line(error)
+
+
+def _hub_error_line(error: BaseException) -> str | None:
+    """Errors of a command that talks to the Hub (push), as one line."""
+    from .connection import HubUnreachableError
+
+    if isinstance(error, HubUnreachableError):
+        return str(error)
     if "huggingface_hub" in sys.modules:
         from huggingface_hub.errors import HfHubHTTPError
 

@@ -268,11 +268,12 @@ def push_to_hub(
     backoff: float = 1.0,
 ) -> PushResult:
     """Push an exported folder (see the module docstring for the guarantees)."""
+    from .connection import hub_session
     from .safety import scan_folder
 
     folder = Path(folder)
     api = hub_api(token)
-    with tempfile.TemporaryDirectory(prefix="personagym_push_") as staging:
+    with hub_session(), tempfile.TemporaryDirectory(prefix="personagym_push_") as staging:
 
         def replan() -> PushPlan:  # also used to re-read the branch before a commit is retried
             return plan_push(folder, repo_id, revision=revision, private=private, license=license, token=token,
@@ -295,8 +296,8 @@ def push_to_hub(
         result = commit_with_retries(
             api, plan, replan, create_pr=create_pr, message=commit_message, max_attempts=max_attempts, backoff=backoff
         )
-    if verify and result.committed:
-        result.verified = verify_push(repo_id, result.commit_sha, plan.splits, folder)
+        if verify and result.committed:
+            result.verified = verify_push(repo_id, result.commit_sha, plan.splits, folder)
     return result
 
 

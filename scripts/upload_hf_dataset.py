@@ -9,6 +9,7 @@ The token comes from --token, HF_TOKEN or `hf auth login`; it is never printed.
 import argparse
 import sys
 
+from personagym_hf.connection import HubUnreachableError, hub_session
 from personagym_hf.ppopt import upload_jsonl
 
 
@@ -21,8 +22,9 @@ def main(argv=None) -> int:
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
     args = parser.parse_args(argv)
     try:
-        result = upload_jsonl(args.file, args.repo, split=args.split, private=args.private, token=args.token)
-    except (OSError, ValueError) as e:
+        with hub_session():
+            result = upload_jsonl(args.file, args.repo, split=args.split, private=args.private, token=args.token)
+    except (OSError, ValueError, HubUnreachableError) as e:
         print(f"upload_hf_dataset: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
     if result.committed:
