@@ -173,6 +173,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         allow_secrets=args.allow_secrets,
         dry_run=args.dry_run,
         verify=not args.no_verify,
+        timeout=args.timeout,
+        max_attempts=args.retries + 1,
     )
     print(result.plan.describe())
     if args.dry_run:
@@ -303,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-secrets", action="store_true", help="push even if strings look like API keys (e.g. fakes)"
     )
     push.add_argument("--no-verify", action="store_true", help="skip reloading every config after the push")
+    _add_hub_options(push)
     push.set_defaults(func=cmd_push, no_split=False, timestamp=False, append=None, no_hf_dataset=False, num_proc=1)
 
     card = sub.add_parser("card", help="render the dataset card of an export (stdout, or --write into its README.md)")
@@ -314,6 +317,42 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--write", action="store_true", help="write the card into the folder's README.md")
     card.set_defaults(func=cmd_card)
     return parser
+
+
+def _add_hub_options(parser: argparse.ArgumentParser) -> None:
+    from .connection import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT
+
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up a Hub request after this long without an answer, then retry it (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_count,
+        default=DEFAULT_ATTEMPTS - 1,
+        metavar="N",
+        help="retry a Hub request that timed out or failed transiently up to N times "
+        f"(default {DEFAULT_ATTEMPTS - 1})",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
+    return int(text)
 
 
 def _positive(text: str) -> int:

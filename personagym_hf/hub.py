@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from . import connection
+from .connection import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT
+
 logger = logging.getLogger(__name__)
 
 REPO_TYPE = "dataset"
@@ -106,10 +109,18 @@ def remote_state(api, repo_id: str, revision: str) -> tuple[bool, str | None, bo
     """(exists, head sha, private, {path: sibling}) of the repo at `revision`."""
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
+    def read(revision: str | None):
+        return connection.retrying(
+            lambda: api.repo_info(
+                repo_id, repo_type=REPO_TYPE, revision=revision, files_metadata=True, timeout=connection.timeout()
+            ),
+            f"reading {repo_id}",
+        )
+
     try:
-        info = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=revision, files_metadata=True)
+        info = read(revision)
     except RevisionNotFoundError:
-        info = api.repo_info(repo_id, repo_type=REPO_TYPE, files_metadata=True)
+        info = read(None)
         return True, None, info.private, {}
     except RepositoryNotFoundError:
         return False, None, None, {}
@@ -264,16 +275,18 @@ def push_to_hub(
     allow_secrets: bool = False,
     dry_run: bool = False,
     verify: bool = True,
-    max_attempts: int = 5,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_attempts: int = DEFAULT_ATTEMPTS,
     backoff: float = 1.0,
 ) -> PushResult:
-    """Push an exported folder (see the module docstring for the guarantees)."""
-    from .connection import hub_session
+    """Push an exported folder (see the module docstring for the guarantees). Every request gives up after
+    `timeout` seconds without an answer; failed reads and the commit are tried `max_attempts` times."""
     from .safety import scan_folder
 
     folder = Path(folder)
     api = hub_api(token)
-    with hub_session(), tempfile.TemporaryDirectory(prefix="personagym_push_") as staging:
+    session = connection.hub_session(timeout, max_attempts, backoff)
+    with session, tempfile.TemporaryDirectory(prefix="personagym_push_") as staging:
 
         def replan() -> PushPlan:  # also used to re-read the branch before a commit is retried
             return plan_push(folder, repo_id, revision=revision, private=private, license=license, token=token,

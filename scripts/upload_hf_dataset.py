@@ -9,7 +9,7 @@ The token comes from --token, HF_TOKEN or `hf auth login`; it is never printed.
 import argparse
 import sys
 
-from personagym_hf.connection import HubUnreachableError, hub_session
+from personagym_hf.connection import DEFAULT_TIMEOUT, HubUnreachableError, hub_session
 from personagym_hf.ppopt import upload_jsonl
 
 
@@ -20,9 +20,12 @@ def main(argv=None) -> int:
     parser.add_argument("--split", default="train", help="split name for this file (default: train)")
     parser.add_argument("--private", action=argparse.BooleanOptionalAction, default=None, help="repo visibility")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds without an answer before a request is retried"
+    )
     args = parser.parse_args(argv)
     try:
-        with hub_session():
+        with hub_session(args.timeout):
             result = upload_jsonl(args.file, args.repo, split=args.split, private=args.private, token=args.token)
     except (OSError, ValueError, HubUnreachableError) as e:
         print(f"upload_hf_dataset: error: {str(e).splitlines()[0]}", file=sys.stderr)

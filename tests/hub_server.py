@@ -12,8 +12,9 @@ Model (stdlib only):
   with ``.gitattributes``.
 * ``Commit``: an immutable snapshot ``{path: Blob}`` with parent, title, message and a date from a
   deterministic fake clock. Ids are real git ids: blob/tree/commit sha1, sha256 for LFS contents.
-* ``FaultInjector``: queued faults (status code, ``Retry-After``, dropped connection, or a
-  response lost *after* the request was performed) matched by method and path regex.
+* ``FaultInjector``: queued faults (status code, ``Retry-After``, dropped connection, a request that
+  is never answered, or a response lost *after* the request was performed) matched by method and
+  path regex.
 * ``HubServer``: start/stop, ``reset()``, ``inject()`` and the counters tests assert on.
 
 Upload mode (answer of ``preupload``): ``lfs`` when the path matches a ``filter=lfs`` pattern of
@@ -30,6 +31,7 @@ import hashlib
 import json
 import logging
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -270,6 +272,7 @@ class Fault:
     retry_after: int | None = None
     drop_connection: bool = False
     after_handling: bool = False
+    hang: bool = False
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -684,6 +687,7 @@ class HubApp:
         return Response.json({})
 
 
+HANG_LIMIT = 120.0  # seconds a hung request is held at most, so a server thread never outlives a broken test
 FAULT_MESSAGES = {
     409: "Cannot commit: another conflicting operation is in progress",
     412: "A commit has happened since. Please refresh and try again.",
@@ -734,6 +738,10 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
     def send_fault(self, fault: Fault) -> None:
+        if fault.hang:  # keep the connection open and say nothing, until the client gives up or the test ends
+            self.server.hub.release.wait(HANG_LIMIT)
+            self.close_connection = True
+            return
         if fault.drop_connection:
             self.close_connection = True
             return
@@ -763,6 +771,7 @@ class HubServer:
     def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.state = HubState()
         self.faults = FaultInjector()
+        self.release = threading.Event()  # set to let go of every hung request
         self.app = HubApp(self.state, lambda: self.url, lambda: self.lfs_threshold)
         self._httpd = _HubHTTPServer((host, port), HubRequestHandler)
         self._httpd.hub = self
@@ -782,6 +791,7 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        self.release.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -791,6 +801,8 @@ class HubServer:
         """Forget all repos, counters, recorded requests and pending faults."""
         self.state.reset()
         self.faults.clear()
+        self.release.set()
+        self.release = threading.Event()
         self.lfs_threshold = type(self).lfs_threshold
 
     def inject(
@@ -802,15 +814,19 @@ class HubServer:
         retry_after: int | None = None,
         drop_connection: bool = False,
         after_handling: bool = False,
+        hang: bool = False,
     ) -> Fault:
         """Make the next ``times`` requests matching ``method`` and ``path_regex`` fail.
 
         ``path_regex`` is searched in the raw (URL-quoted) path, without query string. The failure is
         ``status`` (with ``Retry-After`` if given) or, with ``drop_connection``, a connection closed
-        without any answer. With ``after_handling`` the request is performed first (e.g. the commit
-        is made) and only its response is lost. Returns the ``Fault``; ``fault.hits`` counts firings.
+        without any answer, or, with ``hang``, no answer at all on an open connection (until the client
+        gives up, ``reset()`` or ``HANG_LIMIT``). With ``after_handling`` the request is performed first
+        (e.g. the commit is made) and only its response is lost. Returns the ``Fault``; ``fault.hits``
+        counts firings.
         """
-        return self.faults.add(Fault(method, path_regex, status, times, retry_after, drop_connection, after_handling))
+        fault = Fault(method, path_regex, status, times, retry_after, drop_connection, after_handling, hang)
+        return self.faults.add(fault)
 
     # ----------------------------------------------------------------- inspection
 
@@ -849,3 +865,54 @@ class HubServer:
         with self.state.lock:
             commit = self.state.get(repo_type, repo_id).resolve(revision)
             return {path: blob.data for path, blob in commit.files.items()}
+
+
+class SilentServer:
+    """A socket on 127.0.0.1 that accepts connections, reads what arrives and never answers.
+
+    ``request_lines`` holds the first line of every request received; ``close()`` drops every connection.
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self._connections: list[socket.socket] = []
+        self._stop = threading.Event()
+        self.request_lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, name="silent-server", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _address = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._connections.append(connection)
+            threading.Thread(target=self._read, args=(connection,), daemon=True).start()
+
+    def _read(self, connection: socket.socket) -> None:
+        connection.settimeout(HANG_LIMIT)
+        try:
+            first = connection.recv(65536).split(b"\r\n", 1)[0].decode("latin-1")
+        except OSError:
+            return
+        if first:
+            with self._lock:
+                self.request_lines.append(first)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+        self._thread.join(timeout=5)
