@@ -179,6 +179,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     print(result.plan.describe())
     if args.dry_run:
         print("dry run: nothing was uploaded")
+        auth = result.plan.auth
+        if auth is not None and not auth.ok:
+            raise CliError(f"the push would fail: {auth.problem}")
     elif not result.committed:
         print(f"{args.repo} already holds this data: no commit made")
     else:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import connection
+from .auth import Auth, check_auth
 from .connection import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class PushPlan:
     files: list[FilePlan] = field(default_factory=list)
     splits: dict[str, dict[str, int]] = field(default_factory=dict)  # config -> split -> rows
     local: dict[str, Path] = field(default_factory=dict)  # path in repo -> local file
+    auth: Auth | None = None  # who the push runs as (None: not checked)
 
     @property
     def upload_bytes(self) -> int:
@@ -71,10 +73,16 @@ class PushPlan:
         return name(self.make_private)
 
     def describe(self) -> str:
-        lines = [
-            f"{'create' if not self.exists else 'update'} dataset repo {self.repo_id} "
-            f"(revision {self.revision}, {self.visibility()})"
-        ]
+        first = f"dataset repo {self.repo_id} (revision {self.revision}, {self.visibility()})"
+        if self.exists:
+            first = f"update {first}"
+        elif self.auth is not None and self.auth.anonymous:
+            first = f"create {first}, or update it if it is private: without a token the Hub shows no private repo"
+        else:
+            first = f"create {first}"
+        lines = [first]
+        if self.auth is not None:
+            lines.append(f"  token: {self.auth.summary}")
         if not self.files:
             lines.append("  nothing to upload: the repo already holds this data")
         for item in self.files:
@@ -99,7 +107,7 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def hub_api(token: str | None):
+def hub_api(token: str | bool | None):
     from huggingface_hub import HfApi
 
     return HfApi(token=token)
@@ -287,12 +295,18 @@ def push_to_hub(
     api = hub_api(token)
     session = connection.hub_session(timeout, max_attempts, backoff)
     with session, tempfile.TemporaryDirectory(prefix="personagym_push_") as staging:
+        auth = check_auth(api, token)
+        if not auth.ok and not dry_run:
+            raise PushError(f"cannot push: {auth.problem}")
+        # A dry run whose token the Hub refuses still shows the plan, as seen without a token.
+        read_api, read_token = (hub_api(False), False) if auth.anonymous else (api, token)
 
         def replan() -> PushPlan:  # also used to re-read the branch before a commit is retried
-            return plan_push(folder, repo_id, revision=revision, private=private, license=license, token=token,
-                             api=api, staging=Path(staging))  # fmt: skip
+            return plan_push(folder, repo_id, revision=revision, private=private, license=license,
+                             token=read_token, api=read_api, staging=Path(staging))  # fmt: skip
 
         plan = replan()
+        plan.auth = auth
         if not allow_secrets:
             findings = scan_folder(folder)
             if findings:
@@ -310,7 +324,7 @@ def push_to_hub(
             api, plan, replan, create_pr=create_pr, message=commit_message, max_attempts=max_attempts, backoff=backoff
         )
         if verify and result.committed:
-            result.verified = verify_push(repo_id, result.commit_sha, plan.splits, folder)
+            result.verified = verify_push(repo_id, result.commit_sha, plan.splits, folder, token=token)
     return result
 
 
@@ -395,7 +409,7 @@ def commit_with_retries(
 
 
 def verify_push(
-    repo_id: str, revision: str, expected: dict[str, dict[str, int]], folder: Path
+    repo_id: str, revision: str, expected: dict[str, dict[str, int]], folder: Path, token: str | None = None
 ) -> dict[str, dict[str, int]]:
     """Load every config and split at `revision` and check row counts and features against the folder."""
     import datasets
@@ -406,7 +420,7 @@ def verify_push(
     found: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(prefix="personagym_verify_") as cache:
         for config, splits in expected.items():
-            loaded = datasets.load_dataset(repo_id, config, revision=revision, cache_dir=cache)
+            loaded = datasets.load_dataset(repo_id, config, revision=revision, cache_dir=cache, token=token)
             found[config] = {name: loaded[name].num_rows for name in loaded}
             if found[config] != splits:
                 raise PushError(

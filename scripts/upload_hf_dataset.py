@@ -9,7 +9,9 @@ The token comes from --token, HF_TOKEN or `hf auth login`; it is never printed.
 import argparse
 import sys
 
+from personagym_hf.auth import check_auth
 from personagym_hf.connection import DEFAULT_TIMEOUT, HubUnreachableError, hub_session
+from personagym_hf.hub import hub_api
 from personagym_hf.ppopt import upload_jsonl
 
 
@@ -26,15 +28,22 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         with hub_session(args.timeout):
+            auth = check_auth(hub_api(args.token), args.token)
+            if not auth.ok:
+                return error(f"cannot upload: {auth.problem}")
             result = upload_jsonl(args.file, args.repo, split=args.split, private=args.private, token=args.token)
     except (OSError, ValueError, HubUnreachableError) as e:
-        print(f"upload_hf_dataset: error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 1
+        return error(str(e))
     if result.committed:
         print(f"uploaded {args.file} as the {args.split} split: {result.commit_url}")
     else:
         print(f"{args.repo} already holds this file: no commit made")
     return 0
+
+
+def error(message: str) -> int:
+    print(f"upload_hf_dataset: error: {message.splitlines()[0]}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -20,7 +20,14 @@ Model (stdlib only):
 Upload mode (answer of ``preupload``): ``lfs`` when the path matches a ``filter=lfs`` pattern of
 the repo's ``.gitattributes`` (``*.parquet``, ``*.bin``, ...), when the size is at least
 ``HubServer.lfs_threshold`` (10 MiB, like the Hub), or when the 512-byte sample holds a NUL byte;
-``regular`` otherwise. Authentication is not checked.
+``regular`` otherwise.
+
+Authentication, as the Hub answers it: any ``Authorization: Bearer <token>`` is a token of ``USER``
+with write access, unless the test listed it in ``HubServer.invalid_tokens`` (then every request
+with it gets 401 "Invalid credentials in Authorization header") or ``HubServer.read_only_tokens``
+(writes get 403). Without a token, writes get 401 and a private repo reads as missing (401 with
+``X-Error-Code: RepoNotFound``, as the Hub hides it). The LFS upload PUT carries no token (its href
+is its authorisation) and is not checked.
 """
 
 from __future__ import annotations
@@ -340,6 +347,27 @@ class Request:
         return self.query.get(name, ["0"])[-1].lower() in ("1", "true")
 
 
+@dataclass
+class Tokens:
+    """Tokens a test made invalid or read-only; any other token is valid with write access."""
+
+    invalid: set[str] = field(default_factory=set)
+    read_only: set[str] = field(default_factory=set)
+
+
+WRITE_ROUTES = {
+    "create_repo",
+    "delete_repo",
+    "preupload",
+    "commit",
+    "lfs_batch",
+    "settings",
+    "create_branch",
+    "create_tag",
+    "delete_ref",
+}
+PUBLIC_ROUTES = {"lfs_put", "validate_yaml", "agent_harnesses"}
+
 _REPO = r"(?P<ns>[^/]+)/(?P<name>[^/]+?)"
 _API = rf"^/api/(?P<type>models|datasets|spaces|kernels)/{_REPO}"
 _PREFIX = r"^/(?:(?P<type>datasets|spaces|kernels)/)?" + _REPO
@@ -348,10 +376,18 @@ _PREFIX = r"^/(?:(?P<type>datasets|spaces|kernels)/)?" + _REPO
 class HubApp:
     """Maps requests to handlers; handlers return a ``Response`` or raise ``HubError``."""
 
-    def __init__(self, state: HubState, base_url: Callable[[], str], lfs_threshold: Callable[[], int]) -> None:
-        self.state, self.base_url, self.lfs_threshold = state, base_url, lfs_threshold
+    def __init__(
+        self,
+        state: HubState,
+        base_url: Callable[[], str],
+        lfs_threshold: Callable[[], int],
+        tokens: Callable[[], Tokens] = lambda: Tokens(),
+    ) -> None:
+        self.state, self.base_url, self.lfs_threshold, self.tokens = state, base_url, lfs_threshold, tokens
+        self.access = "anonymous"  # of the request being handled (handlers run under state.lock)
         self.routes: list[tuple[str, re.Pattern[str], Callable[..., Response]]] = [
             ("GET", re.compile(r"^/api/whoami-v2$"), self.whoami),
+            ("GET", re.compile(r"^/api/agent-harnesses$"), self.agent_harnesses),
             ("POST", re.compile(r"^/api/repos/create$"), self.create_repo),
             ("DELETE", re.compile(r"^/api/repos/delete$"), self.delete_repo),
             ("POST", re.compile(r"^/api/validate-yaml$"), self.validate_yaml),
@@ -380,6 +416,7 @@ class HubApp:
                 args = {k: None if v is None else unquote(v) for k, v in match.groupdict().items()}
                 try:
                     with self.state.lock:
+                        self.access = self.authenticate(req, handler)
                         return handler(req, **args)
                 except HubError as err:
                     return Response.error(err)
@@ -391,8 +428,29 @@ class HubApp:
 
     # ----------------------------------------------------------------- helpers
 
+    def authenticate(self, req: Request, handler: Callable[..., Response]) -> str:
+        """ "write", "read" or "anonymous" for this request; 401/403 where the Hub refuses it."""
+        name = getattr(handler, "__name__", getattr(getattr(handler, "func", None), "__name__", ""))
+        if name in PUBLIC_ROUTES:
+            return "write"
+        header = req.headers.get("Authorization") or ""
+        token = header[len("Bearer ") :] if header.startswith("Bearer ") else None
+        if token is not None and token in self.tokens().invalid:
+            raise HubError(401, "Invalid credentials in Authorization header")
+        access = "anonymous" if not token else "read" if token in self.tokens().read_only else "write"
+        if name in WRITE_ROUTES and access != "write":
+            if access == "anonymous":
+                raise HubError(401, "Invalid credentials in Authorization header")
+            raise HubError(403, "You don't have the rights to write to this repo: your token can only read")
+        if name == "whoami" and access == "anonymous":
+            raise HubError(401, "Invalid credentials in Authorization header")
+        return access
+
     def repo(self, type: str | None, ns: str, name: str) -> Repo:
-        return self.state.get(REPO_TYPES.get(type or "models", "model"), f"{ns}/{name}")
+        repo = self.state.get(REPO_TYPES.get(type or "models", "model"), f"{ns}/{name}")
+        if repo.private and self.access == "anonymous":  # the Hub does not tell a hidden repo from a missing one
+            raise HubError(401, f"Repository not found: {repo.repo_id}", "RepoNotFound")
+        return repo
 
     def repo_url(self, repo: Repo) -> str:
         return f"{self.base_url()}/{repo.url_path}"
@@ -425,7 +483,7 @@ class HubApp:
     # ----------------------------------------------------------------- account & repos
 
     def whoami(self, req: Request) -> Response:
-        token = {"displayName": "fake", "role": "write"}
+        token = {"displayName": "fake", "role": self.access}
         return Response.json(
             {
                 "type": "user",
@@ -435,6 +493,10 @@ class HubApp:
                 "auth": {"type": "access_token", "accessToken": token},
             }
         )
+
+    def agent_harnesses(self, req: Request) -> Response:
+        """The registry huggingface_hub fetches once a day to tell AI agents apart (empty: no agent)."""
+        return Response.json({"standardEnvVars": [], "harnesses": {}})
 
     def create_repo(self, req: Request) -> Response:
         payload = req.json()
@@ -772,7 +834,8 @@ class HubServer:
         self.state = HubState()
         self.faults = FaultInjector()
         self.release = threading.Event()  # set to let go of every hung request
-        self.app = HubApp(self.state, lambda: self.url, lambda: self.lfs_threshold)
+        self.tokens = Tokens()
+        self.app = HubApp(self.state, lambda: self.url, lambda: self.lfs_threshold, lambda: self.tokens)
         self._httpd = _HubHTTPServer((host, port), HubRequestHandler)
         self._httpd.hub = self
         self._thread: threading.Thread | None = None
@@ -798,12 +861,13 @@ class HubServer:
             self._thread.join(timeout=5)
 
     def reset(self) -> None:
-        """Forget all repos, counters, recorded requests and pending faults."""
+        """Forget all repos, counters, recorded requests, pending faults and token settings."""
         self.state.reset()
         self.faults.clear()
         self.release.set()
         self.release = threading.Event()
         self.lfs_threshold = type(self).lfs_threshold
+        self.tokens = Tokens()
 
     def inject(
         self,

@@ -133,7 +133,8 @@ def test_dry_run_uploads_nothing(hub, store, tmp_path, capsys):
     assert main(["push", "--repo", REPO, "--output", str(tmp_path / "out"), "--dry-run", "-q"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(
-        f"create dataset repo {REPO} (revision main, public (the Hub's default))\n  add    README.md ("
+        f"create dataset repo {REPO} (revision main, public (the Hub's default))\n"
+        "  token: test-user (write)\n  add    README.md ("
     )
     assert "  config full: train " in out and out.endswith("dry run: nothing was uploaded\n")
     assert hub.count_requests("POST", r"/api/repos/create") == 0 and uploaded(hub) == 0
@@ -250,3 +251,92 @@ def test_revision_pushes_to_a_new_branch_and_leaves_main_alone(hub, store, tmp_p
     assert hub.head(REPO, "dev") == result.commit_sha
     statistics = json.loads(hub.files(REPO, "dev")["statistics.json"])
     assert statistics["total_samples"] == 41
+
+
+def plan_lines(out: str) -> list[str]:
+    """The plan's lines without the per-file ones (their sizes depend on the export)."""
+    return [line for line in out.splitlines() if not line.startswith(("  add ", "  update ", "  delete "))]
+
+
+NO_TOKEN = "no Hub token found; pass --token, set HF_TOKEN or run `hf auth login`"
+
+
+def test_dry_run_without_a_token_says_so_and_does_not_call_a_private_repo_new(
+    hub, store, tmp_path, capsys, monkeypatch
+):
+    folder = export(store, tmp_path / "out")
+    push_to_hub(folder, REPO, private=True, backoff=0, verify=False)
+    monkeypatch.delenv("HF_TOKEN")
+    capsys.readouterr()
+    assert main(["push", "--repo", REPO, "--data", str(folder), "--dry-run", "-q"]) == 1
+    out, err = capsys.readouterr()
+    assert plan_lines(out)[:2] == [
+        f"create dataset repo {REPO} (revision main, public (the Hub's default)), or update it if it is private: "
+        "without a token the Hub shows no private repo",
+        "  token: none found",
+    ]
+    assert out.endswith("dry run: nothing was uploaded\n")
+    assert err == f"personagym-hf push: error: the push would fail: {NO_TOKEN}\n"
+    assert hub.commit_count(REPO) == 1
+
+
+def test_dry_run_with_a_token_says_update_and_who(hub, store, tmp_path, capsys):
+    folder = export(store, tmp_path / "out")
+    push_to_hub(folder, REPO, private=True, backoff=0, verify=False)
+    write_files(store, [make_interaction(1, persona="persona_new")])
+    export(store, tmp_path / "out")
+    capsys.readouterr()
+    assert main(["push", "--repo", REPO, "--data", str(folder), "--dry-run", "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert plan_lines(out)[:2] == [
+        f"update dataset repo {REPO} (revision main, private)",
+        "  token: test-user (write)",
+    ]
+    assert err == ""
+
+
+def test_dry_run_with_a_refused_token_plans_anonymously_and_says_so(hub, store, tmp_path, capsys):
+    folder = export(store, tmp_path / "out")
+    push_to_hub(folder, REPO, backoff=0, verify=False)
+    hub.tokens.invalid.add("hf_expired")
+    capsys.readouterr()
+    assert main(["push", "--repo", REPO, "--data", str(folder), "--dry-run", "-q", "--token", "hf_expired"]) == 1
+    out, err = capsys.readouterr()
+    assert plan_lines(out)[:3] == [
+        f"update dataset repo {REPO} (revision main, public)",
+        "  token: refused by the Hub (401)",
+        "  nothing to upload: the repo already holds this data",
+    ]
+    assert err == (
+        "personagym-hf push: error: the push would fail: the Hub refused the token (401: invalid or expired); "
+        "pass another --token or run `hf auth login`\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "token, message",
+    [
+        (None, NO_TOKEN),
+        (
+            "hf_reader",
+            "the token of test-user can only read; pass a token with write access (--token or `hf auth login`)",
+        ),
+    ],
+    ids=["no_token", "read_only"],
+)
+def test_push_that_cannot_authenticate_stops_before_uploading(
+    hub, store, tmp_path, capsys, monkeypatch, token, message
+):
+    folder = export(store, tmp_path / "out")
+    monkeypatch.delenv("HF_TOKEN")
+    hub.tokens.read_only.add("hf_reader")
+    assert main(["push", "--repo", REPO, "--data", str(folder), "-q", *(["--token", token] if token else [])]) == 1
+    assert capsys.readouterr().err == f"personagym-hf push: error: cannot push: {message}\n"
+    assert uploaded(hub) == 0 and hub.count_requests("POST", r"/api/repos/create") == 0
+
+
+def test_a_private_push_with_only_token_given_verifies(hub, store, tmp_path, capsys, monkeypatch):
+    folder = export(store, tmp_path / "out")
+    monkeypatch.delenv("HF_TOKEN")
+    assert main(["push", "--repo", REPO, "--data", str(folder), "-q", "--private", "--token", "hf_only_here"]) == 0
+    assert "features match" in capsys.readouterr().out

@@ -174,3 +174,27 @@ def test_card_with_a_repo_id_does_not_talk_to_the_hub(folder, closed_port, endpo
     endpoint(f"http://127.0.0.1:{closed_port}")
     assert main(["card", "--data", str(folder), "--repo", REPO]) == 0
     assert f'load_dataset("{REPO}")' in capsys.readouterr().out
+
+
+def test_upload_script_without_a_token_is_one_line_and_uploads_nothing(hub, ppopt_file):
+    env = {key: value for key, value in os.environ.items() if key != "HF_TOKEN"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "upload_hf_dataset.py"),
+            "--file",
+            str(ppopt_file),
+            "--repo",
+            "bob/pp",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "upload_hf_dataset: error: cannot upload: no Hub token found; pass --token, set HF_TOKEN or run "
+        "`hf auth login`\n"
+    )
+    assert hub.count_requests("POST") == 0
