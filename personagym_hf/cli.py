@@ -175,8 +175,11 @@ def cmd_push(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         timeout=args.timeout,
         max_attempts=args.retries + 1,
+        show_progress=_show_progress(args),
     )
     print(result.plan.describe())
+    for notice in result.plan.notices:
+        print(notice)
     if args.dry_run:
         print("dry run: nothing was uploaded")
         auth = result.plan.auth
@@ -320,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--write", action="store_true", help="write the card into the folder's README.md")
     card.set_defaults(func=cmd_card)
     return parser
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    return not args.quiet
 
 
 def _add_hub_options(parser: argparse.ArgumentParser) -> None:

@@ -20,9 +20,10 @@ import hashlib
 import logging
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import connection
 from .auth import Auth, check_auth
@@ -57,6 +58,7 @@ class PushPlan:
     splits: dict[str, dict[str, int]] = field(default_factory=dict)  # config -> split -> rows
     local: dict[str, Path] = field(default_factory=dict)  # path in repo -> local file
     auth: Auth | None = None  # who the push runs as (None: not checked)
+    notices: list[str] = field(default_factory=list)  # what the push changed besides files (visibility)
 
     @property
     def upload_bytes(self) -> int:
@@ -283,18 +285,20 @@ def push_to_hub(
     allow_secrets: bool = False,
     dry_run: bool = False,
     verify: bool = True,
+    show_progress: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     max_attempts: int = DEFAULT_ATTEMPTS,
     backoff: float = 1.0,
 ) -> PushResult:
     """Push an exported folder (see the module docstring for the guarantees). Every request gives up after
-    `timeout` seconds without an answer; failed reads and the commit are tried `max_attempts` times."""
+    `timeout` seconds without an answer; failed reads and the commit are tried `max_attempts` times. Without
+    `show_progress`, the progress bars of `huggingface_hub` (uploads) and `datasets` (the verify) stay off."""
     from .safety import scan_folder
 
     folder = Path(folder)
     api = hub_api(token)
     session = connection.hub_session(timeout, max_attempts, backoff)
-    with session, tempfile.TemporaryDirectory(prefix="personagym_push_") as staging:
+    with session, library_bars(show_progress), tempfile.TemporaryDirectory(prefix="personagym_push_") as staging:
         auth = check_auth(api, token)
         if not auth.ok and not dry_run:
             raise PushError(f"cannot push: {auth.problem}")
@@ -328,6 +332,27 @@ def push_to_hub(
     return result
 
 
+@contextmanager
+def library_bars(enabled: bool) -> Iterator[None]:
+    """Turn the progress bars of `huggingface_hub` and `datasets` off for a while (when not `enabled`)."""
+    if enabled:
+        yield
+        return
+    import datasets
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    hub_was_on, datasets_was_on = not are_progress_bars_disabled(), not datasets.are_progress_bars_disabled()
+    disable_progress_bars()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if hub_was_on:
+            enable_progress_bars()
+        if datasets_was_on:
+            datasets.enable_progress_bars()
+
+
 def ensure_repo(api, plan: PushPlan, private: bool | None) -> None:
     """Create the repo (and branch) if missing; apply `private` to an existing repo."""
     if not plan.exists:
@@ -336,13 +361,12 @@ def ensure_repo(api, plan: PushPlan, private: bool | None) -> None:
         _exists, plan.head, _private, _remote = remote_state(api, plan.repo_id, plan.revision)
     elif private is not None and plan.private != private:
         api.update_repo_settings(plan.repo_id, repo_type=REPO_TYPE, private=private)
-        # A notice, because `private=` alone only applies when a repo is created.
-        logger.warning(
-            "%s was %s; made it %s",
-            plan.repo_id,
-            "private" if not private else "public",
-            "private" if private else "public",
+        # A notice, always shown by the CLI, because `private=` alone only applies when a repo is created.
+        notice = (
+            f"{plan.repo_id} was {'public' if private else 'private'}; made it {'private' if private else 'public'}"
         )
+        logger.info(notice)
+        plan.notices.append(notice)
         plan.private = private
     if plan.head is None and plan.revision != "main":
         api.create_branch(plan.repo_id, repo_type=REPO_TYPE, branch=plan.revision, exist_ok=True)

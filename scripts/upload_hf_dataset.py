@@ -34,6 +34,8 @@ def main(argv=None) -> int:
             result = upload_jsonl(args.file, args.repo, split=args.split, private=args.private, token=args.token)
     except (OSError, ValueError, HubUnreachableError) as e:
         return error(str(e))
+    for notice in result.plan.notices:
+        print(notice)
     if result.committed:
         print(f"uploaded {args.file} as the {args.split} split: {result.commit_url}")
     else:

@@ -158,16 +158,16 @@ def test_secrets_block_the_push_unless_allowed(hub, tmp_path):
     assert push_to_hub(folder, REPO, allow_secrets=True, backoff=0).committed
 
 
-def test_private_is_applied_on_create_and_on_an_existing_repo(hub, store, tmp_path, caplog):
+def test_private_is_applied_on_create_and_on_an_existing_repo(hub, store, tmp_path):
     from huggingface_hub import HfApi
 
     folder = export(store, tmp_path / "out")
-    push_to_hub(folder, REPO, private=False, backoff=0)
+    assert push_to_hub(folder, REPO, private=False, backoff=0).plan.notices == []
     assert HfApi().repo_info(REPO, repo_type="dataset").private is False
-    with caplog.at_level(logging.WARNING):
-        push_to_hub(folder, REPO, private=True, backoff=0)
+    result = push_to_hub(folder, REPO, private=True, backoff=0)
     assert HfApi().repo_info(REPO, repo_type="dataset").private is True
-    assert f"{REPO} was public; made it private" in caplog.text
+    assert result.plan.notices == [f"{REPO} was public; made it private"] and not result.committed
+    assert push_to_hub(folder, REPO, private=False, backoff=0).plan.notices == [f"{REPO} was private; made it public"]
 
 
 def test_user_card_sections_survive_a_repush(hub, store, tmp_path):
@@ -340,3 +340,25 @@ def test_a_private_push_with_only_token_given_verifies(hub, store, tmp_path, cap
     monkeypatch.delenv("HF_TOKEN")
     assert main(["push", "--repo", REPO, "--data", str(folder), "-q", "--private", "--token", "hf_only_here"]) == 0
     assert "features match" in capsys.readouterr().out
+
+
+def test_quiet_push_on_a_terminal_draws_no_bars_and_still_shows_the_visibility_notice(hub, store, tmp_path):
+    import os
+    import sys
+    from pathlib import Path
+
+    from terminal import run_with_terminal_stderr, with_progress_bars
+
+    folder = export(store, tmp_path / "out")
+    push_to_hub(folder, REPO, private=False, backoff=0, verify=False)
+    write_files(store, [make_interaction(1, persona="persona_q")])
+    export(store, tmp_path / "out")
+    done = run_with_terminal_stderr(
+        [sys.executable, "-m", "personagym_hf", "push", "--repo", REPO, "--data", str(folder), "-q", "--private"],
+        env=with_progress_bars(dict(os.environ)),
+        cwd=str(Path(__file__).parent.parent),
+    )
+    assert done.returncode == 0, done.terminal
+    assert done.terminal == ""
+    assert f"{REPO} was public; made it private\n" in done.stdout
+    assert "features match" in done.stdout and hub.commit_count(REPO) == 2
