@@ -170,6 +170,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         commit_message=args.commit_message,
         token=args.token,
         license=args.license,
+        languages=args.language,
         allow_secrets=args.allow_secrets,
         dry_run=args.dry_run,
         verify=not args.no_verify,
@@ -202,13 +203,23 @@ def cmd_card(args: argparse.Namespace) -> int:
     folder = _hf_folder(args, settings)
     if not (folder / "README.md").is_file():
         raise CliError(f"{folder}: no exported dataset here; run `personagym-hf export` first or pass --data")
-    card = str(folder_card(folder, repo_id=args.repo, license=args.license))
+    card = folder_card(folder, repo_id=args.repo, license=args.license, languages=args.language)
     if args.write:
-        (folder / "README.md").write_text(card, encoding="utf-8")
+        (folder / "README.md").write_text(str(card), encoding="utf-8")
         print(f"wrote {folder / 'README.md'}")
     else:
-        sys.stdout.write(card)
+        sys.stdout.write(str(card))
+    _card_notes(card)
     return 0
+
+
+def _card_notes(card) -> None:
+    """What the card lacks that the Hub shows, on stderr (stdout may be the card itself)."""
+    from .card import LICENSES_URL
+
+    if not card.data.get("license"):
+        print(f"personagym-hf card: note: no license set; pass --license with an identifier from {LICENSES_URL}",
+              file=sys.stderr)  # fmt: skip
 
 
 def _add_store_options(parser: argparse.ArgumentParser) -> None:
@@ -303,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--create-pr", action="store_true", help="open a pull request instead of pushing to the branch")
     push.add_argument("--commit-message", metavar="TEXT", help="the commit title")
     push.add_argument("--token", metavar="TOKEN", help="Hub token (default: HF_TOKEN or the stored `hf auth login`)")
-    push.add_argument("--license", default="other", help="license id for the card (default: other)")
+    _add_card_options(push)
     push.add_argument(
         "--dry-run", action="store_true", help="show what would be added, changed and deleted; upload nothing"
     )
@@ -319,10 +330,25 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--output", metavar="DIR", help="the export folder whose hf_dataset/ to use")
     card.add_argument("--config", metavar="YAML", help="upstream config.yaml (for paths.training_data.output_dir)")
     card.add_argument("--repo", metavar="NAMESPACE/NAME", help="repo id for the load snippets")
-    card.add_argument("--license", default="other", help="license id (default: other)")
+    _add_card_options(card)
     card.add_argument("--write", action="store_true", help="write the card into the folder's README.md")
     card.set_defaults(func=cmd_card)
     return parser
+
+
+def _add_card_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--license",
+        metavar="ID",
+        help="a license identifier of the Hub (e.g. cc-by-4.0, mit, other; see "
+        "https://huggingface.co/docs/hub/repositories-licenses); default: the card's, else none",
+    )
+    parser.add_argument(
+        "--language",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        metavar="CODES",
+        help="the card's languages, comma-separated (e.g. en,de or en-GB); default: from persona_features",
+    )
 
 
 def _show_progress(args: argparse.Namespace) -> bool:

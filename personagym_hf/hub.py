@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator
 
 from . import connection
 from .auth import Auth, check_auth
+from .card import LICENSES_URL
 from .connection import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class PushPlan:
     splits: dict[str, dict[str, int]] = field(default_factory=dict)  # config -> split -> rows
     local: dict[str, Path] = field(default_factory=dict)  # path in repo -> local file
     auth: Auth | None = None  # who the push runs as (None: not checked)
+    card_license: str | None = None  # of the card as it will be pushed
+    card_languages: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # what the push changed besides files (visibility)
 
     @property
@@ -85,6 +88,11 @@ class PushPlan:
         lines = [first]
         if self.auth is not None:
             lines.append(f"  token: {self.auth.summary}")
+        lines.append(
+            f"  license: {self.card_license or f'none set; pass --license with an identifier from {LICENSES_URL}'}"
+        )
+        languages = ", ".join(self.card_languages) or "none found in persona_features; pass --language"
+        lines.append(f"  language: {languages}")
         if not self.files:
             lines.append("  nothing to upload: the repo already holds this data")
         for item in self.files:
@@ -166,7 +174,8 @@ def plan_push(
     *,
     revision: str = "main",
     private: bool | None = None,
-    license: str = "other",
+    license: str | None = None,
+    languages: list[str] | None = None,
     token: str | None = None,
     api=None,
     staging: Path | None = None,
@@ -182,7 +191,7 @@ def plan_push(
     staging = staging or Path(tempfile.mkdtemp(prefix="personagym_push_"))
 
     def card(existing: str | None) -> str:
-        return str(folder_card(folder, repo_id=repo_id, existing=existing, license=license))
+        return str(folder_card(folder, repo_id=repo_id, existing=existing, license=license, languages=languages))
 
     plan = plan_files(
         api,
@@ -220,9 +229,14 @@ def plan_files(
     if "README.md" in remote:
         path = hf_hub_download(repo_id, "README.md", repo_type=REPO_TYPE, revision=head, token=token)
         existing = Path(path).read_text(encoding="utf-8")
-    (staging / "README.md").write_text(render_card(existing), encoding="utf-8")
+    from huggingface_hub import DatasetCard
+
+    card = render_card(existing)
+    (staging / "README.md").write_text(card, encoding="utf-8")
     local = {**local, "README.md": staging / "README.md"}
     plan = PushPlan(repo_id, revision, exists, head, remote_private, private, local=local)
+    card_data = DatasetCard(card).data
+    plan.card_license, plan.card_languages = card_data.get("license"), list(card_data.get("language") or [])
     for path, file in local.items():
         data = file.read_bytes()
         sibling = remote.get(path)
@@ -281,7 +295,8 @@ def push_to_hub(
     create_pr: bool = False,
     commit_message: str | None = None,
     token: str | None = None,
-    license: str = "other",
+    license: str | None = None,
+    languages: list[str] | None = None,
     allow_secrets: bool = False,
     dry_run: bool = False,
     verify: bool = True,
@@ -293,9 +308,12 @@ def push_to_hub(
     """Push an exported folder (see the module docstring for the guarantees). Every request gives up after
     `timeout` seconds without an answer; failed reads and the commit are tried `max_attempts` times. Without
     `show_progress`, the progress bars of `huggingface_hub` (uploads) and `datasets` (the verify) stay off."""
+    from .card import check_languages, check_license
     from .safety import scan_folder
 
     folder = Path(folder)
+    license = check_license(license)  # before any request
+    languages = None if languages is None else check_languages(languages)
     api = hub_api(token)
     session = connection.hub_session(timeout, max_attempts, backoff)
     with session, library_bars(show_progress), tempfile.TemporaryDirectory(prefix="personagym_push_") as staging:
@@ -307,7 +325,7 @@ def push_to_hub(
 
         def replan() -> PushPlan:  # also used to re-read the branch before a commit is retried
             return plan_push(folder, repo_id, revision=revision, private=private, license=license,
-                             token=read_token, api=read_api, staging=Path(staging))  # fmt: skip
+                             languages=languages, token=read_token, api=read_api, staging=Path(staging))  # fmt: skip
 
         plan = replan()
         plan.auth = auth

@@ -132,10 +132,13 @@ def test_dry_run_uploads_nothing(hub, store, tmp_path, capsys):
     export(store, tmp_path / "out")
     assert main(["push", "--repo", REPO, "--output", str(tmp_path / "out"), "--dry-run", "-q"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(
-        f"create dataset repo {REPO} (revision main, public (the Hub's default))\n"
-        "  token: test-user (write)\n  add    README.md ("
-    )
+    lines = out.splitlines()
+    assert lines[:3] == [
+        f"create dataset repo {REPO} (revision main, public (the Hub's default))",
+        "  token: test-user (write)",
+        "  license: none set; pass --license with an identifier from https://huggingface.co/docs/hub/repositories-licenses",
+    ]
+    assert lines[3].startswith("  language: en, ") and lines[4].startswith("  add    README.md (")
     assert "  config full: train " in out and out.endswith("dry run: nothing was uploaded\n")
     assert hub.count_requests("POST", r"/api/repos/create") == 0 and uploaded(hub) == 0
 
@@ -302,7 +305,7 @@ def test_dry_run_with_a_refused_token_plans_anonymously_and_says_so(hub, store, 
     capsys.readouterr()
     assert main(["push", "--repo", REPO, "--data", str(folder), "--dry-run", "-q", "--token", "hf_expired"]) == 1
     out, err = capsys.readouterr()
-    assert plan_lines(out)[:3] == [
+    assert [plan_lines(out)[index] for index in (0, 1, 4)] == [
         f"update dataset repo {REPO} (revision main, public)",
         "  token: refused by the Hub (401)",
         "  nothing to upload: the repo already holds this data",
