@@ -365,3 +365,17 @@ def test_quiet_push_on_a_terminal_draws_no_bars_and_still_shows_the_visibility_n
     assert done.terminal == ""
     assert f"{REPO} was public; made it private\n" in done.stdout
     assert "features match" in done.stdout and hub.commit_count(REPO) == 2
+
+
+def test_secrets_in_json_columns_block_the_push_too(hub, tmp_path):
+    fake_key = "hf_" + "abcdefghijklmnopqrstuvwxyz0123456789"  # built here so token scanners leave the repo alone
+    record = make_interaction(1, persona_features={"role": "engineer", "notes": f"token {fake_key}"})
+    folder = export(write_files(tmp_path / "s", [record]), tmp_path / "out", split=False)
+    with pytest.raises(PushError) as raised:
+        push_to_hub(folder, REPO)
+    places = [line.strip() for line in str(raised.value).splitlines()[1:]]
+    assert places == [
+        f"data/{config}train-00000-of-00001.parquet, row 0, persona_features: Hugging Face token (hf_abc…[39 chars])"
+        for config in ["messages/", "query_rewrite/", ""]
+    ]
+    assert uploaded(hub) == 0
