@@ -107,38 +107,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scan(args: argparse.Namespace):
-    """Read and validate the store without writing anything; returns (statistics, rejections)."""
-    from dataclasses import replace
-
+def _scan(args: argparse.Namespace, quiet_rejections: bool = False):
+    """Read and validate the store without writing anything; returns (statistics, rejections, policy).
+    The bad-record policy applies as in an export (`error` stops at the first); with `quiet_rejections` bad
+    records and warnings are only collected, for the caller to show, not logged as well."""
     from .job import iter_store
     from .samples import Rejections, iter_samples
     from .training_data import TrainingDataExporter
 
     config, settings = _settings(args)
-    settings = replace(
-        settings, on_bad_records="skip" if settings.on_bad_records == "error" else settings.on_bad_records
-    )
-    rejections = Rejections(settings.on_bad_records)
+    policy = settings.on_bad_records
+    rejections = Rejections("skip" if quiet_rejections and policy != "error" else policy)
     convert = _collector(args, config).interaction_to_training_sample
-    records = iter_store(_interactions(args, settings), show_progress=not args.quiet)
+    records = iter_store(_interactions(args, settings), show_progress=_show_progress(args))
     samples = (sample for sample, _record in iter_samples(records, convert, rejections))
-    return TrainingDataExporter(config).compute_statistics(samples), rejections
+    return TrainingDataExporter(config).compute_statistics(samples), rejections, policy
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    stats, rejections = _scan(args)
-    for bad in rejections.bad:
-        print(bad.describe())
-    good = stats["total_samples"]
-    print(f"{good} valid interactions, {len(rejections.bad)} bad, {len(rejections.warnings)} warnings")
+    stats, rejections, policy = _scan(args, quiet_rejections=True)
+    if policy == "warn":  # listed here once, on stdout (not logged to stderr too)
+        for bad in rejections.bad:
+            print(bad.describe())
+        if not args.quiet:
+            for warning in rejections.warnings:
+                print(f"warning: {warning}")
+    bad = f"{len(rejections.bad)} bad" + (" (not listed: --on-bad-records skip)" if policy == "skip" else "")
+    print(f"{stats['total_samples']} valid interactions, {bad}, {len(rejections.warnings)} warnings")
     return 1 if rejections.bad else 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from .writers import dumps_pretty
 
-    stats, rejections = _scan(args)
+    stats, rejections, _policy = _scan(args)
     sys.stdout.write(dumps_pretty(stats).decode())
     if rejections.bad:
         print(

@@ -160,3 +160,55 @@ def test_bad_collector_spec(small_store, capsys, spec, message):
 def test_python_dash_m_works(tmp_path):
     result = subprocess.run([sys.executable, "-m", "personagym_hf", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("personagym-hf ")
+
+
+def bad_store(small_store):
+    (small_store / "zz.jsonl").write_text('{"persona_id": "p"}\n', encoding="utf-8")
+    return small_store, f"{small_store.as_posix()}/zz.jsonl, line 1: missing 'messages'"
+
+
+def test_validate_lists_each_bad_record_once(small_store):
+    store, bad = bad_store(small_store)
+    done = subprocess.run(  # a fresh process: its logging goes to stderr, as in a shell
+        [sys.executable, "-m", "personagym_hf", "validate", "--interactions", str(store)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert done.stdout == f"{bad}\n12 valid interactions, 1 bad, 0 warnings\n"
+    assert bad not in done.stderr
+
+
+def test_validate_on_bad_records_error_stops_at_the_first(small_store, capsys):
+    store, bad = bad_store(small_store)
+    assert main(["validate", "--interactions", str(store), "-q", "--on-bad-records", "error"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"personagym-hf validate: error: {bad} (fix the record, or rerun with --on-bad-records warn to skip bad "
+        "records)\n"
+    )
+
+
+def test_validate_on_bad_records_skip_counts_without_listing(small_store, capsys):
+    store, bad = bad_store(small_store)
+    assert main(["validate", "--interactions", str(store), "-q", "--on-bad-records", "skip"]) == 1
+    assert capsys.readouterr().out == "12 valid interactions, 1 bad (not listed: --on-bad-records skip), 0 warnings\n"
+
+
+def test_stats_on_bad_records_error_stops_at_the_first(small_store, capsys):
+    store, bad = bad_store(small_store)
+    assert main(["stats", "--interactions", str(store), "-q", "--on-bad-records", "error"]) == 1
+    assert capsys.readouterr().err.startswith(f"personagym-hf stats: error: {bad} (fix the record")
+
+
+def test_validate_lists_warnings_once_unless_quiet(small_store):
+    write_files(small_store, [make_interaction(60, num_turns=5)])
+    path = f"{small_store.as_posix()}/interaction_persona_001_0060.json"
+    warning = f"{path}: num_turns is 5 in the record but the messages hold 2 user turns"
+    command = [sys.executable, "-m", "personagym_hf", "validate", "--interactions", str(small_store)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, f"warning: {warning}\n13 valid interactions, 0 bad, 1 warnings\n")
+    assert warning not in done.stderr
+    quiet = subprocess.run([*command, "-q"], capture_output=True, text=True)
+    assert (quiet.stdout, quiet.stderr) == ("13 valid interactions, 0 bad, 1 warnings\n", "")
