@@ -59,6 +59,7 @@ class PushPlan:
     splits: dict[str, dict[str, int]] = field(default_factory=dict)  # config -> split -> rows
     local: dict[str, Path] = field(default_factory=dict)  # path in repo -> local file
     auth: Auth | None = None  # who the push runs as (None: not checked)
+    created: bool = False  # the push created the repo (`exists` is then true, but the plan was to create it)
     card_license: str | None = None  # of the card as it will be pushed
     card_languages: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # what the push changed besides files (visibility)
@@ -67,19 +68,24 @@ class PushPlan:
     def upload_bytes(self) -> int:
         return sum(f.size for f in self.files if f.action != "delete")
 
+    @property
+    def existed(self) -> bool:
+        """The repo was there before the push (what the plan describes, also once the push has run)."""
+        return self.exists and not self.created
+
     def visibility(self) -> str:
         def name(private: bool | None) -> str:
             return "private" if private else "public"
 
         if self.make_private is None:
-            return name(self.private) if self.exists else "public (the Hub's default)"
-        if self.exists and self.private != self.make_private:
+            return name(self.private) if self.existed else "public (the Hub's default)"
+        if self.existed and self.private != self.make_private:
             return f"{name(self.private)} -> {name(self.make_private)}"
         return name(self.make_private)
 
     def describe(self) -> str:
         first = f"dataset repo {self.repo_id} (revision {self.revision}, {self.visibility()})"
-        if self.exists:
+        if self.existed:
             first = f"update {first}"
         elif self.auth is not None and self.auth.anonymous:
             first = f"create {first}, or update it if it is private: without a token the Hub shows no private repo"
@@ -375,7 +381,7 @@ def ensure_repo(api, plan: PushPlan, private: bool | None) -> None:
     """Create the repo (and branch) if missing; apply `private` to an existing repo."""
     if not plan.exists:
         api.create_repo(plan.repo_id, repo_type=REPO_TYPE, private=bool(private), exist_ok=True)
-        plan.exists = True
+        plan.exists = plan.created = True
         _exists, plan.head, _private, _remote = remote_state(api, plan.repo_id, plan.revision)
     elif private is not None and plan.private != private:
         api.update_repo_settings(plan.repo_id, repo_type=REPO_TYPE, private=private)
@@ -385,7 +391,6 @@ def ensure_repo(api, plan: PushPlan, private: bool | None) -> None:
         )
         logger.info(notice)
         plan.notices.append(notice)
-        plan.private = private
     if plan.head is None and plan.revision != "main":
         api.create_branch(plan.repo_id, repo_type=REPO_TYPE, branch=plan.revision, exist_ok=True)
         _exists, plan.head, _private, _remote = remote_state(api, plan.repo_id, plan.revision)

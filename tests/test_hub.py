@@ -379,3 +379,16 @@ def test_secrets_in_json_columns_block_the_push_too(hub, tmp_path):
         for config in ["messages/", "query_rewrite/", ""]
     ]
     assert uploaded(hub) == 0
+
+
+def test_the_push_describes_itself_as_its_dry_run_did(hub, store, tmp_path, capsys):
+    folder = export(store, tmp_path / "out")
+    for flags in (["--private"], []):  # a new repo, then an existing one
+        assert main(["push", "--repo", REPO, "--data", str(folder), "-q", "--dry-run", *flags]) == 0
+        planned = capsys.readouterr().out.splitlines()
+        assert main(["push", "--repo", REPO, "--data", str(folder), "-q", *flags]) == 0
+        done = capsys.readouterr().out.splitlines()
+        assert done[: len(planned) - 1] == planned[:-1]  # all but "dry run: nothing was uploaded"
+        write_files(store, [make_interaction(1, persona="persona_again")])
+        export(store, tmp_path / "out")
+    assert planned[0] == f"update dataset repo {REPO} (revision main, private)"
