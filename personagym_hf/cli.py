@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from .wording import plural
+
 logger = logging.getLogger("personagym_hf")
 
 EPILOG = """examples:
@@ -88,16 +90,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     by_split = ", ".join(
         f"{name} {count}" for name, count in stats["samples_by_split"].items() if name in result.json_files
     )
-    print(f"Exported {stats['total_samples']} samples from {run.files_read} files ({by_split})")
+    print(f"Exported {plural(stats['total_samples'], 'sample')} from {plural(run.files_read, 'file')} ({by_split})")
     if append:
-        print(f"  appended {result.new_samples} new samples to {result.kept_samples} already exported")
+        print(f"  appended {plural(result.new_samples, 'new sample')} to {result.kept_samples} already exported")
     print(
-        f"  noise rate {stats['distractor_stats']['noise_rate']:.1%}, {stats['total_personas']} personas, "
+        f"  noise rate {stats['distractor_stats']['noise_rate']:.1%}, {plural(stats['total_personas'], 'persona')}, "
         f"avg {stats['avg_turns']} turns"
     )
     if run.rejections.bad or run.rejections.warnings:
-        bad, warned = len(run.rejections.bad), len(run.rejections.warnings)
-        print(f"  rejected {bad} bad records ({run.rejected_report}), {warned} warnings")
+        bad, warned = plural(len(run.rejections.bad), "bad record"), plural(len(run.rejections.warnings), "warning")
+        print(f"  rejected {bad} ({run.rejected_report}), {warned}")
     print(
         f"  output: {Path(output)}/ ({', '.join(sorted(p.name for p in result.json_files.values()))}, "
         f"JSONL beside each, {', '.join(sorted(p.name for p in result.other_files.values()))})"
@@ -133,7 +135,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             for warning in rejections.warnings:
                 print(f"warning: {warning}")
     bad = f"{len(rejections.bad)} bad" + (" (not listed: --on-bad-records skip)" if policy == "skip" else "")
-    print(f"{stats['total_samples']} valid interactions, {bad}, {len(rejections.warnings)} warnings")
+    valid, warnings = plural(stats["total_samples"], "valid interaction"), plural(len(rejections.warnings), "warning")
+    print(f"{valid}, {bad}, {warnings}")
     return 1 if rejections.bad else 0
 
 
@@ -144,7 +147,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     sys.stdout.write(dumps_pretty(stats).decode())
     if rejections.bad:
         print(
-            f"({len(rejections.bad)} bad records not counted; run `personagym-hf validate` to list them)",
+            f"({plural(len(rejections.bad), 'bad record')} not counted; run `personagym-hf validate` to list them)",
             file=sys.stderr,
         )
     return 0
@@ -193,7 +196,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     else:
         print(f"committed: {result.commit_url}")
         if result.verified is not None:
-            configs = ", ".join(f"{c} {sum(v.values()):,} rows" for c, v in result.verified.items())
+            configs = ", ".join(
+                f"{c} {plural(sum(v.values()), 'row', grouped=True)}" for c, v in result.verified.items()
+            )
             print(f"verified at {result.commit_sha[:8]}: {configs}; features match")
     return 0
 

@@ -29,6 +29,7 @@ from . import connection
 from .auth import Auth, check_auth
 from .card import LICENSES_URL
 from .connection import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT
+from .wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +103,12 @@ class PushPlan:
         if not self.files:
             lines.append("  nothing to upload: the repo already holds this data")
         for item in self.files:
-            size = "" if item.action == "delete" else f" ({item.size:,} bytes)"
+            size = "" if item.action == "delete" else f" ({plural(item.size, 'byte', grouped=True)})"
             lines.append(f"  {item.action:<6} {item.path}{size}")
         for config, splits in self.splits.items():
-            lines.append(f"  config {config}: " + ", ".join(f"{name} {rows:,} rows" for name, rows in splits.items()))
-        lines.append(f"  {self.upload_bytes:,} bytes to upload")
+            counts = ", ".join(f"{name} {plural(rows, 'row', grouped=True)}" for name, rows in splits.items())
+            lines.append(f"  config {config}: {counts}")
+        lines.append(f"  {plural(self.upload_bytes, 'byte', grouped=True)} to upload")
         return "\n".join(lines)
 
 
@@ -340,8 +342,13 @@ def push_to_hub(
             if findings:
                 places = "\n".join(f"  {finding.describe()}" for finding in findings[:20])
                 more = f"\n  ... and {len(findings) - 20} more" if len(findings) > 20 else ""
+                looks = (
+                    "looks like an access token or API key"
+                    if len(findings) == 1
+                    else "look like access tokens or API keys"
+                )
                 raise PushError(
-                    f"refusing to push: {len(findings)} string(s) in {folder} look like access tokens or API keys; "
+                    f"refusing to push: {plural(len(findings), 'string')} in {folder} {looks}; "
                     f"remove them from the store and export again, or pass --allow-secrets if they are fake:\n"
                     f"{places}{more}"
                 )
@@ -422,7 +429,7 @@ def commit_with_retries(
                 revision=plan.revision,
                 create_pr=create_pr,
                 parent_commit=plan.head,
-                commit_message=message or f"Upload dataset ({len(plan.files)} files) with personagym-hf",
+                commit_message=message or f"Upload dataset ({plural(len(plan.files), 'file')}) with personagym-hf",
             )
             result.commit_sha, result.commit_url, result.committed = info.oid, info.commit_url, True
             return result

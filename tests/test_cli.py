@@ -64,7 +64,7 @@ def test_export_options(small_store, tmp_path, capsys):
         )
         == 0
     )
-    assert "  appended 1 new samples to 12 already exported" in capsys.readouterr().out
+    assert "  appended 1 new sample to 12 already exported" in capsys.readouterr().out
 
 
 def test_missing_store_is_one_line_with_the_fix(tmp_path, capsys):
@@ -208,7 +208,25 @@ def test_validate_lists_warnings_once_unless_quiet(small_store):
     warning = f"{path}: num_turns is 5 in the record but the messages hold 2 user turns"
     command = [sys.executable, "-m", "personagym_hf", "validate", "--interactions", str(small_store)]
     done = subprocess.run(command, capture_output=True, text=True)
-    assert (done.returncode, done.stdout) == (0, f"warning: {warning}\n13 valid interactions, 0 bad, 1 warnings\n")
+    assert (done.returncode, done.stdout) == (0, f"warning: {warning}\n13 valid interactions, 0 bad, 1 warning\n")
     assert warning not in done.stderr
     quiet = subprocess.run([*command, "-q"], capture_output=True, text=True)
-    assert (quiet.stdout, quiet.stderr) == ("13 valid interactions, 0 bad, 1 warnings\n", "")
+    assert (quiet.stdout, quiet.stderr) == ("13 valid interactions, 0 bad, 1 warning\n", "")
+
+
+def test_counts_of_one_are_singular(tmp_path, capsys):
+    store = write_files(tmp_path / "one", [make_interaction(1, num_turns=3)])
+    (store / "zz.jsonl").write_text('{"persona_id": "p"}\n', encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["export", "--interactions", str(store), "--output", str(out), "-q", "--no-split"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Exported 1 sample from 2 files (train 1)"
+    assert lines[1] == "  noise rate 0.0%, 1 persona, avg 2.0 turns"
+    assert lines[2] == f"  rejected 1 bad record ({out / 'rejected.jsonl'}), 1 warning"
+    write_files(store, [make_interaction(2, persona="persona_002")])
+    assert main(["export", "--interactions", str(store), "--output", str(out), "-q", "--no-split", "--append"]) == 0
+    assert "  appended 1 new sample to 1 already exported" in capsys.readouterr().out.splitlines()
+    assert main(["validate", "--interactions", str(store), "-q"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "2 valid interactions, 1 bad, 1 warning"
+    assert main(["stats", "--interactions", str(store), "-q"]) == 0
+    assert capsys.readouterr().err == "(1 bad record not counted; run `personagym-hf validate` to list them)\n"

@@ -151,7 +151,7 @@ def test_secrets_block_the_push_unless_allowed(hub, tmp_path):
     with pytest.raises(PushError) as raised:
         push_to_hub(folder, REPO)
     message = str(raised.value)
-    assert message.startswith("refusing to push: 2 string(s) in ")  # the full and messages configs
+    assert message.startswith("refusing to push: 2 strings in ")  # the full and messages configs
     assert (
         "data/train-00000-of-00001.parquet, row 0, full_conversation[].content: OpenAI/Anthropic-style API key "
         "(sk-abc…[35 chars])" in message
@@ -392,3 +392,21 @@ def test_the_push_describes_itself_as_its_dry_run_did(hub, store, tmp_path, caps
         write_files(store, [make_interaction(1, persona="persona_again")])
         export(store, tmp_path / "out")
     assert planned[0] == f"update dataset repo {REPO} (revision main, private)"
+
+
+def test_push_counts_of_one_are_singular(hub, tmp_path, capsys):
+    from huggingface_hub import HfApi
+
+    folder = export(write_files(tmp_path / "s", [make_interaction(1)]), tmp_path / "out", split=False)
+    assert main(["push", "--repo", REPO, "--data", str(folder), "-q"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  config full: train 1 row" in out
+    assert out[-1].endswith(": full 1 row, minimal 1 row, messages 1 row, query_rewrite 1 row; features match")
+    title = HfApi().list_repo_commits(REPO, repo_type="dataset")[0].title
+    assert title == f"Upload dataset ({len(hub.files(REPO)) - 1} files) with personagym-hf"
+    record = make_interaction(2, persona="persona_k")
+    record["messages"][1]["content"] = "key " + "sk-" + "abcdefghijklmnopqrstuvwxyz123456"
+    folder = export(write_files(tmp_path / "k", [record]), tmp_path / "k_out", split=False, hf_dataset=True)
+    (folder / "data" / "messages").rename(tmp_path / "gone")  # leave one config that holds the key
+    with pytest.raises(PushError, match=r"^refusing to push: 1 string in .* looks like an access token or API key; "):
+        push_to_hub(folder, REPO)
