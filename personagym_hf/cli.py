@@ -83,7 +83,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         use_timestamp=args.timestamp,
         append=append,
         hf_dataset=not args.no_hf_dataset,
-        show_progress=not args.quiet,
+        show_progress=_show_progress(args),
         num_proc=args.num_proc,
     )
     result, stats = run.result, run.result.statistics
@@ -359,7 +359,8 @@ def _add_card_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _show_progress(args: argparse.Namespace) -> bool:
-    return not args.quiet
+    """Bars only on a terminal: in a log or a pipe they are carriage returns and a line of spaces."""
+    return not args.quiet and sys.stderr.isatty()
 
 
 def _add_hub_options(parser: argparse.ArgumentParser) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import select
 import struct
 import subprocess
 import termios
 import time
 from dataclasses import dataclass
+
+BAR = re.compile(r"\r|\d+%\||/s\]|\x1b\[")  # what tqdm draws: carriage returns, "42%|", rates, cursor moves
 
 
 @dataclass

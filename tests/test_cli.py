@@ -1,9 +1,12 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import make_interaction, write_files
+from terminal import BAR, run_with_terminal_stderr, with_progress_bars
 
 from personagym_hf.cli import build_parser, main
 
@@ -230,3 +233,27 @@ def test_counts_of_one_are_singular(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "2 valid interactions, 1 bad, 1 warning"
     assert main(["stats", "--interactions", str(store), "-q"]) == 0
     assert capsys.readouterr().err == "(1 bad record not counted; run `personagym-hf validate` to list them)\n"
+
+
+@pytest.mark.parametrize("command", ["export", "validate", "stats"])
+def test_no_progress_bar_when_stderr_is_not_a_terminal(small_store, tmp_path, command):
+    args = [sys.executable, "-m", "personagym_hf", command, "--interactions", str(small_store)]
+    args += ["--output", str(tmp_path / "out")] if command == "export" else []
+    done = subprocess.run(args, capture_output=True, text=True, env=with_progress_bars(dict(os.environ)))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["export", "validate"])
+def test_a_progress_bar_is_drawn_on_a_terminal_unless_quiet(small_store, tmp_path, command):
+    args = [sys.executable, "-m", "personagym_hf", command, "--interactions", str(small_store)]
+    args += ["--output", str(tmp_path / "out")] if command == "export" else []
+    root = str(Path(__file__).parent.parent)
+    drawn = run_with_terminal_stderr(args, env=dict(os.environ), cwd=root)
+    assert drawn.returncode == 0
+    assert (
+        BAR.search(drawn.terminal)
+        and ("Exporting" if command == "export" else "Reading interactions") in drawn.terminal
+    )
+    quiet = run_with_terminal_stderr([*args, "-q"], env=dict(os.environ), cwd=root)
+    assert (quiet.returncode, quiet.terminal) == (0, "")

@@ -410,3 +410,22 @@ def test_push_counts_of_one_are_singular(hub, tmp_path, capsys):
     (folder / "data" / "messages").rename(tmp_path / "gone")  # leave one config that holds the key
     with pytest.raises(PushError, match=r"^refusing to push: 1 string in .* looks like an access token or API key; "):
         push_to_hub(folder, REPO)
+
+
+def test_push_draws_no_progress_bar_when_stderr_is_not_a_terminal(hub, store, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from terminal import BAR, with_progress_bars
+
+    folder = export(store, tmp_path / "out")
+    done = subprocess.run(
+        [sys.executable, "-m", "personagym_hf", "push", "--repo", REPO, "--data", str(folder)],
+        capture_output=True,
+        text=True,
+        env=with_progress_bars(dict(os.environ)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert not BAR.search(done.stderr), done.stderr
+    assert "features match" in done.stdout
