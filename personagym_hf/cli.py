@@ -179,6 +179,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         allow_secrets=args.allow_secrets,
         dry_run=args.dry_run,
         verify=not args.no_verify,
+        viewer_checks=not args.skip_viewer_checks,
         timeout=args.timeout,
         max_attempts=args.retries + 1,
         show_progress=_show_progress(args),
@@ -191,6 +192,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         auth = result.plan.auth
         if auth is not None and not auth.ok:
             raise CliError(f"the push would fail: {auth.problem}")
+        if result.plan.refusal:
+            raise CliError(f"the push would fail: {result.plan.refusal}")
     elif not result.committed:
         print(f"{args.repo} already holds this data: no commit made")
     else:
@@ -329,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-secrets", action="store_true", help="push even if strings look like API keys (e.g. fakes)"
     )
     push.add_argument("--no-verify", action="store_true", help="skip reloading every config after the push")
+    push.add_argument(
+        "--skip-viewer-checks",
+        action="store_true",
+        help="push even if the Hub's dataset viewer would reject the files (row groups, cells, names, YAML)",
+    )
     _add_hub_options(push)
     push.set_defaults(func=cmd_push, no_split=False, timestamp=False, append=None, no_hf_dataset=False, num_proc=1)
 

@@ -64,6 +64,7 @@ class PushPlan:
     card_license: str | None = None  # of the card as it will be pushed
     card_languages: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # what the push changed besides files (visibility)
+    refusal: str | None = None  # why the files would not be pushed as they are (the viewer checks)
 
     @property
     def upload_bytes(self) -> int:
@@ -308,6 +309,7 @@ def push_to_hub(
     allow_secrets: bool = False,
     dry_run: bool = False,
     verify: bool = True,
+    viewer_checks: bool = True,
     show_progress: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     max_attempts: int = DEFAULT_ATTEMPTS,
@@ -352,8 +354,12 @@ def push_to_hub(
                     f"remove them from the store and export again, or pass --allow-secrets if they are fake:\n"
                     f"{places}{more}"
                 )
+        if viewer_checks and plan.files:  # nothing to upload: the repo holds these files already
+            plan.refusal = viewer_refusal(folder, plan)
         if dry_run:
             return PushResult(plan)
+        if plan.refusal:
+            raise PushError(plan.refusal)
         ensure_repo(api, plan, private)
         result = commit_with_retries(
             api, plan, replan, create_pr=create_pr, message=commit_message, max_attempts=max_attempts, backoff=backoff
@@ -361,6 +367,19 @@ def push_to_hub(
         if verify and result.committed:
             result.verified = verify_push(repo_id, result.commit_sha, plan.splits, folder, token=token)
     return result
+
+
+def viewer_refusal(folder: Path, plan: PushPlan) -> str | None:
+    """The problems the Hub's dataset viewer would have with the staged files, as one line each (None: none)."""
+    from .viewer import check_staged
+
+    problems = check_staged(plan.local)
+    if not problems:
+        return None
+    return (
+        f"the Hub's dataset viewer would reject {folder}: {plural(len(problems), 'problem')} "
+        "(fix them, or pass --skip-viewer-checks to push anyway):\n" + "\n".join(f"  {line}" for line in problems)
+    )
 
 
 @contextmanager
