@@ -198,6 +198,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         print(f"{args.repo} already holds this data: no commit made")
     else:
         print(f"committed: {result.commit_url}")
+        if result.upload is not None:
+            print(_upload_line(result.upload))
         if result.verified is not None:
             configs = ", ".join(
                 f"{c} {plural(sum(v.values()), 'row', grouped=True)}" for c, v in result.verified.items()
@@ -221,6 +223,17 @@ def cmd_card(args: argparse.Namespace) -> int:
         sys.stdout.write(str(card))
     _card_notes(card)
     return 0
+
+
+def _upload_line(upload) -> str:
+    """What a push sent, and what it found on the Hub (unchanged files, or contents an earlier run uploaded)."""
+    line = f"  sent {plural(upload.sent, 'byte', grouped=True)}"
+    if upload.reused:
+        line += (
+            f"; {plural(upload.reused, 'byte', grouped=True)} ({plural(upload.reused_files, 'file')}) "
+            "already on the Hub, reused"
+        )
+    return line
 
 
 def _card_notes(card) -> None:

@@ -29,6 +29,7 @@ from . import connection
 from .auth import Auth, check_auth
 from .card import LICENSES_URL
 from .connection import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT
+from .uploads import UploadProgress, UploadStats, stored_on_hub
 from .wording import plural
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class PushPlan:
     card_languages: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # what the push changed besides files (visibility)
     refusal: str | None = None  # why the files would not be pushed as they are (the viewer checks)
+    unchanged: dict[str, int] = field(default_factory=dict)  # path -> size of files the repo holds as they are
 
     @property
     def upload_bytes(self) -> int:
@@ -120,6 +122,7 @@ class PushResult:
     commit_url: str | None = None
     committed: bool = False
     verified: dict[str, dict[str, int]] | None = None
+    upload: UploadStats | None = None  # bytes sent and found on the Hub (None: nothing to upload was planned)
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -253,6 +256,8 @@ def plan_files(
             plan.files.append(FilePlan(path, len(data), "add"))
         elif not _same(data, sibling):
             plan.files.append(FilePlan(path, len(data), "update"))
+        else:
+            plan.unchanged[path] = len(data)
     for path in sorted(remote):
         if delete_prefix and path.startswith(delete_prefix) and path not in local:
             plan.files.append(FilePlan(path, remote[path].size or 0, "delete"))
@@ -272,16 +277,36 @@ def _retryable(error: Exception) -> bool:
     return isinstance(error, (httpx.TransportError, ConnectionError, TimeoutError))
 
 
-def _operations(plan: PushPlan) -> list:
+def _operations(plan: PushPlan, progress: UploadProgress | None = None) -> list:
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     ops = []
     for item in plan.files:
         if item.action == "delete":
             ops.append(CommitOperationDelete(path_in_repo=item.path))
-        else:
+        elif progress is None:
             ops.append(CommitOperationAdd(path_in_repo=item.path, path_or_fileobj=str(plan.local[item.path])))
+        else:
+            file = progress.open(plan.local[item.path], item.path)
+            ops.append(CommitOperationAdd(path_in_repo=item.path, path_or_fileobj=file))
+            file.counting = True  # from here on, reads are the upload's (the operation has hashed the file)
     return ops
+
+
+def upload_stats(planned: list[FilePlan], unchanged: dict[str, int], progress: UploadProgress) -> UploadStats:
+    """What the push sent and what it found on the Hub, from the files it planned to upload."""
+    stats = UploadStats(stored=set(progress.stored))
+    for item in planned:
+        if item.action == "delete":
+            continue
+        if item.path in progress.stored:
+            stats.reused += item.size
+            stats.reused_files += 1
+        else:  # streamed to LFS storage (counted as read), or sent inline in the commit
+            stats.sent += progress.sent.get(item.path) or item.size
+    stats.reused += sum(unchanged.values())
+    stats.reused_files += len(unchanged)
+    return stats
 
 
 def _commit_url(repo_id: str, sha: str) -> str:
@@ -316,8 +341,8 @@ def push_to_hub(
     backoff: float = 1.0,
 ) -> PushResult:
     """Push an exported folder (see the module docstring for the guarantees). Every request gives up after
-    `timeout` seconds without an answer; failed reads and the commit are tried `max_attempts` times. Without
-    `show_progress`, the progress bars of `huggingface_hub` (uploads) and `datasets` (the verify) stay off."""
+    `timeout` seconds without an answer; failed reads and the commit are tried `max_attempts` times. With
+    `show_progress`, one bar over the bytes uploaded (and the bars of `datasets` while it loads the data)."""
     from .card import check_languages, check_license
     from .safety import scan_folder
 
@@ -361,9 +386,13 @@ def push_to_hub(
         if plan.refusal:
             raise PushError(plan.refusal)
         ensure_repo(api, plan, private)
-        result = commit_with_retries(
-            api, plan, replan, create_pr=create_pr, message=commit_message, max_attempts=max_attempts, backoff=backoff
-        )
+        planned, progress = list(plan.files), UploadProgress(enabled=show_progress)
+        try:
+            result = commit_with_retries(api, plan, replan, create_pr=create_pr, message=commit_message,
+                                         max_attempts=max_attempts, backoff=backoff, progress=progress)  # fmt: skip
+        finally:
+            progress.close()
+        result.upload = upload_stats(planned, plan.unchanged, progress)
         if verify and result.committed:
             result.verified = verify_push(repo_id, result.commit_sha, plan.splits, folder, token=token)
     return result
@@ -383,23 +412,22 @@ def viewer_refusal(folder: Path, plan: PushPlan) -> str | None:
 
 
 @contextmanager
-def library_bars(enabled: bool) -> Iterator[None]:
-    """Turn the progress bars of `huggingface_hub` and `datasets` off for a while (when not `enabled`)."""
-    if enabled:
-        yield
-        return
+def library_bars(datasets_bars: bool) -> Iterator[None]:
+    """For a push: `huggingface_hub`'s bars off (the push draws one bar over the bytes it sends instead of one per
+    file), and `datasets`' bars (loading the staged files, the verify) off unless `datasets_bars`."""
     import datasets
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     hub_was_on, datasets_was_on = not are_progress_bars_disabled(), not datasets.are_progress_bars_disabled()
     disable_progress_bars()
-    datasets.disable_progress_bars()
+    if not datasets_bars:
+        datasets.disable_progress_bars()
     try:
         yield
     finally:
         if hub_was_on:
             enable_progress_bars()
-        if datasets_was_on:
+        if datasets_was_on and not datasets_bars:
             datasets.enable_progress_bars()
 
 
@@ -431,19 +459,28 @@ def commit_with_retries(
     message: str | None = None,
     max_attempts: int = 5,
     backoff: float = 1.0,
+    progress: UploadProgress | None = None,
 ) -> PushResult:
     """Make the plan's one commit. On a retryable failure, wait, re-plan against the branch head and try
-    again; an empty re-plan means the commit whose response was lost has landed."""
+    again; an empty re-plan means the commit whose response was lost has landed. With `progress`, the bytes
+    sent are counted and drawn, and the first attempt asks which contents the Hub holds already."""
     result = PushResult(plan)
     prs_before = _pr_refs(api, plan.repo_id) if create_pr else set()
     for attempt in range(1, max_attempts + 1):
         if not plan.files:
             result.commit_sha = plan.head if result.commit_sha is None else result.commit_sha
             return result
+        operations = _operations(plan, progress)
+        if progress is not None and attempt == 1:
+            additions = [op for op in operations if hasattr(op, "upload_info")]
+            progress.stored = stored_on_hub(api, plan.repo_id, plan.revision, additions, api.token)
+            progress.start(
+                sum(item.size for item in plan.files if item.action != "delete" and item.path not in progress.stored)
+            )
         try:
             info = api.create_commit(
                 plan.repo_id,
-                _operations(plan),
+                operations,
                 repo_type=REPO_TYPE,
                 revision=plan.revision,
                 create_pr=create_pr,

@@ -280,7 +280,9 @@ class Fault:
     drop_connection: bool = False
     after_handling: bool = False
     hang: bool = False
+    skip: int = 0  # matching requests let through before the fault fires
     hits: int = 0
+    skipped: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and re.search(self.path_regex, path) is not None
@@ -302,6 +304,9 @@ class FaultInjector:
         with self.lock:
             for fault in self.faults:
                 if fault.hits < fault.times and fault.matches(method, path):
+                    if fault.skipped < fault.skip:
+                        fault.skipped += 1
+                        return None
                     fault.hits += 1
                     return fault
         return None
@@ -860,6 +865,11 @@ class HubServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def release_hung(self) -> None:
+        """Let go of every request held by a ``hang`` fault (their connections are closed unanswered)."""
+        self.release.set()
+        self.release = threading.Event()
+
     def reset(self) -> None:
         """Forget all repos, counters, recorded requests, pending faults and token settings."""
         self.state.reset()
@@ -879,6 +889,7 @@ class HubServer:
         drop_connection: bool = False,
         after_handling: bool = False,
         hang: bool = False,
+        skip: int = 0,
     ) -> Fault:
         """Make the next ``times`` requests matching ``method`` and ``path_regex`` fail.
 
@@ -886,10 +897,10 @@ class HubServer:
         ``status`` (with ``Retry-After`` if given) or, with ``drop_connection``, a connection closed
         without any answer, or, with ``hang``, no answer at all on an open connection (until the client
         gives up, ``reset()`` or ``HANG_LIMIT``). With ``after_handling`` the request is performed first
-        (e.g. the commit is made) and only its response is lost. Returns the ``Fault``; ``fault.hits``
-        counts firings.
+        (e.g. the commit is made) and only its response is lost. With ``skip``, that many matching
+        requests are let through first. Returns the ``Fault``; ``fault.hits`` counts firings.
         """
-        fault = Fault(method, path_regex, status, times, retry_after, drop_connection, after_handling, hang)
+        fault = Fault(method, path_regex, status, times, retry_after, drop_connection, after_handling, hang, skip)
         return self.faults.add(fault)
 
     # ----------------------------------------------------------------- inspection
