@@ -196,6 +196,8 @@ def cmd_push(args: argparse.Namespace) -> int:
             raise CliError(f"the push would fail: {result.plan.refusal}")
     elif not result.committed:
         print(f"{args.repo} already holds this data: no commit made")
+        if result.upload is not None:
+            print(_upload_line(result.upload))
     else:
         print(f"committed: {result.commit_url}")
         if result.upload is not None:

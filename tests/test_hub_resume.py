@@ -104,3 +104,15 @@ def test_push_draws_one_bar_over_the_bytes_it_sends_unless_quiet(hub, folder):
     hub.reset()
     quiet = run_with_terminal_stderr([*args, "-q"], env=env, cwd=str(ROOT))
     assert (quiet.returncode, quiet.terminal) == (0, "")
+
+
+def test_a_push_of_data_the_hub_holds_says_it_reused_everything(hub, folder, capsys):
+    push_to_hub(folder, REPO, backoff=0, verify=False)
+    files = {path: len(data) for path, data in hub.files(REPO).items() if path != ".gitattributes"}
+    capsys.readouterr()
+    assert main(["push", "--repo", REPO, "--data", str(folder), "-q"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2:] == [
+        f"{REPO} already holds this data: no commit made",
+        f"  sent 0 bytes; {sum(files.values()):,} bytes ({len(files)} files) already on the Hub, reused",
+    ]
