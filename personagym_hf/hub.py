@@ -1,13 +1,19 @@
-"""Publishing an exported `hf_dataset/` folder to the Hub: plan -> safety gate -> one commit -> verify.
+"""Publishing an exported `hf_dataset/` folder to the Hub:
+token check -> plan -> safety gate -> viewer checks -> one commit -> verify.
 
+- **Token check** (`auth.py`): without a token the Hub accepts, a push stops before uploading anything, and
+  a dry run says so (and that, without one, a private repo looks missing).
 - **Plan**: compare the folder with the repo at the branch head by content hash (git blob sha1, or
   sha256 for LFS files), so unchanged files are never uploaded and identical data makes no commit.
   Shards under `data/` that the folder no longer has are deleted in the same commit.
+- **Viewer checks** (`viewer.py`): the staged files against the dataset viewer's limits, one line per problem.
 - **One commit** with `parentCommit` set: the card, the shards, `statistics.json` and `provenance.json`
-  land together or not at all, so a card never describes files that are not there.
+  land together or not at all, so a card never describes files that are not there. Shards a stopped push
+  uploaded stay in the repo's storage and are not sent again (`uploads.py`).
 - **Retries**: `huggingface_hub` retries uploads itself but (rightly) not the commit call, since a lost
   response may hide a commit that happened. Before retrying, we re-read the branch head and re-plan: if
   the repo already holds our files, the commit landed and we stop, so there is never a duplicate commit.
+  Every request has a timeout (`connection.py`).
 - **Verify**: every config and split is loaded back with `datasets` at the new commit and its row count
   and features compared with the folder's `dataset_info`.
 
