@@ -4,13 +4,23 @@ The YAML carries `configs` (data files per split, `full` as default) and `datase
 split sizes, in the form `datasets` writes: `schema.yaml_features`), which is all `load_dataset(folder)` and
 `load_dataset("user/repo")` need. Text a user adds outside the generated section (between the
 `personagym-hf:generated` markers), and YAML keys we do not generate, survive a re-render.
+
+`license` must be one of the Hub's identifiers (`dataset_card/hub_licenses.md`, the table of the Hub's
+documentation: `huggingface_hub` has no copy of it); none given keeps the card's, else the card has none.
+`language` (ISO 639 codes) and `language_details` (BCP-47 tags, when some carry a region) come from the
+`language`, `locale` or `lang` of the samples' `persona_features`, most frequent first, unless given.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
+import re
+from collections import Counter
+from functools import cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .views import CONFIG_NAMES
 
@@ -32,6 +42,16 @@ SIZE_CATEGORIES = [
     (100_000_000, "10M<n<100M"),
 ]
 BAR_WIDTH = 20
+LICENSES_URL = "https://huggingface.co/docs/hub/repositories-licenses"
+LANGUAGE_KEYS = ("language", "locale", "lang")  # persona_features keys that name a persona's language
+_LANGUAGE_TAG = re.compile(r"([A-Za-z]{2,3})((?:[-_][A-Za-z0-9]{2,8})*)")
+
+logger = logging.getLogger(__name__)
+
+
+class CardError(ValueError):
+    """A card option the Hub would not accept; the message names the value and the fix."""
+
 
 Splits = dict[str, dict[str, tuple[int, int, list[Path]]]]  # config -> split -> (rows, bytes, shard paths)
 # config -> {"features": [...], "splits": [{"name", "num_bytes", "num_examples"}, ...]}: a config's entry of the
@@ -41,6 +61,107 @@ Infos = dict[str, dict[str, Any]]
 
 def template_path(name: str = "template.md") -> Path:
     return Path(str(files("personagym_hf.dataset_card") / name))
+
+
+@cache
+def hub_licenses() -> dict[str, str]:
+    """The Hub's license identifiers -> full names, from the table shipped in `dataset_card/hub_licenses.md`."""
+    licenses = {}
+    for line in template_path("hub_licenses.md").read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if line.startswith("|") and len(cells) > 2 and re.fullmatch(r"`[^`]+`", cells[2]):
+            licenses[cells[2].strip("`")] = cells[1]
+    return licenses
+
+
+def check_license(license: str | None) -> str | None:
+    """`license` if it is one of the Hub's identifiers (or None); else a `CardError` with the closest ones."""
+    if license is None or license in hub_licenses():
+        return license
+    near = difflib.get_close_matches(license.lower(), hub_licenses(), n=1, cutoff=0.8)
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    raise CardError(f"license {license!r} is not a license identifier of the Hub{hint}; pick one from {LICENSES_URL}")
+
+
+def language_tag(value: Any) -> str | None:
+    """A language code or BCP-47 tag in its usual case (`fr_ca` -> `fr-CA`), or None if `value` is none."""
+    if not isinstance(value, str) or not (match := _LANGUAGE_TAG.fullmatch(value.strip())):
+        return None
+    subtags = [part for part in re.split(r"[-_]", match.group(2)) if part]
+    fixed = [part.upper() if len(part) == 2 and part.isalpha() else part.title() if len(part) == 4 else part.lower()
+             for part in subtags]  # fmt: skip
+    return "-".join([match.group(1).lower(), *fixed])
+
+
+def check_languages(values: Iterable[str]) -> list[str]:
+    """Language tags given by a user, checked; a `CardError` for the first that is not one."""
+    tags = []
+    for value in values:
+        tag = language_tag(value)
+        if tag is None:  # e.g. a language's name: no code is longer than 3 letters
+            raise CardError(
+                f"language {value!r} is not a language code: expected ISO 639 codes such as en, de or ja, "
+                "or BCP-47 tags such as en-GB"
+            )
+        tags.append(tag)
+    return list(dict.fromkeys(tags))
+
+
+def languages_of(features: Iterable[tuple[Any, int]]) -> list[str]:
+    """Language tags of (persona_features, number of rows) pairs: grouped by language code, the code with the most
+    rows first (`en` and `en-GB` count together), and within a code the tag with the most rows first."""
+    counts: Counter[str] = Counter()
+    ignored: Counter[str] = Counter()
+    for feature, rows in features:
+        if not isinstance(feature, dict):
+            continue
+        value = next((feature[key] for key in LANGUAGE_KEYS if feature.get(key)), None)
+        tag = language_tag(value)
+        if tag is not None:
+            counts[tag] += rows
+        elif value is not None:
+            ignored[str(value)] += rows
+    if ignored:
+        logger.warning("persona_features values that are not language codes left out of the card: %s",
+                       ", ".join(repr(v) for v, _ in ignored.most_common(3)))  # fmt: skip
+    by_code: Counter[str] = Counter()
+    for tag, rows in counts.items():
+        by_code[tag.split("-")[0]] += rows
+    order = sorted(
+        counts.items(), key=lambda item: (-by_code[item[0].split("-")[0]], item[0].split("-")[0], -item[1], item[0])
+    )
+    return [tag for tag, _ in order]
+
+
+def set_languages(card_data, tags: list[str]) -> None:
+    """`language` (ISO 639 codes, most frequent first) and, when a tag is more than a code, `language_details`."""
+    codes = list(dict.fromkeys(tag.split("-")[0] for tag in tags))
+    card_data.language = codes or None
+    card_data["language_details"] = tags if any("-" in tag for tag in tags) else None
+
+
+def folder_languages(folder: Path) -> list[str]:
+    """Language tags of an exported folder's rows, from the `persona_features` of its first config that has them."""
+    import orjson
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from huggingface_hub import DatasetCard
+
+    for config in DatasetCard.load(folder / "README.md").data.get("configs") or []:
+        paths = sorted({p for item in config.get("data_files") or [] for p in folder.glob(item["path"])})
+        if not paths or "persona_features" not in pq.read_schema(paths[0]).names:
+            continue
+        array = pq.read_table(paths, columns=["persona_features"]).column("persona_features").combine_chunks()
+        if isinstance(array.type, pa.BaseExtensionType):  # arrow.json: JSON text
+            array = array.storage
+        counts = pc.value_counts(array)
+        pairs = []
+        for entry in counts:  # each distinct persona's features once: JSON text in the Parquet files
+            text, rows = entry["values"].as_py(), entry["counts"].as_py()
+            pairs.append((orjson.loads(text) if isinstance(text, str) else text, rows))
+        return languages_of(pairs)
+    return []
 
 
 def size_category(count: int) -> str:
@@ -137,14 +258,16 @@ def render_card(
     settings: dict[str, Any],
     *,
     repo_id: str | None = None,
-    license: str = "other",
+    license: str | None = None,
+    languages: list[str] | None = None,
     pretty_name: str = "PersonaGym conversations",
     existing: str | None = None,
 ):
     """A `DatasetCard` for an exported folder.
 
     `infos` maps config -> its `dataset_info` entry (features and split sizes); `settings` is the
-    `settings` block of `provenance.json`; `existing` is a card whose user-written parts to keep.
+    `settings` block of `provenance.json`; `existing` is a card whose user-written parts to keep, and whose
+    license and languages stay when `license` / `languages` are None.
     """
     from huggingface_hub import DatasetCard
 
@@ -152,8 +275,10 @@ def render_card(
 
     card_data, before, after = user_parts(existing)
     total = statistics["total_samples"]
-    card_data.license = license
-    card_data.language = ["en"]
+    if license is not None:
+        card_data.license = check_license(license)
+    if languages is not None:
+        set_languages(card_data, check_languages(languages))
     card_data.task_categories = ["text-generation"]
     card_data.tags = TAGS
     card_data.size_categories = [size_category(total)]
@@ -235,9 +360,17 @@ def folder_infos(folder: Path) -> Infos:
     }
 
 
-def folder_card(folder: Path, *, repo_id: str | None = None, existing: str | None = None, license: str = "other"):
+def folder_card(
+    folder: Path,
+    *,
+    repo_id: str | None = None,
+    existing: str | None = None,
+    license: str | None = None,
+    languages: list[str] | None = None,
+):
     """Re-render the card of an exported folder from its own files (README YAML, statistics, provenance),
-    e.g. with the repo id for the load snippets, keeping the user-written parts of `existing`."""
+    e.g. with the repo id for the load snippets, keeping the user-written parts of `existing`. Languages not
+    given come from the rows' `persona_features` (when they name none, the card's stay as they are)."""
     import json
 
     from huggingface_hub import DatasetCard
@@ -253,5 +386,6 @@ def folder_card(folder: Path, *, repo_id: str | None = None, existing: str | Non
         repo_id=repo_id,
         existing=existing or str(local),
         license=license,
+        languages=languages if languages is not None else folder_languages(folder) or None,
         pretty_name=local.data.get("pretty_name") or "PersonaGym conversations",
     )

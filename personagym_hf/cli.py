@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from .wording import plural
+
 logger = logging.getLogger("personagym_hf")
 
 EPILOG = """examples:
@@ -85,7 +87,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         use_timestamp=args.timestamp,
         append=append,
         hf_dataset=False if args.no_hf_dataset else None,
-        show_progress=not args.quiet,
+        show_progress=_show_progress(args),
         num_proc=args.num_proc,
         wait=args.wait,
     )
@@ -93,16 +95,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     by_split = ", ".join(
         f"{name} {count}" for name, count in stats["samples_by_split"].items() if name in result.json_files
     )
-    print(f"Exported {stats['total_samples']} samples from {run.files_read} files ({by_split})")
+    print(f"Exported {plural(stats['total_samples'], 'sample')} from {plural(run.files_read, 'file')} ({by_split})")
     if append:
-        print(f"  appended {result.new_samples} new samples to {result.kept_samples} already exported")
+        print(f"  appended {plural(result.new_samples, 'new sample')} to {result.kept_samples} already exported")
     print(
-        f"  noise rate {stats['distractor_stats']['noise_rate']:.1%}, {stats['total_personas']} personas, "
+        f"  noise rate {stats['distractor_stats']['noise_rate']:.1%}, {plural(stats['total_personas'], 'persona')}, "
         f"avg {stats['avg_turns']} turns"
     )
     if run.rejections.bad or run.rejections.warnings:
-        bad, warned = len(run.rejections.bad), len(run.rejections.warnings)
-        print(f"  rejected {bad} bad records ({run.rejected_report}), {warned} warnings")
+        bad, warned = plural(len(run.rejections.bad), "bad record"), plural(len(run.rejections.warnings), "warning")
+        print(f"  rejected {bad} ({run.rejected_report}), {warned}")
     print(
         f"  output: {Path(output)}/ ({', '.join(sorted(p.name for p in result.json_files.values()))}, "
         f"JSONL beside each, {', '.join(sorted(p.name for p in result.other_files.values()))})"
@@ -114,42 +116,45 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scan(args: argparse.Namespace):
-    """Read and validate the store without writing anything; returns (statistics, rejections)."""
-    from dataclasses import replace
-
+def _scan(args: argparse.Namespace, quiet_rejections: bool = False):
+    """Read and validate the store without writing anything; returns (statistics, rejections, policy).
+    The bad-record policy applies as in an export (`error` stops at the first); with `quiet_rejections` bad
+    records and warnings are only collected, for the caller to show, not logged as well."""
     from .job import iter_store
     from .samples import Rejections, iter_samples
     from .training_data import TrainingDataExporter
 
     config, settings = _settings(args)
-    settings = replace(
-        settings, on_bad_records="skip" if settings.on_bad_records == "error" else settings.on_bad_records
-    )
-    rejections = Rejections(settings.on_bad_records)
+    policy = settings.on_bad_records
+    rejections = Rejections("skip" if quiet_rejections and policy != "error" else policy)
     convert = _collector(args, config).interaction_to_training_sample
-    records = iter_store(_interactions(args, settings), show_progress=not args.quiet)
+    records = iter_store(_interactions(args, settings), show_progress=_show_progress(args))
     samples = (sample for sample, _record in iter_samples(records, convert, rejections))
-    return TrainingDataExporter(config).compute_statistics(samples), rejections
+    return TrainingDataExporter(config).compute_statistics(samples), rejections, policy
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    stats, rejections = _scan(args)
-    for bad in rejections.bad:
-        print(bad.describe())
-    good = stats["total_samples"]
-    print(f"{good} valid interactions, {len(rejections.bad)} bad, {len(rejections.warnings)} warnings")
+    stats, rejections, policy = _scan(args, quiet_rejections=True)
+    if policy == "warn":  # listed here once, on stdout (not logged to stderr too)
+        for bad in rejections.bad:
+            print(bad.describe())
+        if not args.quiet:
+            for warning in rejections.warnings:
+                print(f"warning: {warning}")
+    bad = f"{len(rejections.bad)} bad" + (" (not listed: --on-bad-records skip)" if policy == "skip" else "")
+    valid, warnings = plural(stats["total_samples"], "valid interaction"), plural(len(rejections.warnings), "warning")
+    print(f"{valid}, {bad}, {warnings}")
     return 1 if rejections.bad else 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from .writers import dumps_pretty
 
-    stats, rejections = _scan(args)
+    stats, rejections, _policy = _scan(args)
     sys.stdout.write(dumps_pretty(stats).decode())
     if rejections.bad:
         print(
-            f"({len(rejections.bad)} bad records not counted; run `personagym-hf validate` to list them)",
+            f"({plural(len(rejections.bad), 'bad record')} not counted; run `personagym-hf validate` to list them)",
             file=sys.stderr,
         )
     return 0
@@ -177,19 +182,37 @@ def cmd_push(args: argparse.Namespace) -> int:
         commit_message=args.commit_message,
         token=args.token,
         license=args.license,
+        languages=args.language,
         allow_secrets=args.allow_secrets,
         dry_run=args.dry_run,
         verify=not args.no_verify,
+        viewer_checks=not args.skip_viewer_checks,
+        timeout=args.timeout,
+        max_attempts=args.retries + 1,
+        show_progress=_show_progress(args),
     )
     print(result.plan.describe())
+    for notice in result.plan.notices:
+        print(notice)
     if args.dry_run:
         print("dry run: nothing was uploaded")
+        auth = result.plan.auth
+        if auth is not None and not auth.ok:
+            raise CliError(f"the push would fail: {auth.problem}")
+        if result.plan.refusal:
+            raise CliError(f"the push would fail: {result.plan.refusal}")
     elif not result.committed:
         print(f"{args.repo} already holds this data: no commit made")
+        if result.upload is not None:
+            print(_upload_line(result.upload))
     else:
         print(f"committed: {result.commit_url}")
+        if result.upload is not None:
+            print(_upload_line(result.upload))
         if result.verified is not None:
-            configs = ", ".join(f"{c} {sum(v.values()):,} rows" for c, v in result.verified.items())
+            configs = ", ".join(
+                f"{c} {plural(sum(v.values()), 'row', grouped=True)}" for c, v in result.verified.items()
+            )
             print(f"verified at {result.commit_sha[:8]}: {configs}; features match")
     return 0
 
@@ -201,12 +224,13 @@ def cmd_card(args: argparse.Namespace) -> int:
     folder = _hf_folder(args, settings)
     if not (folder / "README.md").is_file():
         raise CliError(f"{folder}: no exported dataset here; run `personagym-hf export` first or pass --data")
-    card = str(folder_card(folder, repo_id=args.repo, license=args.license))
+    card = folder_card(folder, repo_id=args.repo, license=args.license, languages=args.language)
     if args.write:
-        (folder / "README.md").write_text(card, encoding="utf-8")
+        (folder / "README.md").write_text(str(card), encoding="utf-8")
         print(f"wrote {folder / 'README.md'}")
     else:
-        sys.stdout.write(card)
+        sys.stdout.write(str(card))
+    _card_notes(card)
     return 0
 
 
@@ -344,6 +368,26 @@ def _add_audit_commands(sub) -> None:
     tokens.set_defaults(func=cmd_tokens)
 
 
+def _upload_line(upload) -> str:
+    """What a push sent, and what it found on the Hub (unchanged files, or contents an earlier run uploaded)."""
+    line = f"  sent {plural(upload.sent, 'byte', grouped=True)}"
+    if upload.reused:
+        line += (
+            f"; {plural(upload.reused, 'byte', grouped=True)} ({plural(upload.reused_files, 'file')}) "
+            "already on the Hub, reused"
+        )
+    return line
+
+
+def _card_notes(card) -> None:
+    """What the card lacks that the Hub shows, on stderr (stdout may be the card itself)."""
+    from .card import LICENSES_URL
+
+    if not card.data.get("license"):
+        print(f"personagym-hf card: note: no license set; pass --license with an identifier from {LICENSES_URL}",
+              file=sys.stderr)  # fmt: skip
+
+
 def _add_store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--interactions",
@@ -441,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--create-pr", action="store_true", help="open a pull request instead of pushing to the branch")
     push.add_argument("--commit-message", metavar="TEXT", help="the commit title")
     push.add_argument("--token", metavar="TOKEN", help="Hub token (default: HF_TOKEN or the stored `hf auth login`)")
-    push.add_argument("--license", default="other", help="license id for the card (default: other)")
+    _add_card_options(push)
     push.add_argument(
         "--dry-run", action="store_true", help="show what would be added, changed and deleted; upload nothing"
     )
@@ -449,6 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-secrets", action="store_true", help="push even if strings look like API keys (e.g. fakes)"
     )
     push.add_argument("--no-verify", action="store_true", help="skip reloading every config after the push")
+    push.add_argument(
+        "--skip-viewer-checks",
+        action="store_true",
+        help="push even if the Hub's dataset viewer would reject the files (row groups, cells, names, YAML)",
+    )
+    _add_hub_options(push)
     push.set_defaults(
         func=cmd_push, no_split=False, timestamp=False, append=None, no_hf_dataset=False, num_proc=1, wait=False
     )
@@ -458,11 +508,67 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--output", metavar="DIR", help="the export folder whose hf_dataset/ to use")
     card.add_argument("--config", metavar="YAML", help="upstream config.yaml (for paths.training_data.output_dir)")
     card.add_argument("--repo", metavar="NAMESPACE/NAME", help="repo id for the load snippets")
-    card.add_argument("--license", default="other", help="license id (default: other)")
+    _add_card_options(card)
     card.add_argument("--write", action="store_true", help="write the card into the folder's README.md")
     card.set_defaults(func=cmd_card)
     _add_audit_commands(sub)
     return parser
+
+
+def _add_card_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--license",
+        metavar="ID",
+        help="a license identifier of the Hub (e.g. cc-by-4.0, mit, other; see "
+        "https://huggingface.co/docs/hub/repositories-licenses); default: the card's, else none",
+    )
+    parser.add_argument(
+        "--language",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        metavar="CODES",
+        help="the card's languages, comma-separated (e.g. en,de or en-GB); default: from persona_features",
+    )
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    """Bars only on a terminal: in a log or a pipe they are carriage returns and a line of spaces."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+def _add_hub_options(parser: argparse.ArgumentParser) -> None:
+    from .connection import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT
+
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up a Hub request after this long without an answer, then retry it (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_count,
+        default=DEFAULT_ATTEMPTS - 1,
+        metavar="N",
+        help="retry a Hub request that timed out or failed transiently up to N times "
+        f"(default {DEFAULT_ATTEMPTS - 1})",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
+    return int(text)
 
 
 def _positive(text: str) -> int:
@@ -489,6 +595,15 @@ def _error_line(error: BaseException) -> str | None:
     if isinstance(error, (CliError, ConfigError, BadInputError, FileNotFoundError, PushError)):
         return str(error).strip("'\"")
     if isinstance(error, ValueError):
+        return str(error)
+    return _hub_error_line(error)
+
+
+def _hub_error_line(error: BaseException) -> str | None:
+    """Errors of a command that talks to the Hub (push), as one line."""
+    from .connection import HubUnreachableError
+
+    if isinstance(error, HubUnreachableError):
         return str(error)
     if "huggingface_hub" in sys.modules:
         from huggingface_hub.errors import HfHubHTTPError

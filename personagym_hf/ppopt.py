@@ -77,15 +77,19 @@ def ppopt_columns(file: str | Path) -> list[str]:
     return columns or known[0]
 
 
-def _ppopt_card(repo_id: str, splits: dict[str, int], existing: str | None, columns: list[str]) -> str:
+def _ppopt_card(
+    repo_id: str, splits: dict[str, int], existing: str | None, columns: list[str], languages: list[str]
+) -> str:
     from huggingface_hub import DatasetCard
 
     from . import __version__
-    from .card import TAGS, card_dataset_info, keep_user_parts, size_category, template_path, user_parts
+    from .card import TAGS, card_dataset_info, keep_user_parts, set_languages, size_category, template_path, user_parts
     from .schema import yaml_features
 
     data, before, after = user_parts(existing)
-    data.language, data.task_categories, data.tags = ["en"], ["text-generation"], TAGS + ["ppopt"]
+    if languages:  # from the rows' persona_features; none found: the card's stay
+        set_languages(data, languages)
+    data.task_categories, data.tags = ["text-generation"], TAGS + ["ppopt"]
     data.size_categories = [size_category(sum(splits.values()))]
     data.pretty_name = data.get("pretty_name") or "PersonaGym ppopt queries"
     data.configs = [
@@ -116,6 +120,11 @@ def _count_lines(data: bytes) -> int:
     return sum(1 for line in data.splitlines() if line.strip())
 
 
+def _features(data: bytes):
+    """(persona_features, 1) of every line, for `card.languages_of`."""
+    return ((orjson.loads(line).get("persona_features"), 1) for line in data.splitlines() if line.strip())
+
+
 def upload_jsonl(
     file: str | Path,
     repo_id: str,
@@ -130,6 +139,7 @@ def upload_jsonl(
     in one commit (other splits uploaded earlier stay)."""
     from huggingface_hub import hf_hub_download
 
+    from .card import languages_of
     from .hub import commit_with_retries, ensure_repo, hub_api, plan_files, remote_state
 
     file = Path(file)
@@ -139,17 +149,19 @@ def upload_jsonl(
 
         def replan():
             _exists, head, _private, remote = remote_state(api, repo_id, "main")
-            splits = {}
+            splits, contents = {}, [file.read_bytes()]
             for path in sorted(remote):
                 if path.startswith("data/") and path.endswith(".jsonl") and path != f"data/{split}.jsonl":
                     local = hf_hub_download(repo_id, path, repo_type="dataset", revision=head, token=token)
-                    splits[path[len("data/") : -len(".jsonl")]] = _count_lines(Path(local).read_bytes())
-            splits[split] = _count_lines(file.read_bytes())
+                    contents.append(Path(local).read_bytes())
+                    splits[path[len("data/") : -len(".jsonl")]] = _count_lines(contents[-1])
+            splits[split] = _count_lines(contents[0])
+            languages = languages_of(pair for data in contents for pair in _features(data))
             return plan_files(
                 api,
                 repo_id,
                 {f"data/{split}.jsonl": file},
-                lambda existing: _ppopt_card(repo_id, dict(sorted(splits.items())), existing, columns),
+                lambda existing: _ppopt_card(repo_id, dict(sorted(splits.items())), existing, columns, languages),
                 revision="main",
                 private=private,
                 staging=Path(staging),

@@ -52,7 +52,7 @@ def _findings_in_text(text: str, file: str, where: str) -> list[Finding]:
 def _leaf_strings(array: pa.Array, rows: pa.Array, path: str):
     """(string array, row index of each value, column path) for every string leaf of `array`."""
     kind = array.type
-    if isinstance(kind, pa.ExtensionType):
+    if isinstance(kind, pa.BaseExtensionType):  # also arrow.json (the Json columns), which is no pa.ExtensionType
         array, kind = array.storage, array.storage.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         yield array, rows, path

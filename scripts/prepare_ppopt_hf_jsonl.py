@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from personagym_hf.ppopt import prepare_ppopt_jsonl
+from personagym_hf.wording import plural
 
 
 def main(argv=None) -> int:
@@ -19,7 +20,7 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as e:
         print(f"prepare_ppopt_hf_jsonl: error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {count} lines to {args.output}")
+    print(f"wrote {plural(count, 'line')} to {args.output}")
     return 0
 
 

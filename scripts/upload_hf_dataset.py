@@ -9,6 +9,9 @@ The token comes from --token, HF_TOKEN or `hf auth login`; it is never printed.
 import argparse
 import sys
 
+from personagym_hf.auth import check_auth
+from personagym_hf.connection import DEFAULT_TIMEOUT, HubUnreachableError, hub_session
+from personagym_hf.hub import hub_api
 from personagym_hf.ppopt import upload_jsonl
 
 
@@ -19,17 +22,30 @@ def main(argv=None) -> int:
     parser.add_argument("--split", default="train", help="split name for this file (default: train)")
     parser.add_argument("--private", action=argparse.BooleanOptionalAction, default=None, help="repo visibility")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds without an answer before a request is retried"
+    )
     args = parser.parse_args(argv)
     try:
-        result = upload_jsonl(args.file, args.repo, split=args.split, private=args.private, token=args.token)
-    except (OSError, ValueError) as e:
-        print(f"upload_hf_dataset: error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 1
+        with hub_session(args.timeout):
+            auth = check_auth(hub_api(args.token), args.token)
+            if not auth.ok:
+                return error(f"cannot upload: {auth.problem}")
+            result = upload_jsonl(args.file, args.repo, split=args.split, private=args.private, token=args.token)
+    except (OSError, ValueError, HubUnreachableError) as e:
+        return error(str(e))
+    for notice in result.plan.notices:
+        print(notice)
     if result.committed:
         print(f"uploaded {args.file} as the {args.split} split: {result.commit_url}")
     else:
         print(f"{args.repo} already holds this file: no commit made")
     return 0
+
+
+def error(message: str) -> int:
+    print(f"upload_hf_dataset: error: {message.splitlines()[0]}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -12,14 +12,22 @@ Model (stdlib only):
   with ``.gitattributes``.
 * ``Commit``: an immutable snapshot ``{path: Blob}`` with parent, title, message and a date from a
   deterministic fake clock. Ids are real git ids: blob/tree/commit sha1, sha256 for LFS contents.
-* ``FaultInjector``: queued faults (status code, ``Retry-After``, dropped connection, or a
-  response lost *after* the request was performed) matched by method and path regex.
+* ``FaultInjector``: queued faults (status code, ``Retry-After``, dropped connection, a request that
+  is never answered, or a response lost *after* the request was performed) matched by method and
+  path regex.
 * ``HubServer``: start/stop, ``reset()``, ``inject()`` and the counters tests assert on.
 
 Upload mode (answer of ``preupload``): ``lfs`` when the path matches a ``filter=lfs`` pattern of
 the repo's ``.gitattributes`` (``*.parquet``, ``*.bin``, ...), when the size is at least
 ``HubServer.lfs_threshold`` (10 MiB, like the Hub), or when the 512-byte sample holds a NUL byte;
-``regular`` otherwise. Authentication is not checked.
+``regular`` otherwise.
+
+Authentication, as the Hub answers it: any ``Authorization: Bearer <token>`` is a token of ``USER``
+with write access, unless the test listed it in ``HubServer.invalid_tokens`` (then every request
+with it gets 401 "Invalid credentials in Authorization header") or ``HubServer.read_only_tokens``
+(writes get 403). Without a token, writes get 401 and a private repo reads as missing (401 with
+``X-Error-Code: RepoNotFound``, as the Hub hides it). The LFS upload PUT carries no token (its href
+is its authorisation) and is not checked.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import hashlib
 import json
 import logging
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -270,7 +279,10 @@ class Fault:
     retry_after: int | None = None
     drop_connection: bool = False
     after_handling: bool = False
+    hang: bool = False
+    skip: int = 0  # matching requests let through before the fault fires
     hits: int = 0
+    skipped: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and re.search(self.path_regex, path) is not None
@@ -292,6 +304,9 @@ class FaultInjector:
         with self.lock:
             for fault in self.faults:
                 if fault.hits < fault.times and fault.matches(method, path):
+                    if fault.skipped < fault.skip:
+                        fault.skipped += 1
+                        return None
                     fault.hits += 1
                     return fault
         return None
@@ -337,6 +352,27 @@ class Request:
         return self.query.get(name, ["0"])[-1].lower() in ("1", "true")
 
 
+@dataclass
+class Tokens:
+    """Tokens a test made invalid or read-only; any other token is valid with write access."""
+
+    invalid: set[str] = field(default_factory=set)
+    read_only: set[str] = field(default_factory=set)
+
+
+WRITE_ROUTES = {
+    "create_repo",
+    "delete_repo",
+    "preupload",
+    "commit",
+    "lfs_batch",
+    "settings",
+    "create_branch",
+    "create_tag",
+    "delete_ref",
+}
+PUBLIC_ROUTES = {"lfs_put", "validate_yaml", "agent_harnesses"}
+
 _REPO = r"(?P<ns>[^/]+)/(?P<name>[^/]+?)"
 _API = rf"^/api/(?P<type>models|datasets|spaces|kernels)/{_REPO}"
 _PREFIX = r"^/(?:(?P<type>datasets|spaces|kernels)/)?" + _REPO
@@ -345,10 +381,18 @@ _PREFIX = r"^/(?:(?P<type>datasets|spaces|kernels)/)?" + _REPO
 class HubApp:
     """Maps requests to handlers; handlers return a ``Response`` or raise ``HubError``."""
 
-    def __init__(self, state: HubState, base_url: Callable[[], str], lfs_threshold: Callable[[], int]) -> None:
-        self.state, self.base_url, self.lfs_threshold = state, base_url, lfs_threshold
+    def __init__(
+        self,
+        state: HubState,
+        base_url: Callable[[], str],
+        lfs_threshold: Callable[[], int],
+        tokens: Callable[[], Tokens] = lambda: Tokens(),
+    ) -> None:
+        self.state, self.base_url, self.lfs_threshold, self.tokens = state, base_url, lfs_threshold, tokens
+        self.access = "anonymous"  # of the request being handled (handlers run under state.lock)
         self.routes: list[tuple[str, re.Pattern[str], Callable[..., Response]]] = [
             ("GET", re.compile(r"^/api/whoami-v2$"), self.whoami),
+            ("GET", re.compile(r"^/api/agent-harnesses$"), self.agent_harnesses),
             ("POST", re.compile(r"^/api/repos/create$"), self.create_repo),
             ("DELETE", re.compile(r"^/api/repos/delete$"), self.delete_repo),
             ("POST", re.compile(r"^/api/validate-yaml$"), self.validate_yaml),
@@ -377,6 +421,7 @@ class HubApp:
                 args = {k: None if v is None else unquote(v) for k, v in match.groupdict().items()}
                 try:
                     with self.state.lock:
+                        self.access = self.authenticate(req, handler)
                         return handler(req, **args)
                 except HubError as err:
                     return Response.error(err)
@@ -388,8 +433,29 @@ class HubApp:
 
     # ----------------------------------------------------------------- helpers
 
+    def authenticate(self, req: Request, handler: Callable[..., Response]) -> str:
+        """ "write", "read" or "anonymous" for this request; 401/403 where the Hub refuses it."""
+        name = getattr(handler, "__name__", getattr(getattr(handler, "func", None), "__name__", ""))
+        if name in PUBLIC_ROUTES:
+            return "write"
+        header = req.headers.get("Authorization") or ""
+        token = header[len("Bearer ") :] if header.startswith("Bearer ") else None
+        if token is not None and token in self.tokens().invalid:
+            raise HubError(401, "Invalid credentials in Authorization header")
+        access = "anonymous" if not token else "read" if token in self.tokens().read_only else "write"
+        if name in WRITE_ROUTES and access != "write":
+            if access == "anonymous":
+                raise HubError(401, "Invalid credentials in Authorization header")
+            raise HubError(403, "You don't have the rights to write to this repo: your token can only read")
+        if name == "whoami" and access == "anonymous":
+            raise HubError(401, "Invalid credentials in Authorization header")
+        return access
+
     def repo(self, type: str | None, ns: str, name: str) -> Repo:
-        return self.state.get(REPO_TYPES.get(type or "models", "model"), f"{ns}/{name}")
+        repo = self.state.get(REPO_TYPES.get(type or "models", "model"), f"{ns}/{name}")
+        if repo.private and self.access == "anonymous":  # the Hub does not tell a hidden repo from a missing one
+            raise HubError(401, f"Repository not found: {repo.repo_id}", "RepoNotFound")
+        return repo
 
     def repo_url(self, repo: Repo) -> str:
         return f"{self.base_url()}/{repo.url_path}"
@@ -422,7 +488,7 @@ class HubApp:
     # ----------------------------------------------------------------- account & repos
 
     def whoami(self, req: Request) -> Response:
-        token = {"displayName": "fake", "role": "write"}
+        token = {"displayName": "fake", "role": self.access}
         return Response.json(
             {
                 "type": "user",
@@ -432,6 +498,10 @@ class HubApp:
                 "auth": {"type": "access_token", "accessToken": token},
             }
         )
+
+    def agent_harnesses(self, req: Request) -> Response:
+        """The registry huggingface_hub fetches once a day to tell AI agents apart (empty: no agent)."""
+        return Response.json({"standardEnvVars": [], "harnesses": {}})
 
     def create_repo(self, req: Request) -> Response:
         payload = req.json()
@@ -684,6 +754,7 @@ class HubApp:
         return Response.json({})
 
 
+HANG_LIMIT = 120.0  # seconds a hung request is held at most, so a server thread never outlives a broken test
 FAULT_MESSAGES = {
     409: "Cannot commit: another conflicting operation is in progress",
     412: "A commit has happened since. Please refresh and try again.",
@@ -734,6 +805,10 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
     def send_fault(self, fault: Fault) -> None:
+        if fault.hang:  # keep the connection open and say nothing, until the client gives up or the test ends
+            self.server.hub.release.wait(HANG_LIMIT)
+            self.close_connection = True
+            return
         if fault.drop_connection:
             self.close_connection = True
             return
@@ -763,7 +838,9 @@ class HubServer:
     def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.state = HubState()
         self.faults = FaultInjector()
-        self.app = HubApp(self.state, lambda: self.url, lambda: self.lfs_threshold)
+        self.release = threading.Event()  # set to let go of every hung request
+        self.tokens = Tokens()
+        self.app = HubApp(self.state, lambda: self.url, lambda: self.lfs_threshold, lambda: self.tokens)
         self._httpd = _HubHTTPServer((host, port), HubRequestHandler)
         self._httpd.hub = self
         self._thread: threading.Thread | None = None
@@ -782,16 +859,25 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        self.release.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def release_hung(self) -> None:
+        """Let go of every request held by a ``hang`` fault (their connections are closed unanswered)."""
+        self.release.set()
+        self.release = threading.Event()
+
     def reset(self) -> None:
-        """Forget all repos, counters, recorded requests and pending faults."""
+        """Forget all repos, counters, recorded requests, pending faults and token settings."""
         self.state.reset()
         self.faults.clear()
+        self.release.set()
+        self.release = threading.Event()
         self.lfs_threshold = type(self).lfs_threshold
+        self.tokens = Tokens()
 
     def inject(
         self,
@@ -802,15 +888,20 @@ class HubServer:
         retry_after: int | None = None,
         drop_connection: bool = False,
         after_handling: bool = False,
+        hang: bool = False,
+        skip: int = 0,
     ) -> Fault:
         """Make the next ``times`` requests matching ``method`` and ``path_regex`` fail.
 
         ``path_regex`` is searched in the raw (URL-quoted) path, without query string. The failure is
         ``status`` (with ``Retry-After`` if given) or, with ``drop_connection``, a connection closed
-        without any answer. With ``after_handling`` the request is performed first (e.g. the commit
-        is made) and only its response is lost. Returns the ``Fault``; ``fault.hits`` counts firings.
+        without any answer, or, with ``hang``, no answer at all on an open connection (until the client
+        gives up, ``reset()`` or ``HANG_LIMIT``). With ``after_handling`` the request is performed first
+        (e.g. the commit is made) and only its response is lost. With ``skip``, that many matching
+        requests are let through first. Returns the ``Fault``; ``fault.hits`` counts firings.
         """
-        return self.faults.add(Fault(method, path_regex, status, times, retry_after, drop_connection, after_handling))
+        fault = Fault(method, path_regex, status, times, retry_after, drop_connection, after_handling, hang, skip)
+        return self.faults.add(fault)
 
     # ----------------------------------------------------------------- inspection
 
@@ -849,3 +940,54 @@ class HubServer:
         with self.state.lock:
             commit = self.state.get(repo_type, repo_id).resolve(revision)
             return {path: blob.data for path, blob in commit.files.items()}
+
+
+class SilentServer:
+    """A socket on 127.0.0.1 that accepts connections, reads what arrives and never answers.
+
+    ``request_lines`` holds the first line of every request received; ``close()`` drops every connection.
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self._connections: list[socket.socket] = []
+        self._stop = threading.Event()
+        self.request_lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, name="silent-server", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _address = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._connections.append(connection)
+            threading.Thread(target=self._read, args=(connection,), daemon=True).start()
+
+    def _read(self, connection: socket.socket) -> None:
+        connection.settimeout(HANG_LIMIT)
+        try:
+            first = connection.recv(65536).split(b"\r\n", 1)[0].decode("latin-1")
+        except OSError:
+            return
+        if first:
+            with self._lock:
+                self.request_lines.append(first)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+        self._thread.join(timeout=5)

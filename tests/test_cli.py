@@ -1,9 +1,12 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import make_interaction, write_files
+from terminal import BAR, run_with_terminal_stderr, with_progress_bars
 
 from personagym_hf.cli import build_parser, main
 
@@ -69,7 +72,7 @@ def test_export_options(small_store, tmp_path, capsys):
         )
         == 0
     )
-    assert "  appended 1 new samples to 12 already exported" in capsys.readouterr().out
+    assert "  appended 1 new sample to 12 already exported" in capsys.readouterr().out
 
 
 def test_missing_store_is_one_line_with_the_fix(tmp_path, capsys):
@@ -165,3 +168,97 @@ def test_bad_collector_spec(small_store, capsys, spec, message):
 def test_python_dash_m_works(tmp_path):
     result = subprocess.run([sys.executable, "-m", "personagym_hf", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("personagym-hf ")
+
+
+def bad_store(small_store):
+    (small_store / "zz.jsonl").write_text('{"persona_id": "p"}\n', encoding="utf-8")
+    return small_store, f"{small_store.as_posix()}/zz.jsonl, line 1: missing 'messages'"
+
+
+def test_validate_lists_each_bad_record_once(small_store):
+    store, bad = bad_store(small_store)
+    done = subprocess.run(  # a fresh process: its logging goes to stderr, as in a shell
+        [sys.executable, "-m", "personagym_hf", "validate", "--interactions", str(store)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert done.stdout == f"{bad}\n12 valid interactions, 1 bad, 0 warnings\n"
+    assert bad not in done.stderr
+
+
+def test_validate_on_bad_records_error_stops_at_the_first(small_store, capsys):
+    store, bad = bad_store(small_store)
+    assert main(["validate", "--interactions", str(store), "-q", "--on-bad-records", "error"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"personagym-hf validate: error: {bad} (fix the record, or rerun with --on-bad-records warn to skip bad "
+        "records)\n"
+    )
+
+
+def test_validate_on_bad_records_skip_counts_without_listing(small_store, capsys):
+    store, bad = bad_store(small_store)
+    assert main(["validate", "--interactions", str(store), "-q", "--on-bad-records", "skip"]) == 1
+    assert capsys.readouterr().out == "12 valid interactions, 1 bad (not listed: --on-bad-records skip), 0 warnings\n"
+
+
+def test_stats_on_bad_records_error_stops_at_the_first(small_store, capsys):
+    store, bad = bad_store(small_store)
+    assert main(["stats", "--interactions", str(store), "-q", "--on-bad-records", "error"]) == 1
+    assert capsys.readouterr().err.startswith(f"personagym-hf stats: error: {bad} (fix the record")
+
+
+def test_validate_lists_warnings_once_unless_quiet(small_store):
+    write_files(small_store, [make_interaction(60, num_turns=5)])
+    path = f"{small_store.as_posix()}/interaction_persona_001_0060.json"
+    warning = f"{path}: num_turns is 5 in the record but the messages hold 2 user turns"
+    command = [sys.executable, "-m", "personagym_hf", "validate", "--interactions", str(small_store)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, f"warning: {warning}\n13 valid interactions, 0 bad, 1 warning\n")
+    assert warning not in done.stderr
+    quiet = subprocess.run([*command, "-q"], capture_output=True, text=True)
+    assert (quiet.stdout, quiet.stderr) == ("13 valid interactions, 0 bad, 1 warning\n", "")
+
+
+def test_counts_of_one_are_singular(tmp_path, capsys):
+    store = write_files(tmp_path / "one", [make_interaction(1, num_turns=3)])
+    (store / "zz.jsonl").write_text('{"persona_id": "p"}\n', encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["export", "--interactions", str(store), "--output", str(out), "-q", "--no-split"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Exported 1 sample from 2 files (train 1)"
+    assert lines[1] == "  noise rate 0.0%, 1 persona, avg 2.0 turns"
+    assert lines[2] == f"  rejected 1 bad record ({out / 'rejected.jsonl'}), 1 warning"
+    write_files(store, [make_interaction(2, persona="persona_002")])
+    assert main(["export", "--interactions", str(store), "--output", str(out), "-q", "--no-split", "--append"]) == 0
+    assert "  appended 1 new sample to 1 already exported" in capsys.readouterr().out.splitlines()
+    assert main(["validate", "--interactions", str(store), "-q"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "2 valid interactions, 1 bad, 1 warning"
+    assert main(["stats", "--interactions", str(store), "-q"]) == 0
+    assert capsys.readouterr().err == "(1 bad record not counted; run `personagym-hf validate` to list them)\n"
+
+
+@pytest.mark.parametrize("command", ["export", "validate", "stats"])
+def test_no_progress_bar_when_stderr_is_not_a_terminal(small_store, tmp_path, command):
+    args = [sys.executable, "-m", "personagym_hf", command, "--interactions", str(small_store)]
+    args += ["--output", str(tmp_path / "out")] if command == "export" else []
+    done = subprocess.run(args, capture_output=True, text=True, env=with_progress_bars(dict(os.environ)))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["export", "validate"])
+def test_a_progress_bar_is_drawn_on_a_terminal_unless_quiet(small_store, tmp_path, command):
+    args = [sys.executable, "-m", "personagym_hf", command, "--interactions", str(small_store)]
+    args += ["--output", str(tmp_path / "out")] if command == "export" else []
+    root = str(Path(__file__).parent.parent)
+    drawn = run_with_terminal_stderr(args, env=dict(os.environ), cwd=root)
+    assert drawn.returncode == 0
+    assert (
+        BAR.search(drawn.terminal)
+        and ("Exporting" if command == "export" else "Reading interactions") in drawn.terminal
+    )
+    quiet = run_with_terminal_stderr([*args, "-q"], env=dict(os.environ), cwd=root)
+    assert (quiet.returncode, quiet.terminal) == (0, "")

@@ -132,9 +132,13 @@ def test_dry_run_uploads_nothing(hub, store, tmp_path, capsys):
     export(store, tmp_path / "out")
     assert main(["push", "--repo", REPO, "--output", str(tmp_path / "out"), "--dry-run", "-q"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(
-        f"create dataset repo {REPO} (revision main, public (the Hub's default))\n  add    README.md ("
-    )
+    lines = out.splitlines()
+    assert lines[:3] == [
+        f"create dataset repo {REPO} (revision main, public (the Hub's default))",
+        "  token: test-user (write)",
+        "  license: none set; pass --license with an identifier from https://huggingface.co/docs/hub/repositories-licenses",
+    ]
+    assert lines[3].startswith("  language: en, ") and lines[4].startswith("  add    README.md (")
     assert "  config full: train " in out and out.endswith("dry run: nothing was uploaded\n")
     assert hub.count_requests("POST", r"/api/repos/create") == 0 and uploaded(hub) == 0
 
@@ -147,7 +151,7 @@ def test_secrets_block_the_push_unless_allowed(hub, tmp_path):
     with pytest.raises(PushError) as raised:
         push_to_hub(folder, REPO)
     message = str(raised.value)
-    assert message.startswith("refusing to push: 2 string(s) in ")  # the full and messages configs
+    assert message.startswith("refusing to push: 2 strings in ")  # the full and messages configs
     assert (
         "data/full/train-00000-of-00001.parquet, row 0, full_conversation[].content: OpenAI/Anthropic-style API key "
         "(sk-abc…[35 chars])" in message
@@ -157,16 +161,16 @@ def test_secrets_block_the_push_unless_allowed(hub, tmp_path):
     assert push_to_hub(folder, REPO, allow_secrets=True, backoff=0).committed
 
 
-def test_private_is_applied_on_create_and_on_an_existing_repo(hub, store, tmp_path, caplog):
+def test_private_is_applied_on_create_and_on_an_existing_repo(hub, store, tmp_path):
     from huggingface_hub import HfApi
 
     folder = export(store, tmp_path / "out")
-    push_to_hub(folder, REPO, private=False, backoff=0)
+    assert push_to_hub(folder, REPO, private=False, backoff=0).plan.notices == []
     assert HfApi().repo_info(REPO, repo_type="dataset").private is False
-    with caplog.at_level(logging.WARNING):
-        push_to_hub(folder, REPO, private=True, backoff=0)
+    result = push_to_hub(folder, REPO, private=True, backoff=0)
     assert HfApi().repo_info(REPO, repo_type="dataset").private is True
-    assert f"{REPO} was public; made it private" in caplog.text
+    assert result.plan.notices == [f"{REPO} was public; made it private"] and not result.committed
+    assert push_to_hub(folder, REPO, private=False, backoff=0).plan.notices == [f"{REPO} was private; made it public"]
 
 
 def test_user_card_sections_survive_a_repush(hub, store, tmp_path):
@@ -250,3 +254,178 @@ def test_revision_pushes_to_a_new_branch_and_leaves_main_alone(hub, store, tmp_p
     assert hub.head(REPO, "dev") == result.commit_sha
     statistics = json.loads(hub.files(REPO, "dev")["statistics.json"])
     assert statistics["total_samples"] == 41
+
+
+def plan_lines(out: str) -> list[str]:
+    """The plan's lines without the per-file ones (their sizes depend on the export)."""
+    return [line for line in out.splitlines() if not line.startswith(("  add ", "  update ", "  delete "))]
+
+
+NO_TOKEN = "no Hub token found; pass --token, set HF_TOKEN or run `hf auth login`"
+
+
+def test_dry_run_without_a_token_says_so_and_does_not_call_a_private_repo_new(
+    hub, store, tmp_path, capsys, monkeypatch
+):
+    folder = export(store, tmp_path / "out")
+    push_to_hub(folder, REPO, private=True, backoff=0, verify=False)
+    monkeypatch.delenv("HF_TOKEN")
+    capsys.readouterr()
+    assert main(["push", "--repo", REPO, "--data", str(folder), "--dry-run", "-q"]) == 1
+    out, err = capsys.readouterr()
+    assert plan_lines(out)[:2] == [
+        f"create dataset repo {REPO} (revision main, public (the Hub's default)), or update it if it is private: "
+        "without a token the Hub shows no private repo",
+        "  token: none found",
+    ]
+    assert out.endswith("dry run: nothing was uploaded\n")
+    assert err == f"personagym-hf push: error: the push would fail: {NO_TOKEN}\n"
+    assert hub.commit_count(REPO) == 1
+
+
+def test_dry_run_with_a_token_says_update_and_who(hub, store, tmp_path, capsys):
+    folder = export(store, tmp_path / "out")
+    push_to_hub(folder, REPO, private=True, backoff=0, verify=False)
+    write_files(store, [make_interaction(1, persona="persona_new")])
+    export(store, tmp_path / "out")
+    capsys.readouterr()
+    assert main(["push", "--repo", REPO, "--data", str(folder), "--dry-run", "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert plan_lines(out)[:2] == [
+        f"update dataset repo {REPO} (revision main, private)",
+        "  token: test-user (write)",
+    ]
+    assert err == ""
+
+
+def test_dry_run_with_a_refused_token_plans_anonymously_and_says_so(hub, store, tmp_path, capsys):
+    folder = export(store, tmp_path / "out")
+    push_to_hub(folder, REPO, backoff=0, verify=False)
+    hub.tokens.invalid.add("hf_expired")
+    capsys.readouterr()
+    assert main(["push", "--repo", REPO, "--data", str(folder), "--dry-run", "-q", "--token", "hf_expired"]) == 1
+    out, err = capsys.readouterr()
+    assert [plan_lines(out)[index] for index in (0, 1, 4)] == [
+        f"update dataset repo {REPO} (revision main, public)",
+        "  token: refused by the Hub (401)",
+        "  nothing to upload: the repo already holds this data",
+    ]
+    assert err == (
+        "personagym-hf push: error: the push would fail: the Hub refused the token (401: invalid or expired); "
+        "pass another --token or run `hf auth login`\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "token, message",
+    [
+        (None, NO_TOKEN),
+        (
+            "hf_reader",
+            "the token of test-user can only read; pass a token with write access (--token or `hf auth login`)",
+        ),
+    ],
+    ids=["no_token", "read_only"],
+)
+def test_push_that_cannot_authenticate_stops_before_uploading(
+    hub, store, tmp_path, capsys, monkeypatch, token, message
+):
+    folder = export(store, tmp_path / "out")
+    monkeypatch.delenv("HF_TOKEN")
+    hub.tokens.read_only.add("hf_reader")
+    assert main(["push", "--repo", REPO, "--data", str(folder), "-q", *(["--token", token] if token else [])]) == 1
+    assert capsys.readouterr().err == f"personagym-hf push: error: cannot push: {message}\n"
+    assert uploaded(hub) == 0 and hub.count_requests("POST", r"/api/repos/create") == 0
+
+
+def test_a_private_push_with_only_token_given_verifies(hub, store, tmp_path, capsys, monkeypatch):
+    folder = export(store, tmp_path / "out")
+    monkeypatch.delenv("HF_TOKEN")
+    assert main(["push", "--repo", REPO, "--data", str(folder), "-q", "--private", "--token", "hf_only_here"]) == 0
+    assert "features match" in capsys.readouterr().out
+
+
+def test_quiet_push_on_a_terminal_draws_no_bars_and_still_shows_the_visibility_notice(hub, store, tmp_path):
+    import os
+    import sys
+    from pathlib import Path
+
+    from terminal import run_with_terminal_stderr, with_progress_bars
+
+    folder = export(store, tmp_path / "out")
+    push_to_hub(folder, REPO, private=False, backoff=0, verify=False)
+    write_files(store, [make_interaction(1, persona="persona_q")])
+    export(store, tmp_path / "out")
+    done = run_with_terminal_stderr(
+        [sys.executable, "-m", "personagym_hf", "push", "--repo", REPO, "--data", str(folder), "-q", "--private"],
+        env=with_progress_bars(dict(os.environ)),
+        cwd=str(Path(__file__).parent.parent),
+    )
+    assert done.returncode == 0, done.terminal
+    assert done.terminal == ""
+    assert f"{REPO} was public; made it private\n" in done.stdout
+    assert "features match" in done.stdout and hub.commit_count(REPO) == 2
+
+
+def test_secrets_in_json_columns_block_the_push_too(hub, tmp_path):
+    fake_key = "hf_" + "abcdefghijklmnopqrstuvwxyz0123456789"  # built here so token scanners leave the repo alone
+    record = make_interaction(1, persona_features={"role": "engineer", "notes": f"token {fake_key}"})
+    folder = export(write_files(tmp_path / "s", [record]), tmp_path / "out", split=False)
+    with pytest.raises(PushError) as raised:
+        push_to_hub(folder, REPO)
+    places = [line.strip() for line in str(raised.value).splitlines()[1:]]
+    assert places == [
+        f"data/{config}/train-00000-of-00001.parquet, row 0, persona_features: Hugging Face token (hf_abc…[39 chars])"
+        for config in ["full", "messages", "query_rewrite"]
+    ]
+    assert uploaded(hub) == 0
+
+
+def test_the_push_describes_itself_as_its_dry_run_did(hub, store, tmp_path, capsys):
+    folder = export(store, tmp_path / "out")
+    for flags in (["--private"], []):  # a new repo, then an existing one
+        assert main(["push", "--repo", REPO, "--data", str(folder), "-q", "--dry-run", *flags]) == 0
+        planned = capsys.readouterr().out.splitlines()
+        assert main(["push", "--repo", REPO, "--data", str(folder), "-q", *flags]) == 0
+        done = capsys.readouterr().out.splitlines()
+        assert done[: len(planned) - 1] == planned[:-1]  # all but "dry run: nothing was uploaded"
+        write_files(store, [make_interaction(1, persona="persona_again")])
+        export(store, tmp_path / "out")
+    assert planned[0] == f"update dataset repo {REPO} (revision main, private)"
+
+
+def test_push_counts_of_one_are_singular(hub, tmp_path, capsys):
+    from huggingface_hub import HfApi
+
+    folder = export(write_files(tmp_path / "s", [make_interaction(1)]), tmp_path / "out", split=False)
+    assert main(["push", "--repo", REPO, "--data", str(folder), "-q"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  config full: train 1 row" in out
+    assert out[-1].endswith(": full 1 row, minimal 1 row, messages 1 row, query_rewrite 1 row; features match")
+    title = HfApi().list_repo_commits(REPO, repo_type="dataset")[0].title
+    assert title == f"Upload dataset ({len(hub.files(REPO)) - 1} files) with personagym-hf"
+    record = make_interaction(2, persona="persona_k")
+    record["messages"][1]["content"] = "key " + "sk-" + "abcdefghijklmnopqrstuvwxyz123456"
+    folder = export(write_files(tmp_path / "k", [record]), tmp_path / "k_out", split=False, hf_dataset=True)
+    (folder / "data" / "messages").rename(tmp_path / "gone")  # leave one config that holds the key
+    with pytest.raises(PushError, match=r"^refusing to push: 1 string in .* looks like an access token or API key; "):
+        push_to_hub(folder, REPO)
+
+
+def test_push_draws_no_progress_bar_when_stderr_is_not_a_terminal(hub, store, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from terminal import BAR, with_progress_bars
+
+    folder = export(store, tmp_path / "out")
+    done = subprocess.run(
+        [sys.executable, "-m", "personagym_hf", "push", "--repo", REPO, "--data", str(folder)],
+        capture_output=True,
+        text=True,
+        env=with_progress_bars(dict(os.environ)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert not BAR.search(done.stderr), done.stderr
+    assert "features match" in done.stdout

@@ -290,3 +290,41 @@ def test_conflicts_answer_412(hub: HubServer, repo: str, api: HfApi) -> None:
         tiny_dataset_dict().push_to_hub(repo)
     assert exc.value.response.status_code == 412
     assert hub.commit_count(repo) == 1
+
+
+# --------------------------------------------------------------------------- authentication
+
+
+def test_private_repos_are_hidden_without_a_token_and_writes_need_one(
+    hub: HubServer, repo: str, api: HfApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    owner = HfApi(token="hf_owner")
+    owner.update_repo_settings(repo, repo_type="dataset", private=True)
+    monkeypatch.delenv("HF_TOKEN")
+    anonymous = HfApi()
+    with pytest.raises(RepositoryNotFoundError) as hidden:
+        anonymous.repo_info(repo, repo_type="dataset")
+    assert hidden.value.response.status_code == 401
+    assert owner.repo_info(repo, repo_type="dataset").private is True
+    owner.update_repo_settings(repo, repo_type="dataset", private=False)
+    assert anonymous.repo_info(repo, repo_type="dataset").private is False
+    with pytest.raises(HfHubHTTPError) as refused:
+        anonymous.create_repo("ns/other", repo_type="dataset")
+    assert refused.value.response.status_code == 401
+
+
+def test_invalid_and_read_only_tokens(hub: HubServer, repo: str) -> None:
+    hub.tokens.invalid.add("hf_revoked")
+    hub.tokens.read_only.add("hf_reader")
+    with pytest.raises(HfHubHTTPError, match="Invalid user token") as invalid:
+        HfApi(token="hf_revoked").whoami()
+    assert invalid.value.response.status_code == 401
+    reader = HfApi(token="hf_reader")
+    assert reader.whoami()["auth"]["accessToken"]["role"] == "read"
+    assert reader.repo_info(repo, repo_type="dataset").id == repo
+    with pytest.raises(HfHubHTTPError) as forbidden:
+        reader.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=repo, repo_type="dataset")
+    assert forbidden.value.response.status_code == 403
+    assert HfApi(token="hf_writer").whoami()["auth"]["accessToken"]["role"] == "write"

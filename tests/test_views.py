@@ -122,7 +122,7 @@ def test_the_ppopt_jsonl_of_an_export_without_persona_has_no_persona(exported, t
     assert {tuple(line) for line in lines} == {tuple(WITHOUT_PERSONA["query_rewrite"])}
     assert not [value for value in PERSONA_VALUES if value in json.dumps(lines)]
     assert ppopt_columns(tmp_path / "pp.jsonl") == WITHOUT_PERSONA["query_rewrite"]
-    card = _ppopt_card("a/b", {"train": 13}, None, ppopt_columns(tmp_path / "pp.jsonl"))
+    card = _ppopt_card("a/b", {"train": 13}, None, ppopt_columns(tmp_path / "pp.jsonl"), [])
     info = yaml.safe_load(card.split("---")[1])["dataset_info"]
     assert [f["name"] for f in info["features"]] == WITHOUT_PERSONA["query_rewrite"]
     assert "`persona_id`" not in card and "`original_query`" not in card
