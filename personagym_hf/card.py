@@ -22,6 +22,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Iterable
 
+from .stats import LANGUAGE_KEYS
 from .views import CONFIG_NAMES
 
 START, END = "<!-- personagym-hf:generated:start -->", "<!-- personagym-hf:generated:end -->"
@@ -43,7 +44,6 @@ SIZE_CATEGORIES = [
 ]
 BAR_WIDTH = 20
 LICENSES_URL = "https://huggingface.co/docs/hub/repositories-licenses"
-LANGUAGE_KEYS = ("language", "locale", "lang")  # persona_features keys that name a persona's language
 _LANGUAGE_TAG = re.compile(r"([A-Za-z]{2,3})((?:[-_][A-Za-z0-9]{2,8})*)")
 
 logger = logging.getLogger(__name__)

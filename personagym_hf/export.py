@@ -388,7 +388,7 @@ class Exporter:
 
     def _close_hf_dataset(self, statistics: dict) -> str:
         """Close the shards (still under temporary names) and render the card that describes them."""
-        from .card import dataset_infos, render_card
+        from .card import dataset_infos, languages_of, render_card
 
         self.pending.flush_all()
         splits = {}
@@ -400,7 +400,9 @@ class Exporter:
         readme = self.folder.path / HF_FOLDER / "README.md"  # the earlier card: text its user added is kept
         existing = readme.read_text(encoding="utf-8") if readme.exists() else None
         infos = dataset_infos(self.specs, splits)
-        return str(render_card(infos, statistics, self.provenance()["settings"], existing=existing))
+        languages = languages_of(({"language": value}, rows) for value, rows in self.stats.languages.items())
+        settings = self.provenance()["settings"]
+        return str(render_card(infos, statistics, settings, existing=existing, languages=languages or None))
 
     def provenance(self) -> dict:
         """Where the data came from: package version, settings (nothing secret is ever in them) and a

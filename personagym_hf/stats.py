@@ -15,6 +15,8 @@ from typing import Any
 
 from .config import SPLIT_NAMES
 
+LANGUAGE_KEYS = ("language", "locale", "lang")  # persona_features keys that name a persona's language
+
 
 def _rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
@@ -49,6 +51,7 @@ class StatsAccumulator:
     roles: Counter = field(default_factory=Counter)
     models: Counter = field(default_factory=Counter)
     created_at: str | None = None
+    languages: Counter = field(default_factory=Counter)  # persona_features language values, for the card
 
     def add(self, sample: dict, split: str) -> None:
         part = self.splits.setdefault(split, SplitStats())
@@ -66,6 +69,9 @@ class StatsAccumulator:
         features = sample.get("persona_features")
         if features is not None:
             self.roles[str(features.get("role") or "unknown")] += 1
+            language = next((features[key] for key in LANGUAGE_KEYS if features.get(key)), None)
+            if isinstance(language, str):
+                self.languages[language] += 1
         metadata = sample.get("metadata") or {}
         model = metadata.get("assistant_model")
         if isinstance(model, dict) and model.get("model"):
@@ -81,6 +87,7 @@ class StatsAccumulator:
         self.strategies.update(other.strategies)
         self.roles.update(other.roles)
         self.models.update(other.models)
+        self.languages.update(other.languages)
         if other.created_at and (self.created_at is None or other.created_at > self.created_at):
             self.created_at = other.created_at
         return self
@@ -107,6 +114,7 @@ class StatsAccumulator:
             "roles": dict(sorted(self.roles.items())),
             "models": dict(sorted(self.models.items())),
             "created_at": self.created_at,
+            "languages": dict(sorted(self.languages.items())),
         }
 
     @classmethod
@@ -124,6 +132,7 @@ class StatsAccumulator:
             Counter(state["roles"]),
             Counter(state["models"]),
             state["created_at"],
+            Counter(state.get("languages") or {}),
         )
 
     def to_dict(self) -> dict[str, Any]:

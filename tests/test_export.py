@@ -345,3 +345,15 @@ def test_a_write_that_fails_fails_the_run_and_keeps_earlier_outputs(tmp_path, sm
     with pytest.raises(OSError, match=f"no space left on device writing {out} "):
         run(small_store, out)
     assert snapshot(out) == before  # no temporary file left behind either
+
+
+def test_the_cards_languages_come_from_the_personas_at_export(tmp_path):
+    import yaml
+
+    records = [make_interaction(i, persona=f"persona_{i:03d}") for i in range(5)]
+    for record, language in zip(records, ["ja", "en-GB", "en", "ja", "fr"]):
+        record["persona_features"]["language"] = language
+    run(write_files(tmp_path / "s", records), tmp_path / "out")
+    card = (tmp_path / "out" / "hf_dataset" / "README.md").read_text(encoding="utf-8")
+    data = yaml.safe_load(card.split("---")[1])
+    assert (data["language"], data["language_details"]) == (["en", "ja", "fr"], ["en", "en-GB", "ja", "fr"])
