@@ -89,10 +89,13 @@ def export_store(
     show_progress: bool = False,
     num_proc: int = 1,
     wait: bool = False,
+    audit: str | None = "auto",
 ) -> StoreExport:
     """Export a whole store. With `num_proc` > 1 chunks of files are encoded by worker processes; the
     outputs are the same bytes as with one process. `split`/`hf_dataset` None: as the earlier export when
-    appending (see `Exporter`). Either the whole export is written, or the output folder is left as it was."""
+    appending (see `Exporter`). `audit`: the leakage audit in the statistics, "near", "exact", "auto" (near when
+    rensa is installed, else exact) or None (off). Either the whole export is written, or the output folder is
+    left as it was."""
     import gc
 
     from .chunks import encode_chunk, run_chunks
@@ -115,6 +118,7 @@ def export_store(
         default_layout=Layout(split=True, hf_dataset=True),
         collector=collector_name(convert),
         wait=wait,
+        audit=audit,
     )
     staging = exporter.folder.staging / ".chunks"  # workers' part files: inside the transaction, never beside it
     bar = progress(None, total=len(files), desc="Exporting", enabled=show_progress)
