@@ -50,12 +50,15 @@ class Encoder:
         self.fields = full_fields(cfg.format)
         self.specs = config_specs(cfg.format) if views else {}  # dataset configs to build (none: no Parquet)
         self.splits: dict[str, str] = {}  # split key -> split
+        self.groups = None  # `groups.SplitGroups`, resolved, under split_by: persona_and_query
 
     def split_of(self, data: dict) -> str:
         """`split.split_of`, remembered per key: a persona has many samples, and its hash costs 1.3 us each time.
         Bounded, for stores whose keys are all different (`split_by: sample`)."""
         if not self.split:
             return "train"
+        if self.groups is not None:  # split_by: persona_and_query, grouped by the pre-pass (job.py)
+            return self.groups.split_of(data["sample_id"])
         key = split_key(data, self.cfg.split_by)
         split = self.splits.get(key)
         if split is None:

@@ -114,6 +114,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         line = summary_line(stats["leakage"])
         if line is not None:
             print(f"  {line}")
+    for line in stats.get("split_groups", {}).get("warnings", ()):
+        print(f"  {line}")
     if result.hf_dataset:
         print(f"  datasets folder: {result.hf_dataset}/ (load with datasets.load_dataset({str(result.hf_dataset)!r}))")
     return 0

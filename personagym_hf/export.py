@@ -204,6 +204,11 @@ class Exporter:
             from .audit import LeakageAudit
 
             self.audit = LeakageAudit(near=self.audit_mode == "near")
+        self.groups = None  # split_by persona_and_query: the store's groups, given by the caller's pre-pass
+        if cfg.split_by == "persona_and_query" and self.layout.split:
+            from .groups import SplitGroups
+
+            self.groups = SplitGroups(cfg.seed, cfg.ratios)
         self.result = ExportResult()
         self.items: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # JSON items not yet written
         self.lines: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # and their JSONL lines
@@ -244,6 +249,8 @@ class Exporter:
                 self.stats.add(row, split_name)
             if self.audit is not None:  # the audit reads rows as written, so these give what a fresh export added
                 self.audit.add(row, split_name)
+            if self.groups is not None:  # an append never moves a row: the groups start from where they are
+                self.groups.add(row, earlier=split_name)
             if self.parquet is not None and earlier.statistics_state is None:
                 self.pending.add(TrainingSample.from_dict(row).to_dict(), split_name)
             self.result.kept_samples += 1
@@ -359,6 +366,8 @@ class Exporter:
         result.statistics = self.stats.to_dict()
         if self.audit is not None:
             result.statistics["leakage"] = self.audit.to_dict()
+        if self.groups is not None:
+            result.statistics["split_groups"] = self.groups.to_dict()
         for name in self.files.names:
             result.json_files[name] = self.output_dir / self.files.json[name].path.name
             result.jsonl_files[name] = self.output_dir / self.files.jsonl[name].path.name

@@ -14,7 +14,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from .config import ExportConfig
 from .export import Exporter, ExportResult, stamped_name
@@ -59,6 +59,20 @@ def iter_store(
     files = discover_paths(paths)
     for path in progress(files, total=len(files), desc="Reading interactions", enabled=show_progress):
         yield from iter_file(path)
+
+
+def group_store(files: Sequence[str], convert: Convert, groups, *, show_progress: bool = False) -> None:
+    """The pre-pass of `split_by: persona_and_query`: every valid sample's group keys (`groups.SplitGroups`), then
+    the groups resolved. Bad records are left to the normal pass, which reports them."""
+    from .samples import iter_samples
+
+    def records():
+        for path in progress(files, total=len(files), desc="Grouping", enabled=show_progress):
+            yield from iter_file(path)
+
+    for sample, _record in iter_samples(records(), convert, Rejections("skip")):
+        groups.add(sample.to_dict())
+    groups.resolve()
 
 
 def _store_name(interactions: str | Path | Iterable[str | Path]) -> str:
@@ -135,6 +149,9 @@ def export_store(
     # inherit the frozen state.
     gc.freeze()
     try:
+        if exporter.groups is not None:  # split_by persona_and_query: every sample's group before any split
+            group_store(files, convert, exporter.groups, show_progress=show_progress)
+            exporter.encoder.groups = exporter.groups  # forked workers inherit it
         # A snapshot: `exported` grows as chunks are added, and a later duplicate must be reported, not skipped.
         skip = frozenset(exporter.files.exported)
         for task, chunk in run_chunks(files, staging, exporter.encoder, convert, skip=skip, num_proc=num_proc):
