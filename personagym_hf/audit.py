@@ -101,6 +101,21 @@ def signatures(texts: list[str]) -> np.ndarray:
     return (np.array(rows, dtype=np.uint32) & 0xFFFF).astype(np.uint16).reshape(len(texts), NUM_PERM)
 
 
+MODES = ("auto", "near", "exact")
+
+
+def resolve_mode(mode: str | None) -> str | None:
+    """An export's audit: "near" (rensa's MinHash), "exact" (digests only) or None (off); "auto" is "near" when
+    rensa is installed, else "exact"."""
+    if mode is None or mode in ("near", "exact"):
+        return mode
+    if mode != "auto":
+        raise ValueError(f"audit: expected one of {list(MODES)} or None, got {mode!r}")
+    from importlib.util import find_spec
+
+    return "near" if find_spec("rensa") is not None else "exact"
+
+
 def method(near: bool = True, threshold: float = THRESHOLD) -> dict[str, Any]:
     """How the figures were made, as `to_dict()` reports it."""
     described: dict[str, Any] = {"normalisation": "NFKC, case folded, punctuation as spaces, whitespace collapsed"}
@@ -146,6 +161,15 @@ class _Texts:
         if self.pending:
             self.blocks.append(signatures(self.pending))
             self.pending = []
+
+    def __getstate__(self) -> dict:
+        """Pickled (a worker's chunk) with its signatures made and without `index`, which `keys` rebuilds."""
+        self.flush()
+        return {name: value for name, value in self.__dict__.items() if name != "index"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.index = {key: number for number, key in enumerate(self.keys)}
 
     def signature_matrix(self) -> np.ndarray:
         self.flush()
@@ -461,4 +485,15 @@ def summary_line(leakage: dict[str, Any], max_share: float = 0.0) -> str | None:
     return "leakage: " + "; ".join(found[:2]) + more
 
 
-__all__ = ["FIELDS", "LeakageAudit", "leaks", "normalise", "report_lines", "shingles", "summary_line", "texts_of"]
+__all__ = [
+    "FIELDS",
+    "MODES",
+    "LeakageAudit",
+    "resolve_mode",
+    "leaks",
+    "normalise",
+    "report_lines",
+    "shingles",
+    "summary_line",
+    "texts_of",
+]

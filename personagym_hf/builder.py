@@ -22,7 +22,7 @@ import datasets
 from datasets.builder import Key
 
 from .chunks import CHUNK_FILES
-from .config import SPLIT_NAMES, ExportConfig, choice, format_flags, split_ratios
+from .config import SPLIT_BY, SPLIT_NAMES, ExportConfig, choice, format_flags, split_ratios
 from .samples import Rejections, checked, checks_itself, duplicate, iter_samples, place, record_id
 from .shards import BATCH_ROWS
 from .split import split_of
@@ -45,7 +45,7 @@ class PersonaGymConfig(datasets.BuilderConfig):
     interactions: str | list[str] | None = None
     format: dict[str, bool] | None = None
     ratios: dict[str, float] | None = None
-    split_by: Literal["persona", "sample"] = "persona"
+    split_by: Literal["persona", "sample", "persona_and_query"] = "persona"
     seed: int = 42
     split: bool = True
     on_bad_records: Literal["error", "warn", "skip"] = "warn"
@@ -60,7 +60,7 @@ class PersonaGymConfig(datasets.BuilderConfig):
         return ExportConfig(
             format=format_flags(self.format),
             ratios=split_ratios(self.ratios),
-            split_by=choice(self.split_by, ("persona", "sample"), "split_by"),
+            split_by=choice(self.split_by, SPLIT_BY, "split_by"),
             seed=self.seed,
             on_bad_records=choice(self.on_bad_records, ("error", "warn", "skip"), "on_bad_records"),
         )
@@ -120,6 +120,14 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
         # process, one first pass finds the later copies of duplicate ids, and every shard reads those as the
         # bad records one process reports.
         later = self._later_duplicates(files, ranges, num_proc) if num_proc > 1 and len(ranges) > 1 else {}
+        settings = self.config.settings()
+        self._groups = None
+        if self.config.split and settings.split_by == "persona_and_query":  # every sample's group first (groups.py)
+            from .groups import SplitGroups
+            from .job import group_store
+
+            self._groups = SplitGroups(settings.seed, settings.ratios)
+            group_store(files, self.config.convert(), self._groups)
         return [
             datasets.SplitGenerator(
                 name=name, gen_kwargs={"files": files, "ranges": ranges, "split": name, "later": later}
@@ -172,7 +180,14 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
         shard, batch = 0, 0  # shard: the range's index in this job's `ranges`, as `datasets.builder.Key` counts
         for sample, _record in iter_samples(records(), convert, Rejections(policy)):
             data = sample.to_dict()
-            if cfg.split and split_of(data, settings.seed, settings.ratios, settings.split_by) != split:
+            groups = getattr(self, "_groups", None)
+            if cfg.split and groups is not None and groups.split_of(data["sample_id"]) != split:
+                continue
+            if (
+                cfg.split
+                and groups is None
+                and split_of(data, settings.seed, settings.ratios, settings.split_by) != split
+            ):
                 continue
             if position["range"] != shard:
                 if samples:

@@ -294,6 +294,8 @@ def render_card(
     card_data.dataset_info = card_dataset_info(infos)
 
     distractor = statistics["distractor_stats"]
+    from .audit_card import leakage_markdown, tokens_markdown
+
     card = DatasetCard.from_template(
         card_data,
         template_path=str(template_path()),
@@ -340,6 +342,8 @@ def render_card(
             _table("Persona roles (samples)", "role", statistics["persona_distribution"], total),
             _table("Assistant models (samples)", "model", statistics["model_distribution"], total),
         ],
+        leakage_section=leakage_markdown(statistics["leakage"]) if "leakage" in statistics else "",
+        tokens_section=tokens_markdown(statistics["tokens"]) if statistics.get("tokens") else "",
     )
     return keep_user_parts(card, before, after)
 

@@ -41,20 +41,24 @@ SPLIT_CACHE = 1 << 16
 class Encoder:
     """A sample -> its split and its row in the JSON files, under one export's settings."""
 
-    def __init__(self, cfg: ExportConfig, split: bool, views: bool):
+    def __init__(self, cfg: ExportConfig, split: bool, views: bool, audit: str | None = None):
         from .views import config_specs, full_fields
 
         self.cfg, self.split = cfg, split
+        self.audit = audit  # the leakage audit of every chunk: "near", "exact" or None (audit.resolve_mode)
         self.split_names = SPLIT_NAMES if split else ("train",)
         self.fields = full_fields(cfg.format)
         self.specs = config_specs(cfg.format) if views else {}  # dataset configs to build (none: no Parquet)
         self.splits: dict[str, str] = {}  # split key -> split
+        self.groups = None  # `groups.SplitGroups`, resolved, under split_by: persona_and_query
 
     def split_of(self, data: dict) -> str:
         """`split.split_of`, remembered per key: a persona has many samples, and its hash costs 1.3 us each time.
         Bounded, for stores whose keys are all different (`split_by: sample`)."""
         if not self.split:
             return "train"
+        if self.groups is not None:  # split_by: persona_and_query, grouped by the pre-pass (job.py)
+            return self.groups.split_of(data["sample_id"])
         key = split_key(data, self.cfg.split_by)
         split = self.splits.get(key)
         if split is None:
@@ -97,6 +101,7 @@ class ChunkResult:
     bad: list[BadRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stats: StatsAccumulator = field(default_factory=StatsAccumulator)
+    audit: Any = None  # the chunk's `LeakageAudit` of its rows, when the export audits
     # Encoded samples, in memory (`InMemory`: this process) ...
     items: dict[str, list[bytes]] = field(default_factory=dict)  # split -> JSON items
     lines: dict[str, list[bytes]] = field(default_factory=dict)  # split -> JSONL lines
@@ -222,6 +227,10 @@ def encode_chunk(task: ChunkTask, in_memory: bool = False, earlier: Container[st
     # Bad records are collected here and reported by the parent, in store order; "error" still stops at once.
     rejections = Rejections("error" if encoder.cfg.on_bad_records == "error" else "skip")
     batches = Batches(encoder.cfg.format, sink.table, _JOB["batch_rows"]) if encoder.specs else None
+    if encoder.audit is not None:
+        from .audit import LeakageAudit
+
+        result.audit = LeakageAudit(near=encoder.audit == "near")
     try:
         current = [task.start]
 
@@ -243,6 +252,8 @@ def encode_chunk(task: ChunkTask, in_memory: bool = False, earlier: Container[st
             row = encoder.row(data)
             sink.item(split, pretty_item(row), dumps_line(row))
             result.stats.add(data, split)
+            if result.audit is not None:  # the rows as written: what an append reads back (export.py)
+                result.audit.add(row, split)
             if batches is not None:
                 batches.add(data, split)
             result.kept.append(kept)

@@ -90,6 +90,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         show_progress=_show_progress(args),
         num_proc=args.num_proc,
         wait=args.wait,
+        audit=None if args.no_audit else "auto",
     )
     result, stats = run.result, run.result.statistics
     by_split = ", ".join(
@@ -109,6 +110,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"  output: {Path(output)}/ ({', '.join(sorted(p.name for p in result.json_files.values()))}, "
         f"JSONL beside each, {', '.join(sorted(p.name for p in result.other_files.values()))})"
     )
+    if "leakage" in stats:
+        from .audit import summary_line
+
+        line = summary_line(stats["leakage"])
+        if line is not None:
+            print(f"  {line}")
+    for line in stats.get("split_groups", {}).get("warnings", ()):
+        print(f"  {line}")
     if result.hf_dataset:
         print(f"  datasets folder: {result.hf_dataset}/ (load with datasets.load_dataset({str(result.hf_dataset)!r}))")
     for warning in result.warnings:
@@ -453,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes (default 1); the outputs are the same bytes for any N",
     )
+    export.add_argument(
+        "--no-audit",
+        action="store_true",
+        help="leave the leakage audit out of statistics.json and the card (default: near duplicates with the "
+        "[audit] extra, exact duplicates without it)",
+    )
     export.set_defaults(func=cmd_export)
 
     validate = sub.add_parser("validate", help="check every record; list the bad ones; exit 1 if any")
@@ -500,7 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_hub_options(push)
     push.set_defaults(
-        func=cmd_push, no_split=False, timestamp=False, append=None, no_hf_dataset=False, num_proc=1, wait=False
+        func=cmd_push,
+        no_split=False,
+        timestamp=False,
+        append=None,
+        no_hf_dataset=False,
+        num_proc=1,
+        wait=False,
+        no_audit=False,
     )
 
     card = sub.add_parser("card", help="render the dataset card of an export (stdout, or --write into its README.md)")

@@ -21,7 +21,8 @@ FORMAT_FLAGS = (
 SPLIT_NAMES = ("train", "validation", "test")
 DEFAULT_RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 OnBadRecords = Literal["error", "warn", "skip"]
-SplitBy = Literal["persona", "sample"]
+SplitBy = Literal["persona", "sample", "persona_and_query"]
+SPLIT_BY = ("persona", "sample", "persona_and_query")
 
 
 class ConfigError(ValueError):
@@ -101,7 +102,7 @@ def parse_config(config: Mapping[str, Any] | None) -> ExportConfig:
     return ExportConfig(
         format=format_flags(training.get("format")),
         ratios=split_ratios(training.get("split")),
-        split_by=choice(training.get("split_by", "persona"), ("persona", "sample"), "training_data.split_by"),
+        split_by=choice(training.get("split_by", "persona"), SPLIT_BY, "training_data.split_by"),
         seed=seed,
         incremental=bool(experiment.get("incremental", False)),
         on_bad_records=choice(

@@ -165,8 +165,12 @@ class Exporter:
         collector: str | None = None,
         statistics_file: bool = True,
         wait: bool = False,
+        audit: str | None = None,
     ):
+        from .audit import resolve_mode
+
         self.cfg, self.output_dir = cfg, Path(output_dir)
+        self.audit_mode = resolve_mode(audit)
         self.collector = collector
         stamped = use_timestamp and not append  # timestamps are not applied when appending
         managed = is_nothing if stamped else is_export_file if statistics_file else is_sample_export_file
@@ -194,8 +198,18 @@ class Exporter:
         cfg, staging = self.cfg, self.folder.staging
         self.outputs = OutputSet()
         self.files = SplitFiles(staging, self.outputs, self.layout.split, self.stamp)
-        self.encoder = Encoder(cfg, self.layout.split, views=self.layout.hf_dataset)
+        self.encoder = Encoder(cfg, self.layout.split, views=self.layout.hf_dataset, audit=self.audit_mode)
         self.stats = StatsAccumulator()
+        self.audit = None
+        if self.audit_mode is not None:
+            from .audit import LeakageAudit
+
+            self.audit = LeakageAudit(near=self.audit_mode == "near")
+        self.groups = None  # split_by persona_and_query: the store's groups, given by the caller's pre-pass
+        if cfg.split_by == "persona_and_query" and self.layout.split:
+            from .groups import SplitGroups
+
+            self.groups = SplitGroups(cfg.seed, cfg.ratios)
         self.result = ExportResult()
         self.items: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # JSON items not yet written
         self.lines: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # and their JSONL lines
@@ -234,6 +248,10 @@ class Exporter:
                 )
             if earlier.statistics_state is None:  # an export made before the manifest: recount from its rows
                 self.stats.add(row, split_name)
+            if self.audit is not None:  # the audit reads rows as written, so these give what a fresh export added
+                self.audit.add(row, split_name)
+            if self.groups is not None:  # an append never moves a row: the groups start from where they are
+                self.groups.add(row, earlier=split_name)
             if self.parquet is not None and earlier.statistics_state is None:
                 self.pending.add(TrainingSample.from_dict(row).to_dict(), split_name)
             self.result.kept_samples += 1
@@ -286,6 +304,8 @@ class Exporter:
         row = self.encoder.row(data)
         self.item(split, pretty_item(row), dumps_line(row))
         self.stats.add(data, split)
+        if self.audit is not None:
+            self.audit.add(row, split)
         self._add_parquet(data, split)
         self.result.new_samples += 1
         return split
@@ -320,6 +340,8 @@ class Exporter:
             self._add_arrow_file(config, split, path)
         chunk.discard()
         self.stats.merge(chunk.stats)
+        if self.audit is not None:
+            self.audit.merge(chunk.audit)
         # Not added to `files.exported`: the caller (job.py) tracks a chunk's ids, to find duplicates.
         self.result.new_samples += len(chunk.kept)
 
@@ -348,6 +370,10 @@ class Exporter:
             result.warnings = skew_warnings(
                 stats["samples_by_split"], stats["total_personas"], self.cfg.ratios, self.cfg.split_by
             )
+        if self.audit is not None:
+            result.statistics["leakage"] = self.audit.to_dict()
+        if self.groups is not None:
+            result.statistics["split_groups"] = self.groups.to_dict()
         for name in self.files.names:
             result.json_files[name] = self.output_dir / self.files.json[name].path.name
             result.jsonl_files[name] = self.output_dir / self.files.jsonl[name].path.name

@@ -14,7 +14,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from .config import ExportConfig
 from .export import Exporter, ExportResult, stamped_name
@@ -61,6 +61,20 @@ def iter_store(
         yield from iter_file(path)
 
 
+def group_store(files: Sequence[str], convert: Convert, groups, *, show_progress: bool = False) -> None:
+    """The pre-pass of `split_by: persona_and_query`: every valid sample's group keys (`groups.SplitGroups`), then
+    the groups resolved. Bad records are left to the normal pass, which reports them."""
+    from .samples import iter_samples
+
+    def records():
+        for path in progress(files, total=len(files), desc="Grouping", enabled=show_progress):
+            yield from iter_file(path)
+
+    for sample, _record in iter_samples(records(), convert, Rejections("skip")):
+        groups.add(sample.to_dict())
+    groups.resolve()
+
+
 def _store_name(interactions: str | Path | Iterable[str | Path]) -> str:
     if isinstance(interactions, (str, Path)):
         return str(interactions)
@@ -89,10 +103,13 @@ def export_store(
     show_progress: bool = False,
     num_proc: int = 1,
     wait: bool = False,
+    audit: str | None = "auto",
 ) -> StoreExport:
     """Export a whole store. With `num_proc` > 1 chunks of files are encoded by worker processes; the
     outputs are the same bytes as with one process. `split`/`hf_dataset` None: as the earlier export when
-    appending (see `Exporter`). Either the whole export is written, or the output folder is left as it was."""
+    appending (see `Exporter`). `audit`: the leakage audit in the statistics, "near", "exact", "auto" (near when
+    rensa is installed, else exact) or None (off). Either the whole export is written, or the output folder is
+    left as it was."""
     import gc
 
     from .chunks import encode_chunk, run_chunks
@@ -115,6 +132,7 @@ def export_store(
         default_layout=Layout(split=True, hf_dataset=True),
         collector=collector_name(convert),
         wait=wait,
+        audit=audit,
     )
     staging = exporter.folder.staging / ".chunks"  # workers' part files: inside the transaction, never beside it
     bar = progress(None, total=len(files), desc="Exporting", enabled=show_progress)
@@ -131,6 +149,9 @@ def export_store(
     # inherit the frozen state.
     gc.freeze()
     try:
+        if exporter.groups is not None:  # split_by persona_and_query: every sample's group before any split
+            group_store(files, convert, exporter.groups, show_progress=show_progress)
+            exporter.encoder.groups = exporter.groups  # forked workers inherit it
         # A snapshot: `exported` grows as chunks are added, and a later duplicate must be reported, not skipped.
         skip = frozenset(exporter.files.exported)
         for task, chunk in run_chunks(files, staging, exporter.encoder, convert, skip=skip, num_proc=num_proc):

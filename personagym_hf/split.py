@@ -32,7 +32,16 @@ def assign_split(key: str, seed: int, ratios: dict[str, float]) -> str:
     return [name for name in SPLIT_NAMES if ratios[name] > 0][-1]
 
 
+class NeedsGroupsError(ValueError):
+    """`split_by: persona_and_query` asked of something that sees one sample at a time."""
+
+
 def split_key(sample: TrainingSample | dict, split_by: SplitBy) -> str:
+    if split_by == "persona_and_query":  # a sample's group depends on every other sample (groups.py)
+        raise NeedsGroupsError(
+            "split_by persona_and_query groups the whole store before any split is given: export it with "
+            "`personagym-hf export` or `export_store`, or use split_by persona or sample here"
+        )
     get = sample.get if isinstance(sample, dict) else lambda name: getattr(sample, name)
     return get("persona_id") if split_by == "persona" else get("sample_id")
 

@@ -43,8 +43,12 @@ def store(tmp_path) -> Path:
 @pytest.mark.parametrize("num_proc", ["1", "2"])
 @pytest.mark.parametrize(
     "training",
-    [{}, {"format": {"include_persona": False, "include_trajectory": True, "include_distractor_versions": False}}],
-    ids=["full", "minimal"],
+    [
+        {},
+        {"format": {"include_persona": False, "include_trajectory": True, "include_distractor_versions": False}},
+        {"split_by": "persona_and_query"},
+    ],
+    ids=["full", "minimal", "persona_and_query"],
 )
 def test_an_append_that_adds_nothing_writes_the_same_bytes(store, tmp_path, training, num_proc, monkeypatch):
     import personagym_hf.chunks as chunks

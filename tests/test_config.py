@@ -98,6 +98,7 @@ def test_config_file_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"list.yaml: expected a YAML mapping at the top level, got list"):
         load_config(tmp_path / "list.yaml")
     with pytest.raises(
-        ConfigError, match=r"training_data.split_by: expected one of \['persona', 'sample'\], got 'user'"
+        ConfigError,
+        match=r"training_data.split_by: expected one of \['persona', 'sample', 'persona_and_query'\], got 'user'",
     ):
         parse_config({"training_data": {"split_by": "user"}})

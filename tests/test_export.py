@@ -109,6 +109,10 @@ def test_statistics_have_exact_values(tmp_path):
     records[2]["messages"] = records[2]["messages"][:2]
     stats = run(write_files(tmp_path / "s", records), tmp_path / "out", split=False).result.statistics
     assert stats == read_json(tmp_path / "out" / "statistics.json")
+    from personagym_hf.audit import method
+
+    # one split: the audit has nothing to compare
+    assert stats.pop("leakage") == {"method": method(), "samples": {"train": 3}, "pairs": {}, "max_share": 0.0}
     assert stats == {
         "total_samples": 3,
         "samples_by_split": {"train": 3, "validation": 0, "test": 0},

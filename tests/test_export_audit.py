@@ -1,0 +1,127 @@
+"""The leakage audit inside an export: statistics.json (`leakage`), the card's section, the summary line; the same
+bytes for any num_proc, and an append recomputes it from the rows it carries over."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import LEAKY, leaky_interaction, write_files
+from test_audit import EXPECTED_PAIRS, leaky_samples, strip_estimates
+
+from personagym_hf import TrainingDataCollector
+from personagym_hf.audit import LeakageAudit, method
+from personagym_hf.audit_card import leakage_markdown
+from personagym_hf.cli import main
+from personagym_hf.config import parse_config
+from personagym_hf.extras import MissingExtra
+from personagym_hf.job import export_store
+from personagym_hf.writers import dumps_pretty
+
+CONVERT = TrainingDataCollector().interaction_to_training_sample
+SUMMARY = (
+    "  leakage: train <-> validation: 100.0% of validation original_queries have an exact or near duplicate in train; "
+    "train <-> validation: 100.0% of validation initial_queries have an exact or near duplicate in train (+4 more; "
+    "run `personagym-hf audit`)"
+)
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def export(capsys, store: Path, out: Path, *options: str) -> list[str]:
+    assert main(["export", "--interactions", str(store), "--output", str(out), "-q", *options]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_an_export_holds_the_leakage_of_its_rows(leaky_store, tmp_path, capsys):
+    out = tmp_path / "out"
+    lines = export(capsys, leaky_store, out)
+    leakage = read_json(out / "statistics.json")["leakage"]
+    assert leakage == LeakageAudit().add_all(leaky_samples()).to_dict()
+    assert leakage["samples"] == {"train": 3, "validation": 1, "test": 3}
+    assert strip_estimates(json.loads(json.dumps(leakage)))["pairs"] == EXPECTED_PAIRS
+    assert read_json(out / "hf_dataset" / "statistics.json")["leakage"] == leakage
+    card = (out / "hf_dataset" / "README.md").read_text(encoding="utf-8")
+    assert "\n\n" + leakage_markdown(leakage) + "\n\n## Provenance\n" in card
+    assert lines[3] == SUMMARY
+    # what `personagym-hf audit --data` finds in the export, from its JSONL files or its Parquet shards
+    for data in (out, out / "hf_dataset"):
+        assert main(["audit", "--data", str(data), "--json"]) == 0
+        assert capsys.readouterr().out == dumps_pretty(leakage).decode()
+
+
+def test_no_audit_leaves_it_out(leaky_store, tmp_path, capsys):
+    out = tmp_path / "out"
+    lines = export(capsys, leaky_store, out, "--no-audit")
+    assert "leakage" not in read_json(out / "statistics.json")
+    assert "Leakage" not in (out / "hf_dataset" / "README.md").read_text(encoding="utf-8")
+    assert not [line for line in lines if "leakage" in line]
+
+
+def test_nothing_leaks_no_summary_line(tmp_path, capsys):
+    store = write_files(tmp_path / "s", [leaky_interaction(key) for key in ("t1", "v1")])
+    lines = export(capsys, store, tmp_path / "out")
+    pair = read_json(tmp_path / "out" / "statistics.json")["leakage"]["pairs"]["train-validation"]
+    assert pair["original_query"]["near"] == pair["initial_query"]["near"] == pair["conversation"]["near"] == 0
+    assert not [line for line in lines if "leakage" in line]
+
+
+def test_without_rensa_the_export_audits_exact_duplicates(leaky_store, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rensa", None)  # as if the [audit] extra were not installed
+    out = tmp_path / "out"
+    lines = export(capsys, leaky_store, out)
+    leakage = read_json(out / "statistics.json")["leakage"]
+    assert leakage["method"] == method(near=False)
+    assert leakage == LeakageAudit(near=False).add_all(leaky_samples()).to_dict()
+    assert lines[3] == (
+        "  leakage: train <-> validation: 100.0% of validation original_queries have an exact duplicate in train; "
+        "train <-> test: 33.3% of test original_queries have an exact duplicate in train (+1 more; run "
+        "`personagym-hf audit`)"
+    )
+    with pytest.raises(MissingExtra, match=r"^near-duplicate detection needs rensa, which is not installed: pip "):
+        export_store(leaky_store, tmp_path / "near", parse_config({}), CONVERT, audit="near")
+    assert not (tmp_path / "near").exists()
+
+
+def test_the_leakage_is_the_same_bytes_for_any_num_proc(tmp_path, monkeypatch):
+    from personagym_hf import chunks
+    from personagym_hf.synth import write_store
+
+    monkeypatch.setattr(chunks, "CHUNK_FILES", 7)
+    store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
+    write_files(store, [leaky_interaction(key) for key in LEAKY])  # known leaks among the synthetic ones
+    one = export_store(store, tmp_path / "one", parse_config({"training_data": {"split_by": "sample"}}), CONVERT)
+    two = export_store(
+        store, tmp_path / "two", parse_config({"training_data": {"split_by": "sample"}}), CONVERT, num_proc=2
+    )
+    assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two")
+    leakage = one.result.statistics["leakage"]
+    assert leakage == two.result.statistics["leakage"]
+    assert leakage["pairs"]["train-test"]["personas"]["shared"] > 0  # split by sample: personas cross splits
+    rows = []
+    for name in ("train", "val", "test"):
+        split = {"val": "validation"}.get(name, name)
+        lines = (tmp_path / "one" / f"{name}_samples.jsonl").read_text(encoding="utf-8").splitlines()
+        rows += [(json.loads(line), split) for line in lines]
+    assert leakage == LeakageAudit().add_all(rows).to_dict()  # the rows as written, in one piece
+
+
+def test_an_append_recomputes_the_leakage_from_the_rows_it_carries(leaky_store, tmp_path, capsys):
+    late = leaky_store / "interaction_x2.json"
+    record = late.read_text(encoding="utf-8")
+    late.unlink()
+    out = tmp_path / "out"
+    export(capsys, leaky_store, out)
+    assert read_json(out / "statistics.json")["leakage"]["samples"] == {"train": 3, "validation": 1, "test": 2}
+    late.write_text(record, encoding="utf-8")
+    export(capsys, leaky_store, out, "--append")
+    export(capsys, leaky_store, tmp_path / "fresh")
+    assert (
+        read_json(out / "statistics.json")["leakage"] == read_json(tmp_path / "fresh" / "statistics.json")["leakage"]
+    )
