@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 from personagym_hf import shards  # noqa: E402
 from personagym_hf.config import parse_config  # noqa: E402
 from personagym_hf.job import export_store  # noqa: E402
-from personagym_hf.synth import write_store  # noqa: E402
+from personagym_hf.synth import iter_interactions  # noqa: E402
 from personagym_hf.training_data import TrainingDataCollector  # noqa: E402
+from personagym_hf.writers import dumps_line  # noqa: E402
 
 GEAR = np.random.default_rng(0).integers(0, 2**64 - 1, size=256, dtype=np.uint64)
 MASK = np.uint64(0xFFFF << 48)  # 16 bits: a boundary every 64 KiB on average
@@ -106,10 +107,14 @@ def main() -> None:
     parser.add_argument("--store", required=True, type=Path, help="a store folder (e.g. bench.py's --keep store)")
     parser.add_argument("--extra-share", type=float, default=0.05, help="interactions appended, as a share")
     args = parser.parse_args()
-    count = sum(1 for _ in args.store.rglob("*.json"))
+    count = sum(1 for p in args.store.rglob("interaction_*.json"))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        extra = write_store(work / "extra", int(count * args.extra_share), personas=max(1, count // 20), seed=99)
+        extra = work / "extra.jsonl"  # new interactions of the same personas, with ids of their own
+        with extra.open("wb") as f:
+            for interaction in iter_interactions(int(count * args.extra_share), max(1, count // 20), 99, 1300):
+                interaction["interaction_id"] += "_appended"
+                f.write(dumps_line(interaction))
         results = {cdc: measure(args.store, extra, work, cdc) for cdc in (False, True)}
     if not (results[True] or results[False]):
         sys.exit("no shard is in both exports")

@@ -429,3 +429,13 @@ def test_push_draws_no_progress_bar_when_stderr_is_not_a_terminal(hub, store, tm
     assert done.returncode == 0, done.stderr
     assert not BAR.search(done.stderr), done.stderr
     assert "features match" in done.stdout
+
+
+def test_a_re_export_in_the_other_layout_plans_the_deletes_of_what_it_no_longer_has(hub, store, tmp_path):
+    out = tmp_path / "out"
+    push_to_hub(export(store, out), REPO, backoff=0)
+    pushed = set(hub.files(REPO))
+    plan = push_to_hub(export(store, out, split=False), REPO, backoff=0, dry_run=True).plan
+    deleted = sorted(f.path for f in plan.files if f.action == "delete")
+    assert deleted == sorted(p for p in pushed if p.startswith("data/") and "/train-" not in p)
+    assert deleted and all("/validation-" in p or "/test-" in p for p in deleted)
