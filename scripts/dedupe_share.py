@@ -99,7 +99,7 @@ def measure(store: Path, extra: Path, work: Path, cdc: bool) -> dict[str, tuple[
     return figures
 
 
-saved = shards.CDC_OPTIONS
+saved = getattr(shards, "CDC_OPTIONS", False)  # False: a version of the export without CDC
 
 
 def main() -> None:
@@ -115,7 +115,8 @@ def main() -> None:
             for interaction in iter_interactions(int(count * args.extra_share), max(1, count // 20), 99, 1300):
                 interaction["interaction_id"] += "_appended"
                 f.write(dumps_line(interaction))
-        results = {cdc: measure(args.store, extra, work, cdc) for cdc in (False, True)}
+        results = {cdc: measure(args.store, extra, work, cdc) for cdc in ((False, True) if saved else (False,))}
+        results.setdefault(True, {})
     if not (results[True] or results[False]):
         sys.exit("no shard is in both exports")
     # `datasets` only writes content_defined_chunking into the metadata when it is on; so does the export.
@@ -124,7 +125,7 @@ def main() -> None:
     for name in sorted(set(results[True]) | set(results[False])):
         plain, cdc = results[False].get(name, (float("nan"), 0)), results[True].get(name, (float("nan"), 0))
         print(f"{name:45} {cdc[1] / 1e6:8.1f} {plain[0]:20.1%} {cdc[0]:18.1%}")
-    for cdc in (False, True):
+    for cdc in (cdc for cdc in (False, True) if results[cdc]):
         total = sum(size for _, size in results[cdc].values())
         reused = sum(share * size for share, size in results[cdc].values())
         print(f"all shards, {'CDC' if cdc else 'fixed'} pages: {reused / total:.1%} of {total / 1e6:.1f} MB reused")

@@ -47,13 +47,14 @@ def wait_for(condition, seconds: float) -> None:
         time.sleep(0.05)
 
 
-def test_a_push_killed_during_its_uploads_resumes_with_the_rest_and_one_commit(hub, folder, capsys):
+def test_a_push_killed_during_its_uploads_resumes_with_the_rest_and_one_commit(hub, folder, capsys, tmp_path):
     shards = parquet_bytes(folder)
     assert len(shards) > 3
     hub.inject(method="PUT", path_regex=r"/lfs-upload/", hang=True, times=1000, skip=3)  # 3 uploads, then silence
     push = subprocess.Popen(
         [sys.executable, "-m", "personagym_hf", "push", "--repo", REPO, "--data", str(folder), "-q"],
         cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # a killed push cannot remove its staging folder
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
