@@ -235,7 +235,15 @@ def cmd_card(args: argparse.Namespace) -> int:
         raise CliError(f"{folder}: no exported dataset here; run `personagym-hf export` first or pass --data")
     card = folder_card(folder, repo_id=args.repo, license=args.license, languages=args.language)
     if args.write:
-        (folder / "README.md").write_text(str(card), encoding="utf-8")
+        from .writers import AtomicFile
+
+        out = AtomicFile(folder / "README.md")  # a card cut short by a kill or a full disk is never visible
+        try:
+            out.write(str(card).encode("utf-8"))
+        except BaseException:
+            out.abort()
+            raise
+        out.commit()
         print(f"wrote {folder / 'README.md'}")
     else:
         sys.stdout.write(str(card))
