@@ -22,6 +22,7 @@ import datasets
 from datasets.builder import Key
 
 from .chunks import CHUNK_FILES
+from .collect import interaction_to_sample
 from .config import SPLIT_BY, SPLIT_NAMES, ExportConfig, choice, format_flags, split_ratios
 from .samples import Rejections, checked, checks_itself, duplicate, iter_samples, place, record_id
 from .shards import BATCH_ROWS
@@ -67,9 +68,8 @@ class PersonaGymConfig(datasets.BuilderConfig):
 
     def convert(self):
         """The collector's conversion (the default `TrainingDataCollector` unless one was given)."""
-        from .training_data import TrainingDataCollector
-
-        return (self.collector or TrainingDataCollector()).interaction_to_training_sample
+        # No collector: the conversion of the default `TrainingDataCollector` itself (a face above the builder).
+        return self.collector.interaction_to_training_sample if self.collector else interaction_to_sample
 
     def store(self) -> str | list[str]:
         source = self.interactions or self.data_dir

@@ -433,7 +433,7 @@ class Exporter:
     def provenance(self) -> dict:
         """Where the data came from: package version, settings (nothing secret is ever in them) and a
         fingerprint of the exported rows — no wall-clock time, so unchanged data gives an unchanged file."""
-        from . import __version__
+        from .version import __version__
 
         return {
             "generator": "personagym-hf",

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .collect import interaction_to_sample, validate_sample
+from .collect import checks_itself, interaction_to_sample, validate_sample
 from .config import parse_config
 from .export import Exporter, ExportResult
 from .manifest import Layout, collector_name
@@ -32,6 +32,7 @@ class TrainingDataCollector:
         self.config = config or {}
         self.settings = parse_config(self.config)
 
+    @checks_itself
     def interaction_to_training_sample(self, interaction: dict[str, Any]) -> TrainingSample:
         """Convert single interaction to training sample (raises `InvalidInteraction` when it cannot be)."""
         return interaction_to_sample(interaction)
