@@ -23,6 +23,8 @@ DEFAULT_RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 OnBadRecords = Literal["error", "warn", "skip"]
 SplitBy = Literal["persona", "sample", "persona_and_query"]
 SPLIT_BY = ("persona", "sample", "persona_and_query")
+StartMethod = Literal["fork", "spawn", "forkserver"]
+START_METHODS = ("fork", "spawn", "forkserver")
 
 
 class ConfigError(ValueError):
@@ -39,6 +41,22 @@ class ExportConfig:
     on_bad_records: OnBadRecords = "warn"
     interactions_dir: str = "output/interactions"
     output_dir: str = "output/training_data"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How an export runs, as opposed to what it writes (`ExportConfig`): the outputs are the same bytes for any
+    value of these. `start_method` is the `multiprocessing` start method of the workers (`num_proc` > 1): "fork"
+    shares the parent's memory and takes any collector; "spawn" and "forkserver" send the job to each worker, so
+    a custom collector's class must be importable (defined at the top level of a module)."""
+
+    num_proc: int = 1
+    start_method: StartMethod = "fork"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_proc, bool) or not isinstance(self.num_proc, int) or self.num_proc < 1:
+            raise ConfigError(f"num_proc: expected an integer >= 1, got {self.num_proc!r}")
+        choice(self.start_method, START_METHODS, "start_method")
 
 
 def format_flags(block: Mapping[str, Any] | None) -> dict[str, bool]:

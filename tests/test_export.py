@@ -1,4 +1,5 @@
 import json
+import pickle
 import re
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import pytest
 from conftest import make_interaction, write_files
 
 from personagym_hf import BadInputError, TrainingDataCollector, TrainingDataExporter
-from personagym_hf.config import parse_config
+from personagym_hf.config import ConfigError, RunOptions, parse_config
 from personagym_hf.job import export_store
 from personagym_hf.split import split_of
 
@@ -294,6 +295,45 @@ def test_num_proc_gives_the_same_bytes_as_one_process(tmp_path, chunked):
     assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two")
     assert one.result.statistics["total_samples"] == two.result.statistics["total_samples"] == 60
     assert not list(tmp_path.glob("*/.chunks-*"))
+
+
+def test_spawned_workers_give_the_same_bytes_as_forked_ones(tmp_path, chunked):
+    """The chunk job reaches each worker in its pool's initargs, so a worker that inherits nothing has it too."""
+    from personagym_hf.synth import write_store
+
+    store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
+    fork = export_store(store, tmp_path / "fork", parse_config({}), CONVERT, options=RunOptions(num_proc=2))
+    spawn = RunOptions(num_proc=2, start_method="spawn")
+    spawned = export_store(store, tmp_path / "spawn", parse_config({}), CONVERT, options=spawn)
+    assert snapshot(tmp_path / "fork") == snapshot(tmp_path / "spawn")
+    assert fork.result.statistics["total_samples"] == spawned.result.statistics["total_samples"] == 60
+
+
+def test_a_collector_spawned_workers_cannot_import_is_one_line(tmp_path, chunked):
+    from personagym_hf.synth import write_store
+
+    class Local(TrainingDataCollector):
+        pass
+
+    store = write_store(tmp_path / "s", count=20, personas=5, seed=4, reply_chars=50)
+    options = RunOptions(num_proc=2, start_method="spawn")
+    with pytest.raises(ConfigError) as error:
+        export_store(
+            store, tmp_path / "out", parse_config({}), Local().interaction_to_training_sample, options=options
+        )
+    with pytest.raises((pickle.PicklingError, AttributeError)) as why:  # its wording depends on the Python version
+        pickle.dumps(Local().interaction_to_training_sample)
+    assert str(error.value) == (
+        "start_method 'spawn': the collector test_export:test_a_collector_spawned_workers_cannot_import_is_one_line."
+        f"<locals>.Local cannot be sent to worker processes ({why.value}); define it at the top level of an "
+        "importable module, or use start_method 'fork'"
+    )
+    assert not (tmp_path / "out").exists()
+    # Forked workers inherit the class: the same collector exports.
+    forked = export_store(
+        store, tmp_path / "out", parse_config({}), Local().interaction_to_training_sample, num_proc=2
+    )
+    assert forked.result.statistics["total_samples"] == 20
 
 
 def test_a_duplicate_in_a_later_chunk_is_reported_and_dropped(tmp_path, chunked):
