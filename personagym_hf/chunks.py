@@ -1,6 +1,6 @@
 """Encoding a store in fixed chunks of files, in this process or in worker processes.
 
-The store's files are cut into chunks of `CHUNK_FILES` — a fixed count, so the cut does not depend on
+The store's files are cut into chunks of `RunOptions.chunk_files` — a fixed count, so the cut does not depend on
 `num_proc`. `encode_chunk` reads, converts, validates and splits one chunk, and hands each sample's JSON
 item, JSONL line and (a batch at a time) every config's Arrow table to a sink:
 - in this process the sink is `InMemory`: the chunk's encoded samples stay in memory (measured: +25 MB peak RSS);
@@ -36,14 +36,13 @@ from .stats import StatsAccumulator
 from .store import BadRecord, iter_file
 from .writers import BUFFER_BYTES, ITEM_SEPARATOR, dumps_line, pretty_item
 
-CHUNK_FILES = 1000
-SPLIT_CACHE = 1 << 16
-
 
 class Encoder:
     """A sample -> its split and its row in the JSON files, under one export's settings."""
 
-    def __init__(self, cfg: ExportConfig, split: bool, views: bool, audit: str | None = None):
+    def __init__(
+        self, cfg: ExportConfig, split: bool, views: bool, audit: str | None = None, split_cache: int | None = None
+    ):
         from .views import config_specs, full_fields
 
         self.cfg, self.split = cfg, split
@@ -52,6 +51,7 @@ class Encoder:
         self.fields = full_fields(cfg.format)
         self.specs = config_specs(cfg.format) if views else {}  # dataset configs to build (none: no Parquet)
         self.splits: dict[str, str] = {}  # split key -> split
+        self.split_cache = split_cache or RunOptions.split_cache
         self.groups = None  # `groups.SplitGroups`, resolved, under split_by: persona_and_query
 
     def split_of(self, data: dict) -> str:
@@ -64,7 +64,7 @@ class Encoder:
         key = split_key(data, self.cfg.split_by)
         split = self.splits.get(key)
         if split is None:
-            if len(self.splits) >= SPLIT_CACHE:
+            if len(self.splits) >= self.split_cache:
                 self.splits.clear()
             split = self.splits[key] = assign_split(key, self.cfg.seed, self.cfg.ratios)
         return split
@@ -93,7 +93,7 @@ class ChunkJob:
     encoder: Encoder
     convert: Convert
     skip: frozenset[str] = frozenset()
-    batch_rows: int = 1000
+    batch_rows: int = RunOptions.batch_rows
 
 
 @dataclass
@@ -311,10 +311,10 @@ def run_chunks(
 ) -> Iterator[tuple[ChunkTask, ChunkResult]]:
     """Chunk results in store order: encoded in memory in this process (`num_proc` 1, or a single chunk), or
     into part files by worker processes started with `options.start_method`."""
-    files = job.files
+    files, size = job.files, options.chunk_files
     tasks = [
-        ChunkTask(index, start, min(start + CHUNK_FILES, len(files)), str(staging / f"{index:06d}"))
-        for index, start in enumerate(range(0, len(files), CHUNK_FILES))
+        ChunkTask(index, start, min(start + size, len(files)), str(staging / f"{index:06d}"))
+        for index, start in enumerate(range(0, len(files), size))
     ]
     if options.num_proc <= 1 or len(tasks) <= 1:
         for task in tasks:

@@ -115,7 +115,6 @@ def export_store(
 
     from .chunks import ChunkJob, encode_chunk, run_chunks
     from .seen import SeenIds, pack_location, unpack_location
-    from .shards import BATCH_ROWS
 
     options = options or RunOptions()
     if num_proc is not None:
@@ -138,6 +137,7 @@ def export_store(
         collector=collector_name(convert),
         wait=wait,
         audit=audit,
+        options=options,
     )
     staging = exporter.folder.staging / ".chunks"  # workers' part files: inside the transaction, never beside it
     bar = progress(None, total=len(files), desc="Exporting", enabled=show_progress)
@@ -159,7 +159,7 @@ def export_store(
             exporter.encoder.groups = exporter.groups  # the workers have it in their job's encoder
         # A snapshot: `exported` grows as chunks are added, and a later duplicate must be reported, not skipped.
         skip = frozenset(exporter.files.exported)
-        job = ChunkJob(files, exporter.encoder, convert, skip, BATCH_ROWS)
+        job = ChunkJob(files, exporter.encoder, convert, skip, options.batch_rows)
         for task, chunk in run_chunks(job, staging, options):
             ids = [kept.sample_id for kept in chunk.kept]
             firsts = dict(zip(ids, seen.find(ids)))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .collect import checks_itself, interaction_to_sample, validate_sample
-from .config import parse_config
+from .config import RunOptions, parse_config
 from .export import Exporter, ExportResult
 from .manifest import Layout, collector_name
 from .samples import Rejections, iter_samples
@@ -126,10 +126,12 @@ class TrainingDataExporter:
         append: bool | None = None,
         hf_dataset: bool | None = True,
         show_progress: bool = False,
-        num_proc: int = 1,
+        num_proc: int | None = None,
         wait: bool = False,
+        options: RunOptions | None = None,
     ):
-        """Everything `personagym-hf export` writes, streamed from a store (`paths.interactions.output_dir`)."""
+        """Everything `personagym-hf export` writes, streamed from a store (`paths.interactions.output_dir`).
+        `options`: how it runs (`config.RunOptions`); `num_proc`, when given, sets its field."""
         from .job import export_store
 
         return export_store(
@@ -144,6 +146,7 @@ class TrainingDataExporter:
             show_progress=show_progress,
             num_proc=num_proc,
             wait=wait,
+            options=options,
         )
 
 
