@@ -12,7 +12,7 @@ from personagym_hf import TrainingDataCollector
 from personagym_hf.builder import PersonaGymBuilder, load_dataset
 from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.job import export_store
-from personagym_hf.synth import write_store
+from personagym_hf.testing.synth import write_store
 
 CONFIGS = ["full", "minimal", "messages", "query_rewrite"]
 

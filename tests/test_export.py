@@ -286,7 +286,7 @@ def chunked() -> RunOptions:
 
 
 def test_num_proc_gives_the_same_bytes_as_one_process(tmp_path, chunked):
-    from personagym_hf.synth import write_store
+    from personagym_hf.testing.synth import write_store
 
     store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
     one = export_store(store, tmp_path / "one", parse_config({}), CONVERT, options=chunked)
@@ -299,7 +299,7 @@ def test_num_proc_gives_the_same_bytes_as_one_process(tmp_path, chunked):
 def test_run_options_size_the_chunks_and_the_arrow_batches(tmp_path):
     from personagym_hf.chunks import ChunkJob, Encoder, run_chunks
     from personagym_hf.store import discover_paths
-    from personagym_hf.synth import write_store
+    from personagym_hf.testing.synth import write_store
 
     files = discover_paths(write_store(tmp_path / "s", count=20, personas=5, seed=4, reply_chars=50))
     job = ChunkJob(files, Encoder(parse_config({}), split=False, views=True), CONVERT, frozenset(), batch_rows=3)
@@ -311,7 +311,7 @@ def test_run_options_size_the_chunks_and_the_arrow_batches(tmp_path):
 
 def test_spawned_workers_give_the_same_bytes_as_forked_ones(tmp_path, chunked):
     """The chunk job reaches each worker in its pool's initargs, so a worker that inherits nothing has it too."""
-    from personagym_hf.synth import write_store
+    from personagym_hf.testing.synth import write_store
 
     store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
     fork = export_store(store, tmp_path / "fork", parse_config({}), CONVERT, options=replace(chunked, num_proc=2))
@@ -322,7 +322,7 @@ def test_spawned_workers_give_the_same_bytes_as_forked_ones(tmp_path, chunked):
 
 
 def test_a_collector_spawned_workers_cannot_import_is_one_line(tmp_path, chunked):
-    from personagym_hf.synth import write_store
+    from personagym_hf.testing.synth import write_store
 
     class Local(TrainingDataCollector):
         pass

@@ -90,7 +90,7 @@ def test_without_rensa_the_export_audits_exact_duplicates(leaky_store, tmp_path,
 
 
 def test_the_leakage_is_the_same_bytes_for_any_num_proc(tmp_path):
-    from personagym_hf.synth import write_store
+    from personagym_hf.testing.synth import write_store
 
     chunked = RunOptions(chunk_files=7)
     store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)

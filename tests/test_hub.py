@@ -13,7 +13,7 @@ from personagym_hf.cli import main
 from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.hub import PushError, push_to_hub
 from personagym_hf.job import export_store
-from personagym_hf.synth import write_store
+from personagym_hf.testing.synth import write_store
 
 REPO = "alice/personagym"
 CONFIGS = ["full", "minimal", "messages", "query_rewrite"]

@@ -103,7 +103,7 @@ def test_a_query_id_groups_too(tmp_path):
 
 
 def test_num_proc_gives_the_same_bytes(tmp_path):
-    from personagym_hf.synth import write_store
+    from personagym_hf.testing.synth import write_store
 
     store = write_store(tmp_path / "s", count=40, personas=20, seed=4, reply_chars=50)
     write_files(store, [grouped(i, p, q) for i, (p, q) in enumerate(GROUPED)])
