@@ -6,8 +6,7 @@ from .interaction_generator import InteractionStorage
 from .samples import BadInputError
 from .schema import TrainingSample
 from .training_data import TrainingDataCollector, TrainingDataExporter
-
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def __getattr__(name: str):

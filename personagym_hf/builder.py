@@ -21,10 +21,9 @@ from typing import Any, Iterator, Literal
 import datasets
 from datasets.builder import Key
 
-from .chunks import CHUNK_FILES
-from .config import SPLIT_BY, SPLIT_NAMES, ExportConfig, choice, format_flags, split_ratios
+from .collect import interaction_to_sample
+from .config import SPLIT_BY, SPLIT_NAMES, ExportConfig, RunOptions, choice, format_flags, split_ratios
 from .samples import Rejections, checked, checks_itself, duplicate, iter_samples, place, record_id
-from .shards import BATCH_ROWS
 from .split import split_of
 from .store import BadRecord, PathList, Record, discover_paths, iter_file, store_fingerprint
 from .tables import ViewTables
@@ -50,7 +49,7 @@ class PersonaGymConfig(datasets.BuilderConfig):
     split: bool = True
     on_bad_records: Literal["error", "warn", "skip"] = "warn"
     collector: Any = None
-    batch_rows: int = BATCH_ROWS
+    batch_rows: int = RunOptions.batch_rows
 
     def settings(self) -> ExportConfig:
         """The validated options. Not in `__post_init__`: `datasets` sets keyword overrides on a copy of
@@ -67,9 +66,8 @@ class PersonaGymConfig(datasets.BuilderConfig):
 
     def convert(self):
         """The collector's conversion (the default `TrainingDataCollector` unless one was given)."""
-        from .training_data import TrainingDataCollector
-
-        return (self.collector or TrainingDataCollector()).interaction_to_training_sample
+        # No collector: the conversion of the default `TrainingDataCollector` itself (a face above the builder).
+        return self.collector.interaction_to_training_sample if self.collector else interaction_to_sample
 
     def store(self) -> str | list[str]:
         source = self.interactions or self.data_dir
@@ -222,8 +220,8 @@ def _valid_samples(task: tuple[int, int]) -> list[tuple[str, str, str, str | Non
 
 def file_ranges(count: int, num_proc: int) -> list[tuple[int, int]]:
     """`count` files cut into consecutive (start, stop) ranges: at least `num_proc` of them when there are that
-    many files, and none longer than `CHUNK_FILES` (the export's chunk), so a big store is spread evenly."""
-    size = max(1, min(CHUNK_FILES, -(-count // max(1, num_proc))))
+    many files, and none longer than `RunOptions.chunk_files` (the export's chunk), so a big store is spread evenly."""
+    size = max(1, min(RunOptions.chunk_files, -(-count // max(1, num_proc))))
     return [(start, min(start + size, count)) for start in range(0, count, size)]
 
 

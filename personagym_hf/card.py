@@ -271,7 +271,7 @@ def render_card(
     """
     from huggingface_hub import DatasetCard
 
-    from . import __version__
+    from .version import __version__
 
     card_data, before, after = user_parts(existing)
     total = statistics["total_samples"]

@@ -1,6 +1,6 @@
 """Encoding a store in fixed chunks of files, in this process or in worker processes.
 
-The store's files are cut into chunks of `CHUNK_FILES` — a fixed count, so the cut does not depend on
+The store's files are cut into chunks of `RunOptions.chunk_files` — a fixed count, so the cut does not depend on
 `num_proc`. `encode_chunk` reads, converts, validates and splits one chunk, and hands each sample's JSON
 item, JSONL line and (a batch at a time) every config's Arrow table to a sink:
 - in this process the sink is `InMemory`: the chunk's encoded samples stay in memory (measured: +25 MB peak RSS);
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import pickle
 import shutil
 import signal
 from dataclasses import dataclass, field
@@ -27,21 +28,21 @@ from typing import Any, Callable, Container, Iterator, Protocol, Sequence
 
 import pyarrow as pa
 
-from .config import SPLIT_NAMES, ExportConfig
+from .config import SPLIT_NAMES, ConfigError, ExportConfig, RunOptions
+from .manifest import collector_name
 from .samples import Convert, Rejections, iter_samples
 from .split import assign_split, split_key
 from .stats import StatsAccumulator
 from .store import BadRecord, iter_file
 from .writers import BUFFER_BYTES, ITEM_SEPARATOR, dumps_line, pretty_item
 
-CHUNK_FILES = 1000
-SPLIT_CACHE = 1 << 16
-
 
 class Encoder:
     """A sample -> its split and its row in the JSON files, under one export's settings."""
 
-    def __init__(self, cfg: ExportConfig, split: bool, views: bool, audit: str | None = None):
+    def __init__(
+        self, cfg: ExportConfig, split: bool, views: bool, audit: str | None = None, split_cache: int | None = None
+    ):
         from .views import config_specs, full_fields
 
         self.cfg, self.split = cfg, split
@@ -50,6 +51,7 @@ class Encoder:
         self.fields = full_fields(cfg.format)
         self.specs = config_specs(cfg.format) if views else {}  # dataset configs to build (none: no Parquet)
         self.splits: dict[str, str] = {}  # split key -> split
+        self.split_cache = split_cache or RunOptions.split_cache
         self.groups = None  # `groups.SplitGroups`, resolved, under split_by: persona_and_query
 
     def split_of(self, data: dict) -> str:
@@ -62,7 +64,7 @@ class Encoder:
         key = split_key(data, self.cfg.split_by)
         split = self.splits.get(key)
         if split is None:
-            if len(self.splits) >= SPLIT_CACHE:
+            if len(self.splits) >= self.split_cache:
                 self.splits.clear()
             split = self.splits[key] = assign_split(key, self.cfg.seed, self.cfg.ratios)
         return split
@@ -81,10 +83,23 @@ class Kept:
     interaction_id: str | None
 
 
+@dataclass(frozen=True)
+class ChunkJob:
+    """What every chunk of one export needs: the store's files (packed, see `store.PathList`), the encoder, the
+    conversion, the sample ids to skip (those an earlier export holds, when appending) and the rows of an Arrow
+    batch. Handed to each worker once, as its pool's `initargs`: inherited under "fork", pickled under "spawn"."""
+
+    files: Sequence[str]
+    encoder: Encoder
+    convert: Convert
+    skip: frozenset[str] = frozenset()
+    batch_rows: int = RunOptions.batch_rows
+
+
 @dataclass
 class ChunkTask:
     """Files `start` to `stop` of the store's file list (a task names them, so that the tasks of a big store
-    hold no path: the list is packed, and workers inherit it)."""
+    hold no path: the list is packed, and each worker has it once, in its `ChunkJob`)."""
 
     index: int
     start: int
@@ -210,23 +225,18 @@ class Batches:
             self.flush(split)
 
 
-# Set by `run_chunks` before workers start (fork inherits it): what every chunk needs, the store's files included.
-_JOB: dict[str, Any] = {}
-
-
-def encode_chunk(task: ChunkTask, in_memory: bool = False, earlier: Container[str] = ()) -> ChunkResult:
+def encode_chunk(job: ChunkJob, task: ChunkTask, in_memory: bool = False, earlier: Container[str] = ()) -> ChunkResult:
     """Encode one chunk `InMemory`, or into `PartFiles` in the task's folder. Samples whose id is in `earlier`
     (ids of earlier chunks) are dropped and listed as duplicates."""
-    encoder: Encoder = _JOB["encoder"]
-    convert: Convert = _JOB["convert"]
-    skip: frozenset[str] = _JOB["skip"]  # sample ids an earlier export already holds (append)
+    encoder, convert = job.encoder, job.convert
+    skip = job.skip  # sample ids an earlier export already holds (append)
     result = ChunkResult(task.index, Path(task.folder))
     if not in_memory:
         result.folder.mkdir(parents=True, exist_ok=True)
     sink: Sink = InMemory(result, encoder.split_names) if in_memory else PartFiles(result, encoder.split_names)
     # Bad records are collected here and reported by the parent, in store order; "error" still stops at once.
     rejections = Rejections("error" if encoder.cfg.on_bad_records == "error" else "skip")
-    batches = Batches(encoder.cfg.format, sink.table, _JOB["batch_rows"]) if encoder.specs else None
+    batches = Batches(encoder.cfg.format, sink.table, job.batch_rows) if encoder.specs else None
     if encoder.audit is not None:
         from .audit import LeakageAudit
 
@@ -235,7 +245,7 @@ def encode_chunk(task: ChunkTask, in_memory: bool = False, earlier: Container[st
         current = [task.start]
 
         def records():
-            for offset, path in enumerate(_JOB["files"][task.start : task.stop]):
+            for offset, path in enumerate(job.files[task.start : task.stop]):
                 current[0] = task.start + offset
                 yield from iter_file(path)
 
@@ -265,33 +275,52 @@ def encode_chunk(task: ChunkTask, in_memory: bool = False, earlier: Container[st
     return result
 
 
-def _default_signals() -> None:
+# In a worker process only: its pool's job, given once by `_start_worker` (the pool's initializer).
+_worker_job: ChunkJob | None = None
+
+
+def _start_worker(job: ChunkJob) -> None:
     """A worker dies on SIGTERM (the pool's `terminate`), whatever handler the parent's CLI installed."""
+    global _worker_job
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _worker_job = job
+
+
+def _encode_in_worker(task: ChunkTask) -> ChunkResult:
+    return encode_chunk(_worker_job, task)
+
+
+def check_sendable(job: ChunkJob, start_method: str) -> None:
+    """Under "spawn" or "forkserver" the job is pickled to each worker: a collector whose class is not importable
+    (defined in a function, say) cannot be, and this says so in one line before any worker starts."""
+    if start_method == "fork":
+        return
+    try:
+        pickle.dumps(job.convert)
+    except (pickle.PicklingError, AttributeError, TypeError) as error:
+        name = collector_name(job.convert) or getattr(job.convert, "__qualname__", repr(job.convert))
+        raise ConfigError(
+            f"start_method {start_method!r}: the collector {name} cannot be sent to worker processes "
+            f"({str(error).splitlines()[0]}); define it at the top level of an importable module, or use "
+            "start_method 'fork'"
+        ) from None
 
 
 def run_chunks(
-    files: Sequence[str],
-    staging: Path,
-    encoder: Encoder,
-    convert: Convert,
-    *,
-    skip: frozenset[str],
-    num_proc: int = 1,
-    batch_rows: int | None = None,
+    job: ChunkJob, staging: Path, options: RunOptions = RunOptions()
 ) -> Iterator[tuple[ChunkTask, ChunkResult]]:
     """Chunk results in store order: encoded in memory in this process (`num_proc` 1, or a single chunk), or
-    into part files by forked workers (so a custom collector need not be importable)."""
-    from . import shards
-
-    _JOB.update(files=files, encoder=encoder, convert=convert, skip=skip, batch_rows=batch_rows or shards.BATCH_ROWS)
+    into part files by worker processes started with `options.start_method`."""
+    files, size = job.files, options.chunk_files
     tasks = [
-        ChunkTask(index, start, min(start + CHUNK_FILES, len(files)), str(staging / f"{index:06d}"))
-        for index, start in enumerate(range(0, len(files), CHUNK_FILES))
+        ChunkTask(index, start, min(start + size, len(files)), str(staging / f"{index:06d}"))
+        for index, start in enumerate(range(0, len(files), size))
     ]
-    if num_proc <= 1 or len(tasks) <= 1:
+    if options.num_proc <= 1 or len(tasks) <= 1:
         for task in tasks:
-            yield task, encode_chunk(task, in_memory=True)
+            yield task, encode_chunk(job, task, in_memory=True)
         return
-    with multiprocessing.get_context("fork").Pool(min(num_proc, len(tasks)), initializer=_default_signals) as pool:
-        yield from zip(tasks, pool.imap(encode_chunk, tasks))
+    check_sendable(job, options.start_method)
+    context = multiprocessing.get_context(options.start_method)
+    with context.Pool(min(options.num_proc, len(tasks)), initializer=_start_worker, initargs=(job,)) as pool:
+        yield from zip(tasks, pool.imap(_encode_in_worker, tasks))

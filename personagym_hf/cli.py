@@ -608,7 +608,7 @@ def _positive(text: str) -> int:
 
 
 def _version() -> str:
-    from . import __version__
+    from .version import __version__
 
     return __version__
 

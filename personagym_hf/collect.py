@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -203,6 +203,18 @@ def _assistant_model(interaction: dict) -> Any:
     return None
 
 
+CHECKS_ITSELF = "checks_itself"  # the marker attribute of a conversion that makes every check as it converts
+
+
+def checks_itself(convert: Callable) -> Callable:
+    """Mark `convert` (a function, or a method: its bound methods read the marker) as a conversion that already
+    makes every check of `validate_sample` as it converts, so that its samples are not validated twice
+    (`samples.checks_itself`). Only the built-in conversion is marked; a test holds it to that."""
+    setattr(convert, CHECKS_ITSELF, True)
+    return convert
+
+
+@checks_itself
 def interaction_to_sample(interaction: dict) -> TrainingSample:
     """Convert one upstream interaction record; raises InvalidInteraction naming the reason."""
     if not isinstance(interaction, dict):

@@ -23,6 +23,8 @@ DEFAULT_RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 OnBadRecords = Literal["error", "warn", "skip"]
 SplitBy = Literal["persona", "sample", "persona_and_query"]
 SPLIT_BY = ("persona", "sample", "persona_and_query")
+StartMethod = Literal["fork", "spawn", "forkserver"]
+START_METHODS = ("fork", "spawn", "forkserver")
 
 
 class ConfigError(ValueError):
@@ -39,6 +41,32 @@ class ExportConfig:
     on_bad_records: OnBadRecords = "warn"
     interactions_dir: str = "output/interactions"
     output_dir: str = "output/training_data"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How an export runs, as opposed to what it writes (`ExportConfig`): the outputs are the same bytes for any
+    value of these. `start_method` is the `multiprocessing` start method of the workers (`num_proc` > 1): "fork"
+    shares the parent's memory and takes any collector; "spawn" and "forkserver" send the job to each worker, so
+    a custom collector's class must be importable (defined at the top level of a module).
+
+    The sizes change no output byte either: chunks are a fixed count of files (not a share of `num_proc`), row
+    groups a fixed count of rows whatever the batches, and a shard's size decides only where the next one starts."""
+
+    num_proc: int = 1
+    start_method: StartMethod = "fork"
+    chunk_files: int = 1000  # files per chunk: the unit of work of a worker, and about what memory holds
+    batch_rows: int = 1000  # samples per Arrow batch, turned into every config's table at once
+    row_group_rows: int = 1000  # rows per Parquet row group (the last one of a shard shorter)
+    max_shard_bytes: int = 256 << 20  # a new Parquet shard starts past this many Arrow bytes
+    split_cache: int = 1 << 16  # split keys remembered per encoder (see `chunks.Encoder.split_of`)
+
+    def __post_init__(self) -> None:
+        for name in ("num_proc", "chunk_files", "batch_rows", "row_group_rows", "max_shard_bytes", "split_cache"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}: expected an integer >= 1, got {value!r}")
+        choice(self.start_method, START_METHODS, "start_method")
 
 
 def format_flags(block: Mapping[str, Any] | None) -> dict[str, bool]:

@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 
 import orjson
 
-from .config import SPLIT_NAMES, ExportConfig
+from .config import SPLIT_NAMES, ExportConfig, RunOptions
 from .manifest import MANIFEST_FILE, AppendError, Layout, check_append, manifest, read_earlier
 from .schema import TrainingSample
 from .split import FILE_PREFIX, skew_warnings
@@ -166,10 +166,12 @@ class Exporter:
         statistics_file: bool = True,
         wait: bool = False,
         audit: str | None = None,
+        options: RunOptions | None = None,
     ):
         from .audit import resolve_mode
 
         self.cfg, self.output_dir = cfg, Path(output_dir)
+        self.options = options or RunOptions()  # how it runs: batch, row group and shard sizes, the split cache
         self.audit_mode = resolve_mode(audit)
         self.collector = collector
         stamped = use_timestamp and not append  # timestamps are not applied when appending
@@ -198,7 +200,9 @@ class Exporter:
         cfg, staging = self.cfg, self.folder.staging
         self.outputs = OutputSet()
         self.files = SplitFiles(staging, self.outputs, self.layout.split, self.stamp)
-        self.encoder = Encoder(cfg, self.layout.split, views=self.layout.hf_dataset, audit=self.audit_mode)
+        self.encoder = Encoder(
+            cfg, self.layout.split, self.layout.hf_dataset, self.audit_mode, split_cache=self.options.split_cache
+        )
         self.stats = StatsAccumulator()
         self.audit = None
         if self.audit_mode is not None:
@@ -216,13 +220,16 @@ class Exporter:
         self.parquet = None
         if self.layout.hf_dataset:
             from .chunks import Batches
-            from .shards import BATCH_ROWS, ParquetSplitWriter
+            from .shards import ParquetSplitWriter
 
-            folder = staging / HF_FOLDER / "data"
+            folder, options = staging / HF_FOLDER / "data", self.options
             self.specs = self.encoder.specs
-            self.pending = Batches(cfg.format, self._write_table, BATCH_ROWS)  # samples added one at a time
+            self.pending = Batches(cfg.format, self._write_table, options.batch_rows)  # samples added one at a time
             self.parquet = {
-                config: {s: ParquetSplitWriter(folder / config, s, specs) for s in self.files.names}
+                config: {
+                    s: ParquetSplitWriter(folder / config, s, specs, options.max_shard_bytes, options.row_group_rows)
+                    for s in self.files.names
+                }
                 for config, specs in self.specs.items()
             }
         if earlier is not None:
@@ -433,7 +440,7 @@ class Exporter:
     def provenance(self) -> dict:
         """Where the data came from: package version, settings (nothing secret is ever in them) and a
         fingerprint of the exported rows — no wall-clock time, so unchanged data gives an unchanged file."""
-        from . import __version__
+        from .version import __version__
 
         return {
             "generator": "personagym-hf",

@@ -12,11 +12,11 @@ import errno
 import logging
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from .config import ExportConfig
+from .config import ExportConfig, RunOptions
 from .export import Exporter, ExportResult, stamped_name
 from .manifest import Layout, collector_name
 from .samples import DUPLICATE, BadInputError, Convert, Rejections
@@ -101,20 +101,24 @@ def export_store(
     append: bool = False,
     hf_dataset: bool | None = True,
     show_progress: bool = False,
-    num_proc: int = 1,
+    num_proc: int | None = None,
     wait: bool = False,
     audit: str | None = "auto",
+    options: RunOptions | None = None,
 ) -> StoreExport:
     """Export a whole store. With `num_proc` > 1 chunks of files are encoded by worker processes; the
     outputs are the same bytes as with one process. `split`/`hf_dataset` None: as the earlier export when
     appending (see `Exporter`). `audit`: the leakage audit in the statistics, "near", "exact", "auto" (near when
     rensa is installed, else exact) or None (off). Either the whole export is written, or the output folder is
-    left as it was."""
+    left as it was. `options`: how it runs (`config.RunOptions`); `num_proc`, when given, sets its field."""
     import gc
 
-    from .chunks import encode_chunk, run_chunks
+    from .chunks import ChunkJob, encode_chunk, run_chunks
     from .seen import SeenIds, pack_location, unpack_location
 
+    options = options or RunOptions()
+    if num_proc is not None:
+        options = replace(options, num_proc=num_proc)
     output_dir = Path(output_dir)
     files = discover_paths(interactions)  # packed: this list has an entry per file of the store
     if not len(files):
@@ -133,6 +137,7 @@ def export_store(
         collector=collector_name(convert),
         wait=wait,
         audit=audit,
+        options=options,
     )
     staging = exporter.folder.staging / ".chunks"  # workers' part files: inside the transaction, never beside it
     bar = progress(None, total=len(files), desc="Exporting", enabled=show_progress)
@@ -151,16 +156,17 @@ def export_store(
     try:
         if exporter.groups is not None:  # split_by persona_and_query: every sample's group before any split
             group_store(files, convert, exporter.groups, show_progress=show_progress)
-            exporter.encoder.groups = exporter.groups  # forked workers inherit it
+            exporter.encoder.groups = exporter.groups  # the workers have it in their job's encoder
         # A snapshot: `exported` grows as chunks are added, and a later duplicate must be reported, not skipped.
         skip = frozenset(exporter.files.exported)
-        for task, chunk in run_chunks(files, staging, exporter.encoder, convert, skip=skip, num_proc=num_proc):
+        job = ChunkJob(files, exporter.encoder, convert, skip, options.batch_rows)
+        for task, chunk in run_chunks(job, staging, options):
             ids = [kept.sample_id for kept in chunk.kept]
             firsts = dict(zip(ids, seen.find(ids)))
             late = {sample_id for sample_id, first in firsts.items() if first is not None}
             if late:  # ids an earlier chunk had: encode the chunk again without them
                 chunk.discard()
-                chunk = encode_chunk(task, in_memory=True, earlier=late)
+                chunk = encode_chunk(job, task, in_memory=True, earlier=late)
             for bad in chunk.bad:
                 rejections.reject(bad)
             for kept in chunk.duplicates:

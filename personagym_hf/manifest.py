@@ -72,7 +72,7 @@ def manifest(
     split_files: dict[str, str],
     statistics_state: dict[str, Any],
 ) -> dict[str, Any]:
-    from . import __version__
+    from .version import __version__
 
     return {
         "generator": "personagym-hf",

@@ -82,9 +82,9 @@ def _ppopt_card(
 ) -> str:
     from huggingface_hub import DatasetCard
 
-    from . import __version__
     from .card import TAGS, card_dataset_info, keep_user_parts, set_languages, size_category, template_path, user_parts
     from .schema import yaml_features
+    from .version import __version__
 
     data, before, after = user_parts(existing)
     if languages:  # from the rows' persona_features; none found: the card's stay

@@ -2,7 +2,7 @@
 
 The Arrow schema is the one the config's `datasets.Features` give (`schema.arrow_schema`), so the shards
 carry the `huggingface` schema metadata and `load_dataset`, pandas, polars and duckdb all read the same
-types. Tables arrive in batches of any size; they are cut into row groups of exactly `ROW_GROUP_ROWS` rows
+types. Tables arrive in batches of any size; they are cut into row groups of exactly `row_group_rows` rows
 (the last one shorter), so a shard's bytes depend only on its rows — not on how they were batched (chunks
 of a store, worker processes, rows carried over by an append) — and an append that adds nothing rewrites
 the same files. A new shard starts past `max_shard_bytes`, so memory stays flat and big stores give
@@ -19,11 +19,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .config import RunOptions
 from .schema import arrow_schema
 
-BATCH_ROWS = 1000
-ROW_GROUP_ROWS = 1000
-MAX_SHARD_BYTES = 256 << 20
 # Min/max statistics only where they can prune a row group: ids, enums and numbers. pyarrow writes them for every
 # column by default (as `Dataset.to_parquet` does); for free text they are whole messages, repeated in every page
 # header and in the footer. Measured on the `full` config of 20k interactions: footers 62% smaller (84 -> 32 KB
@@ -43,17 +41,25 @@ def shard_name(split: str, index: int, count: int) -> str:
 class ParquetSplitWriter:
     """All shards of one (config, split) in `folder`."""
 
-    def __init__(self, folder: Path, split: str, specs: dict[str, Any], max_shard_bytes: int | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        split: str,
+        specs: dict[str, Any],
+        max_shard_bytes: int | None = None,
+        row_group_rows: int | None = None,
+    ):
         self.folder, self.split = folder, split
         self.schema = arrow_schema(specs)
-        self.max_shard_bytes = max_shard_bytes or MAX_SHARD_BYTES
+        self.max_shard_bytes = max_shard_bytes or RunOptions.max_shard_bytes
+        self.row_group_rows = row_group_rows or RunOptions.row_group_rows
         self.temps: list[Path] = []
         self.writer: pq.ParquetWriter | None = None
         self.shard_bytes = 0
         self.num_examples = 0
         self.num_bytes = 0  # Arrow bytes, as `dataset_info` reports them
         self.final: list[Path] | None = None
-        self.pending: list[pa.Table] = []  # rows not yet in a row group (fewer than ROW_GROUP_ROWS)
+        self.pending: list[pa.Table] = []  # rows not yet in a row group (fewer than row_group_rows)
         self.pending_rows = 0
 
     def add_table(self, table: pa.Table) -> None:
@@ -62,8 +68,8 @@ class ParquetSplitWriter:
             return
         self.pending.append(table)
         self.pending_rows += table.num_rows
-        while self.pending_rows >= ROW_GROUP_ROWS:
-            self._write_pending(ROW_GROUP_ROWS)
+        while self.pending_rows >= self.row_group_rows:
+            self._write_pending(self.row_group_rows)
 
     def _write_pending(self, rows: int) -> None:
         pending = pa.concat_tables(self.pending)

@@ -18,48 +18,16 @@ import json
 import os
 import stat
 from array import array
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import orjson
 
+from .records import BadRecord, Record
+
 INTERACTION_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 _ARRAY_CHUNK = 1 << 20
 _WHOLE_FILE_LIMIT = 64 << 20  # above this a .json file is parsed as a stream (it can only be an array)
-
-
-@dataclass(frozen=True)
-class Record:
-    """One interaction dict and where it came from (`where` is "line 3" / "item 3" / "")."""
-
-    source: str
-    where: str
-    data: dict
-
-
-@dataclass(frozen=True)
-class BadRecord:
-    """A record (or a whole file) that could not be used, and why."""
-
-    source: str
-    where: str
-    reason: str
-    record_id: str | None = None
-
-    def location(self) -> str:
-        parts = [self.source]
-        if self.where:
-            parts.append(self.where)
-        if self.record_id:
-            parts.append(f"interaction_id={self.record_id!r}")
-        return ", ".join(parts)
-
-    def describe(self) -> str:
-        return f"{self.location()}: {self.reason}"
-
-    def to_dict(self) -> dict:
-        return {"file": self.source, "where": self.where, "interaction_id": self.record_id, "reason": self.reason}
 
 
 def is_token_usage_file(path: Path | str) -> bool:

@@ -10,8 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .collect import interaction_to_sample, validate_sample
-from .config import parse_config
+from .collect import checks_itself, interaction_to_sample, validate_sample
+from .config import RunOptions, parse_config
 from .export import Exporter, ExportResult
 from .manifest import Layout, collector_name
 from .samples import Rejections, iter_samples
@@ -32,6 +32,7 @@ class TrainingDataCollector:
         self.config = config or {}
         self.settings = parse_config(self.config)
 
+    @checks_itself
     def interaction_to_training_sample(self, interaction: dict[str, Any]) -> TrainingSample:
         """Convert single interaction to training sample (raises `InvalidInteraction` when it cannot be)."""
         return interaction_to_sample(interaction)
@@ -125,10 +126,12 @@ class TrainingDataExporter:
         append: bool | None = None,
         hf_dataset: bool | None = True,
         show_progress: bool = False,
-        num_proc: int = 1,
+        num_proc: int | None = None,
         wait: bool = False,
+        options: RunOptions | None = None,
     ):
-        """Everything `personagym-hf export` writes, streamed from a store (`paths.interactions.output_dir`)."""
+        """Everything `personagym-hf export` writes, streamed from a store (`paths.interactions.output_dir`).
+        `options`: how it runs (`config.RunOptions`); `num_proc`, when given, sets its field."""
         from .job import export_store
 
         return export_store(
@@ -143,6 +146,7 @@ class TrainingDataExporter:
             show_progress=show_progress,
             num_proc=num_proc,
             wait=wait,
+            options=options,
         )
 
 

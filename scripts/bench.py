@@ -7,7 +7,7 @@ Run it from the repository root with the project's venv:
     python scripts/bench.py --rss-sweep 50000,200000      # export only: peak RSS at each size
     python scripts/bench.py -n 20000 --keep --steps       # the export's steps one at a time: us per record
 
-The store is synthetic (`personagym_hf.synth.write_store`, N // 20 personas, ~5 KB pretty-printed JSON
+The store is synthetic (`personagym_hf.testing.synth.write_store`, N // 20 personas, ~5 KB pretty-printed JSON
 per interaction, a quarter noisy) in the upstream per-file layout. Each step runs in a fresh
 subprocess, after the store has been read once untimed so every step sees a warm page cache.
 
@@ -41,7 +41,7 @@ from importlib import metadata
 from pathlib import Path
 
 from personagym_hf.store import discover_files
-from personagym_hf.synth import write_store
+from personagym_hf.testing.synth import write_store
 
 REPLY_CHARS = 1300  # gives a mean file of ~5.2 KB (most files 2.5-8 KB)
 DEFAULT_STORE = str(Path(tempfile.gettempdir()) / "bench_store" / "{n}")

@@ -139,7 +139,7 @@ print(json.dumps(figures))
 
 def synthetic_queries(n: int, seed: int = 0) -> list[str]:
     """N queries from the synthetic store's templates with random word edits: near duplicates in large clusters."""
-    from personagym_hf.synth import FOLLOWUPS, SENTENCES, STYLED, TASKS
+    from personagym_hf.testing.synth import FOLLOWUPS, SENTENCES, STYLED, TASKS
 
     words = sorted({word for sentence in SENTENCES for word in sentence.lower().split()})
     rng = random.Random(seed)

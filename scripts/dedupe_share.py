@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from personagym_hf import shards  # noqa: E402
 from personagym_hf.config import parse_config  # noqa: E402
 from personagym_hf.job import export_store  # noqa: E402
-from personagym_hf.synth import iter_interactions  # noqa: E402
+from personagym_hf.testing.synth import iter_interactions  # noqa: E402
 from personagym_hf.training_data import TrainingDataCollector  # noqa: E402
 from personagym_hf.writers import dumps_line  # noqa: E402
 

@@ -3,7 +3,7 @@
 import shutil
 from pathlib import Path
 
-from personagym_hf.synth import write_store
+from personagym_hf.testing.synth import write_store
 
 DEMO = Path(__file__).resolve().parent.parent / "personagym_hf" / "demo" / "interactions"
 

@@ -10,7 +10,11 @@ from conftest import make_interaction, write_files
 
 from personagym_hf import TrainingDataCollector, TrainingDataExporter
 from personagym_hf.cli import main
-from personagym_hf.synth import write_store
+from personagym_hf.config import RunOptions, load_config, parse_config
+from personagym_hf.job import export_store
+from personagym_hf.testing.synth import write_store
+
+CONVERT = TrainingDataCollector().interaction_to_training_sample
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -40,7 +44,7 @@ def store(tmp_path) -> Path:
     return write_store(tmp_path / "store", count=120, personas=30, seed=7, reply_chars=120)
 
 
-@pytest.mark.parametrize("num_proc", ["1", "2"])
+@pytest.mark.parametrize("num_proc", [1, 2])
 @pytest.mark.parametrize(
     "training",
     [
@@ -50,15 +54,14 @@ def store(tmp_path) -> Path:
     ],
     ids=["full", "minimal", "persona_and_query"],
 )
-def test_an_append_that_adds_nothing_writes_the_same_bytes(store, tmp_path, training, num_proc, monkeypatch):
-    import personagym_hf.chunks as chunks
-
-    monkeypatch.setattr(chunks, "CHUNK_FILES", 25)  # several chunks, so the rows of a fresh export come in parts
-    config = config_file(tmp_path, **training)
+def test_an_append_that_adds_nothing_writes_the_same_bytes(store, tmp_path, training, num_proc):
+    # Several chunks, so the rows of a fresh export come in parts. As `personagym-hf export` calls it.
+    options = RunOptions(num_proc=num_proc, chunk_files=25)
+    cfg = parse_config(load_config(config_file(tmp_path, **training)))
     out = tmp_path / "out"
-    assert export(store, out, "--config", str(config), "--num-proc", num_proc) == 0
+    export_store(store, out, cfg, CONVERT, split=None, hf_dataset=None, options=options)
     before = snapshot(out)
-    assert export(store, out, "--config", str(config), "--append", "--num-proc", num_proc) == 0
+    export_store(store, out, cfg, CONVERT, split=None, append=True, hf_dataset=None, options=options)
     assert snapshot(out) == before
 
 

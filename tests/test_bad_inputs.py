@@ -8,7 +8,7 @@ from conftest import make_interaction, write_files
 
 from personagym_hf import InteractionStorage, TrainingDataCollector, TrainingDataExporter
 from personagym_hf.builder import load_dataset
-from personagym_hf.config import parse_config
+from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.job import export_store
 from personagym_hf.samples import Rejections
 
@@ -29,11 +29,9 @@ def nested(levels: int) -> str:
 
 
 @pytest.fixture
-def chunked(monkeypatch):
+def chunked() -> RunOptions:
     """Chunks of 3 files, so `num_proc=2` really runs workers."""
-    from personagym_hf import chunks
-
-    monkeypatch.setattr(chunks, "CHUNK_FILES", 3)
+    return RunOptions(chunk_files=3)
 
 
 @pytest.fixture
@@ -53,7 +51,7 @@ DEEP_REASON = "persona_features is nested deeper than 100 levels (at deep)"
 @pytest.mark.parametrize("num_proc", [1, 2])
 def test_a_record_nested_too_deep_is_rejected_and_the_rest_exported(deep_store, tmp_path, chunked, num_proc):
     out = tmp_path / "out"
-    run = export_store(deep_store, out, parse_config({}), CONVERT, num_proc=num_proc)
+    run = export_store(deep_store, out, parse_config({}), CONVERT, num_proc=num_proc, options=chunked)
     exported = [
         row["sample_id"] for name in ("train", "val", "test") for row in read_jsonl(out / f"{name}_samples.jsonl")
     ]
@@ -71,8 +69,8 @@ def test_a_record_nested_too_deep_is_rejected_and_the_rest_exported(deep_store, 
 
 
 def test_a_record_nested_too_deep_gives_the_same_bytes_for_any_num_proc(deep_store, tmp_path, chunked):
-    export_store(deep_store, tmp_path / "one", parse_config({}), CONVERT)
-    export_store(deep_store, tmp_path / "two", parse_config({}), CONVERT, num_proc=2)
+    export_store(deep_store, tmp_path / "one", parse_config({}), CONVERT, options=chunked)
+    export_store(deep_store, tmp_path / "two", parse_config({}), CONVERT, num_proc=2, options=chunked)
     assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two")
 
 
@@ -108,7 +106,7 @@ def test_distinct_ids_that_look_alike_once_sanitised_are_all_exported(tmp_path, 
     (store / "9_copy.json").write_text(json.dumps(records[2]), encoding="utf-8")  # an equal id: a duplicate
     for num_proc in (1, 2):
         out = tmp_path / f"out{num_proc}"
-        run = export_store(store, out, parse_config({}), CONVERT, split=False, num_proc=num_proc)
+        run = export_store(store, out, parse_config({}), CONVERT, split=False, num_proc=num_proc, options=chunked)
         rows = read_jsonl(out / "train_samples.jsonl")
         assert [row["metadata"]["interaction_id"] for row in rows] == ids
         assert len({row["sample_id"] for row in rows}) == 4
@@ -155,7 +153,7 @@ def _unblock_fifos_after(store, seconds):
 def test_odd_files_are_reported_and_never_stop_an_export(odd_store, tmp_path, chunked, num_proc):
     done = _unblock_fifos_after(odd_store, 20)
     out = tmp_path / "out"
-    run = export_store(odd_store, out, parse_config({}), CONVERT, num_proc=num_proc)
+    run = export_store(odd_store, out, parse_config({}), CONVERT, num_proc=num_proc, options=chunked)
     done.set()
     assert run.files_read == 10 and run.result.statistics["total_samples"] == 6
     report = [(line["file"].rsplit("/", 1)[-1], line["reason"]) for line in read_jsonl(out / "rejected.jsonl")]

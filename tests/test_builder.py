@@ -9,11 +9,10 @@ from conftest import make_interaction, write_files
 
 import personagym_hf
 from personagym_hf import TrainingDataCollector
-from personagym_hf import shards as shards_module
 from personagym_hf.builder import PersonaGymBuilder, load_dataset
-from personagym_hf.config import parse_config
+from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.job import export_store
-from personagym_hf.synth import write_store
+from personagym_hf.testing.synth import write_store
 
 CONFIGS = ["full", "minimal", "messages", "query_rewrite"]
 
@@ -145,12 +144,14 @@ def test_builder_config_errors(tmp_path, kwargs, message):
     assert message in str(raised.value)
 
 
-def test_big_stores_give_several_shards_that_still_load(store, tmp_path, monkeypatch):
-    monkeypatch.setattr(shards_module, "MAX_SHARD_BYTES", 1)
-    monkeypatch.setattr(shards_module, "ROW_GROUP_ROWS", 10)
-    export_store(store, tmp_path / "out", parse_config({}), TrainingDataCollector().interaction_to_training_sample)
+def test_big_stores_give_several_shards_that_still_load(store, tmp_path):
+    options = RunOptions(max_shard_bytes=1, row_group_rows=10)
+    convert = TrainingDataCollector().interaction_to_training_sample
+    export_store(store, tmp_path / "out", parse_config({}), convert, options=options)
     shards = sorted(p.name for p in (tmp_path / "out" / "hf_dataset" / "data" / "full").glob("train-*.parquet"))
     assert len(shards) > 2 and shards[0] == f"train-00000-of-{len(shards):05d}.parquet"
+    first = pq.ParquetFile(tmp_path / "out" / "hf_dataset" / "data" / "full" / shards[0]).metadata
+    assert [first.row_group(i).num_rows for i in range(first.num_row_groups)] == [10]  # 1 byte: a group a shard
     loaded = datasets.load_dataset(str(tmp_path / "out" / "hf_dataset"), cache_dir=str(tmp_path / "c"))
     assert loaded["train"].to_list() == jsonl(tmp_path / "out" / "train_samples.jsonl")
 

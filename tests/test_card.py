@@ -13,7 +13,7 @@ from personagym_hf.cli import main
 from personagym_hf.config import parse_config
 from personagym_hf.hub import push_to_hub
 from personagym_hf.job import export_store
-from personagym_hf.synth import write_store
+from personagym_hf.testing.synth import write_store
 
 REPO = "alice/personagym"
 NO_LICENSE = f"  license: none set; pass --license with an identifier from {LICENSES_URL}"

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from personagym_hf.config import ConfigError, format_flags, load_config, parse_config, split_ratios
@@ -102,3 +104,19 @@ def test_config_file_errors_name_the_file(tmp_path):
         match=r"training_data.split_by: expected one of \['persona', 'sample', 'persona_and_query'\], got 'user'",
     ):
         parse_config({"training_data": {"split_by": "user"}})
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"num_proc": 0}, "num_proc: expected an integer >= 1, got 0"),
+        ({"num_proc": True}, "num_proc: expected an integer >= 1, got True"),
+        ({"start_method": "thread"}, "start_method: expected one of ['fork', 'spawn', 'forkserver'], got 'thread'"),
+    ],
+    ids=["zero-processes", "bool-processes", "unknown-start-method"],
+)
+def test_run_options_are_checked(options, message):
+    from personagym_hf.config import RunOptions
+
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        RunOptions(**options)

@@ -1,12 +1,14 @@
 import json
+import pickle
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import make_interaction, write_files
 
 from personagym_hf import BadInputError, TrainingDataCollector, TrainingDataExporter
-from personagym_hf.config import parse_config
+from personagym_hf.config import ConfigError, RunOptions, parse_config
 from personagym_hf.job import export_store
 from personagym_hf.split import split_of
 
@@ -278,22 +280,72 @@ def test_exporter_export_samples_and_statistics(tmp_path, small_store, monkeypat
 
 
 @pytest.fixture
-def chunked(monkeypatch):
+def chunked() -> RunOptions:
     """Chunks of 7 files, so a small store spans several chunks."""
-    from personagym_hf import chunks
-
-    monkeypatch.setattr(chunks, "CHUNK_FILES", 7)
+    return RunOptions(chunk_files=7)
 
 
 def test_num_proc_gives_the_same_bytes_as_one_process(tmp_path, chunked):
-    from personagym_hf.synth import write_store
+    from personagym_hf.testing.synth import write_store
 
     store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
-    one = export_store(store, tmp_path / "one", parse_config({}), CONVERT)
-    two = export_store(store, tmp_path / "two", parse_config({}), CONVERT, num_proc=2)
+    one = export_store(store, tmp_path / "one", parse_config({}), CONVERT, options=chunked)
+    two = export_store(store, tmp_path / "two", parse_config({}), CONVERT, num_proc=2, options=chunked)
     assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two")
     assert one.result.statistics["total_samples"] == two.result.statistics["total_samples"] == 60
     assert not list(tmp_path.glob("*/.chunks-*"))
+
+
+def test_run_options_size_the_chunks_and_the_arrow_batches(tmp_path):
+    from personagym_hf.chunks import ChunkJob, Encoder, run_chunks
+    from personagym_hf.store import discover_paths
+    from personagym_hf.testing.synth import write_store
+
+    files = discover_paths(write_store(tmp_path / "s", count=20, personas=5, seed=4, reply_chars=50))
+    job = ChunkJob(files, Encoder(parse_config({}), split=False, views=True), CONVERT, frozenset(), batch_rows=3)
+    chunks = list(run_chunks(job, tmp_path / "staging", RunOptions(chunk_files=7)))
+    assert [(task.start, task.stop) for task, _ in chunks] == [(0, 7), (7, 14), (14, 20)]
+    full = [table.num_rows for _task, chunk in chunks for config, _split, table in chunk.batches if config == "full"]
+    assert full == [3, 3, 1, 3, 3, 1, 3, 3]
+
+
+def test_spawned_workers_give_the_same_bytes_as_forked_ones(tmp_path, chunked):
+    """The chunk job reaches each worker in its pool's initargs, so a worker that inherits nothing has it too."""
+    from personagym_hf.testing.synth import write_store
+
+    store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
+    fork = export_store(store, tmp_path / "fork", parse_config({}), CONVERT, options=replace(chunked, num_proc=2))
+    spawn = replace(chunked, num_proc=2, start_method="spawn")
+    spawned = export_store(store, tmp_path / "spawn", parse_config({}), CONVERT, options=spawn)
+    assert snapshot(tmp_path / "fork") == snapshot(tmp_path / "spawn")
+    assert fork.result.statistics["total_samples"] == spawned.result.statistics["total_samples"] == 60
+
+
+def test_a_collector_spawned_workers_cannot_import_is_one_line(tmp_path, chunked):
+    from personagym_hf.testing.synth import write_store
+
+    class Local(TrainingDataCollector):
+        pass
+
+    store = write_store(tmp_path / "s", count=20, personas=5, seed=4, reply_chars=50)
+    options = replace(chunked, num_proc=2, start_method="spawn")
+    with pytest.raises(ConfigError) as error:
+        export_store(
+            store, tmp_path / "out", parse_config({}), Local().interaction_to_training_sample, options=options
+        )
+    with pytest.raises((pickle.PicklingError, AttributeError)) as why:  # its wording depends on the Python version
+        pickle.dumps(Local().interaction_to_training_sample)
+    assert str(error.value) == (
+        "start_method 'spawn': the collector test_export:test_a_collector_spawned_workers_cannot_import_is_one_line."
+        f"<locals>.Local cannot be sent to worker processes ({why.value}); define it at the top level of an "
+        "importable module, or use start_method 'fork'"
+    )
+    assert not (tmp_path / "out").exists()
+    # Forked workers inherit the class: the same collector exports.
+    forked = export_store(
+        store, tmp_path / "out", parse_config({}), Local().interaction_to_training_sample, num_proc=2, options=chunked
+    )
+    assert forked.result.statistics["total_samples"] == 20
 
 
 def test_a_duplicate_in_a_later_chunk_is_reported_and_dropped(tmp_path, chunked):
@@ -304,7 +356,9 @@ def test_a_duplicate_in_a_later_chunk_is_reported_and_dropped(tmp_path, chunked)
     (store / "zz_copy.json").write_text(json.dumps(records[0]), encoding="utf-8")  # read in the second chunk
     (store / "zz_copy2.json").write_text(json.dumps(lines[1]), encoding="utf-8")
     for num_proc in (1, 2):
-        run_ = export_store(store, tmp_path / f"out{num_proc}", parse_config({}), CONVERT, num_proc=num_proc)
+        run_ = export_store(
+            store, tmp_path / f"out{num_proc}", parse_config({}), CONVERT, num_proc=num_proc, options=chunked
+        )
         assert run_.result.statistics["total_samples"] == 12
         assert [b.to_dict() for b in run_.rejections.bad] == [
             {
@@ -330,7 +384,12 @@ def test_error_policy_stops_a_worker_run_and_writes_nothing(tmp_path, chunked):
     (store / "interaction_persona_001_0015.json").write_text("{", encoding="utf-8")
     with pytest.raises(BadInputError, match=r"interaction_persona_001_0015.json, line 1, column 2: invalid JSON"):
         export_store(
-            store, tmp_path / "out", parse_config({"training_data": {"on_bad_records": "error"}}), CONVERT, num_proc=2
+            store,
+            tmp_path / "out",
+            parse_config({"training_data": {"on_bad_records": "error"}}),
+            CONVERT,
+            num_proc=2,
+            options=chunked,
         )
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
 

@@ -13,7 +13,7 @@ from personagym_hf import TrainingDataCollector
 from personagym_hf.audit import LeakageAudit, method
 from personagym_hf.audit_card import leakage_markdown
 from personagym_hf.cli import main
-from personagym_hf.config import parse_config
+from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.extras import MissingExtra
 from personagym_hf.job import export_store
 from personagym_hf.writers import dumps_pretty
@@ -89,16 +89,22 @@ def test_without_rensa_the_export_audits_exact_duplicates(leaky_store, tmp_path,
     assert not (tmp_path / "near").exists()
 
 
-def test_the_leakage_is_the_same_bytes_for_any_num_proc(tmp_path, monkeypatch):
-    from personagym_hf import chunks
-    from personagym_hf.synth import write_store
+def test_the_leakage_is_the_same_bytes_for_any_num_proc(tmp_path):
+    from personagym_hf.testing.synth import write_store
 
-    monkeypatch.setattr(chunks, "CHUNK_FILES", 7)
+    chunked = RunOptions(chunk_files=7)
     store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
     write_files(store, [leaky_interaction(key) for key in LEAKY])  # known leaks among the synthetic ones
-    one = export_store(store, tmp_path / "one", parse_config({"training_data": {"split_by": "sample"}}), CONVERT)
+    one = export_store(
+        store, tmp_path / "one", parse_config({"training_data": {"split_by": "sample"}}), CONVERT, options=chunked
+    )
     two = export_store(
-        store, tmp_path / "two", parse_config({"training_data": {"split_by": "sample"}}), CONVERT, num_proc=2
+        store,
+        tmp_path / "two",
+        parse_config({"training_data": {"split_by": "sample"}}),
+        CONVERT,
+        num_proc=2,
+        options=chunked,
     )
     assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two")
     leakage = one.result.statistics["leakage"]

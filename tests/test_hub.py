@@ -9,12 +9,11 @@ import pytest
 from conftest import make_interaction, write_files
 
 from personagym_hf import TrainingDataCollector
-from personagym_hf import shards as shards_module
 from personagym_hf.cli import main
-from personagym_hf.config import parse_config
+from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.hub import PushError, push_to_hub
 from personagym_hf.job import export_store
-from personagym_hf.synth import write_store
+from personagym_hf.testing.synth import write_store
 
 REPO = "alice/personagym"
 CONFIGS = ["full", "minimal", "messages", "query_rewrite"]
@@ -65,16 +64,15 @@ def test_pushing_the_same_data_again_makes_no_commit_and_uploads_nothing(hub, st
     assert hub.commit_count(REPO) == 1 and uploaded(hub) == before
 
 
-def test_append_uploads_only_changed_files_and_deletes_stale_shards(hub, store, tmp_path, monkeypatch):
-    monkeypatch.setattr(shards_module, "ROW_GROUP_ROWS", 5)
-    monkeypatch.setattr(shards_module, "MAX_SHARD_BYTES", 1)  # several shards per split
+def test_append_uploads_only_changed_files_and_deletes_stale_shards(hub, store, tmp_path):
+    several = RunOptions(row_group_rows=5, max_shard_bytes=1)  # several shards per split
     out = tmp_path / "out"
-    push_to_hub(export(store, out), REPO, backoff=0)
+    push_to_hub(export(store, out, options=several), REPO, backoff=0)
     first_files = set(hub.files(REPO))
     before = uploaded(hub)
-    monkeypatch.setattr(shards_module, "MAX_SHARD_BYTES", 256 << 20)  # one shard per split now
     write_store(store, count=44, personas=22, seed=11, reply_chars=100)
-    result = push_to_hub(export(store, out, append=True), REPO, backoff=0)
+    one = RunOptions(row_group_rows=5)  # one shard per split now
+    result = push_to_hub(export(store, out, append=True, options=one), REPO, backoff=0)
     assert result.committed and hub.commit_count(REPO) == 2
     deleted = {f.path for f in result.plan.files if f.action == "delete"}
     assert deleted and deleted <= first_files and not deleted & set(hub.files(REPO))

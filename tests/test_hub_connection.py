@@ -17,7 +17,7 @@ from personagym_hf import TrainingDataCollector
 from personagym_hf.cli import main
 from personagym_hf.config import parse_config
 from personagym_hf.job import export_store
-from personagym_hf.synth import write_store
+from personagym_hf.testing.synth import write_store
 
 ROOT = Path(__file__).parent.parent
 REPO = "alice/personagym"

@@ -15,7 +15,7 @@ from conftest import make_interaction, write_files
 
 from personagym_hf.cli import main
 from personagym_hf.export import is_export_file
-from personagym_hf.synth import write_store
+from personagym_hf.testing.synth import write_store
 from personagym_hf.transaction import OutputFolder
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 import pytest
 
 from personagym_hf import TrainingDataCollector, TrainingDataExporter, load_config
-from personagym_hf.synth import write_store
+from personagym_hf.testing.synth import write_store
 
 SEED = Path(__file__).parent / "fixtures" / "seed_training_data.md"
 SHELL_BLOCKS = 2  # the two "python scripts/..." blocks are shell commands; test_scripts.py runs them

@@ -11,7 +11,7 @@ from conftest import make_interaction, write_files
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.cli import main
-from personagym_hf.config import parse_config
+from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.groups import SplitGroups
 from personagym_hf.job import export_store
 from personagym_hf.split import NeedsGroupsError, split_of
@@ -102,17 +102,15 @@ def test_a_query_id_groups_too(tmp_path):
     assert groups.to_dict()["groups"] == 1
 
 
-def test_num_proc_gives_the_same_bytes(tmp_path, monkeypatch):
-    from personagym_hf import chunks
-    from personagym_hf.synth import write_store
+def test_num_proc_gives_the_same_bytes(tmp_path):
+    from personagym_hf.testing.synth import write_store
 
-    monkeypatch.setattr(chunks, "CHUNK_FILES", 7)
     store = write_store(tmp_path / "s", count=40, personas=20, seed=4, reply_chars=50)
     write_files(store, [grouped(i, p, q) for i, (p, q) in enumerate(GROUPED)])
     cfg = parse_config({"training_data": TRAINING})
     convert = TrainingDataCollector().interaction_to_training_sample
-    one = export_store(store, tmp_path / "one", cfg, convert)
-    export_store(store, tmp_path / "two", cfg, convert, num_proc=2)
+    one = export_store(store, tmp_path / "one", cfg, convert, options=RunOptions(chunk_files=7))
+    export_store(store, tmp_path / "two", cfg, convert, options=RunOptions(chunk_files=7, num_proc=2))
     files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
     assert files and all((tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes() for f in files)
     assert one.result.statistics["split_groups"]["samples"] == 48

@@ -1,0 +1,217 @@
+"""The package's modules import downward only, and no import circle: checked on the source with `ast`.
+
+Every import counts, the ones inside functions too (they hide a dependency, they do not remove it). The layers are
+the table below, documented in the README ("How the code is laid out"): a module may import its own layer and the
+ones below it, never one above. A new module must be given a layer here.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+import personagym_hf
+
+PACKAGE = Path(personagym_hf.__file__).parent
+
+# Lowest first. `personagym_hf` is the package's `__init__` (it re-exports the public names of the faces).
+LAYERS: dict[str, tuple[str, ...]] = {
+    "leaf": ("config", "extras", "records", "schema", "version", "wording"),
+    "core": (
+        "audit",
+        "audit_card",
+        "collect",
+        "groups",
+        "safety",
+        "samples",
+        "seen",
+        "split",
+        "stats",
+        "tables",
+        "tokens",
+        "views",
+    ),
+    "edges": (
+        "auth",
+        "card",
+        "connection",
+        "demo",
+        "exported",
+        "manifest",
+        "shards",
+        "store",
+        "token_usage",
+        "transaction",
+        "uploads",
+        "viewer",
+        "writers",
+    ),
+    "orchestration": ("builder", "chunks", "export", "hub", "job"),
+    "faces": ("personagym_hf", "__main__", "cli", "interaction_generator", "ppopt", "training_data"),
+    "testing": ("testing", "testing.synth"),  # not in the wheel: for the tests, the benchmark and the demo's script
+}
+
+
+def module_files(package: Path, name: str) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the package (a package is its `__init__.py`)."""
+    modules = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join((name, *parts))] = path
+    return modules
+
+
+def imports_of(package: Path, name: str) -> dict[str, list[tuple[str, int]]]:
+    """Module -> the package's modules it imports, with the line of each import."""
+    modules = module_files(package, name)
+    graph: dict[str, list[tuple[str, int]]] = {}
+    for module, path in modules.items():
+        is_package = path.name == "__init__.py"
+        here = module.split(".") if is_package else module.split(".")[:-1]
+        found = graph[module] = []
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(here[: len(here) - node.level + 1]) if node.level else ""
+                source = ".".join(part for part in (base, node.module or "") if part)
+                # `from x import y` imports the module x.y when there is one, else x itself.
+                targets = [
+                    f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source for alias in node.names
+                ]
+            else:
+                continue
+            for target in targets:
+                if target in modules and target != module:
+                    found.append((target, node.lineno))
+    return graph
+
+
+def circles(graph: dict[str, list[tuple[str, int]]]) -> list[list[str]]:
+    """The modules of each import circle (a strongly connected set of more than one module), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:  # Tarjan's algorithm
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target, _line in graph.get(module, ()):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            members = []
+            while not members or members[-1] != module:
+                members.append(stack.pop())
+            if len(members) > 1:
+                found.append(sorted(members))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(found)
+
+
+def upward(graph: dict[str, list[tuple[str, int]]], layers: dict[str, tuple[str, ...]], name: str) -> list[str]:
+    """One line per import of a module from a layer above its own, or of a module no layer lists."""
+    rank = {}
+    for index, (layer, modules) in enumerate(layers.items()):
+        for module in modules:
+            rank[module if module == name else f"{name}.{module}"] = (index, layer)
+    problems = [
+        f"{module} is in no layer: add it to LAYERS in tests/test_layers.py (and to the README's layout)"
+        for module in sorted(graph)
+        if module not in rank
+    ]
+    for module in sorted(graph):
+        for target, line in graph[module]:
+            if module in rank and target in rank and rank[target][0] > rank[module][0]:
+                problems.append(
+                    f"{module} (line {line}) imports {target}: layer {rank[module][1]} imports layer "
+                    f"{rank[target][1]}, which is above it; move the code it needs down, or pass it in"
+                )
+    return problems
+
+
+def test_no_import_circle():
+    assert circles(imports_of(PACKAGE, "personagym_hf")) == []
+
+
+def test_imports_go_downward_only():
+    assert upward(imports_of(PACKAGE, "personagym_hf"), LAYERS, "personagym_hf") == []
+
+
+def test_every_layer_module_exists():
+    modules = module_files(PACKAGE, "personagym_hf")
+    listed = [
+        module if module == "personagym_hf" else f"personagym_hf.{module}" for m in LAYERS.values() for module in m
+    ]
+    assert sorted(set(listed) - set(modules)) == []
+    assert len(listed) == len(set(listed))
+
+
+@pytest.fixture
+def tiny_package(tmp_path: Path) -> Path:
+    """A package with a circle through a function-level import (a -> b -> a) and an upward import (b -> c)."""
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("from .c import main\n")
+    (package / "a.py").write_text("from . import b\n")
+    (package / "b.py").write_text("import os\n\n\ndef f():\n    from .a import g\n    from .c import main\n")
+    (package / "c.py").write_text("from .sub import d\nfrom .sub.d import x\n\n\ndef main():\n    pass\n")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "d.py").write_text("from .. import a\nfrom ..b import f\n")
+    return package
+
+
+def test_imports_of_reads_module_and_function_level_imports(tiny_package: Path):
+    assert imports_of(tiny_package, "pkg") == {
+        "pkg": [("pkg.c", 1)],
+        "pkg.a": [("pkg.b", 1)],
+        "pkg.b": [("pkg.a", 5), ("pkg.c", 6)],
+        "pkg.c": [("pkg.sub.d", 1), ("pkg.sub.d", 2)],
+        "pkg.sub": [],
+        "pkg.sub.d": [("pkg.a", 1), ("pkg.b", 2)],
+    }
+
+
+def test_a_circle_and_an_upward_import_are_found(tiny_package: Path):
+    graph = imports_of(tiny_package, "pkg")
+    assert circles(graph) == [["pkg.a", "pkg.b", "pkg.c", "pkg.sub.d"]]
+    assert circles({"x": [("y", 1)], "y": [("x", 3)], "z": [("x", 1)]}) == [["x", "y"]]
+    layers = {"leaf": ("a", "b"), "faces": ("pkg", "c", "sub.d")}
+    assert upward(graph, layers, "pkg") == [
+        "pkg.sub is in no layer: add it to LAYERS in tests/test_layers.py (and to the README's layout)",
+        "pkg.b (line 6) imports pkg.c: layer leaf imports layer faces, which is above it; move the code it needs "
+        "down, or pass it in",
+    ]
+
+
+def test_the_readme_lists_every_module_in_its_layer():
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
+    listed = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in LAYERS:
+            for name in re.findall(r"`([\w/]+)\.py`", cells[1]):
+                listed[name] = cells[0]
+    files = module_files(PACKAGE, "personagym_hf")
+    expected = {
+        files[module if module == "personagym_hf" else f"personagym_hf.{module}"]
+        .relative_to(PACKAGE)
+        .with_suffix("")
+        .as_posix(): layer
+        for layer, modules in LAYERS.items()
+        for module in modules
+    }
+    assert listed == expected
