@@ -12,9 +12,15 @@ The user's own files in the output folder — anything that is not one of the ex
 timestamped versions of earlier exports included — are carried into the staging folder as hard links
 just before the swap, and files they add while the export runs are moved over right after it.
 
-One export at a time per folder: an exclusive `flock` on `.<name>.lock` beside the folder. The kernel
-releases it when the holder dies, so a killed run never blocks the next; the next run removes whatever
-the killed one left (staging folders, old folders), after moving back any file of the user's it held.
+An output folder that is a mount point (a container's volume, say) cannot be swapped: there the export is
+staged inside it (`.personagym-staging-<pid>`) and moved in entry by entry after a marker listing the new
+entries is written; a run killed during that move is finished by the next one (rolled forward), so the
+folder holds a mix only until the next run starts.
+
+One export at a time per folder: an exclusive `flock` on `.<name>.lock` beside it (inside, for a mount
+point). The kernel releases it when the holder dies, so a killed run never blocks the next; the next run
+removes whatever the killed one left (staging folders, old folders), after moving back any file of the
+user's it held.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -35,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+INSIDE_STAGING, INSIDE_OLD = ".personagym-staging-", ".personagym-old-"  # in an output folder that is a mount point
+COMMIT_MARKER = ".commit"  # in a staging folder inside a mount point: the names it is moving in (roll forward)
 
 
 class OutputError(OSError):
@@ -125,6 +134,11 @@ class OutputFolder:
         self.name = self.path.name
         self.lock_path = self.parent / f".{self.name}.lock"
         self.staging = self.parent / f".{self.name}.staging-{os.getpid()}"
+        # A mount point cannot be renamed: its export is staged inside it and moved in entry by entry.
+        self.inside = self.path.is_dir() and os.path.ismount(self.path)
+        if self.inside:
+            self.lock_path = self.path / ".personagym.lock"
+            self.staging = self.path / f"{INSIDE_STAGING}{os.getpid()}"
         self._lock_fd: int | None = None
 
     # -- opening -------------------------------------------------------------------------------------------
@@ -190,9 +204,13 @@ class OutputFolder:
             self._lock_fd = None
 
     def _leftovers(self) -> list[Path]:
-        prefixes = (f".{self.name}.staging-", f".{self.name}.old-")
+        folder, prefixes = (
+            (self.path, (INSIDE_STAGING, INSIDE_OLD))
+            if self.inside
+            else (self.parent, (f".{self.name}.staging-", f".{self.name}.old-"))
+        )
         try:
-            return sorted(self.parent / e.name for e in os.scandir(self.parent) if e.name.startswith(prefixes))
+            return sorted(folder / e.name for e in os.scandir(folder) if e.name.startswith(prefixes))
         except FileNotFoundError:
             return []
 
@@ -200,6 +218,13 @@ class OutputFolder:
         """Undo what a killed run left: an output folder moved aside, the user's files in a dead staging
         folder, the staging and old folders themselves."""
         leftovers = self._leftovers()
+        if self.inside:
+            for leftover in leftovers:
+                if (leftover / COMMIT_MARKER).exists():
+                    self._move_in(leftover)
+                    logger.warning("%s: finished moving in the export a killed run had begun to", self.requested)
+                shutil.rmtree(leftover, ignore_errors=True)
+            return
         if not self.path.exists():
             old = [p for p in leftovers if p.name.startswith(f".{self.name}.old-")]
             if old:
@@ -225,9 +250,36 @@ class OutputFolder:
             if not os.path.lexists(target / name):
                 os.rename(source / name, target / name)
 
+    def _move_in(self, staging: Path) -> None:
+        """Move a staged export into a mount point, entry by entry; safe to run again after a kill (see
+        COMMIT_MARKER): the old export's entries go aside first, then each new one moves in."""
+        marker = json.loads((staging / COMMIT_MARKER).read_text(encoding="utf-8"))
+        names, stale = marker["names"], marker["remove"]
+        old = self.path / f"{INSIDE_OLD}{os.getpid()}"
+        old.mkdir(exist_ok=True)
+        for name in stale:
+            if os.path.lexists(self.path / name):
+                os.rename(self.path / name, old / name)
+        for name in names:
+            if os.path.lexists(staging / name):
+                if os.path.lexists(self.path / name):
+                    os.rename(self.path / name, old / name)
+                os.rename(staging / name, self.path / name)
+                checkpoint("mid-move")
+        shutil.rmtree(old)
+
     def commit(self) -> None:
         """Swap the staging folder in; the old export is gone, the user's files are kept."""
-        if self.path.is_dir():
+        if self.inside:
+            names = sorted(os.listdir(self.staging))
+            stale = sorted({n for n in os.listdir(self.path) if self.managed(n)} - set(names))
+            marker = self.staging / f"{COMMIT_MARKER}.tmp"  # renamed into place: never read half written
+            marker.write_text(json.dumps({"names": names, "remove": stale}), encoding="utf-8")
+            os.rename(marker, self.staging / COMMIT_MARKER)
+            checkpoint("before-swap")
+            self._move_in(self.staging)
+            shutil.rmtree(self.staging)
+        elif self.path.is_dir():
             for name in self._user_entries(self.path):
                 if not os.path.lexists(self.staging / name):
                     _link_tree(self.path / name, self.staging / name)
