@@ -158,16 +158,20 @@ def test_two_exports_started_together_give_one_complete_export(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "store"]
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 3 MB tmpfs (needs root and mount; skipped where the machine does not allow it)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True)
+def mounted_tmpfs(folder: Path, size: str):
+    """A tmpfs of `size` at `folder` (needs root and mount; skipped where the machine does not allow it)."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=True)
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB disk, to fill."""
+    yield from mounted_tmpfs(tmp_path / "disk", "3m")
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_earlier_export(small_disk, tmp_path, capsys):
@@ -312,14 +316,8 @@ def test_sigterm_unwinds_and_leaves_the_earlier_export(kill_setup, tmp_path):
 
 @pytest.fixture
 def volume(tmp_path):
-    """An output folder that is a mount point, as a container's volume is (a tmpfs; needs root and mount)."""
-    folder = tmp_path / "vol"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=True)
+    """An output folder that is a mount point, as a container's volume is."""
+    yield from mounted_tmpfs(tmp_path / "vol", "64m")
 
 
 def test_an_output_folder_that_is_a_mount_point_is_exported_into(stores, tmp_path, volume):
