@@ -75,6 +75,8 @@ def _collector(args: argparse.Namespace, config: dict):
 def cmd_export(args: argparse.Namespace) -> int:
     from .job import export_store
 
+    if args.tokenizer is None and (args.chat_template or args.max_length):
+        raise CliError("--chat-template and --max-length count tokens: pass --tokenizer PATH with them")
     config, settings = _settings(args)
     output = args.output or ("output/demo_training_data" if args.demo else settings.output_dir)
     append = settings.incremental if args.append is None else args.append
@@ -91,6 +93,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         num_proc=args.num_proc,
         wait=args.wait,
         audit=None if args.no_audit else "auto",
+        tokenizer=args.tokenizer,
+        chat_template=args.chat_template,
+        max_length=args.max_length,
     )
     result, stats = run.result, run.result.statistics
     by_split = ", ".join(
@@ -116,6 +121,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         line = summary_line(stats["leakage"])
         if line is not None:
             print(f"  {line}")
+    for key, budget in stats.get("tokens", {}).items():
+        from .tokens import summary_line as tokens_line
+
+        print(f"  {tokens_line(key, budget)}")
     for line in stats.get("split_groups", {}).get("warnings", ()):
         print(f"  {line}")
     if result.hf_dataset:
@@ -476,6 +485,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave the leakage audit out of statistics.json and the card (default: near duplicates with the "
         "[audit] extra, exact duplicates without it)",
     )
+    export.add_argument(
+        "--tokenizer",
+        metavar="PATH",
+        help="add token budgets for this local tokenizer folder or tokenizer.json to statistics.json and the card "
+        "(the [tokens] extra; see README: Audits)",
+    )
+    export.add_argument(
+        "--chat-template", metavar="FILE", help="with --tokenizer: a Jinja chat template to use instead of its own"
+    )
+    export.add_argument(
+        "--max-length", type=_positive, metavar="N", help="with --tokenizer: count the rows longer than N tokens"
+    )
     export.set_defaults(func=cmd_export)
 
     validate = sub.add_parser("validate", help="check every record; list the bad ones; exit 1 if any")
@@ -531,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
         num_proc=1,
         wait=False,
         no_audit=False,
+        tokenizer=None,
+        chat_template=None,
+        max_length=None,
     )
 
     card = sub.add_parser("card", help="render the dataset card of an export (stdout, or --write into its README.md)")

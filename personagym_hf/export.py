@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import orjson
 
@@ -30,6 +30,9 @@ from .split import FILE_PREFIX, skew_warnings
 from .stats import StatsAccumulator
 from .transaction import OutputFolder
 from .writers import JsonArrayWriter, JsonlWriter, OutputSet, dumps_line, pretty_item, write_json_atomic
+
+if TYPE_CHECKING:
+    from .tokens import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -167,10 +170,15 @@ class Exporter:
         wait: bool = False,
         audit: str | None = None,
         options: RunOptions | None = None,
+        tokenizer: "Tokenizer | None" = None,
+        max_length: int | None = None,
     ):
         from .audit import resolve_mode
 
+        if max_length is not None and max_length < 1:  # before the folder is locked
+            raise ValueError(f"Exporter: expected a max_length of at least 1, got {max_length!r}")
         self.cfg, self.output_dir = cfg, Path(output_dir)
+        self.tokenizer, self.max_length = tokenizer, max_length  # a loaded `tokens.Tokenizer`, or None
         self.options = options or RunOptions()  # how it runs: batch, row group and shard sizes, the split cache
         self.audit_mode = resolve_mode(audit)
         self.collector = collector
@@ -209,6 +217,14 @@ class Exporter:
             from .audit import LeakageAudit
 
             self.audit = LeakageAudit(near=self.audit_mode == "near")
+        # Token budgets are counted here, from the rows as written, one budget per split, merged in split order at
+        # the end: the order `personagym-hf tokens --data` reads the export in, and the same for any num_proc and
+        # for rows carried over by an append.
+        self.tokens = None
+        if self.tokenizer is not None:
+            from .tokens import TokenBudget
+
+            self.tokens = {name: TokenBudget(self.tokenizer, self.max_length) for name in self.files.names}
         self.groups = None  # split_by persona_and_query: the store's groups, given by the caller's pre-pass
         if cfg.split_by == "persona_and_query" and self.layout.split:
             from .groups import SplitGroups
@@ -257,6 +273,8 @@ class Exporter:
                 self.stats.add(row, split_name)
             if self.audit is not None:  # the audit reads rows as written, so these give what a fresh export added
                 self.audit.add(row, split_name)
+            if self.tokens is not None:
+                self.tokens[split_name].add(row)
             if self.groups is not None:  # an append never moves a row: the groups start from where they are
                 self.groups.add(row, earlier=split_name)
             if self.parquet is not None and earlier.statistics_state is None:
@@ -313,6 +331,8 @@ class Exporter:
         self.stats.add(data, split)
         if self.audit is not None:
             self.audit.add(row, split)
+        if self.tokens is not None:
+            self.tokens[split].add(row)
         self._add_parquet(data, split)
         self.result.new_samples += 1
         return split
@@ -345,12 +365,33 @@ class Exporter:
             self.files.jsonl[split].add_file(chunk.jsonl_part(split), count, chunk.line_digests[split])
         for (config, split), path in sorted(chunk.tables.items()):
             self._add_arrow_file(config, split, path)
+        if self.tokens is not None:
+            self._count_tokens(chunk)
         chunk.discard()
         self.stats.merge(chunk.stats)
         if self.audit is not None:
             self.audit.merge(chunk.audit)
         # Not added to `files.exported`: the caller (job.py) tracks a chunk's ids, to find duplicates.
         self.result.new_samples += len(chunk.kept)
+
+    def _count_tokens(self, chunk) -> None:
+        """The token budgets of a chunk's rows, read back from its JSONL lines (in memory or in its part files)."""
+        for split, lines in chunk.lines.items():
+            for line in lines:
+                self.tokens[split].add(orjson.loads(line))
+        for split in chunk.samples:
+            with chunk.jsonl_part(split).open("rb") as f:
+                for line in f:
+                    self.tokens[split].add(orjson.loads(line))
+
+    def token_budgets(self) -> dict:
+        """The `tokens` section of `statistics.json`: the splits' budgets merged in split order."""
+        from .tokens import TokenBudget
+
+        merged = TokenBudget(self.tokenizer, self.max_length)
+        for name in self.files.names:
+            merged.merge(self.tokens[name])
+        return {self.tokenizer.key: merged.to_dict()}
 
     def _add_arrow_file(self, config: str, split: str, path: Path) -> None:
         import pyarrow as pa
@@ -379,6 +420,8 @@ class Exporter:
             )
         if self.audit is not None:
             result.statistics["leakage"] = self.audit.to_dict()
+        if self.tokens is not None:
+            result.statistics["tokens"] = self.token_budgets()
         if self.groups is not None:
             result.statistics["split_groups"] = self.groups.to_dict()
         for name in self.files.names:

@@ -14,7 +14,7 @@ import math
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from .config import ExportConfig, RunOptions
 from .export import Exporter, ExportResult, stamped_name
@@ -23,6 +23,9 @@ from .samples import DUPLICATE, BadInputError, Convert, Rejections
 from .store import BadRecord, Record, discover_paths, iter_file, token_usage_files
 from .token_usage import merge_token_usage
 from .transaction import OutputError
+
+if TYPE_CHECKING:
+    from .tokens import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -105,12 +108,18 @@ def export_store(
     wait: bool = False,
     audit: str | None = "auto",
     options: RunOptions | None = None,
+    tokenizer: "Tokenizer | str | Path | None" = None,
+    chat_template: str | Path | None = None,
+    max_length: int | None = None,
 ) -> StoreExport:
     """Export a whole store. With `num_proc` > 1 chunks of files are encoded by worker processes; the
     outputs are the same bytes as with one process. `split`/`hf_dataset` None: as the earlier export when
     appending (see `Exporter`). `audit`: the leakage audit in the statistics, "near", "exact", "auto" (near when
     rensa is installed, else exact) or None (off). Either the whole export is written, or the output folder is
-    left as it was. `options`: how it runs (`config.RunOptions`); `num_proc`, when given, sets its field."""
+    left as it was. `options`: how it runs (`config.RunOptions`); `num_proc`, when given, sets its field.
+    `tokenizer`: token budgets in the statistics and the card (`tokens.py`), for a local tokenizer folder or
+    tokenizer.json (or a loaded `tokens.Tokenizer`), rendered with `chat_template` (a file) when given, with the
+    rows over `max_length` counted."""
     import gc
 
     from .chunks import ChunkJob, encode_chunk, run_chunks
@@ -125,6 +134,11 @@ def export_store(
         raise NoInteractionsError(
             f"no interaction files found in {_store_name(interactions)}; looked for {INTERACTION_LAYOUTS}"
         )
+    if tokenizer is not None:
+        from .tokens import Tokenizer, load_tokenizer
+
+        if not isinstance(tokenizer, Tokenizer):  # loaded before the output folder is locked: errors cost nothing
+            tokenizer = load_tokenizer(tokenizer, chat_template)
     rejections = Rejections(cfg.on_bad_records)
     exporter = Exporter(
         cfg,
@@ -138,6 +152,8 @@ def export_store(
         wait=wait,
         audit=audit,
         options=options,
+        tokenizer=tokenizer,
+        max_length=max_length,
     )
     staging = exporter.folder.staging / ".chunks"  # workers' part files: inside the transaction, never beside it
     bar = progress(None, total=len(files), desc="Exporting", enabled=show_progress)
