@@ -143,22 +143,22 @@ def test_token_budgets_are_the_same_bytes_for_any_num_proc_and_a_no_op_append(ti
     assert len(set(one.result.statistics["samples_by_split"].values()) - {0}) > 1  # rows in several splits
 
 
-def test_a_missing_transformers_is_one_line_before_the_output_folder_is_touched(token_store, tiny, tmp_path, capsys):
-    monkeypatch = pytest.MonkeyPatch()
-    with monkeypatch.context() as patch:
-        patch.setitem(sys.modules, "transformers", None)
-        out = tmp_path / "out"
-        code, _out, err = run(
-            capsys, "export", "--interactions", str(token_store), "--output", str(out), "-q", "--tokenizer", str(tiny)
-        )
-        assert code == 1
-        assert err == (
-            "personagym-hf export: error: token counting needs transformers, which is not installed: "
-            "pip install 'personagym-hf[tokens]'\n"
-        )
-        with pytest.raises(MissingExtra, match=r"^token counting needs transformers, which is not installed: pip "):
-            export_store(token_store, out, parse_config({}), CONVERT, tokenizer=tiny)
-        assert not out.exists()
+def test_a_missing_transformers_is_one_line_before_the_output_folder_is_touched(
+    token_store, tiny, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    out = tmp_path / "out"
+    code, _out, err = run(
+        capsys, "export", "--interactions", str(token_store), "--output", str(out), "-q", "--tokenizer", str(tiny)
+    )
+    assert code == 1
+    assert err == (
+        "personagym-hf export: error: token counting needs transformers, which is not installed: "
+        "pip install 'personagym-hf[tokens]'\n"
+    )
+    with pytest.raises(MissingExtra, match=r"^token counting needs transformers, which is not installed: pip "):
+        export_store(token_store, out, parse_config({}), CONVERT, tokenizer=tiny)
+    assert not out.exists()
 
 
 def test_chat_template_and_max_length_need_a_tokenizer(token_store, tmp_path, capsys):
