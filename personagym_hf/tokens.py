@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .extras import require
+from .wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -357,9 +358,9 @@ def summary_line(key: str, budget: dict[str, Any]) -> str:
     if budget["max_length"] is not None:
         line += f"; {m['truncation_rate']:.1%} over {budget['max_length']}"
     if m["rejected"]:
-        line += f"; {m['rejected']} rows rejected by the template"
+        line += f"; {plural(m['rejected'], 'row')} rejected by the template"
     if m["no_assistant_tokens"]:
-        line += f"; {m['no_assistant_tokens']} rows without assistant tokens"
+        line += f"; {plural(m['no_assistant_tokens'], 'row')} without assistant tokens"
     return line
 
 

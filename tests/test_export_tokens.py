@@ -115,7 +115,7 @@ def test_an_export_with_a_tokenizer_holds_the_budgets_the_tokens_command_reads_b
     # after the leakage section (the export audits by default), as test_export_audit.py places that one
     assert "\n\n" + CARD_SECTION.format(sha=sha[:12], header=HEADER) + "\n\n## Provenance\n" in card
     assert (
-        f"  tokens ({key}): messages p50 11, p95 15, max 15; 75.0% over 10; 1 rows without assistant tokens\n"
+        f"  tokens ({key}): messages p50 11, p95 15, max 15; 75.0% over 10; 1 row without assistant tokens\n"
         in printed
     )
 

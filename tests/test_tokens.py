@@ -212,7 +212,7 @@ def test_report_and_summary_lines(generation_tokenizer, token_samples):
         "query_rewrite: 5 rows; query tokens p50 4, p95 11, max 11; original_query tokens p50 2, p95 2, max 2",
     ]
     assert summary_line(tokenizer.key, budget) == (
-        f"tokens ({tokenizer.key}): messages p50 11, p95 15, max 15; 75.0% over 10; 1 rows without assistant tokens"
+        f"tokens ({tokenizer.key}): messages p50 11, p95 15, max 15; 75.0% over 10; 1 row without assistant tokens"
     )
 
 
