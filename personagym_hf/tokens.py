@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from array import array
 from dataclasses import dataclass, field
@@ -82,6 +83,9 @@ def load_tokenizer(path: str | Path, chat_template: str | Path | None = None) ->
             f"{path}: no such tokenizer folder or tokenizer.json; pass --tokenizer with a local tokenizer "
             "(downloads are never made)"
         )
+    # Importing transformers without torch prints advice on stderr ("PyTorch was not found..."): noise for a
+    # tokenizer-only use. A verbosity the user set is kept.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     transformers = require("transformers", "tokens", "token counting")
     if path.is_dir():
         name = path.resolve().name

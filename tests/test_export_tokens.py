@@ -172,3 +172,19 @@ def test_chat_template_and_max_length_need_a_tokenizer(token_store, tmp_path, ca
         "with them\n",
     )
     assert not out.exists()
+
+
+def test_an_export_with_a_tokenizer_prints_nothing_of_transformers_on_stderr(tmp_path):
+    import subprocess
+    import sys
+
+    from tiny_tokenizer import GENERATION_TEMPLATE, build
+
+    tokenizer = build(tmp_path / "tok", GENERATION_TEMPLATE)
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TRANSFORMERS_VERBOSITY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "personagym_hf", "export", "--demo", "--output", str(tmp_path / "out"), "-q",
+         "--tokenizer", str(tokenizer)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
