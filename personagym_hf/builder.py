@@ -13,20 +13,21 @@ pass over the store — that is how `datasets` builders work — so building rea
 
 from __future__ import annotations
 
-import multiprocessing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import datasets
 from datasets.builder import Key
 
+from .chunks import ChunkJob, ChunkTask
 from .collect import interaction_to_sample
 from .config import SPLIT_BY, SPLIT_NAMES, ExportConfig, RunOptions, choice, format_flags, split_ratios
-from .samples import Rejections, checked, checks_itself, duplicate, iter_samples, place, record_id
-from .split import split_of
-from .store import BadRecord, PathList, Record, discover_paths, iter_file, store_fingerprint
-from .tables import ViewTables
+from .encode import Encoder, encode
+from .groups import SplitGroups
+from .job import encode_store, group_store
+from .samples import Rejections, duplicate, place
+from .store import PathList, discover_paths, iter_file, store_fingerprint
 from .views import CONFIG_NAMES, config_specs
 
 DESCRIPTIONS = {
@@ -108,114 +109,118 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
         return super()._as_dataset(split, in_memory)
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
-        files = discover_paths(self.config.store())
-        names = SPLIT_NAMES if self.config.split else ("train",)
+        cfg = self.config
+        files = discover_paths(cfg.store())
+        names = SPLIT_NAMES if cfg.split else ("train",)
         num_proc = getattr(self, "_num_proc", 1)
-        # `datasets` shards the list-valued gen_kwargs only: the ranges of files are that list, and the packed file
-        # list goes to every job whole (it is no `list`).
+        settings = cfg.settings()
+        convert = cfg.convert()
+        # `datasets` shards the list-valued gen_kwargs only, together: the ranges of files and the ids each range
+        # must drop. The packed file list (no `list`), where those ids were first read, and the encoder go to
+        # every job whole.
         ranges = file_ranges(len(files), num_proc)
-        # Shards run apart, so a record whose id an earlier shard holds cannot see it: with more than one
-        # process, one first pass finds the later copies of duplicate ids, and every shard reads those as the
-        # bad records one process reports.
-        later = self._later_duplicates(files, ranges, num_proc) if num_proc > 1 and len(ranges) > 1 else {}
-        settings = self.config.settings()
-        self._groups = None
-        if self.config.split and settings.split_by == "persona_and_query":  # every sample's group first (groups.py)
-            from .groups import SplitGroups
-            from .job import group_store
-
-            self._groups = SplitGroups(settings.seed, settings.ratios)
-            group_store(files, self.config.convert(), self._groups)
+        groups = None
+        if cfg.split and settings.split_by == "persona_and_query":  # every sample's group first (groups.py)
+            groups = SplitGroups(settings.seed, settings.ratios)
+            group_store(files, settings, convert, groups)
+        # Shards run apart, so a record whose id an earlier shard holds cannot see it: with more than one process,
+        # a first pass (the export's own run, with no output) finds the ids each range must drop and where they
+        # were first read, and every shard reports those as one process does. One process sees every range in
+        # order and finds them itself (`_generate_tables`).
+        earlier: list[frozenset[str]] | None = None
+        firsts: dict[str, str] = {}
+        if num_proc > 1 and len(ranges) > 1:
+            earlier, firsts = _earlier_ids(files, ranges, settings, convert, num_proc)
         return [
             datasets.SplitGenerator(
-                name=name, gen_kwargs={"files": files, "ranges": ranges, "split": name, "later": later}
+                name=name,
+                gen_kwargs={
+                    "files": files,
+                    "ranges": ranges,
+                    "earlier": earlier,
+                    "firsts": firsts,
+                    "encoder": self._encoder(settings, name, groups),
+                },
             )
             for name in names
         ]
 
-    def _later_duplicates(
-        self, files: PathList, ranges: list[tuple[int, int]], num_proc: int
-    ) -> dict[tuple[str, str], BadRecord]:
-        """Every record that repeats an earlier record's id, by (file, position), reported as the export reports
-        it. The ranges are read by `num_proc` forked processes (so a custom collector need not be importable),
-        each giving its valid samples in order; the first read of an id is the one kept, as in one process."""
-        _PREPASS.update(files=files, convert=self.config.convert())
-        seen: dict[str, str] = {}
-        later: dict[tuple[str, str], BadRecord] = {}
-        try:
-            with multiprocessing.get_context("fork").Pool(min(num_proc, len(ranges))) as pool:
-                for valid in pool.imap(_valid_samples, ranges):
-                    for sample_id, source, where, interaction_id in valid:
-                        first = seen.get(sample_id)
-                        if first is None:
-                            seen[sample_id] = place(source, where)
-                        else:
-                            later[(source, where)] = duplicate(source, where, first, interaction_id)
-        finally:
-            _PREPASS.clear()
-        return later
+    def _encoder(self, settings: ExportConfig, split: str, groups: SplitGroups | None) -> Encoder:
+        """The export's encoder, building only this config's tables, of `split`'s samples only."""
+        cfg = self.config
+        encoder = Encoder(
+            settings,
+            cfg.split,
+            True,
+            configs=[cfg.name],
+            only_split=split if cfg.split else None,
+            batch_rows=cfg.batch_rows,
+        )
+        encoder.groups = groups
+        return encoder
 
     def _generate_tables(
-        self, files: PathList, ranges: list[tuple[int, int]], split: str, later: dict | None = None
+        self,
+        files: PathList,
+        ranges: list[tuple[int, int]],
+        earlier: list[frozenset[str]] | None,
+        firsts: dict[str, str],
+        encoder: Encoder,
     ) -> Iterator[tuple[Key, Any]]:
-        cfg = self.config
-        settings = cfg.settings()
-        later = later or {}
-        # Bad records are reported while building the first split only, not once per split.
-        policy = cfg.on_bad_records if split == SPLIT_NAMES[0] or cfg.on_bad_records == "error" else "skip"
-        convert = cfg.convert()
-        tables = ViewTables(settings.format, [cfg.name])
-        position = {"range": 0}
-
-        def records():
-            for index, (start, stop) in enumerate(ranges):
-                position["range"] = index
-                for path in files[start:stop]:
-                    for record in iter_file(path):
-                        yield later.get((record.source, record.where), record)
-
-        samples: list[dict] = []
-        shard, batch = 0, 0  # shard: the range's index in this job's `ranges`, as `datasets.builder.Key` counts
-        for sample, _record in iter_samples(records(), convert, Rejections(policy)):
-            data = sample.to_dict()
-            groups = getattr(self, "_groups", None)
-            if cfg.split and groups is not None and groups.split_of(data["sample_id"]) != split:
-                continue
-            if (
-                cfg.split
-                and groups is None
-                and split_of(data, settings.seed, settings.ratios, settings.split_by) != split
-            ):
-                continue
-            if position["range"] != shard:
-                if samples:
-                    yield Key(shard, batch), tables.build(samples)[cfg.name]
-                samples, shard, batch = [], position["range"], 0
-            samples.append(data)
-            if len(samples) >= cfg.batch_rows:
-                yield Key(shard, batch), tables.build(samples)[cfg.name]
-                samples, batch = [], batch + 1
-        if samples:
-            yield Key(shard, batch), tables.build(samples)[cfg.name]
+        """Each range's tables, a batch at a time. The ids a range drops as an earlier range's: `earlier` (from the
+        pre-pass), or None: this job has every range, and drops the ids it kept in the ranges before."""
+        # Bad records are reported while building the first split only, not once per split ("error" stops anyway).
+        policy = self.config.on_bad_records
+        first_split = encoder.only_split in (None, SPLIT_NAMES[0])
+        rejections = Rejections(policy if first_split or policy == "error" else "skip")
+        convert = self.config.convert()
+        seen: dict[str, str] = {}  # without a pre-pass: the ids kept so far, and where they were read
+        for shard, (start, stop) in enumerate(ranges):  # shard: the range's index in this job's `ranges`
+            sink = Tables()
+            records = (record for path in files[start:stop] for record in iter_file(path))
+            drop = seen if earlier is None else earlier[shard]
+            encoded = encode(records, encoder, convert, sink, earlier=drop)
+            for bad in encoded.bad:
+                rejections.reject(bad)
+            for kept in encoded.duplicates:
+                first = seen[kept.sample_id] if earlier is None else firsts[kept.sample_id]
+                rejections.reject(duplicate(kept.source, kept.where, first, kept.interaction_id))
+            for warning in encoded.warnings:
+                rejections.add_warning(warning)
+            if earlier is None:
+                seen.update((kept.sample_id, place(kept.source, kept.where)) for kept in encoded.kept)
+            for batch, table in enumerate(sink.tables):
+                yield Key(shard, batch), table
 
 
-# Set by `_later_duplicates` before its workers fork (they inherit it): the store's files and the conversion.
-_PREPASS: dict[str, Any] = {}
+class Tables:
+    """A sink that keeps the Arrow tables of the one config, and split, that a builder's encoder builds."""
+
+    def __init__(self) -> None:
+        self.tables: list[Any] = []
+
+    def row(self, split: str, row: dict) -> None:
+        pass
+
+    def table(self, config: str, split: str, table: Any) -> None:
+        self.tables.append(table)
 
 
-def _valid_samples(task: tuple[int, int]) -> list[tuple[str, str, str, str | None]]:
-    """(sample_id, file, position, interaction_id) of every record of files `start` to `stop` that makes a valid
-    sample, in store order, repeats included."""
-    convert = _PREPASS["convert"]
-    validate = not checks_itself(convert)
-    valid = []
-    for path in _PREPASS["files"][task[0] : task[1]]:
-        for record in iter_file(path):
-            if isinstance(record, Record):
-                sample = checked(record, convert, validate)
-                if not isinstance(sample, BadRecord):
-                    valid.append((sample.sample_id, record.source, record.where, record_id(record)))
-    return valid
+def _earlier_ids(
+    files: PathList, ranges: list[tuple[int, int]], settings: ExportConfig, convert, num_proc: int
+) -> tuple[list[frozenset[str]], dict[str, str]]:
+    """For each range, the ids an earlier range kept, and where each such id was first read: `job.encode_store`
+    with no output over the builder's ranges, in `num_proc` forked processes (so a custom collector need not be
+    importable)."""
+    encoder = Encoder(replace(settings, on_bad_records="skip"), split=False, views=False)
+    job = ChunkJob(files, encoder, convert, outputs="none")
+    tasks = [ChunkTask(index, start, stop) for index, (start, stop) in enumerate(ranges)]
+    earlier: list[frozenset[str]] = []
+    firsts: dict[str, str] = {}
+    for _task, chunk in encode_store(job, tasks, RunOptions(num_proc=num_proc), Rejections("skip")):
+        earlier.append(frozenset(chunk.firsts))
+        firsts.update(chunk.firsts)
+    return earlier, firsts
 
 
 def file_ranges(count: int, num_proc: int) -> list[tuple[int, int]]:

@@ -203,13 +203,18 @@ class Exporter:
             raise
 
     def _open(self, earlier) -> None:
-        from .chunks import Encoder
+        from .encode import Encoder, Step
 
-        cfg, staging = self.cfg, self.folder.staging
+        cfg, staging, options = self.cfg, self.folder.staging, self.options
         self.outputs = OutputSet()
         self.files = SplitFiles(staging, self.outputs, self.layout.split, self.stamp)
         self.encoder = Encoder(
-            cfg, self.layout.split, self.layout.hf_dataset, self.audit_mode, split_cache=self.options.split_cache
+            cfg,
+            self.layout.split,
+            self.layout.hf_dataset,
+            self.audit_mode,
+            split_cache=options.split_cache,
+            batch_rows=options.batch_rows,
         )
         self.stats = StatsAccumulator()
         self.audit = None
@@ -233,14 +238,14 @@ class Exporter:
         self.result = ExportResult()
         self.items: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # JSON items not yet written
         self.lines: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # and their JSONL lines
+        # Samples added one at a time (`add`) go through the per-sample step of `encode`, into this exporter (a sink).
+        self.step = Step(self.encoder, self, self.stats, self.audit)
         self.parquet = None
         if self.layout.hf_dataset:
-            from .chunks import Batches
             from .shards import ParquetSplitWriter
 
-            folder, options = staging / HF_FOLDER / "data", self.options
+            folder = staging / HF_FOLDER / "data"
             self.specs = self.encoder.specs
-            self.pending = Batches(cfg.format, self._write_table, options.batch_rows)  # samples added one at a time
             self.parquet = {
                 config: {
                     s: ParquetSplitWriter(folder / config, s, specs, options.max_shard_bytes, options.row_group_rows)
@@ -278,14 +283,14 @@ class Exporter:
             if self.groups is not None:  # an append never moves a row: the groups start from where they are
                 self.groups.add(row, earlier=split_name)
             if self.parquet is not None and earlier.statistics_state is None:
-                self.pending.add(TrainingSample.from_dict(row).to_dict(), split_name)
+                self.step.batches.add(TrainingSample.from_dict(row).to_dict(), split_name)
             self.result.kept_samples += 1
         if earlier.statistics_state is not None:
-            self.stats = StatsAccumulator.from_state(earlier.statistics_state)
+            self.stats = self.step.stats = StatsAccumulator.from_state(earlier.statistics_state)
             if self.parquet is not None:
                 self._carry_parquet(counts)
-        elif self.parquet is not None:
-            self.pending.flush_all()
+        else:
+            self.step.flush()
 
     def _carry_parquet(self, counts: dict[str, int]) -> None:
         import pyarrow.parquet as pq
@@ -312,30 +317,23 @@ class Exporter:
                         f"{counts.get(split_name, 0)} in its JSON; rebuild with --no-append"
                     )
 
-    def _add_parquet(self, sample: dict, split: str) -> None:
-        if self.parquet is not None:
-            self.pending.add(sample, split)
-
-    def _write_table(self, config: str, split: str, table) -> None:
-        self.parquet[config][split].add_table(table)
-
     def add(self, sample: TrainingSample) -> str | None:
         """Write one sample; returns its split, or None when an earlier export already holds it."""
         if sample.sample_id in self.files.exported:
             return None
         self.files.exported.add(sample.sample_id)
-        data = sample.to_dict()
-        split = self.encoder.split_of(data)
-        row = self.encoder.row(data)
-        self.item(split, pretty_item(row), dumps_line(row))
-        self.stats.add(data, split)
-        if self.audit is not None:
-            self.audit.add(row, split)
-        if self.tokens is not None:
-            self.tokens[split].add(row)
-        self._add_parquet(data, split)
+        split = self.step.add(sample.to_dict())
         self.result.new_samples += 1
         return split
+
+    # The sink of `self.step` (`encode.Sink`): a row to the JSON files and the token budgets, a table to the shards.
+    def row(self, split: str, row: dict) -> None:
+        self.item(split, pretty_item(row), dumps_line(row))
+        if self.tokens is not None:
+            self.tokens[split].add(row)
+
+    def table(self, config: str, split: str, table) -> None:
+        self.parquet[config][split].add_table(table)
 
     def item(self, split: str, pretty: bytes, line: bytes) -> None:
         items = self.items[split]
@@ -354,12 +352,11 @@ class Exporter:
         """Append an encoded chunk (see `chunks.py`), in memory or in part files, to the outputs. The chunk must
         hold no sample an earlier export or chunk holds (`run_chunks(skip=...)` and job.py see to that)."""
         self._flush_items()
-        if self.parquet is not None:
-            self.pending.flush_all()  # samples added one at a time come first
+        self.step.flush()  # samples added one at a time come first
         for split, items in chunk.items.items():
             self.files.add_items(split, items, chunk.lines[split])
         for config, split, table in chunk.batches:
-            self._write_table(config, split, table)
+            self.table(config, split, table)
         for split, count in chunk.samples.items():
             self.files.json[split].add_fragment(chunk.json_part(split), count)
             self.files.jsonl[split].add_file(chunk.jsonl_part(split), count, chunk.line_digests[split])
@@ -368,11 +365,11 @@ class Exporter:
         if self.tokens is not None:
             self._count_tokens(chunk)
         chunk.discard()
-        self.stats.merge(chunk.stats)
+        self.stats.merge(chunk.encoded.stats)
         if self.audit is not None:
-            self.audit.merge(chunk.audit)
+            self.audit.merge(chunk.encoded.audit)
         # Not added to `files.exported`: the caller (job.py) tracks a chunk's ids, to find duplicates.
-        self.result.new_samples += len(chunk.kept)
+        self.result.new_samples += len(chunk.encoded.kept)
 
     def _count_tokens(self, chunk) -> None:
         """The token budgets of a chunk's rows, read back from its JSONL lines (in memory or in its part files)."""
@@ -466,7 +463,7 @@ class Exporter:
         """Close the shards (still under temporary names) and render the card that describes them."""
         from .card import dataset_infos, languages_of, render_card
 
-        self.pending.flush_all()
+        self.step.flush()
         splits = {}
         for config, writers in self.parquet.items():
             splits[config] = {}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 from .config import ExportConfig, RunOptions
 from .export import Exporter, ExportResult, stamped_name
 from .manifest import Layout, collector_name
-from .samples import DUPLICATE, BadInputError, Convert, Rejections
+from .samples import BadInputError, Convert, Rejections, duplicate, place
 from .store import BadRecord, Record, discover_paths, iter_file, token_usage_files
 from .token_usage import merge_token_usage
 from .transaction import OutputError
@@ -64,18 +64,110 @@ def iter_store(
         yield from iter_file(path)
 
 
-def group_store(files: Sequence[str], convert: Convert, groups, *, show_progress: bool = False) -> None:
-    """The pre-pass of `split_by: persona_and_query`: every valid sample's group keys (`groups.SplitGroups`), then
-    the groups resolved. Bad records are left to the normal pass, which reports them."""
-    from .samples import iter_samples
+def group_store(
+    files: Sequence[str],
+    cfg: ExportConfig,
+    convert: Convert,
+    groups,
+    options: RunOptions = RunOptions(),
+    *,
+    show_progress: bool = False,
+) -> None:
+    """The pre-pass of `split_by: persona_and_query`: the group keys of every sample the normal pass keeps
+    (`groups.SplitGroups`, from all its fields, whatever the format flags), then the groups resolved. Bad
+    records are left to the normal pass, which reports them."""
+    from .chunks import ChunkJob, plan_tasks
+    from .encode import Encoder
+    from .schema import FIELD_NAMES
 
-    def records():
-        for path in progress(files, total=len(files), desc="Grouping", enabled=show_progress):
-            yield from iter_file(path)
-
-    for sample, _record in iter_samples(records(), convert, Rejections("skip")):
-        groups.add(sample.to_dict())
+    # Bad records do not stop the pre-pass, even under "error": the normal pass reports them in store order.
+    encoder = Encoder(replace(cfg, on_bad_records="skip"), split=False, views=False, fields=FIELD_NAMES)
+    job = ChunkJob(files, encoder, convert, outputs="rows")
+    bar = progress(None, total=len(files), desc="Grouping", enabled=show_progress)
+    try:
+        tasks = plan_tasks(len(files), options.chunk_files)
+        for task, chunk in encode_store(job, tasks, replace(options, num_proc=1), Rejections("skip")):
+            for _split, row in chunk.rows:
+                groups.add(row)
+            if bar is not None:
+                bar.update(task.stop - task.start)
+    finally:
+        if bar is not None:
+            bar.close()
     groups.resolve()
+
+
+def encode_store(job, tasks, options: RunOptions, rejections: Rejections) -> Iterator:
+    """`chunks.run_chunks` with the keep-the-first rule across chunks: (task, chunk result) in store order, every
+    chunk free of the ids an earlier chunk kept (`ChunkResult.firsts` says where those were first read), and
+    every chunk's bad records, duplicates and warnings given to `rejections` in store order. The one loop every
+    run over a whole store goes through: the export, validate and stats, the pre-passes."""
+    from .chunks import encode_chunk, run_chunks
+    from .seen import SeenIds, pack_location, unpack_location
+
+    files = job.files
+    # Where each kept sample_id was first read, across chunks: the only per-record state of a run (packed).
+    seen = SeenIds()
+    for task, chunk in run_chunks(job, tasks, options):
+        ids = [kept.sample_id for kept in chunk.encoded.kept]
+        firsts = dict(zip(ids, seen.find(ids)))
+        late = {sample_id for sample_id, first in firsts.items() if first is not None}
+        if late:  # ids an earlier chunk had: encode the chunk again without them
+            chunk.discard()
+            chunk = encode_chunk(job, task, in_memory=True, earlier=late)
+        encoded = chunk.encoded
+        for bad in encoded.bad:
+            rejections.reject(bad)
+        for kept in encoded.duplicates:
+            file, where = unpack_location(firsts[kept.sample_id])
+            chunk.firsts[kept.sample_id] = first = place(files[file], where)
+            rejections.reject(duplicate(kept.source, kept.where, first, kept.interaction_id))
+        for warning in encoded.warnings:
+            rejections.add_warning(warning)
+        position = {files[index]: index for index in range(task.start, task.stop)}
+        locations = [pack_location(position[kept.source], kept.where) for kept in encoded.kept]
+        seen.add([kept.sample_id for kept in encoded.kept], locations)
+        yield task, chunk
+
+
+def scan_store(
+    interactions: str | Path | Iterable[str | Path],
+    cfg: ExportConfig,
+    convert: Convert,
+    rejections: Rejections,
+    *,
+    rows: bool = False,
+    options: RunOptions = RunOptions(),
+    show_progress: bool = False,
+) -> Iterator:
+    """The export's run over a store without its outputs (validate, stats, the audits of a store): chunk results
+    in store order, each with its `encoded` statistics and, with `rows`, its rows as an export writes them, with
+    their split (`ChunkResult.rows`); the same samples, splits (after the grouping pre-pass of `split_by:
+    persona_and_query`) and rejections as the export."""
+    from .chunks import ChunkJob, plan_tasks
+    from .encode import Encoder
+
+    files = discover_paths(interactions)
+    if not len(files):
+        raise NoInteractionsError(
+            f"no interaction files found in {_store_name(interactions)}; looked for {INTERACTION_LAYOUTS}"
+        )
+    encoder = Encoder(cfg, split=True, views=False, split_cache=options.split_cache)
+    if cfg.split_by == "persona_and_query":
+        from .groups import SplitGroups
+
+        encoder.groups = SplitGroups(cfg.seed, cfg.ratios)
+        group_store(files, cfg, convert, encoder.groups, options, show_progress=show_progress)
+    job = ChunkJob(files, encoder, convert, outputs="rows" if rows else "none")
+    bar = progress(None, total=len(files), desc="Reading interactions", enabled=show_progress)
+    try:
+        for task, chunk in encode_store(job, plan_tasks(len(files), options.chunk_files), options, rejections):
+            yield chunk
+            if bar is not None:
+                bar.update(task.stop - task.start)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _store_name(interactions: str | Path | Iterable[str | Path]) -> str:
@@ -122,8 +214,7 @@ def export_store(
     rows over `max_length` counted."""
     import gc
 
-    from .chunks import ChunkJob, encode_chunk, run_chunks
-    from .seen import SeenIds, pack_location, unpack_location
+    from .chunks import ChunkJob, plan_tasks
 
     options = options or RunOptions()
     if num_proc is not None:
@@ -157,13 +248,7 @@ def export_store(
     )
     staging = exporter.folder.staging / ".chunks"  # workers' part files: inside the transaction, never beside it
     bar = progress(None, total=len(files), desc="Exporting", enabled=show_progress)
-    # Where each kept sample_id was first read, across chunks: the only per-record state of an export (packed).
-    seen = SeenIds()
     done = 0
-
-    def location(packed: int) -> str:
-        file, where = unpack_location(packed)
-        return f"{files[file]} {where}" if where else files[file]
 
     # What is alive now (imported modules: pyarrow, pandas, huggingface_hub; ~10^5 objects) stays alive for the
     # whole run. Frozen, the garbage collector stops rescanning it in every full collection; forked workers
@@ -171,26 +256,13 @@ def export_store(
     gc.freeze()
     try:
         if exporter.groups is not None:  # split_by persona_and_query: every sample's group before any split
-            group_store(files, convert, exporter.groups, show_progress=show_progress)
+            group_store(files, cfg, convert, exporter.groups, options, show_progress=show_progress)
             exporter.encoder.groups = exporter.groups  # the workers have it in their job's encoder
         # A snapshot: `exported` grows as chunks are added, and a later duplicate must be reported, not skipped.
         skip = frozenset(exporter.files.exported)
-        job = ChunkJob(files, exporter.encoder, convert, skip, options.batch_rows)
-        for task, chunk in run_chunks(job, staging, options):
-            ids = [kept.sample_id for kept in chunk.kept]
-            firsts = dict(zip(ids, seen.find(ids)))
-            late = {sample_id for sample_id, first in firsts.items() if first is not None}
-            if late:  # ids an earlier chunk had: encode the chunk again without them
-                chunk.discard()
-                chunk = encode_chunk(job, task, in_memory=True, earlier=late)
-            for bad in chunk.bad:
-                rejections.reject(bad)
-            for kept in chunk.duplicates:
-                reason = f"{DUPLICATE} (already read from {location(firsts[kept.sample_id])}); kept the first"
-                rejections.reject(BadRecord(files[kept.file], kept.where, reason, kept.interaction_id))
-            for warning in chunk.warnings:
-                rejections.add_warning(warning)
-            seen.add([kept.sample_id for kept in chunk.kept], [pack_location(k.file, k.where) for k in chunk.kept])
+        job = ChunkJob(files, exporter.encoder, convert, skip)
+        tasks = plan_tasks(len(files), options.chunk_files, staging)
+        for task, chunk in encode_store(job, tasks, options, rejections):
             exporter.add_chunk(chunk)
             done = task.stop
             if bar is not None:
@@ -231,4 +303,4 @@ def export_store(
     return StoreExport(result, rejections, len(files), report)
 
 
-__all__ = ["NoInteractionsError", "StoreExport", "export_store", "iter_store"]
+__all__ = ["NoInteractionsError", "StoreExport", "encode_store", "export_store", "iter_store", "scan_store"]

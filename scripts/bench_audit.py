@@ -109,7 +109,7 @@ from personagym_hf.config import parse_config
 from personagym_hf.job import iter_store
 from personagym_hf.samples import Rejections, iter_samples
 from personagym_hf.collect import interaction_to_sample
-from personagym_hf.chunks import Encoder
+from personagym_hf.encode import Encoder
 
 store, with_audit = sys.argv[1], sys.argv[2] == "audit"
 encoder = Encoder(parse_config({}), split=True, views=False)

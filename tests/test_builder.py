@@ -287,3 +287,18 @@ def test_shards_are_written_as_datasets_writes_parquet_content_defined_with_a_pa
         assert [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)][:-1] == [1000] * (
             metadata.num_row_groups - 1
         )
+
+
+def test_duplicates_across_shards_leave_the_working_directory_alone(tmp_path, monkeypatch):
+    """The pre-pass that finds them writes no part files, so there is nothing of its own to remove: a chunk result
+    once took its missing folder for "." and removed the working directory's contents."""
+    records = [make_interaction(n, persona=f"p{n % 3}") for n in range(6)]
+    store = write_files(tmp_path / "s", records)
+    (store / "zz_copy.json").write_text(json.dumps(records[0]), encoding="utf-8")  # a duplicate in the last shard
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mine.txt").write_text("the user's", encoding="utf-8")
+    monkeypatch.chdir(work)
+    two = load_dataset(store, "full", cache_dir=str(tmp_path / "cache"), split=False, num_proc=2)
+    assert two["train"].num_rows == 6
+    assert [path.name for path in work.iterdir()] == ["mine.txt"]

@@ -297,13 +297,14 @@ def test_num_proc_gives_the_same_bytes_as_one_process(tmp_path, chunked):
 
 
 def test_run_options_size_the_chunks_and_the_arrow_batches(tmp_path):
-    from personagym_hf.chunks import ChunkJob, Encoder, run_chunks
+    from personagym_hf.chunks import ChunkJob, plan_tasks, run_chunks
+    from personagym_hf.encode import Encoder
     from personagym_hf.store import discover_paths
     from personagym_hf.testing.synth import write_store
 
     files = discover_paths(write_store(tmp_path / "s", count=20, personas=5, seed=4, reply_chars=50))
-    job = ChunkJob(files, Encoder(parse_config({}), split=False, views=True), CONVERT, frozenset(), batch_rows=3)
-    chunks = list(run_chunks(job, tmp_path / "staging", RunOptions(chunk_files=7)))
+    job = ChunkJob(files, Encoder(parse_config({}), split=False, views=True, batch_rows=3), CONVERT)
+    chunks = list(run_chunks(job, plan_tasks(len(files), 7, tmp_path / "staging")))
     assert [(task.start, task.stop) for task, _ in chunks] == [(0, 7), (7, 14), (14, 20)]
     full = [table.num_rows for _task, chunk in chunks for config, _split, table in chunk.batches if config == "full"]
     assert full == [3, 3, 1, 3, 3, 1, 3, 3]

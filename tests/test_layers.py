@@ -24,6 +24,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "audit",
         "audit_card",
         "collect",
+        "encode",
         "groups",
         "safety",
         "samples",

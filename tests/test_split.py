@@ -44,15 +44,15 @@ def test_zero_ratio_split_gets_nothing_and_ratios_of_one_take_everything():
 
 @pytest.mark.parametrize("split_by", ["persona", "sample"])
 def test_the_encoder_remembers_splits_and_gives_the_same_ones(split_by):
-    from personagym_hf import chunks
+    from personagym_hf import encode
     from personagym_hf.config import ExportConfig
 
     cfg = ExportConfig(seed=5, split_by=split_by)
-    encoder = chunks.Encoder(cfg, split=True, views=False, split_cache=7)  # cleared several times below
+    encoder = encode.Encoder(cfg, split=True, views=False, split_cache=7)  # cleared several times below
     rows = [{"persona_id": f"persona_{i % 20}", "sample_id": f"sample_{i}"} for i in range(100)]
     assert [encoder.split_of(row) for row in rows] == [split_of(row, 5, cfg.ratios, split_by) for row in rows]
     assert len(encoder.splits) <= 7
-    assert chunks.Encoder(cfg, split=False, views=False).split_of(rows[0]) == "train"
+    assert encode.Encoder(cfg, split=False, views=False).split_of(rows[0]) == "train"
 
 
 def test_an_empty_split_of_few_personas_is_said_in_the_summary(tmp_path, capsys):

@@ -1,0 +1,237 @@
+"""The per-record pipeline, written once: records -> samples -> split -> rows, Arrow tables, statistics, audit.
+
+`encode` takes records (from any reader) and the settings of one export (`Encoder`), converts and validates them
+(`samples.iter_samples`: the bad-record policy and the duplicates within the records), gives each kept sample its
+split, and hands its row and (a batch at a time) every config's Arrow table to a `Sink`. It returns what the
+caller needs to merge batches of records in store order (`Encoded`): the kept samples and where they were read,
+the duplicates of ids an earlier batch had, the bad records, the warnings, the statistics and the audit.
+
+No globals and no file I/O: everything it needs is in its arguments, and every argument pickles (a custom
+collector must be importable to), so the in-process export, worker processes of any start method, the
+`datasets` builder, `validate`/`stats`, the benchmark and a distributed engine all run this same code. What the
+rows become (JSON bytes, part files, a builder's tables, nothing) is the sink's business: sinks are edges.
+
+The seed's `Exporter.add` gives samples one at a time; it runs the same per-sample `Step`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Container, Iterable, Protocol
+
+import pyarrow as pa
+
+from .config import SPLIT_NAMES, ExportConfig, RunOptions
+from .records import BadRecord, Record
+from .samples import Convert, Rejections, iter_samples, record_id
+from .split import assign_split, split_key
+from .stats import StatsAccumulator
+from .tables import ViewTables
+from .views import config_specs, full_fields
+
+
+class Encoder:
+    """One export's settings for every record: which split a sample goes to, its row in the JSON files, the
+    dataset configs whose Arrow tables are built, the audit. Picklable: worker processes get a copy.
+
+    `views`: build Arrow tables (for `hf_dataset/`); `configs`: of these dataset configs only (default: all).
+    `only_split`: samples of other splits are passed over (the `datasets` builder generates one split at a time).
+    `fields`: a row's fields (default: those the format flags export).
+    """
+
+    def __init__(
+        self,
+        cfg: ExportConfig,
+        split: bool,
+        views: bool,
+        audit: str | None = None,
+        split_cache: int | None = None,
+        *,
+        configs: Iterable[str] | None = None,
+        only_split: str | None = None,
+        batch_rows: int | None = None,
+        fields: Iterable[str] | None = None,
+    ):
+        self.cfg, self.split = cfg, split
+        self.audit = audit  # the leakage audit of the rows: "near", "exact" or None (audit.resolve_mode)
+        self.split_names = SPLIT_NAMES if split else ("train",)
+        self.fields = tuple(fields) if fields is not None else full_fields(cfg.format)  # a row's fields
+        specs = config_specs(cfg.format) if views else {}
+        if configs is not None:
+            wanted = set(configs)
+            specs = {name: spec for name, spec in specs.items() if name in wanted}
+        self.specs = specs  # dataset configs to build (none: no Parquet)
+        self.only_split = only_split
+        self.batch_rows = batch_rows or RunOptions.batch_rows  # samples per Arrow batch
+        self.splits: dict[str, str] = {}  # split key -> split
+        self.split_cache = split_cache or RunOptions.split_cache
+        self.groups = None  # `groups.SplitGroups`, resolved, under split_by: persona_and_query
+
+    def split_of(self, data: dict) -> str:
+        """`split.split_of`, remembered per key: a persona has many samples, and its hash costs 1.3 us each time.
+        Bounded, for stores whose keys are all different (`split_by: sample`)."""
+        if not self.split:
+            return "train"
+        if self.groups is not None:  # split_by: persona_and_query, grouped by a pre-pass (job.group_store)
+            return self.groups.split_of(data["sample_id"])
+        key = split_key(data, self.cfg.split_by)
+        split = self.splits.get(key)
+        if split is None:
+            if len(self.splits) >= self.split_cache:
+                self.splits.clear()
+            split = self.splits[key] = assign_split(key, self.cfg.seed, self.cfg.ratios)
+        return split
+
+    def row(self, data: dict) -> dict:
+        return {name: data[name] for name in self.fields}
+
+    def new_audit(self) -> Any:
+        """An empty `audit.LeakageAudit` for this export's audit mode, or None when it does not audit."""
+        if self.audit is None:
+            return None
+        from .audit import LeakageAudit
+
+        return LeakageAudit(near=self.audit == "near")
+
+
+class Sink(Protocol):
+    """Where encoded samples go."""
+
+    def row(self, split: str, row: dict) -> None:
+        """One kept sample's row of the JSON files (`Encoder.row`), in store order."""
+
+    def table(self, config: str, split: str, table: pa.Table) -> None:
+        """A batch of one config's rows."""
+
+
+class NoOutput:
+    """A sink that drops everything: for a run that needs only the samples kept, the statistics and the reports
+    (validate, stats, the builder's pre-pass)."""
+
+    def row(self, split: str, row: dict) -> None:
+        pass
+
+    def table(self, config: str, split: str, table: pa.Table) -> None:
+        pass
+
+
+class Rows:
+    """A sink that keeps the rows, in store order, as (split, row): for a caller that needs every kept sample's
+    fields, such as the grouping pre-pass of `split_by: persona_and_query`."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, dict]] = []
+
+    def row(self, split: str, row: dict) -> None:
+        self.rows.append((split, row))
+
+    def table(self, config: str, split: str, table: pa.Table) -> None:
+        pass
+
+
+class Batches:
+    """Each split's samples, turned into every config's Arrow table a batch at a time and handed to the sink."""
+
+    def __init__(self, encoder: Encoder, sink: Sink):
+        self.tables, self.sink = ViewTables(encoder.cfg.format, encoder.specs), sink
+        self.batch_rows = encoder.batch_rows
+        self.samples: dict[str, list[dict]] = {}
+
+    def add(self, data: dict, split: str) -> None:
+        batch = self.samples.setdefault(split, [])
+        batch.append(data)
+        if len(batch) >= self.batch_rows:
+            self.flush(split)
+
+    def flush(self, split: str) -> None:
+        if self.samples.get(split):
+            for config, table in self.tables.build(self.samples[split]).items():
+                self.sink.table(config, split, table)
+            self.samples[split] = []
+
+    def flush_all(self) -> None:
+        for split in list(self.samples):
+            self.flush(split)
+
+
+class Step:
+    """The per-sample step: a sample's split, then its row, statistics, audit and Arrow batch.
+
+    `stats` and `audit` are the accumulators it adds to (an export's own, or a batch's in `encode`)."""
+
+    def __init__(self, encoder: Encoder, sink: Sink, stats: StatsAccumulator, audit: Any = None):
+        self.encoder, self.sink, self.stats, self.audit = encoder, sink, stats, audit
+        self.batches = Batches(encoder, sink) if encoder.specs else None
+
+    def add(self, data: dict) -> str | None:
+        """Add one sample (`TrainingSample.to_dict()`); returns its split, or None when `only_split` passes it over."""
+        encoder = self.encoder
+        split = encoder.split_of(data)
+        if encoder.only_split is not None and split != encoder.only_split:
+            return None
+        row = encoder.row(data)
+        self.sink.row(split, row)
+        self.stats.add(data, split)
+        if self.audit is not None:  # the rows as written: what an append reads back (export.py)
+            self.audit.add(row, split)
+        if self.batches is not None:
+            self.batches.add(data, split)
+        return split
+
+    def flush(self) -> None:
+        """Hand over the Arrow batches not yet full."""
+        if self.batches is not None:
+            self.batches.flush_all()
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A sample that `encode` kept, and where its record was read."""
+
+    sample_id: str
+    source: str
+    where: str
+    interaction_id: str | None
+
+
+@dataclass
+class Encoded:
+    """What `encode` gives back besides what went to the sink."""
+
+    kept: list[Kept] = field(default_factory=list)  # not bad, no duplicate (of any split, under `only_split`)
+    duplicates: list[Kept] = field(default_factory=list)  # dropped: an earlier batch had their id (`earlier`)
+    bad: list[BadRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    stats: StatsAccumulator = field(default_factory=StatsAccumulator)
+    audit: Any = None  # the batch's `audit.LeakageAudit`, when the export audits
+
+
+def encode(
+    records: Iterable[Record | BadRecord],
+    encoder: Encoder,
+    convert: Convert,
+    sink: Sink,
+    *,
+    skip: Container[str] = frozenset(),
+    earlier: Container[str] = frozenset(),
+) -> Encoded:
+    """Encode `records` into `sink`. Samples whose id is in `skip` (an earlier export holds them: append) are left
+    out unreported; those in `earlier` (ids an earlier batch of the same run kept) are left out and listed as
+    duplicates. Bad records are collected in store order, for the caller to report; under `on_bad_records: error`
+    the first one raises `samples.BadInputError` at once."""
+    result = Encoded(audit=encoder.new_audit())
+    step = Step(encoder, sink, result.stats, result.audit)
+    rejections = Rejections("error" if encoder.cfg.on_bad_records == "error" else "skip")
+    for sample, record in iter_samples(records, convert, rejections):
+        sample_id = sample.sample_id
+        if sample_id in skip:
+            continue
+        kept = Kept(sample_id, record.source, record.where, record_id(record))
+        if sample_id in earlier:
+            result.duplicates.append(kept)
+            continue
+        step.add(sample.to_dict())
+        result.kept.append(kept)  # under `only_split` too: what is kept does not depend on the split
+    step.flush()
+    result.bad, result.warnings = rejections.bad, rejections.warnings
+    return result
