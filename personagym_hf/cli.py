@@ -135,20 +135,24 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace, quiet_rejections: bool = False):
-    """Read and validate the store without writing anything; returns (statistics, rejections, policy).
-    The bad-record policy applies as in an export (`error` stops at the first); with `quiet_rejections` bad
-    records and warnings are only collected, for the caller to show, not logged as well."""
-    from .job import iter_store
-    from .samples import Rejections, iter_samples
-    from .training_data import TrainingDataExporter
+    """Read and validate the store as an export does, without writing anything; returns (statistics, rejections,
+    policy). The bad-record policy applies as in an export (`error` stops at the first); with `quiet_rejections`
+    bad records and warnings are only collected, for the caller to show, not logged as well."""
+    from .job import scan_store
+    from .samples import Rejections
+    from .stats import StatsAccumulator
 
     config, settings = _settings(args)
     policy = settings.on_bad_records
     rejections = Rejections("skip" if quiet_rejections and policy != "error" else policy)
     convert = _collector(args, config).interaction_to_training_sample
-    records = iter_store(_interactions(args, settings), show_progress=_show_progress(args))
-    samples = (sample for sample, _record in iter_samples(records, convert, rejections))
-    return TrainingDataExporter(config).compute_statistics(samples), rejections, policy
+    stats = StatsAccumulator()
+    chunks = scan_store(
+        _interactions(args, settings), settings, convert, rejections, show_progress=_show_progress(args)
+    )
+    for chunk in chunks:
+        stats.merge(chunk.encoded.stats)
+    return stats.to_dict(), rejections, policy
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -270,20 +274,18 @@ def _audited_samples(args: argparse.Namespace):
         return iter_samples(args.data)
     from dataclasses import replace
 
-    from .job import iter_store
-    from .samples import Rejections, iter_samples
-    from .split import split_of
+    from .job import scan_store
+    from .samples import Rejections
 
     config, settings = _settings(args)
     settings = replace(
         settings, on_bad_records="skip" if settings.on_bad_records == "error" else settings.on_bad_records
     )
     convert = _collector(args, config).interaction_to_training_sample
-    records = iter_store(_interactions(args, settings), show_progress=not args.quiet)
-    samples = (
-        sample.to_dict() for sample, _record in iter_samples(records, convert, Rejections(settings.on_bad_records))
-    )
-    return ((s, split_of(s, settings.seed, settings.ratios, settings.split_by)) for s in samples)
+    rejections = Rejections(settings.on_bad_records)
+    store = _interactions(args, settings)
+    chunks = scan_store(store, settings, convert, rejections, rows=True, show_progress=not args.quiet)
+    return ((row, split) for chunk in chunks for split, row in chunk.rows)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
