@@ -20,10 +20,11 @@ spawned from a bare interpreter, so ~8 MB is the lowest it can read).
   naive   `Dataset.from_generator` over `interaction_to_sample`, then `to_json` and `to_parquet`
   --help  `personagym-hf --help`, best of 5
 
-`--steps` times the steps of an export one at a time over the store (its first 20,000 files: each step's
-output is held in memory), in this process, with the garbage collector off, best of 3: the cost of each
-output on its own, with no start-up and no glue. Their sum over read + parse is the least ratio to the
-floor that these steps allow.
+`--steps` times the export's own code over the store's first 20,000 files, one more stage at a time, in this
+process, with the garbage collector off, best of 3: reading and parsing (`store.iter_file`), then `encode.encode`
+into sinks that keep more of its outputs (nothing, the JSON rows, the Arrow tables, with the audit), then the
+whole `export_store`; each line gives what its stage adds. The sum over read + parse is the export's ratio to
+the floor without start-up.
 """
 
 from __future__ import annotations
@@ -265,91 +266,65 @@ def rss_sweep(args: argparse.Namespace, sizes: list[int]) -> dict:
 
 
 def step_costs(args: argparse.Namespace) -> dict:
-    """Microseconds per record of each step of an export, each on its own (see the module docstring)."""
+    """Microseconds per record of each stage of the export's own code, one more stage at a time (see the module
+    docstring): `encode` into sinks that keep more and more of its outputs, then the whole in-process export."""
     import gc
-    import hashlib
     import time
 
-    import orjson
-
-    from personagym_hf.chunks import Encoder
+    from personagym_hf.chunks import ChunkResult, InMemory
     from personagym_hf.collect import interaction_to_sample
     from personagym_hf.config import ExportConfig
-    from personagym_hf.shards import ParquetSplitWriter
-    from personagym_hf.stats import StatsAccumulator
-    from personagym_hf.store import _read_whole, discover_paths
-    from personagym_hf.tables import ViewTables
-    from personagym_hf.views import config_specs
-    from personagym_hf.writers import ITEM_SEPARATOR, dumps_line, pretty_item
+    from personagym_hf.encode import Encoder, NoOutput, encode
+    from personagym_hf.job import export_store
+    from personagym_hf.store import discover_paths, iter_file
 
     store, _ = prepare_store(args.store_dir, args.n, args.keep)
     files, cfg = discover_paths(store)[:STEP_FILES], ExportConfig()
-    encoder, views, costs = Encoder(cfg, split=True, views=True), ViewTables(cfg.format), {}
+    costs: dict[str, float] = {}
 
-    def timed(name: str, work):
+    def timed(name: str, work) -> float:
         best = float("inf")
         for _ in range(3):
             start = time.perf_counter()
-            out = work()
+            work()
             best = min(best, time.perf_counter() - start)
-        costs[name] = best / len(files) * 1e6
-        print(f"  {name:<34} {costs[name]:6.2f} us/record", flush=True)
-        return out
+        total = best / len(files) * 1e6
+        costs[name] = total - sum(costs.values())  # this stage's own cost: what it adds to the stages before
+        print(f"  {name:<44} {costs[name]:6.2f} us/record  (all so far {total:6.2f})", flush=True)
+        return total
 
-    def write_json(folder: Path) -> None:
-        with (
-            open(folder / "s.json", "wb", buffering=1 << 20) as f,
-            open(folder / "s.jsonl", "wb", buffering=1 << 20) as g,
-        ):
-            for start in range(0, len(files), 256):
-                f.write(ITEM_SEPARATOR.join(items[start : start + 256]))
-                g.write(b"".join(lines[start : start + 256]))
+    def records() -> None:
+        for path in files:
+            for _record in iter_file(path):
+                pass
 
-    def dicts_and_rows() -> list[tuple[dict, dict]]:
-        pairs = []
-        for sample in samples:
-            data = sample.to_dict()
-            pairs.append((data, encoder.row(data)))
-        return pairs
+    def run(views: bool, audit: str | None, rows: bool) -> None:
+        encoder = Encoder(cfg, split=True, views=views, audit=audit)
+        sink = InMemory(ChunkResult(0, None), encoder.split_names) if rows else NoOutput()
+        encode((record for path in files for record in iter_file(path)), encoder, interaction_to_sample, sink)
 
-    def accumulate() -> None:
-        stats = StatsAccumulator()
-        for data, split in zip(datas, splits):
-            stats.add(data, split)
-
-    def write_parquet(folder: Path) -> None:
-        specs = config_specs(cfg.format)
-        writers = {config: ParquetSplitWriter(folder / config, "train", specs[config]) for config in specs}
-        for batch in tables:
-            for config, table in batch.items():
-                writers[config].add_table(table)
-        for writer in writers.values():
-            writer.close()
-
-    print(f"steps of an export, one at a time, over {len(files)} interactions:")
-    gc.disable()
-    try:
-        raw = timed("read (os.open/os.read)", lambda: [_read_whole(path) for path in files])
-        records = timed("parse (orjson)", lambda: [orjson.loads(data) for data in raw])
-        samples = timed("convert (interaction_to_sample)", lambda: [interaction_to_sample(r) for r in records])
-        pairs = timed("sample dict + row", dicts_and_rows)
-        datas, rows = [data for data, _ in pairs], [row for _, row in pairs]
-        splits = timed("split", lambda: [encoder.split_of(data) for data in datas])
-        timed("statistics", accumulate)
-        items = timed("JSON item (orjson, indented)", lambda: [pretty_item(row) for row in rows])
-        lines = timed("JSONL line (orjson)", lambda: [dumps_line(row) for row in rows])
-        with tempfile.TemporaryDirectory() as tmp:
-            timed("write JSON + JSONL", lambda: write_json(Path(tmp)))
-            blocks = [b"".join(lines[start : start + 256]) for start in range(0, len(lines), 256)]
-            timed("sha256 of the JSONL", lambda: [hashlib.sha256(block).digest() for block in blocks])
-            batches = range(0, len(datas), 1000)
-            tables = timed("Arrow tables, 4 configs", lambda: [views.build(datas[i : i + 1000]) for i in batches])
-            timed("Parquet, 4 configs", lambda: write_parquet(Path(tmp)))
-    finally:
-        gc.enable()
-    floor = costs["read (os.open/os.read)"] + costs["parse (orjson)"]
+    print(f"the export's stages, one more at a time, over {len(files)} interactions:")
+    with tempfile.TemporaryDirectory() as tmp:
+        gc.disable()
+        try:
+            timed("read + parse (store.iter_file)", records)
+            timed("encode: convert, split, statistics", lambda: run(False, None, False))
+            timed("encode: + JSON items and JSONL lines", lambda: run(False, None, True))
+            timed("encode: + Arrow tables, 4 configs", lambda: run(True, None, True))
+            timed("encode: + leakage audit", lambda: run(True, "near", True))
+            small = Path(tmp) / "store"  # the same files, as a store of their own
+            small.mkdir()
+            for index, path in enumerate(files):
+                os.symlink(path, small / f"{index:06d}.json")
+            out = Path(tmp) / "out"
+            timed(
+                "export_store: + writing, Parquet, card", lambda: export_store(small, out, cfg, interaction_to_sample)
+            )
+        finally:
+            gc.enable()
+    floor = costs["read + parse (store.iter_file)"]
     total = sum(costs.values())
-    print(f"  {'sum':<34} {total:6.2f} us/record = {total / floor:.2f}x read + parse ({floor:.2f} us)")
+    print(f"  {'sum':<44} {total:6.2f} us/record = {total / floor:.2f}x read + parse ({floor:.2f} us)")
     if not args.keep:
         remove_store(store)
     return {"steps_us_per_record": costs, "sum_over_floor": total / floor}
