@@ -256,15 +256,21 @@ def _file(source: str, fd: int) -> IO[bytes]:
 
 def _iter_jsonl(source: str, fd: int) -> Iterator[Record | BadRecord]:
     with _file(source, fd) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                yield BadRecord(source, *_parse_error(e, line, number))
-                continue
-            yield _record_or_bad(source, f"line {number}", value)
+        yield from _jsonl_records(source, enumerate(f, start=1))
+
+
+def _jsonl_records(source: str, lines: Iterable[tuple[int, bytes]]) -> Iterator[Record | BadRecord]:
+    """Records of JSON Lines, given as (line number, line with its newline): a whole file's (`_iter_jsonl`) or a
+    byte range's (`plan.iter_chunk`), which must read the same records."""
+    for number, line in lines:
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            yield BadRecord(source, *_parse_error(e, line, number))
+            continue
+        yield _record_or_bad(source, f"line {number}", value)
 
 
 def _read_whole(source: str) -> bytes | None:

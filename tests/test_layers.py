@@ -42,6 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "demo",
         "exported",
         "manifest",
+        "plan",
         "shards",
         "store",
         "token_usage",
