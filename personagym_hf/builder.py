@@ -26,8 +26,9 @@ from .config import SPLIT_BY, SPLIT_NAMES, ExportConfig, RunOptions, choice, for
 from .encode import Encoder, encode
 from .groups import SplitGroups
 from .job import encode_store, group_store
+from .plan import Chunk, iter_chunk, plan_chunks
 from .samples import Rejections, duplicate, place
-from .store import PathList, discover_paths, iter_file, store_fingerprint
+from .store import PathList, discover_paths, store_fingerprint
 from .views import CONFIG_NAMES, config_specs
 
 DESCRIPTIONS = {
@@ -51,6 +52,7 @@ class PersonaGymConfig(datasets.BuilderConfig):
     on_bad_records: Literal["error", "warn", "skip"] = "warn"
     collector: Any = None
     batch_rows: int = RunOptions.batch_rows
+    chunk_bytes: int = RunOptions.chunk_bytes  # a plain .jsonl file over this is read in byte ranges (plan.py)
 
     def settings(self) -> ExportConfig:
         """The validated options. Not in `__post_init__`: `datasets` sets keyword overrides on a copy of
@@ -115,28 +117,28 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
         num_proc = getattr(self, "_num_proc", 1)
         settings = cfg.settings()
         convert = cfg.convert()
-        # `datasets` shards the list-valued gen_kwargs only, together: the ranges of files and the ids each range
-        # must drop. The packed file list (no `list`), where those ids were first read, and the encoder go to
+        # `datasets` shards the list-valued gen_kwargs only, together: the chunks of the store and the ids each
+        # chunk must drop. The packed file list (no `list`), where those ids were first read, and the encoder go to
         # every job whole.
-        ranges = file_ranges(len(files), num_proc)
+        chunks = store_chunks(files, num_proc, cfg.chunk_bytes)
         groups = None
         if cfg.split and settings.split_by == "persona_and_query":  # every sample's group first (groups.py)
             groups = SplitGroups(settings.seed, settings.ratios)
             group_store(files, settings, convert, groups)
         # Shards run apart, so a record whose id an earlier shard holds cannot see it: with more than one process,
-        # a first pass (the export's own run, with no output) finds the ids each range must drop and where they
-        # were first read, and every shard reports those as one process does. One process sees every range in
+        # a first pass (the export's own run, with no output) finds the ids each chunk must drop and where they
+        # were first read, and every shard reports those as one process does. One process sees every chunk in
         # order and finds them itself (`_generate_tables`).
         earlier: list[frozenset[str]] | None = None
         firsts: dict[str, str] = {}
-        if num_proc > 1 and len(ranges) > 1:
-            earlier, firsts = _earlier_ids(files, ranges, settings, convert, num_proc)
+        if num_proc > 1 and len(chunks) > 1:
+            earlier, firsts = _earlier_ids(files, chunks, settings, convert, num_proc)
         return [
             datasets.SplitGenerator(
                 name=name,
                 gen_kwargs={
                     "files": files,
-                    "ranges": ranges,
+                    "chunks": chunks,
                     "earlier": earlier,
                     "firsts": firsts,
                     "encoder": self._encoder(settings, name, groups),
@@ -162,22 +164,22 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
     def _generate_tables(
         self,
         files: PathList,
-        ranges: list[tuple[int, int]],
+        chunks: list[Chunk],
         earlier: list[frozenset[str]] | None,
         firsts: dict[str, str],
         encoder: Encoder,
     ) -> Iterator[tuple[Key, Any]]:
-        """Each range's tables, a batch at a time. The ids a range drops as an earlier range's: `earlier` (from the
-        pre-pass), or None: this job has every range, and drops the ids it kept in the ranges before."""
+        """Each chunk's tables, a batch at a time. The ids a chunk drops as an earlier chunk's: `earlier` (from the
+        pre-pass), or None: this job has every chunk, and drops the ids it kept in the chunks before."""
         # Bad records are reported while building the first split only, not once per split ("error" stops anyway).
         policy = self.config.on_bad_records
         first_split = encoder.only_split in (None, SPLIT_NAMES[0])
         rejections = Rejections(policy if first_split or policy == "error" else "skip")
         convert = self.config.convert()
         seen: dict[str, str] = {}  # without a pre-pass: the ids kept so far, and where they were read
-        for shard, (start, stop) in enumerate(ranges):  # shard: the range's index in this job's `ranges`
+        for shard, chunk in enumerate(chunks):  # shard: the chunk's index in this job's `chunks`
             sink = Tables()
-            records = (record for path in files[start:stop] for record in iter_file(path))
+            records = iter_chunk(files, chunk)
             drop = seen if earlier is None else earlier[shard]
             encoded = encode(records, encoder, convert, sink, earlier=drop)
             for bad in encoded.bad:
@@ -207,14 +209,14 @@ class Tables:
 
 
 def _earlier_ids(
-    files: PathList, ranges: list[tuple[int, int]], settings: ExportConfig, convert, num_proc: int
+    files: PathList, chunks: list[Chunk], settings: ExportConfig, convert, num_proc: int
 ) -> tuple[list[frozenset[str]], dict[str, str]]:
-    """For each range, the ids an earlier range kept, and where each such id was first read: `job.encode_store`
-    with no output over the builder's ranges, in `num_proc` forked processes (so a custom collector need not be
+    """For each chunk, the ids an earlier chunk kept, and where each such id was first read: `job.encode_store`
+    with no output over the builder's chunks, in `num_proc` forked processes (so a custom collector need not be
     importable)."""
     encoder = Encoder(replace(settings, on_bad_records="skip"), split=False, views=False)
     job = ChunkJob(files, encoder, convert, outputs="none")
-    tasks = [ChunkTask(index, start, stop) for index, (start, stop) in enumerate(ranges)]
+    tasks = [ChunkTask(index, chunk) for index, chunk in enumerate(chunks)]
     earlier: list[frozenset[str]] = []
     firsts: dict[str, str] = {}
     for _task, chunk in encode_store(job, tasks, RunOptions(num_proc=num_proc), Rejections("skip")):
@@ -223,11 +225,12 @@ def _earlier_ids(
     return earlier, firsts
 
 
-def file_ranges(count: int, num_proc: int) -> list[tuple[int, int]]:
-    """`count` files cut into consecutive (start, stop) ranges: at least `num_proc` of them when there are that
-    many files, and none longer than `RunOptions.chunk_files` (the export's chunk), so a big store is spread evenly."""
-    size = max(1, min(RunOptions.chunk_files, -(-count // max(1, num_proc))))
-    return [(start, min(start + size, count)) for start in range(0, count, size)]
+def store_chunks(files: PathList, num_proc: int, chunk_bytes: int = RunOptions.chunk_bytes) -> list[Chunk]:
+    """The store cut into chunks (`plan.plan_chunks`): runs of whole files, at least `num_proc` of them when there
+    are that many files and none longer than the export's `chunk_files`, so a big store is spread evenly; and
+    byte ranges of big JSON Lines files, as the export cuts them."""
+    size = max(1, min(RunOptions.chunk_files, -(-len(files) // max(1, num_proc))))
+    return plan_chunks(files, size, chunk_bytes)
 
 
 def load_dataset(

@@ -1,7 +1,8 @@
 """Running `encode` over a store in fixed chunks of files, in this process or in worker processes.
 
-The store's files are cut into chunks of `RunOptions.chunk_files` — a fixed count, so the cut does not depend on
-`num_proc`. `encode_chunk` reads one chunk's files and runs `encode.encode` on their records, into a sink:
+The store is cut into chunks (`plan.py`): `RunOptions.chunk_files` whole files, or a byte range of
+`RunOptions.chunk_bytes` of a big JSON Lines file — fixed sizes, so the cut does not depend on `num_proc`, and any
+cut gives the same outputs. `encode_chunk` reads one chunk and runs `encode.encode` on its records, into a sink:
 - in this process `InMemory`: the chunk's JSON items and JSONL lines stay in memory (measured: +25 MB peak RSS);
 - in a worker process `PartFiles`: per split a JSON fragment and a JSONL part, and per config and split an Arrow
   IPC file;
@@ -31,8 +32,8 @@ import pyarrow as pa
 from .config import ConfigError, RunOptions
 from .encode import Encoded, Encoder, NoOutput, Rows, Sink, encode
 from .manifest import collector_name
+from .plan import Chunk, Files, iter_chunk, plan_chunks
 from .samples import Convert
-from .store import iter_file
 from .writers import BUFFER_BYTES, ITEM_SEPARATOR, dumps_line, pretty_item
 
 
@@ -53,22 +54,28 @@ class ChunkJob:
 
 @dataclass
 class ChunkTask:
-    """Files `start` to `stop` of the store's file list (a task names them, so that the tasks of a big store
-    hold no path: the list is packed, and each worker has it once, in its `ChunkJob`), and the folder of its part
-    files (None for a job that writes none)."""
+    """One chunk of the store (`plan.Files` or `plan.Range`: it names files by index, so that the tasks of a big
+    store hold no path: the list is packed, and each worker has it once, in its `ChunkJob`), and the folder of its
+    part files (None for a job that writes none)."""
 
     index: int
-    start: int
-    stop: int
+    chunk: Chunk
     folder: str | None = None
 
+    def files(self) -> range:
+        """The indices of the files it reads (of one file, for a range)."""
+        chunk = self.chunk
+        return range(chunk.start, chunk.stop) if isinstance(chunk, Files) else range(chunk.file, chunk.file + 1)
 
-def plan_tasks(count: int, size: int, staging: Path | None = None) -> list[ChunkTask]:
-    """`count` files cut into chunks of `size` files, each with its part-file folder under `staging` (None: a
-    job that writes no part files)."""
+
+def plan_tasks(files: Sequence[str], options: RunOptions, staging: Path | None = None) -> list[ChunkTask]:
+    """The store cut into chunks (`plan.plan_chunks`: `options.chunk_files` whole files, or byte ranges of
+    `options.chunk_bytes` of a big JSONL file), each with its part-file folder under `staging` (None: a job
+    that writes no part files)."""
+    chunks = plan_chunks(files, options.chunk_files, options.chunk_bytes)
     return [
-        ChunkTask(index, start, min(start + size, count), None if staging is None else str(staging / f"{index:06d}"))
-        for index, start in enumerate(range(0, count, size))
+        ChunkTask(index, chunk, None if staging is None else str(staging / f"{index:06d}"))
+        for index, chunk in enumerate(chunks)
     ]
 
 
@@ -166,7 +173,7 @@ def encode_chunk(job: ChunkJob, task: ChunkTask, in_memory: bool = False, earlie
         sink: Sink = PartFiles(result, names) if part_files else InMemory(result, names)
     else:
         sink = Rows() if job.outputs == "rows" else NoOutput()
-    records = (record for path in job.files[task.start : task.stop] for record in iter_file(path))
+    records = iter_chunk(job.files, task.chunk)
     try:
         result.encoded = encode(records, job.encoder, job.convert, sink, skip=job.skip, earlier=earlier)
     finally:

@@ -50,19 +50,29 @@ class RunOptions:
     shares the parent's memory and takes any collector; "spawn" and "forkserver" send the job to each worker, so
     a custom collector's class must be importable (defined at the top level of a module).
 
-    The sizes change no output byte either: chunks are a fixed count of files (not a share of `num_proc`), row
-    groups a fixed count of rows whatever the batches, and a shard's size decides only where the next one starts."""
+    The sizes change no output byte either: chunks are a fixed count of files or bytes (not a share of
+    `num_proc`), row groups a fixed count of rows whatever the batches, and a shard's size decides only where the
+    next one starts."""
 
     num_proc: int = 1
     start_method: StartMethod = "fork"
     chunk_files: int = 1000  # files per chunk: the unit of work of a worker, and about what memory holds
+    chunk_bytes: int = 64 << 20  # a plain .jsonl file over this is cut into byte ranges of about this size
     batch_rows: int = 1000  # samples per Arrow batch, turned into every config's table at once
     row_group_rows: int = 1000  # rows per Parquet row group (the last one of a shard shorter)
     max_shard_bytes: int = 256 << 20  # a new Parquet shard starts past this many Arrow bytes
     split_cache: int = 1 << 16  # split keys remembered per encoder (see `chunks.Encoder.split_of`)
 
     def __post_init__(self) -> None:
-        for name in ("num_proc", "chunk_files", "batch_rows", "row_group_rows", "max_shard_bytes", "split_cache"):
+        for name in (
+            "num_proc",
+            "chunk_files",
+            "chunk_bytes",
+            "batch_rows",
+            "row_group_rows",
+            "max_shard_bytes",
+            "split_cache",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}: expected an integer >= 1, got {value!r}")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 from .config import ExportConfig, RunOptions
 from .export import Exporter, ExportResult, stamped_name
 from .manifest import Layout, collector_name
+from .plan import chunk_files_count
 from .samples import BadInputError, Convert, Rejections, duplicate, place
 from .store import BadRecord, Record, discover_paths, iter_file, token_usage_files
 from .token_usage import merge_token_usage
@@ -85,12 +86,12 @@ def group_store(
     job = ChunkJob(files, encoder, convert, outputs="rows")
     bar = progress(None, total=len(files), desc="Grouping", enabled=show_progress)
     try:
-        tasks = plan_tasks(len(files), options.chunk_files)
+        tasks = plan_tasks(files, options)
         for task, chunk in encode_store(job, tasks, replace(options, num_proc=1), Rejections("skip")):
             for _split, row in chunk.rows:
                 groups.add(row)
             if bar is not None:
-                bar.update(task.stop - task.start)
+                bar.update(chunk_files_count(task.chunk))
     finally:
         if bar is not None:
             bar.close()
@@ -124,7 +125,7 @@ def encode_store(job, tasks, options: RunOptions, rejections: Rejections) -> Ite
             rejections.reject(duplicate(kept.source, kept.where, first, kept.interaction_id))
         for warning in encoded.warnings:
             rejections.add_warning(warning)
-        position = {files[index]: index for index in range(task.start, task.stop)}
+        position = {files[index]: index for index in task.files()}
         locations = [pack_location(position[kept.source], kept.where) for kept in encoded.kept]
         seen.add([kept.sample_id for kept in encoded.kept], locations)
         yield task, chunk
@@ -161,10 +162,10 @@ def scan_store(
     job = ChunkJob(files, encoder, convert, outputs="rows" if rows else "none")
     bar = progress(None, total=len(files), desc="Reading interactions", enabled=show_progress)
     try:
-        for task, chunk in encode_store(job, plan_tasks(len(files), options.chunk_files), options, rejections):
+        for task, chunk in encode_store(job, plan_tasks(files, options), options, rejections):
             yield chunk
             if bar is not None:
-                bar.update(task.stop - task.start)
+                bar.update(chunk_files_count(task.chunk))
     finally:
         if bar is not None:
             bar.close()
@@ -248,7 +249,7 @@ def export_store(
     )
     staging = exporter.folder.staging / ".chunks"  # workers' part files: inside the transaction, never beside it
     bar = progress(None, total=len(files), desc="Exporting", enabled=show_progress)
-    done = 0
+    done = 0.0  # share of the chunks written, for the space a full disk needed
 
     # What is alive now (imported modules: pyarrow, pandas, huggingface_hub; ~10^5 objects) stays alive for the
     # whole run. Frozen, the garbage collector stops rescanning it in every full collection; forked workers
@@ -261,12 +262,12 @@ def export_store(
         # A snapshot: `exported` grows as chunks are added, and a later duplicate must be reported, not skipped.
         skip = frozenset(exporter.files.exported)
         job = ChunkJob(files, exporter.encoder, convert, skip)
-        tasks = plan_tasks(len(files), options.chunk_files, staging)
+        tasks = plan_tasks(files, options, staging)
         for task, chunk in encode_store(job, tasks, options, rejections):
             exporter.add_chunk(chunk)
-            done = task.stop
+            done = (task.index + 1) / len(tasks)
             if bar is not None:
-                bar.update(task.stop - task.start)
+                bar.update(chunk_files_count(task.chunk))
         if rejections.bad and not exporter.result.new_samples and not exporter.result.kept_samples:
             first = rejections.bad[0]
             raise BadInputError(
@@ -284,7 +285,7 @@ def export_store(
         staged = exporter.folder.staged_bytes() if full else 0
         exporter.abort()
         if full:
-            raise _disk_full(output_dir, staged, done / len(files)) from None
+            raise _disk_full(output_dir, staged, done) from None
         ours = str(error.filename or "").startswith((str(exporter.folder.staging), str(exporter.folder.path)))
         if isinstance(error, OutputError) or not (ours or error.errno == errno.EROFS):
             raise

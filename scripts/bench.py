@@ -281,6 +281,7 @@ def step_costs(args: argparse.Namespace) -> dict:
     store, _ = prepare_store(args.store_dir, args.n, args.keep)
     files, cfg = discover_paths(store)[:STEP_FILES], ExportConfig()
     costs: dict[str, float] = {}
+    totals: dict[str, float] = {}  # each stage with the ones before it
 
     def timed(name: str, work) -> float:
         best = float("inf")
@@ -288,7 +289,7 @@ def step_costs(args: argparse.Namespace) -> dict:
             start = time.perf_counter()
             work()
             best = min(best, time.perf_counter() - start)
-        total = best / len(files) * 1e6
+        total = totals[name] = best / len(files) * 1e6
         costs[name] = total - sum(costs.values())  # this stage's own cost: what it adds to the stages before
         print(f"  {name:<44} {costs[name]:6.2f} us/record  (all so far {total:6.2f})", flush=True)
         return total
@@ -327,7 +328,7 @@ def step_costs(args: argparse.Namespace) -> dict:
     print(f"  {'sum':<44} {total:6.2f} us/record = {total / floor:.2f}x read + parse ({floor:.2f} us)")
     if not args.keep:
         remove_store(store)
-    return {"steps_us_per_record": costs, "sum_over_floor": total / floor}
+    return {"steps_us_per_record": costs, "totals_us_per_record": totals, "sum_over_floor": total / floor}
 
 
 def main() -> None:

@@ -299,13 +299,14 @@ def test_num_proc_gives_the_same_bytes_as_one_process(tmp_path, chunked):
 def test_run_options_size_the_chunks_and_the_arrow_batches(tmp_path):
     from personagym_hf.chunks import ChunkJob, plan_tasks, run_chunks
     from personagym_hf.encode import Encoder
+    from personagym_hf.plan import Files
     from personagym_hf.store import discover_paths
     from personagym_hf.testing.synth import write_store
 
     files = discover_paths(write_store(tmp_path / "s", count=20, personas=5, seed=4, reply_chars=50))
     job = ChunkJob(files, Encoder(parse_config({}), split=False, views=True, batch_rows=3), CONVERT)
-    chunks = list(run_chunks(job, plan_tasks(len(files), 7, tmp_path / "staging")))
-    assert [(task.start, task.stop) for task, _ in chunks] == [(0, 7), (7, 14), (14, 20)]
+    chunks = list(run_chunks(job, plan_tasks(files, RunOptions(chunk_files=7), tmp_path / "staging")))
+    assert [task.chunk for task, _ in chunks] == [Files(0, 7), Files(7, 14), Files(14, 20)]
     full = [table.num_rows for _task, chunk in chunks for config, _split, table in chunk.batches if config == "full"]
     assert full == [3, 3, 1, 3, 3, 1, 3, 3]
 
@@ -421,3 +422,41 @@ def test_the_cards_languages_come_from_the_personas_at_export(tmp_path):
     card = (tmp_path / "out" / "hf_dataset" / "README.md").read_text(encoding="utf-8")
     data = yaml.safe_load(card.split("---")[1])
     assert (data["language"], data["language_details"]) == (["en", "ja", "fr"], ["en", "en-GB", "ja", "fr"])
+
+
+def jsonl_store(folder: Path) -> Path:
+    """Three JSON Lines files of 150 interactions each, with a duplicate id in a later file, a bad line and a blank
+    line: what byte ranges must cut through without changing a byte of the export."""
+    from personagym_hf.testing.synth import iter_interactions
+
+    records = list(iter_interactions(450, personas=40, seed=9, reply_chars=80))
+    folder.mkdir(parents=True)
+    for number in range(3):
+        lines = [json.dumps(record) for record in records[number * 150 : (number + 1) * 150]]
+        if number == 2:
+            lines[70:70] = ["not json", "", json.dumps(records[10])]  # a bad line, a blank one, a duplicate id
+        (folder / f"part{number}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_big_jsonl_files_cut_into_byte_ranges_give_the_same_bytes(tmp_path, num_proc):
+    from personagym_hf.chunks import plan_tasks
+    from personagym_hf.plan import Files, Range
+    from personagym_hf.store import discover_paths
+
+    store = jsonl_store(tmp_path / "s")
+    cut = RunOptions(chunk_bytes=8192, num_proc=num_proc)
+    tasks = plan_tasks(discover_paths(store), cut)
+    assert len(tasks) > 20 and all(isinstance(task.chunk, Range) for task in tasks)  # every file in many ranges
+    assert [task.chunk for task in plan_tasks(discover_paths(store), RunOptions())] == [Files(0, 3)]  # by default
+    whole = export_store(store, tmp_path / "whole", parse_config({}), CONVERT)
+    ranges = export_store(store, tmp_path / "ranges", parse_config({}), CONVERT, options=cut)
+    assert snapshot(tmp_path / "whole") == snapshot(tmp_path / "ranges")
+    assert whole.result.statistics["total_samples"] == ranges.result.statistics["total_samples"] == 450
+    assert [bad.describe() for bad in ranges.rejections.bad] == [bad.describe() for bad in whole.rejections.bad]
+    first = f"{store.as_posix()}/part0.jsonl line 11"
+    assert [(Path(bad.source).name, bad.where, bad.reason) for bad in ranges.rejections.bad] == [
+        ("part2.jsonl", "line 71, column 1", "invalid JSON (invalid literal, expected 'null')"),
+        ("part2.jsonl", "line 73", f"duplicate interaction_id (already read from {first}); kept the first"),
+    ]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import datasets
+import pytest
 from test_seed_snippets import SEED
 
 from personagym_hf import TrainingDataCollector
@@ -134,23 +135,19 @@ def test_bench_steps_times_every_step_of_an_export(tmp_path):
     command = [sys.executable, "scripts/bench.py", "-n", "300", "--steps", "--store-dir", str(tmp_path / "s{n}")]
     done = subprocess.run([*command, "--json", str(figures)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    costs = json.loads(figures.read_text(encoding="utf-8"))["steps_us_per_record"]
-    assert list(costs) == [
-        "read (os.open/os.read)",
-        "parse (orjson)",
-        "convert (interaction_to_sample)",
-        "sample dict + row",
-        "split",
-        "statistics",
-        "JSON item (orjson, indented)",
-        "JSONL line (orjson)",
-        "write JSON + JSONL",
-        "sha256 of the JSONL",
-        "Arrow tables, 4 configs",
-        "Parquet, 4 configs",
+    figures = json.loads(figures.read_text(encoding="utf-8"))
+    stages = [
+        "read + parse (store.iter_file)",
+        "encode: convert, split, statistics",
+        "encode: + JSON items and JSONL lines",
+        "encode: + Arrow tables, 4 configs",
+        "encode: + leakage audit",
+        "export_store: + writing, Parquet, card",
     ]
-    assert all(cost > 0 for cost in costs.values())
-    assert "steps of an export, one at a time, over 300 interactions:" in done.stdout
+    assert list(figures["steps_us_per_record"]) == list(figures["totals_us_per_record"]) == stages
+    assert all(total > 0 for total in figures["totals_us_per_record"].values())
+    assert sum(figures["steps_us_per_record"].values()) == pytest.approx(figures["totals_us_per_record"][stages[-1]])
+    assert "the export's stages, one more at a time, over 300 interactions:" in done.stdout
     assert not (tmp_path / "s300").exists()  # the store is removed without --keep
 
 
