@@ -68,9 +68,19 @@ class PersonaGymConfig(datasets.BuilderConfig):
         )
 
     def convert(self):
-        """The collector's conversion (the default `TrainingDataCollector` unless one was given)."""
-        # No collector: the conversion of the default `TrainingDataCollector` itself (a face above the builder).
-        return self.collector.interaction_to_training_sample if self.collector else interaction_to_sample
+        """The conversion: `collector` is a `TrainingDataCollector` (its `interaction_to_training_sample`), a function
+        (interaction dict -> `TrainingSample`), or None (the built-in conversion, the default collector's)."""
+        if self.collector is None:
+            return interaction_to_sample  # the default `TrainingDataCollector`'s (a face above the builder)
+        method = getattr(self.collector, "interaction_to_training_sample", None)
+        if method is not None:
+            return method
+        if callable(self.collector):
+            return self.collector
+        raise ValueError(
+            f"collector: expected a TrainingDataCollector or a function (dict -> TrainingSample), got "
+            f"{type(self.collector).__name__}"
+        )
 
     def store(self) -> str | list[str]:
         source = self.interactions or self.data_dir

@@ -54,22 +54,31 @@ def _interactions(args: argparse.Namespace, settings) -> str:
     return args.interactions or settings.interactions_dir
 
 
-def _collector(args: argparse.Namespace, config: dict):
+def _convert(args: argparse.Namespace, config: dict):
+    """The conversion of records to samples: `--collector module:Class` (a `TrainingDataCollector` subclass, made
+    with the config), `--collector module:function` (interaction dict -> `TrainingSample`), or the built-in one."""
+    import inspect
+
     from .training_data import TrainingDataCollector
 
     if not args.collector:
-        return TrainingDataCollector(config)
-    module_name, _, class_name = args.collector.partition(":")
-    if not class_name:
-        raise CliError(f"--collector {args.collector!r}: expected package.module:ClassName")
+        return TrainingDataCollector(config).interaction_to_training_sample
+    module_name, _, name = args.collector.partition(":")
+    if not name:
+        raise CliError(f"--collector {args.collector!r}: expected package.module:ClassName or package.module:function")
     sys.path.insert(0, str(Path.cwd()))
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
+        found = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as e:
         raise CliError(f"--collector {args.collector!r}: cannot import it ({e})") from None
-    if not (isinstance(cls, type) and issubclass(cls, TrainingDataCollector)):
-        raise CliError(f"--collector {args.collector!r}: expected a subclass of TrainingDataCollector")
-    return cls(config)
+    if isinstance(found, type) and issubclass(found, TrainingDataCollector):
+        return found(config).interaction_to_training_sample
+    if inspect.isfunction(found):
+        return found
+    raise CliError(
+        f"--collector {args.collector!r}: expected a subclass of TrainingDataCollector or a function "
+        "(interaction dict -> TrainingSample)"
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -84,7 +93,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         _interactions(args, settings),
         output,
         settings,
-        _collector(args, config).interaction_to_training_sample,
+        _convert(args, config),
         split=False if args.no_split else None,  # None: split, or as the earlier export when appending
         use_timestamp=args.timestamp,
         append=append,
@@ -145,7 +154,7 @@ def _scan(args: argparse.Namespace, quiet_rejections: bool = False):
     config, settings = _settings(args)
     policy = settings.on_bad_records
     rejections = Rejections("skip" if quiet_rejections and policy != "error" else policy)
-    convert = _collector(args, config).interaction_to_training_sample
+    convert = _convert(args, config)
     stats = StatsAccumulator()
     chunks = scan_store(
         _interactions(args, settings), settings, convert, rejections, show_progress=_show_progress(args)
@@ -281,7 +290,7 @@ def _audited_samples(args: argparse.Namespace):
     settings = replace(
         settings, on_bad_records="skip" if settings.on_bad_records == "error" else settings.on_bad_records
     )
-    convert = _collector(args, config).interaction_to_training_sample
+    convert = _convert(args, config)
     rejections = Rejections(settings.on_bad_records)
     store = _interactions(args, settings)
     chunks = scan_store(store, settings, convert, rejections, rows=True, show_progress=not args.quiet)
@@ -428,7 +437,9 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="YAML", help="upstream config.yaml (only training_data, paths and experiment are read)"
     )
     parser.add_argument(
-        "--collector", metavar="MODULE:CLASS", help="a TrainingDataCollector subclass to convert interactions"
+        "--collector",
+        metavar="MODULE:NAME",
+        help="convert interactions with a TrainingDataCollector subclass or a function (dict -> TrainingSample)",
     )
     parser.add_argument(
         "--on-bad-records",

@@ -54,10 +54,14 @@ def settings_of(cfg: ExportConfig) -> dict[str, Any]:
 
 
 def collector_name(convert: Callable | None) -> str | None:
-    """`module:Class` of a custom collector whose bound method converts; None for the built-in conversion."""
-    owner = getattr(convert, "__self__", None)
-    if owner is None:
+    """`module:Class` of a custom collector whose bound method converts, `module:function` of a conversion function;
+    None for the built-in conversion."""
+    if convert is None:
         return None
+    owner = getattr(convert, "__self__", None)
+    if owner is None:  # a function
+        name = f"{getattr(convert, '__module__', None)}:{getattr(convert, '__qualname__', type(convert).__name__)}"
+        return None if name == "personagym_hf.collect:interaction_to_sample" else name
     cls = type(owner)
     if cls.__module__ == "personagym_hf.training_data" and cls.__qualname__ == "TrainingDataCollector":
         return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from .collect import CHECKS_ITSELF, InvalidInteraction, record_warnings, validate_sample
-from .config import OnBadRecords
+from .config import ConfigError, OnBadRecords
 from .records import BadRecord, Record
 from .schema import TrainingSample
 
@@ -69,6 +69,11 @@ def checked(record: Record, convert: Convert, validate: bool) -> TrainingSample 
         sample = convert(record.data)
     except InvalidInteraction as e:
         return BadRecord(record.source, record.where, str(e), record_id(record))
+    if not isinstance(sample, TrainingSample):  # a custom collector's mistake, not the record's: stop with it
+        raise ConfigError(
+            f"the collector {getattr(convert, '__qualname__', convert)!r} returned {type(sample).__name__} for "
+            f"{BadRecord(record.source, record.where, '', record_id(record)).location()}; it must return a TrainingSample"
+        )
     issues = validate_sample(sample) if validate else None
     if issues:
         return BadRecord(record.source, record.where, "; ".join(issues), record_id(record))

@@ -155,8 +155,12 @@ def test_collector_plugin_is_used_end_to_end(small_store, tmp_path, monkeypatch)
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("nomodule", "--collector 'nomodule': expected package.module:ClassName"),
-        ("json:JSONDecoder", "--collector 'json:JSONDecoder': expected a subclass of TrainingDataCollector"),
+        ("nomodule", "--collector 'nomodule': expected package.module:ClassName or package.module:function"),
+        (
+            "json:JSONDecoder",
+            "--collector 'json:JSONDecoder': expected a subclass of TrainingDataCollector or a function "
+            "(interaction dict -> TrainingSample)",
+        ),
     ],
     ids=["no_class", "not_a_collector"],
 )
@@ -262,3 +266,40 @@ def test_a_progress_bar_is_drawn_on_a_terminal_unless_quiet(small_store, tmp_pat
     )
     quiet = run_with_terminal_stderr([*args, "-q"], env=dict(os.environ), cwd=root)
     assert (quiet.returncode, quiet.terminal) == (0, "")
+
+
+def test_a_conversion_function_is_a_collector_too(small_store, tmp_path, monkeypatch):
+    (tmp_path / "my_convert.py").write_text(
+        "from personagym_hf.collect import interaction_to_sample\n\n"
+        "def tagged(interaction):\n"
+        "    sample = interaction_to_sample(interaction)\n"
+        "    sample.metadata['custom_field'] = len(interaction['messages'])\n"
+        "    return sample\n\n"
+        "def broken(interaction):\n"
+        "    return dict(interaction)\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    assert (
+        main(
+            ["export", "--interactions", str(small_store), "--output", "out", "-q", "--collector", "my_convert:tagged"]
+        )
+        == 0
+    )
+    rows = json.loads((tmp_path / "out" / "train_samples.json").read_text())
+    assert {row["metadata"]["custom_field"] for row in rows} == {4}
+    manifest = json.loads((tmp_path / "out" / ".personagym-export.json").read_text())
+    assert manifest["collector"] == "my_convert:tagged"
+
+
+def test_a_collector_that_returns_no_sample_stops_with_one_line(small_store, tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_convert.py").write_text(
+        "def broken(interaction):\n    return dict(interaction)\n", encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", "--interactions", str(small_store), "-q", "--collector", "my_convert:broken"]) == 1
+    first = sorted(small_store.rglob("*.json"))[0].as_posix()
+    assert capsys.readouterr().err == (
+        f"personagym-hf validate: error: the collector 'broken' returned dict for {first}, "
+        "interaction_id='interaction_persona_000_0000'; it must return a TrainingSample\n"
+    )
