@@ -165,6 +165,10 @@ def _scan(args: argparse.Namespace, quiet_rejections: bool = False):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from .records import KINDS
+
     stats, rejections, policy = _scan(args, quiet_rejections=True)
     if policy == "warn":  # listed here once, on stdout (not logged to stderr too)
         for bad in rejections.bad:
@@ -172,7 +176,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if not args.quiet:
             for warning in rejections.warnings:
                 print(f"warning: {warning}")
-    bad = f"{len(rejections.bad)} bad" + (" (not listed: --on-bad-records skip)" if policy == "skip" else "")
+    bad = f"{len(rejections.bad)} bad"
+    notes = [", ".join(f"{count} {KINDS[kind]}" for kind, count in Counter(b.kind for b in rejections.bad).items())]
+    if policy == "skip":
+        notes.append("not listed: --on-bad-records skip")
+    if rejections.bad:
+        bad += f" ({'; '.join(notes)})"
     valid, warnings = plural(stats["total_samples"], "valid interaction"), plural(len(rejections.warnings), "warning")
     print(f"{valid}, {bad}, {warnings}")
     return 1 if rejections.bad else 0

@@ -31,7 +31,7 @@ import stat
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-from .records import BadRecord, Record
+from .records import UNREADABLE, BadRecord, Record
 from .store import _jsonl_records, _NotReadable, _open_regular, iter_file
 
 logger = logging.getLogger(__name__)
@@ -166,21 +166,22 @@ def _iter_range(source: str, piece: Range) -> Iterator[Record | BadRecord]:
         fd, size = _open_regular(source)
     except (_NotReadable, OSError) as e:
         if piece.start == 0:  # what `iter_file` gives, once per file
-            yield BadRecord(source, "", str(e) if isinstance(e, _NotReadable) else _read_failure(e))
+            yield BadRecord(source, "", str(e) if isinstance(e, _NotReadable) else _read_failure(e), kind=UNREADABLE)
         return
     try:
         if size < piece.stop:  # shrank: the range that holds its new end says so, those past it give nothing
             if piece.start <= size:
-                yield BadRecord(source, "", _changed(f"it had {piece.size} bytes, it has {size}"))
+                yield BadRecord(source, "", _changed(f"it had {piece.size} bytes, it has {size}"), kind=UNREADABLE)
             return
         os.lseek(fd, max(piece.start - 1, 0), os.SEEK_SET)
         if piece.start and os.read(fd, 1) != b"\n":  # rewritten: the line no longer starts at the cut
-            yield BadRecord(source, "", _changed(f"line {piece.first_line} no longer starts at byte {piece.start}"))
+            changed = _changed(f"line {piece.first_line} no longer starts at byte {piece.start}")
+            yield BadRecord(source, "", changed, kind=UNREADABLE)
             return
         with io.BufferedReader(_Window(fd, piece.stop - piece.start), _READ_BUFFER) as f:
             yield from _jsonl_records(source, enumerate(f, start=piece.first_line))
     except OSError as e:  # as `iter_file`: the records read so far stand
-        yield BadRecord(source, "", _read_failure(e))
+        yield BadRecord(source, "", _read_failure(e), kind=UNREADABLE)
     finally:
         os.close(fd)
 

@@ -14,15 +14,12 @@ from typing import Callable, Iterable, Iterator
 
 from .collect import CHECKS_ITSELF, InvalidInteraction, record_warnings, validate_sample
 from .config import ConfigError, OnBadRecords
-from .records import BadRecord, Record
+from .records import DUPLICATE, BadRecord, Record
 from .schema import TrainingSample
 
 logger = logging.getLogger(__name__)
 
 Convert = Callable[[dict], TrainingSample]
-
-
-DUPLICATE = "duplicate interaction_id"  # how a repeated id's report starts (the builder looks for it)
 
 
 class BadInputError(ValueError):
@@ -70,9 +67,10 @@ def checked(record: Record, convert: Convert, validate: bool) -> TrainingSample 
     except InvalidInteraction as e:
         return BadRecord(record.source, record.where, str(e), record_id(record))
     if not isinstance(sample, TrainingSample):  # a custom collector's mistake, not the record's: stop with it
+        where = BadRecord(record.source, record.where, "", record_id(record)).location()
         raise ConfigError(
             f"the collector {getattr(convert, '__qualname__', convert)!r} returned {type(sample).__name__} for "
-            f"{BadRecord(record.source, record.where, '', record_id(record)).location()}; it must return a TrainingSample"
+            f"{where}; it must return a TrainingSample"
         )
     issues = validate_sample(sample) if validate else None
     if issues:
@@ -93,7 +91,8 @@ def place(source: str, where: str) -> str:
 
 def duplicate(source: str, where: str, first: str, interaction_id: str | None) -> BadRecord:
     """The report of a record whose id a record read before it (at `first`, see `place`) has."""
-    return BadRecord(source, where, f"{DUPLICATE} (already read from {first}); kept the first", interaction_id)
+    reason = f"duplicate interaction_id (already read from {first}); kept the first"
+    return BadRecord(source, where, reason, interaction_id, kind=DUPLICATE)
 
 
 def iter_samples(

@@ -23,7 +23,7 @@ from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import orjson
 
-from .records import BadRecord, Record
+from .records import INVALID_JSON, NOT_AN_OBJECT, UNREADABLE, BadRecord, Record
 
 INTERACTION_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 _ARRAY_CHUNK = 1 << 20
@@ -223,7 +223,7 @@ def _parse_error(error: orjson.JSONDecodeError, raw: bytes, line: int | None = N
 def _record_or_bad(source: str, where: str, value: object) -> Record | BadRecord:
     if isinstance(value, dict):
         return Record(source, where, value)
-    return BadRecord(source, where, f"expected a JSON object, got {type(value).__name__}")
+    return BadRecord(source, where, f"expected a JSON object, got {type(value).__name__}", kind=NOT_AN_OBJECT)
 
 
 def iter_file(path: str | Path) -> Iterator[Record | BadRecord]:
@@ -232,10 +232,10 @@ def iter_file(path: str | Path) -> Iterator[Record | BadRecord]:
     try:
         fd, size = _open_regular(source)
     except _NotReadable as e:
-        yield BadRecord(source, "", str(e))
+        yield BadRecord(source, "", str(e), kind=UNREADABLE)
         return
     except OSError as e:
-        yield BadRecord(source, "", f"cannot read file ({e.__class__.__name__}: {e})")
+        yield BadRecord(source, "", f"cannot read file ({e.__class__.__name__}: {e})", kind=UNREADABLE)
         return
     try:
         if source.endswith((".jsonl", ".jsonl.gz")):
@@ -243,7 +243,7 @@ def iter_file(path: str | Path) -> Iterator[Record | BadRecord]:
         else:
             yield from _iter_json(source, fd, size)
     except (OSError, EOFError) as e:  # unreadable or truncated gzip
-        yield BadRecord(source, "", f"cannot read file ({e.__class__.__name__}: {e})")
+        yield BadRecord(source, "", f"cannot read file ({e.__class__.__name__}: {e})", kind=UNREADABLE)
     finally:
         os.close(fd)
 
@@ -268,7 +268,7 @@ def _jsonl_records(source: str, lines: Iterable[tuple[int, bytes]]) -> Iterator[
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError as e:
-            yield BadRecord(source, *_parse_error(e, line, number))
+            yield BadRecord(source, *_parse_error(e, line, number), kind=INVALID_JSON)
             continue
         yield _record_or_bad(source, f"line {number}", value)
 
@@ -311,7 +311,7 @@ def _iter_json(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        yield BadRecord(source, *_parse_error(e, raw))
+        yield BadRecord(source, *_parse_error(e, raw), kind=INVALID_JSON)
         return
     if isinstance(value, list):
         for index, item in enumerate(value):
@@ -343,12 +343,16 @@ def _iter_json_array_stream(f: IO[bytes], source: str) -> Iterator[Record | BadR
                 position += 1
             if position >= len(buffer):
                 if not fill():
-                    yield BadRecord(source, f"item {index}", "truncated JSON array (no closing ']')")
+                    yield BadRecord(
+                        source, f"item {index}", "truncated JSON array (no closing ']')", kind=INVALID_JSON
+                    )
                     return
                 continue
             if not started:
                 if buffer[position] != "[":
-                    yield BadRecord(source, "", "invalid JSON (a file this large must be a JSON array)")
+                    yield BadRecord(
+                        source, "", "invalid JSON (a file this large must be a JSON array)", kind=INVALID_JSON
+                    )
                     return
                 started, position = True, position + 1
                 continue
@@ -359,15 +363,15 @@ def _iter_json_array_stream(f: IO[bytes], source: str) -> Iterator[Record | BadR
             except json.JSONDecodeError as e:
                 if not eof and fill():
                     continue
-                yield BadRecord(source, f"item {index}", f"invalid JSON ({e.msg})")
+                yield BadRecord(source, f"item {index}", f"invalid JSON ({e.msg})", kind=INVALID_JSON)
                 return
             except RecursionError:  # Python's decoder nests a call per level; where the item ends is unknown
-                yield BadRecord(source, f"item {index}", "invalid JSON (nested too deeply)")
+                yield BadRecord(source, f"item {index}", "invalid JSON (nested too deeply)", kind=INVALID_JSON)
                 return
             yield _record_or_bad(source, f"item {index}", value)
             position, index = end, index + 1
     except UnicodeDecodeError as e:
-        yield BadRecord(source, f"item {index}", f"invalid UTF-8 at byte {decoding_from + e.start}")
+        yield BadRecord(source, f"item {index}", f"invalid UTF-8 at byte {decoding_from + e.start}", kind=INVALID_JSON)
 
 
 def iter_records(paths: str | Path | Iterable[str | Path]) -> Iterator[Record | BadRecord]:

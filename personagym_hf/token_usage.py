@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import orjson
 
-from .store import BadRecord
+from .records import TOKEN_USAGE, BadRecord
 
 _COUNTS = ("input_tokens", "output_tokens", "total_tokens")
 SUMMARY_KEYS = {
@@ -41,10 +41,14 @@ def merge_token_usage(paths: Iterable[Path]) -> tuple[dict[str, Any] | None, lis
         try:
             data = orjson.loads(path.read_bytes())
         except (OSError, orjson.JSONDecodeError) as e:
-            bad.append(BadRecord(path.as_posix(), "", f"unreadable token usage file ({e})"))
+            bad.append(BadRecord(path.as_posix(), "", f"unreadable token usage file ({e})", kind=TOKEN_USAGE))
             continue
         if not isinstance(data, dict) or not isinstance(data.get("records", []), list):
-            bad.append(BadRecord(path.as_posix(), "", "expected a TokenTracker export with a 'records' list"))
+            bad.append(
+                BadRecord(
+                    path.as_posix(), "", "expected a TokenTracker export with a 'records' list", kind=TOKEN_USAGE
+                )
+            )
             continue
         if data.get("records"):
             for record in data["records"]:

@@ -112,7 +112,8 @@ def test_validate_lists_bad_records_and_exits_1(small_store, capsys):
     (small_store / "zz.jsonl").write_text('{"persona_id": "p"}\n', encoding="utf-8")
     assert main(["validate", "--interactions", str(small_store), "-q"]) == 1
     assert capsys.readouterr().out == (
-        f"{small_store.as_posix()}/zz.jsonl, line 1: missing 'messages'\n12 valid interactions, 1 bad, 0 warnings\n"
+        f"{small_store.as_posix()}/zz.jsonl, line 1: missing 'messages'\n"
+        "12 valid interactions, 1 bad (1 invalid), 0 warnings\n"
     )
 
 
@@ -187,7 +188,7 @@ def test_validate_lists_each_bad_record_once(small_store):
         text=True,
     )
     assert done.returncode == 1
-    assert done.stdout == f"{bad}\n12 valid interactions, 1 bad, 0 warnings\n"
+    assert done.stdout == f"{bad}\n12 valid interactions, 1 bad (1 invalid), 0 warnings\n"
     assert bad not in done.stderr
 
 
@@ -205,7 +206,9 @@ def test_validate_on_bad_records_error_stops_at_the_first(small_store, capsys):
 def test_validate_on_bad_records_skip_counts_without_listing(small_store, capsys):
     store, bad = bad_store(small_store)
     assert main(["validate", "--interactions", str(store), "-q", "--on-bad-records", "skip"]) == 1
-    assert capsys.readouterr().out == "12 valid interactions, 1 bad (not listed: --on-bad-records skip), 0 warnings\n"
+    assert capsys.readouterr().out == (
+        "12 valid interactions, 1 bad (1 invalid; not listed: --on-bad-records skip), 0 warnings\n"
+    )
 
 
 def test_stats_on_bad_records_error_stops_at_the_first(small_store, capsys):
@@ -239,7 +242,7 @@ def test_counts_of_one_are_singular(tmp_path, capsys):
     assert main(["export", "--interactions", str(store), "--output", str(out), "-q", "--no-split", "--append"]) == 0
     assert "  appended 1 new sample to 1 already exported" in capsys.readouterr().out.splitlines()
     assert main(["validate", "--interactions", str(store), "-q"]) == 1
-    assert capsys.readouterr().out.splitlines()[-1] == "2 valid interactions, 1 bad, 1 warning"
+    assert capsys.readouterr().out.splitlines()[-1] == "2 valid interactions, 1 bad (1 invalid), 1 warning"
     assert main(["stats", "--interactions", str(store), "-q"]) == 0
     assert capsys.readouterr().err == "(1 bad record not counted; run `personagym-hf validate` to list them)\n"
 
@@ -302,4 +305,19 @@ def test_a_collector_that_returns_no_sample_stops_with_one_line(small_store, tmp
     assert capsys.readouterr().err == (
         f"personagym-hf validate: error: the collector 'broken' returned dict for {first}, "
         "interaction_id='interaction_persona_000_0000'; it must return a TrainingSample\n"
+    )
+
+
+def test_validate_counts_the_bad_records_of_each_kind(small_store, capsys):
+    """A bad record's kind is a field of its own (`BadRecord.kind`), counted without reading its reason."""
+    first = sorted(small_store.rglob("*.json"))[0]
+    (small_store / "zz.jsonl").write_text(
+        'not json\n[1]\n{"persona_id": "p"}\n' + first.read_text(encoding="utf-8").replace("\n", " ") + "\n",
+        encoding="utf-8",
+    )
+    (small_store / "zz_empty.json").write_text("", encoding="utf-8")
+    assert main(["validate", "--interactions", str(small_store), "-q", "--on-bad-records", "skip"]) == 1
+    assert capsys.readouterr().out == (
+        "12 valid interactions, 5 bad (2 invalid JSON, 1 not an object, 1 invalid, 1 duplicate; not listed: "
+        "--on-bad-records skip), 0 warnings\n"
     )

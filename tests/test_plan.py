@@ -9,7 +9,7 @@ from conftest import make_interaction
 
 from personagym_hf import plan as plan_module
 from personagym_hf.plan import Files, Range, chunk_files_count, describe, iter_chunk, iter_chunk_files, plan_chunks
-from personagym_hf.records import BadRecord, Record
+from personagym_hf.records import UNREADABLE, BadRecord, Record
 from personagym_hf.store import discover_paths, iter_file
 
 # Every kind of line the reader tells apart, cut anywhere: blank and whitespace-only lines, CRLF, a lone \r inside
@@ -239,12 +239,21 @@ def test_a_file_gone_at_read_time_gives_its_one_bad_record_from_its_first_range(
     path.unlink()
     gone = path.as_posix()
     expected = [
-        BadRecord(gone, "", f"cannot read file (FileNotFoundError: [Errno 2] No such file or directory: '{gone}')")
+        BadRecord(
+            gone,
+            "",
+            f"cannot read file (FileNotFoundError: [Errno 2] No such file or directory: '{gone}')",
+            kind=UNREADABLE,
+        )
     ]
     assert list(iter_file(gone)) == expected
     assert [list(iter_chunk(files, c)) for c in chunks] == [expected, [], [], []]
     os.mkfifo(path)  # no regular file any more: never opened in a way that waits
-    assert read_plan(files, chunks) == list(iter_file(gone)) == [BadRecord(gone, "", "not a regular file (a FIFO)")]
+    assert (
+        read_plan(files, chunks)
+        == list(iter_file(gone))
+        == [BadRecord(gone, "", "not a regular file (a FIFO)", kind=UNREADABLE)]
+    )
 
 
 def test_a_fifo_with_a_jsonl_name_is_planned_whole_without_being_opened(tmp_path):
@@ -263,7 +272,7 @@ def test_a_file_that_shrank_since_planning_says_so_once(tmp_path):
     path.write_bytes(data[: chunks[1].start + 10])  # the new end inside the second range
     assert [list(iter_chunk(files, c)) for c in chunks] == [
         *first,
-        [BadRecord(source, "", changed.format(chunks[1].start + 10))],
+        [BadRecord(source, "", changed.format(chunks[1].start + 10), kind=UNREADABLE)],
         [],
         [],
     ]
@@ -271,7 +280,7 @@ def test_a_file_that_shrank_since_planning_says_so_once(tmp_path):
     assert [list(iter_chunk(files, c)) for c in chunks] == [
         *first,
         list(iter_chunk(files, chunks[1])),
-        [BadRecord(source, "", changed.format(chunks[2].start))],
+        [BadRecord(source, "", changed.format(chunks[2].start), kind=UNREADABLE)],
         [],
     ]
     assert len(read_plan(files, chunks)) == 5
@@ -293,7 +302,7 @@ def test_a_file_rewritten_with_its_lines_moved_says_so_from_each_range_that_sees
     source = path.as_posix()
     message = "the file changed since the export started (line {} no longer starts at byte {}); rerun the export"
     assert [list(iter_chunk(files, c))[-1:] for c in chunks[1:]] == [
-        [BadRecord(source, "", message.format(c.first_line, c.start))] for c in chunks[1:]
+        [BadRecord(source, "", message.format(c.first_line, c.start), kind=UNREADABLE)] for c in chunks[1:]
     ]
     assert [r.where for r in iter_chunk(files, chunks[0])] == ["line 1", "line 2"]
 
@@ -313,7 +322,7 @@ def test_a_read_error_inside_a_range_is_a_bad_record_after_the_records_read(tmp_
     source = path.as_posix()
     assert [(r.source, r.where) for r in iter_chunk(files, chunks[0])][:1] == [(source, "line 1")]
     assert list(iter_chunk(files, chunks[0]))[1:] == [
-        BadRecord(source, "", "cannot read file (OSError: [Errno 5] Input/output error)")
+        BadRecord(source, "", "cannot read file (OSError: [Errno 5] Input/output error)", kind=UNREADABLE)
     ]
 
 

@@ -7,6 +7,7 @@ from conftest import make_interaction, write_files
 
 from personagym_hf import InteractionStorage
 from personagym_hf import store as store_module
+from personagym_hf.records import INVALID_JSON, UNREADABLE
 from personagym_hf.store import BadRecord, PathList, Record, discover_files, discover_paths, iter_records
 
 
@@ -151,7 +152,12 @@ def test_interaction_storage_iterates_without_a_list(tmp_path):
 def test_a_file_that_cannot_be_read_is_one_bad_record(tmp_path):
     gone = (tmp_path / "gone.json").as_posix()
     assert list(store_module.iter_file(gone)) == [
-        BadRecord(gone, "", f"cannot read file (FileNotFoundError: [Errno 2] No such file or directory: '{gone}')")
+        BadRecord(
+            gone,
+            "",
+            f"cannot read file (FileNotFoundError: [Errno 2] No such file or directory: '{gone}')",
+            kind=UNREADABLE,
+        )
     ]
 
 
@@ -174,7 +180,7 @@ def test_a_large_array_with_an_item_nested_too_deep_for_the_decoder_is_a_bad_rec
     path.write_text("[" + json.dumps(make_interaction(1)) + ", " + "[" * 5000 + "]" * 5000 + "]", encoding="utf-8")
     read = list(iter_records(path))
     assert ids(read) == ["interaction_persona_001_0001"]
-    assert read[1:] == [BadRecord(path.as_posix(), "item 1", "invalid JSON (nested too deeply)")]
+    assert read[1:] == [BadRecord(path.as_posix(), "item 1", "invalid JSON (nested too deeply)", kind=INVALID_JSON)]
 
 
 def _read_in_time(path, seconds=10.0):
@@ -216,13 +222,18 @@ def test_odd_files_are_bad_records_with_a_reason_and_never_block(tmp_path):
     assert ids(read) == ["interaction_persona_001_0001"]
     store = root.as_posix()
     assert [r for r in read if isinstance(r, BadRecord)] == [
-        BadRecord(f"{store}/dangling.json", "", "broken symbolic link (its target nowhere.json does not exist)"),
-        BadRecord(f"{store}/device.json", "", "not a regular file (a character device)"),
-        BadRecord(f"{store}/fifo.json", "", "not a regular file (a FIFO)"),
-        BadRecord(f"{store}/fifo.json.gz", "", "not a regular file (a FIFO)"),
-        BadRecord(f"{store}/fifo.jsonl", "", "not a regular file (a FIFO)"),
-        BadRecord(f"{store}/loop_a.json", "", "symbolic link loop (it never reaches a file)"),
-        BadRecord(f"{store}/loop_b.json", "", "symbolic link loop (it never reaches a file)"),
+        BadRecord(
+            f"{store}/dangling.json",
+            "",
+            "broken symbolic link (its target nowhere.json does not exist)",
+            kind=UNREADABLE,
+        ),
+        BadRecord(f"{store}/device.json", "", "not a regular file (a character device)", kind=UNREADABLE),
+        BadRecord(f"{store}/fifo.json", "", "not a regular file (a FIFO)", kind=UNREADABLE),
+        BadRecord(f"{store}/fifo.json.gz", "", "not a regular file (a FIFO)", kind=UNREADABLE),
+        BadRecord(f"{store}/fifo.jsonl", "", "not a regular file (a FIFO)", kind=UNREADABLE),
+        BadRecord(f"{store}/loop_a.json", "", "symbolic link loop (it never reaches a file)", kind=UNREADABLE),
+        BadRecord(f"{store}/loop_b.json", "", "symbolic link loop (it never reaches a file)", kind=UNREADABLE),
     ]
 
 
@@ -231,9 +242,11 @@ def test_a_store_given_as_an_odd_file_is_read_as_one_bad_record(tmp_path):
     os.mkfifo(tmp_path / "fifo.jsonl")
     loop, fifo = (tmp_path / "loop.json").as_posix(), (tmp_path / "fifo.jsonl").as_posix()
     assert _read_in_time(tmp_path / "loop.json") == [
-        BadRecord(loop, "", "symbolic link loop (it never reaches a file)")
+        BadRecord(loop, "", "symbolic link loop (it never reaches a file)", kind=UNREADABLE)
     ]
-    assert _read_in_time(tmp_path / "fifo.jsonl") == [BadRecord(fifo, "", "not a regular file (a FIFO)")]
+    assert _read_in_time(tmp_path / "fifo.jsonl") == [
+        BadRecord(fifo, "", "not a regular file (a FIFO)", kind=UNREADABLE)
+    ]
 
 
 def test_a_folder_reached_twice_through_links_is_walked_once(tmp_path):
@@ -308,7 +321,7 @@ def test_a_parse_error_names_one_position_line_and_column(tmp_path, name, conten
     path = tmp_path / name
     path.write_bytes(content)
     bad = [r for r in iter_records(path) if isinstance(r, BadRecord)]
-    assert bad == [BadRecord(path.as_posix(), where, reason)]
+    assert bad == [BadRecord(path.as_posix(), where, reason, kind=INVALID_JSON)]
     assert bad[0].describe() == f"{path.as_posix()}{', ' + where if where else ''}: {reason}"
 
 
@@ -320,4 +333,4 @@ def test_invalid_utf8_in_a_streamed_array_names_its_byte_in_the_file(tmp_path, m
     path = tmp_path / "big.json"
     path.write_bytes(text[:at] + b"\xff" + text[at + 1 :])
     bad = [r for r in iter_records(path) if isinstance(r, BadRecord)]
-    assert bad == [BadRecord(path.as_posix(), "item 2", f"invalid UTF-8 at byte {at}")]
+    assert bad == [BadRecord(path.as_posix(), "item 2", f"invalid UTF-8 at byte {at}", kind=INVALID_JSON)]
