@@ -222,6 +222,7 @@ class Exporter:
             from .audit import LeakageAudit
 
             self.audit = LeakageAudit(near=self.audit_mode == "near")
+        self.audit_earlier: dict[str, str] | None = None  # split -> file of earlier rows not audited yet
         # Token budgets are counted here, from the rows as written, one budget per split, merged in split order at
         # the end: the order `personagym-hf tokens --data` reads the export in, and the same for any num_proc and
         # for rows carried over by an append.
@@ -261,6 +262,8 @@ class Exporter:
         from .collect import sample_id_for
 
         counts: dict[str, int] = {}
+        if self.audit is not None:
+            self.audit_earlier = earlier.split_files  # read again by `_audit_earlier`, after any worker has forked
         for row, split_name in self.files.carry_over(self.folder.path, earlier.split_files):
             counts[split_name] = counts.get(split_name, 0) + 1
             record_id = (row.get("metadata") or {}).get("interaction_id")
@@ -276,8 +279,6 @@ class Exporter:
                 )
             if earlier.statistics_state is None:  # an export made before the manifest: recount from its rows
                 self.stats.add(row, split_name)
-            if self.audit is not None:  # the audit reads rows as written, so these give what a fresh export added
-                self.audit.add(row, split_name)
             if self.tokens is not None:
                 self.tokens[split_name].add(row)
             if self.groups is not None:  # an append never moves a row: the groups start from where they are
@@ -317,8 +318,22 @@ class Exporter:
                         f"{counts.get(split_name, 0)} in its JSON; rebuild with --no-append"
                     )
 
+    def _audit_earlier(self) -> None:
+        """Audit the earlier export's rows (an append), before any new one. Not while they are carried over: that
+        runs before the worker processes of `--num-proc` fork, and rensa's MinHash threads, started in a parent
+        that signed texts, do not exist in a forked child, where its next batch then waits for them forever. Here,
+        at the first sample or chunk added, the workers run already. The rows as written: what a fresh export of
+        them audited."""
+        if self.audit_earlier is None:
+            return
+        split_files, self.audit_earlier = self.audit_earlier, None
+        for name, file_name in split_files.items():
+            for row in _read_rows(self.folder.path / file_name):
+                self.audit.add(row, name)
+
     def add(self, sample: TrainingSample) -> str | None:
         """Write one sample; returns its split, or None when an earlier export already holds it."""
+        self._audit_earlier()
         if sample.sample_id in self.files.exported:
             return None
         self.files.exported.add(sample.sample_id)
@@ -351,6 +366,7 @@ class Exporter:
     def add_chunk(self, chunk) -> None:
         """Append an encoded chunk (see `chunks.py`), in memory or in part files, to the outputs. The chunk must
         hold no sample an earlier export or chunk holds (`run_chunks(skip=...)` and job.py see to that)."""
+        self._audit_earlier()
         self._flush_items()
         self.step.flush()  # samples added one at a time come first
         for split, items in chunk.items.items():
@@ -408,6 +424,7 @@ class Exporter:
     ) -> ExportResult:
         """Close every file in the staging folder, then swap it in as the output folder."""
         self._flush_items()
+        self._audit_earlier()
         result = self.result
         result.statistics = self.stats.to_dict()
         if self.layout.split:

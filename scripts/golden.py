@@ -18,11 +18,13 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+TIMEOUT = 600  # seconds an export may take before it counts as hung
 CONFIGS = {
     "default": "",
     "minimal": "training_data:\n  format:\n    include_persona: false\n    include_trajectory: true\n"
@@ -76,9 +78,15 @@ def export(code: Path, store: str | None, out: Path, config: str, extra: list[st
     cmd += ["-q", "--on-bad-records", "skip", "--num-proc", str(num_proc), *extra]
     env = dict(os.environ, PYTHONPATH=str(code))
     # cwd outside any checkout: a checkout in the working directory would shadow PYTHONPATH
-    done = subprocess.run(cmd, env=env, cwd=out.parent, capture_output=True, text=True)
-    if done.returncode != 0:
-        return (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    process = subprocess.Popen(cmd, env=env, cwd=out.parent, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the export and its workers
+        process.communicate()
+        return f"still running after {TIMEOUT} s (killed)"
+    if process.returncode != 0:
+        return (stderr.strip().splitlines() or [f"exit {process.returncode}"])[-1]
     return None
 
 

@@ -200,3 +200,35 @@ def test_an_append_onto_an_earlier_versions_export_with_other_sample_ids_is_refu
         f"personagym-hf export: error: {out}: cannot append: the export there names interaction 'interaction_a/b' "
         f"'sample_a_b_992d9b99', this version {new_id!r}; rebuild with --no-append\n"
     )
+
+
+def test_an_append_with_worker_processes_and_the_near_audit_finishes(tmp_path):
+    """The append audits the earlier export's rows. Signed in the parent before the workers fork, rensa's thread pool
+    started there, and every worker hung on it (a forked child has none of its threads). Each run is a process of
+    its own, bounded in time: a hang fails the test instead of the suite."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pytest.importorskip("rensa")
+    store = write_store(tmp_path / "s", count=3000, personas=300, seed=8, reply_chars=40)
+    half = tmp_path / "half"
+    half.mkdir()
+    for path in sorted(store.glob("*.json"))[:2000]:
+        (half / path.name).symlink_to(path)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "personagym_hf", "export", "--output", str(out), "-q"]
+    runs = [["--interactions", str(half)], ["--interactions", str(store), "--append", "--num-proc", "2"]]
+    for run in runs:
+        process = subprocess.Popen([*command, *run], stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            _, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the export and its workers
+            process.communicate()
+            pytest.fail(f"export {' '.join(run[2:])} still running after 120 s")
+        assert process.returncode == 0, stderr
+    statistics = json.loads((out / "statistics.json").read_text(encoding="utf-8"))
+    assert statistics["total_samples"] == 3000
+    assert "threshold" in statistics["leakage"]["method"]  # the near audit, with rensa
