@@ -10,6 +10,9 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from hub_fixtures import *  # noqa: F401,F403  (env setup + hub fixtures; must come before HF imports)
 
+# ray_local, ray_cluster: Ray on loopback only, in a test temp folder (skipped outside a loopback-only namespace)
+pytest_plugins = ["ray_support"]
+
 EXAMPLE_INTERACTION = {
     "interaction_id": "interaction_persona_001_20260206_103000",
     "persona_id": "persona_001",
