@@ -86,6 +86,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.tokenizer is None and (args.chat_template or args.max_length):
         raise CliError("--chat-template and --max-length count tokens: pass --tokenizer PATH with them")
+    from .config import RunOptions
+
+    if args.address and args.engine != "ray":
+        raise CliError("--address names a Ray cluster: pass --engine ray with it")
+    if args.engine == "ray":
+        from .extras import require
+
+        require("ray", "ray", "--engine ray")  # before anything is read or locked
     config, settings = _settings(args)
     output = args.output or ("output/demo_training_data" if args.demo else settings.output_dir)
     append = settings.incremental if args.append is None else args.append
@@ -100,6 +108,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         hf_dataset=False if args.no_hf_dataset else None,
         show_progress=_show_progress(args),
         num_proc=args.num_proc,
+        options=RunOptions(engine=args.engine, ray_address=args.address),
         wait=args.wait,
         audit=None if args.no_audit else "auto",
         tokenizer=args.tokenizer,
@@ -502,6 +511,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes (default 1); the outputs are the same bytes for any N",
     )
     export.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="where the chunks are encoded: this machine (default; --num-proc workers) or Ray tasks (the [ray] "
+        "extra; the same bytes; see README: Scale out on Ray)",
+    )
+    export.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --engine ray: the Ray cluster, host:port of its head (default: RAY_ADDRESS, a cluster "
+        "`ray start` started here, or a new local one)",
+    )
+    export.add_argument(
         "--no-audit",
         action="store_true",
         help="leave the leakage audit out of statistics.json and the card (default: near duplicates with the "
@@ -572,6 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
         append=None,
         no_hf_dataset=False,
         num_proc=1,
+        engine="local",
+        address=None,
         wait=False,
         no_audit=False,
         tokenizer=None,

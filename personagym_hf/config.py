@@ -25,6 +25,8 @@ SplitBy = Literal["persona", "sample", "persona_and_query"]
 SPLIT_BY = ("persona", "sample", "persona_and_query")
 StartMethod = Literal["fork", "spawn", "forkserver"]
 START_METHODS = ("fork", "spawn", "forkserver")
+Engine = Literal["local", "ray"]
+ENGINES = ("local", "ray")
 
 
 class ConfigError(ValueError):
@@ -56,6 +58,8 @@ class RunOptions:
 
     num_proc: int = 1
     start_method: StartMethod = "fork"
+    engine: Engine = "local"  # "ray": the chunks are encoded by Ray tasks (ray_engine.py); num_proc is then unused
+    ray_address: str | None = None  # the Ray cluster (engine "ray"; None: what `ray.init` finds)
     chunk_files: int = 1000  # files per chunk: the unit of work of a worker, and about what memory holds
     chunk_bytes: int = 64 << 20  # a plain .jsonl file over this is cut into byte ranges of about this size
     batch_rows: int = 1000  # samples per Arrow batch, turned into every config's table at once
@@ -77,6 +81,7 @@ class RunOptions:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}: expected an integer >= 1, got {value!r}")
         choice(self.start_method, START_METHODS, "start_method")
+        choice(self.engine, ENGINES, "engine")
 
 
 def format_flags(block: Mapping[str, Any] | None) -> dict[str, bool]:

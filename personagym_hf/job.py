@@ -106,6 +106,8 @@ def encode_store(job, tasks, options: RunOptions, rejections: Rejections) -> Ite
     from .chunks import encode_chunk, run_chunks
     from .seen import SeenIds, pack_location, unpack_location
 
+    if options.engine == "ray":
+        from .ray_engine import run_chunks_on_ray as run_chunks  # noqa: F811 (the same contract, on Ray tasks)
     files = job.files
     # Where each kept sample_id was first read, across chunks: the only per-record state of a run (packed).
     seen = SeenIds()
@@ -263,6 +265,8 @@ def export_store(
         skip = frozenset(exporter.files.exported)
         job = ChunkJob(files, exporter.encoder, convert, skip)
         tasks = plan_tasks(files, options, staging)
+        if options.engine == "ray":
+            staging.mkdir(parents=True, exist_ok=True)  # made here: a node that cannot see it has no shared folder
         for task, chunk in encode_store(job, tasks, options, rejections):
             exporter.add_chunk(chunk)
             done = (task.index + 1) / len(tasks)

@@ -346,3 +346,25 @@ def kill_recorded_worker(path: str | os.PathLike[str], run: int = 1, timeout: fl
             return pid
         time.sleep(step)
     raise TimeoutError(f"worker {pid} was sent SIGKILL and still runs after {timeout} s")
+
+
+class DieOnce:
+    """A conversion, sent to Ray tasks, that SIGKILLs the worker running it when it meets `interaction_id` the first
+    time (the marker file says whether it has), and otherwise converts as the built-in one: a worker that dies in
+    the middle of a chunk, once. Here, not in a test module: workers import it by name, and a test module would
+    bring its conftest (the Hub server) into every worker."""
+
+    def __init__(self, marker: str | os.PathLike[str], interaction_id: str) -> None:
+        self.marker, self.interaction_id = str(marker), interaction_id
+
+    def __call__(self, interaction: dict) -> Any:
+        from personagym_hf.collect import interaction_to_sample
+
+        if interaction.get("interaction_id") == self.interaction_id:
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return interaction_to_sample(interaction)

@@ -321,3 +321,18 @@ def test_validate_counts_the_bad_records_of_each_kind(small_store, capsys):
         "12 valid interactions, 5 bad (2 invalid JSON, 1 not an object, 1 invalid, 1 duplicate; not listed: "
         "--on-bad-records skip), 0 warnings\n"
     )
+
+
+def test_engine_ray_without_the_extra_is_one_line_before_any_work(small_store, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an install without [ray] imports
+    out = tmp_path / "out"
+    assert main(["export", "--interactions", str(small_store), "--output", str(out), "--engine", "ray"]) == 1
+    assert capsys.readouterr().err == (
+        "personagym-hf export: error: --engine ray needs ray, which is not installed: pip install 'personagym-hf[ray]'\n"
+    )
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+    assert main(["export", "--interactions", str(small_store), "--output", str(out), "--address", "h:6379"]) == 1
+    assert (
+        capsys.readouterr().err
+        == "personagym-hf export: error: --address names a Ray cluster: pass --engine ray with it\n"
+    )

@@ -1,0 +1,112 @@
+"""`export --engine ray`: the store's chunks encoded by Ray tasks, on one machine or a cluster, with the outputs of
+the local export, byte for byte.
+
+Each task runs `chunks.encode_chunk` on one chunk of the plan (`plan.py`) into part files, exactly as a local
+worker process does, and returns the chunk's small summary (`ChunkResult`: kept ids and where they were read, bad
+records, statistics, the audit, the part files' names). The driver takes the results in store order and does what
+it does for local workers (`job.encode_store`: duplicates across chunks, the reports; `Exporter.add_chunk`: the part
+files appended to the outputs). So the driver holds the packed file list, a window of pending tasks and one result
+at a time, never the store's rows, and the engine changes no output byte.
+
+No dataframe API: Ray Data's readers, writers and partitions decide file names, shard cuts and schema metadata
+themselves, and gave other bytes on every run when measured (issue 14); Ray Core tasks running the project's own
+encoder give the same bytes.
+
+A task whose worker dies is run again by Ray (`RETRIES`): it rewrites its part files from the start, under the same
+names, so a retry changes nothing. An export that fails leaves the earlier export intact, as a local one does.
+
+Every node must see the store and the output folder at the same paths (a shared file system): a task checks both
+and stops with one line naming the node when it cannot. Relative paths are resolved on the node against the
+driver's working directory, so reports name files exactly as a local export does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import deque
+from typing import Any, Iterator, Sequence
+
+from .chunks import ChunkJob, ChunkResult, ChunkTask, encode_chunk
+from .config import ConfigError, RunOptions
+from .extras import require
+
+logger = logging.getLogger(__name__)
+
+RETRIES = 3  # runs of a task whose worker died, after the first (Ray's max_retries); an exception is not retried
+WINDOW_PER_CPU = 2  # tasks in flight per CPU of the cluster: every CPU busy, and a bounded number of results waiting
+
+
+class NodeCannotSeeError(ConfigError):
+    """A Ray node does not see a path the export needs (no shared file system)."""
+
+
+def _encode_task(job: ChunkJob, task: ChunkTask, cwd: str) -> ChunkResult:
+    """One chunk, on a Ray worker: checked paths, then `encode_chunk` into the task's part files."""
+    previous = os.getcwd()
+    os.chdir(cwd)  # relative store paths mean on the node what they mean to the driver
+    try:
+        staging = os.path.dirname(task.folder)
+        if not os.path.isdir(staging):
+            raise NodeCannotSeeError(
+                f"node {socket.gethostname()} cannot see the export's staging folder {os.path.abspath(staging)}: "
+                "every Ray node must see the output folder and the store at the same path (a shared file system)"
+            )
+        first = job.files[task.files()[0]]
+        if not os.path.lexists(first):
+            raise NodeCannotSeeError(
+                f"node {socket.gethostname()} cannot see the store's file {os.path.abspath(first)}: every Ray node "
+                "must see the store at the same path (a shared file system); rerun if it was removed meanwhile"
+            )
+        return encode_chunk(job, task)
+    finally:
+        os.chdir(previous)
+
+
+def _connect(address: str | None) -> bool:
+    """Connect this driver to Ray (`address`, else what `ray.init` finds: RAY_ADDRESS, a cluster `ray start`
+    started here, or a new local instance); True when this call connected (and so disconnects at the end)."""
+    ray = require("ray", "ray", "--engine ray")
+    if ray.is_initialized():
+        return False
+    ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False)
+    return True
+
+
+def run_chunks_on_ray(
+    job: ChunkJob, tasks: Sequence[ChunkTask], options: RunOptions = RunOptions()
+) -> Iterator[tuple[ChunkTask, ChunkResult]]:
+    """`chunks.run_chunks` on Ray: (task, result) in store order, each chunk encoded into part files by a task."""
+    import ray
+
+    connected = _connect(options.ray_address)
+    pending: deque[tuple[ChunkTask, Any]] = deque()
+    try:
+        encode = ray.remote(max_retries=RETRIES, retry_exceptions=False)(_encode_task)
+        job_ref = ray.put(job)  # once, for every task
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        window = max(2, WINDOW_PER_CPU * cpus)
+        upcoming = iter(tasks)
+        cwd = os.getcwd()
+
+        def submit() -> None:
+            task = next(upcoming, None)
+            if task is not None:
+                pending.append((task, encode.remote(job_ref, task, cwd)))
+
+        for _ in range(window):
+            submit()
+        while pending:
+            task, ref = pending.popleft()
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayTaskError as error:  # the task's own exception, as a local run raises it
+                raise error.cause from None
+            submit()
+            yield task, result
+    finally:
+        for _task, ref in pending:  # an export that stops early leaves no task running
+            ray.cancel(ref, force=True)
+        if connected:
+            ray.shutdown()

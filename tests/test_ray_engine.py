@@ -1,0 +1,136 @@
+"""`--engine ray`: the same bytes as the local export, on a local Ray instance and on a 2-node cluster.
+
+Every test here starts Ray, so it runs only in a network namespace with nothing but loopback (`ray_support.py`);
+elsewhere it is skipped with the reason.
+"""
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from ray_support import DieOnce
+
+from personagym_hf.chunks import ChunkJob, ChunkTask
+from personagym_hf.collect import interaction_to_sample
+from personagym_hf.config import RunOptions, parse_config
+from personagym_hf.demo import demo_store_path
+from personagym_hf.encode import Encoder
+from personagym_hf.job import export_store
+from personagym_hf.plan import Files
+from personagym_hf.samples import BadInputError
+from personagym_hf.testing.synth import iter_interactions, write_store
+
+RAY = RunOptions(engine="ray")
+SMALL_CHUNKS = RunOptions(chunk_files=7)
+
+
+def sums(folder: Path) -> dict[str, str]:
+    """sha256 of every file under the output folder, hf_dataset/ included."""
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def awkward_store(folder: Path) -> Path:
+    """60 files in chunks of 7: an id repeated 8 chunks later, a bad JSONL line, a record without messages."""
+    store = write_store(folder, count=60, personas=25, seed=4, reply_chars=50)
+    first = json.loads(sorted(store.glob("interaction_*.json"))[0].read_text(encoding="utf-8"))
+    (store / "zz_copy.json").write_text(json.dumps(first), encoding="utf-8")
+    (store / "zz_bad.jsonl").write_text('not json\n{"persona_id": "p"}\n', encoding="utf-8")
+    return store
+
+
+def jsonl_store(folder: Path) -> Path:
+    records = list(iter_interactions(300, personas=30, seed=9, reply_chars=80))
+    folder.mkdir(parents=True)
+    for number in range(2):
+        lines = [json.dumps(record) for record in records[number * 150 : (number + 1) * 150]]
+        (folder / f"part{number}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def both(store, tmp_path: Path, options: RunOptions, convert=interaction_to_sample, **kwargs) -> tuple[dict, dict]:
+    cfg = parse_config({})
+    export_store(store, tmp_path / "local", cfg, convert, options=options, **kwargs)
+    export_store(store, tmp_path / "ray", cfg, convert, options=replace(options, engine="ray"), **kwargs)
+    return sums(tmp_path / "local"), sums(tmp_path / "ray")
+
+
+def test_the_demo_store_gives_the_same_bytes_on_ray(ray_local, tmp_path):
+    local, ray = both(demo_store_path(), tmp_path, RunOptions())
+    assert local == ray
+    assert "hf_dataset/data/full/train-00000-of-00001.parquet" in ray
+
+
+def test_duplicates_across_chunks_and_bad_records_give_the_same_bytes_and_reports(ray_local, tmp_path):
+    store = awkward_store(tmp_path / "s")
+    local, ray = both(store, tmp_path, SMALL_CHUNKS)
+    assert local == ray
+    rejected = [json.loads(line) for line in (tmp_path / "ray" / "rejected.jsonl").read_text().splitlines()]
+    assert [(Path(r["file"]).name, r["where"], r["reason"][:24]) for r in rejected] == [
+        ("zz_bad.jsonl", "line 1, column 1", "invalid JSON (invalid li"),
+        ("zz_bad.jsonl", "line 2", "missing 'messages'"),
+        ("zz_copy.json", "", "duplicate interaction_id"),
+    ]
+
+
+def test_jsonl_files_in_byte_ranges_give_the_same_bytes(ray_local, tmp_path):
+    local, ray = both(jsonl_store(tmp_path / "s"), tmp_path, RunOptions(chunk_bytes=16384))
+    assert local == ray
+
+
+def test_a_two_node_cluster_gives_the_same_bytes(ray_cluster, tmp_path):
+    import ray
+
+    store = awkward_store(tmp_path / "s")
+    local, on_ray = both(store, tmp_path, SMALL_CHUNKS)
+    assert local == on_ray
+    assert len([node for node in ray.nodes() if node["Alive"]]) == 2
+
+
+def test_a_worker_killed_mid_chunk_is_retried_and_the_bytes_are_the_same(ray_local, tmp_path):
+    store = write_store(tmp_path / "s", count=40, personas=10, seed=2, reply_chars=40)
+    victim = json.loads(sorted(store.glob("interaction_*.json"))[17].read_text(encoding="utf-8"))["interaction_id"]
+    marker = tmp_path / "killed"
+    cfg = parse_config({})
+    marker.touch()  # the local reference export: no kill
+    export_store(store, tmp_path / "local", cfg, DieOnce(marker, victim), options=SMALL_CHUNKS)
+    marker.unlink()
+    export_store(store, tmp_path / "ray", cfg, DieOnce(marker, victim), options=replace(SMALL_CHUNKS, engine="ray"))
+    assert marker.exists()  # a worker did die
+    assert sums(tmp_path / "local") == sums(tmp_path / "ray")
+
+
+def test_a_failing_export_on_ray_raises_the_local_error_and_keeps_the_earlier_export(ray_local, tmp_path):
+    store = awkward_store(tmp_path / "s")
+    cfg = parse_config({})
+    export_store(store, tmp_path / "out", cfg, interaction_to_sample, options=SMALL_CHUNKS)
+    before = sums(tmp_path / "out")
+    strict = replace(cfg, on_bad_records="error")
+    with pytest.raises(BadInputError) as local:
+        export_store(store, tmp_path / "other", strict, interaction_to_sample, options=SMALL_CHUNKS)
+    with pytest.raises(BadInputError) as on_ray:
+        export_store(
+            store, tmp_path / "out", strict, interaction_to_sample, options=replace(SMALL_CHUNKS, engine="ray")
+        )
+    assert str(on_ray.value) == str(local.value)
+    assert sums(tmp_path / "out") == before
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".out")]  # no staging folder left
+
+
+def test_a_node_that_cannot_see_the_output_folder_stops_with_one_line(tmp_path):
+    from personagym_hf.ray_engine import NodeCannotSeeError, _encode_task
+    from personagym_hf.store import discover_paths
+
+    store = write_store(tmp_path / "s", count=3, personas=2, seed=1, reply_chars=20)
+    job = ChunkJob(discover_paths(store), Encoder(parse_config({}), True, True), interaction_to_sample)
+    missing = tmp_path / "elsewhere" / ".chunks"
+    with pytest.raises(
+        NodeCannotSeeError, match=r"^node \S+ cannot see the export's staging folder .*elsewhere/\.chunks: "
+    ):
+        _encode_task(job, ChunkTask(0, Files(0, 3), str(missing / "000000")), str(tmp_path))
+    assert not missing.exists()
