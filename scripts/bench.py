@@ -149,6 +149,29 @@ def export_step(store: Path, name: str, extra: tuple[str, ...] = ()) -> Step:
         return run_child(name, cmd, store)
 
 
+def ray_step(store: Path) -> Step:
+    """The export with `--engine ray` on a new local Ray instance (its start included), in a temp HOME and RAY_TMPDIR.
+    Ray listens on every interface and probes outside addresses: only inside a namespace with nothing but lo."""
+    import socket
+
+    others = [name for _index, name in socket.if_nameindex() if name != "lo"]
+    if others:
+        sys.exit(
+            f"--engine ray: network interfaces {others} are visible; run the benchmark inside a loopback-only "
+            "namespace: unshare -n sh -c 'ip link set lo up && python scripts/bench.py ... --engine ray'"
+        )
+    with (
+        tempfile.TemporaryDirectory(prefix="bench_ray_", dir="/tmp") as root,
+        tempfile.TemporaryDirectory(prefix="bench_export_") as out,
+    ):
+        home = Path(root) / "home"
+        home.mkdir()
+        (home / "ray_bootstrap_config.yaml").write_text("{}\n")  # no cloud metadata probe
+        env = {**os.environ, "HOME": str(home), "RAY_TMPDIR": root, "RAY_USAGE_STATS_ENABLED": "0"}
+        cmd = [*CLI_CMD, "export", "--interactions", str(store), "--output", out, "-q", "--engine", "ray"]
+        return run_child("export (engine ray)", cmd, store, env)
+
+
 def naive_step(store: Path) -> Step:
     with tempfile.TemporaryDirectory(prefix="bench_naive_") as out, tempfile.TemporaryDirectory() as cache:
         env = {
@@ -206,6 +229,8 @@ def benchmark(args: argparse.Namespace) -> dict:
         else:
             print("num-proc: not supported by this version")
             two_note = "num-proc not supported by this version"
+    if args.engine == "ray":
+        steps.append(ray_step(store))
     naive = None if args.skip_naive else naive_step(store)
     steps += [s for s in (naive, help_step()) if s is not None]
     if not args.keep:
@@ -338,6 +363,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the store, and reuse it when it holds N files")
     parser.add_argument("--store-dir", default=DEFAULT_STORE, help="store folder; {n} becomes N (default %(default)s)")
     parser.add_argument("--skip-naive", action="store_true", help="skip the naive datasets script")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="ray: also export with --engine ray on a new local Ray instance (in a loopback-only namespace)",
+    )
     parser.add_argument("--rss-sweep", metavar="N1,N2", help="only the export, at each size: peak RSS and its growth")
     parser.add_argument("--steps", action="store_true", help="only the export's steps, one at a time: us per record")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
