@@ -139,7 +139,10 @@ def compare(args: argparse.Namespace) -> int:
         a, b = old.get(case, {}), new.get(case, {})
         if "files" not in a or "files" not in b:
             skipped += 1
-            print(f"skipped {case}: old: {a.get('error', 'absent')}; new: {b.get('error', 'absent')}")
+            state = {
+                name: run.get("error", "ok" if "files" in run else "absent") for name, run in (("old", a), ("new", b))
+            }
+            print(f"skipped {case}: old: {state['old']}; new: {state['new']}")
             continue
         names = sorted(set(a["files"]) | set(b["files"]))
         changed = [name for name in names if a["files"].get(name) != b["files"].get(name)]
