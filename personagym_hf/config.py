@@ -61,7 +61,7 @@ class RunOptions:
     engine: Engine = "local"  # "ray": the chunks are encoded by Ray tasks (ray_engine.py); num_proc is then unused
     ray_address: str | None = None  # the Ray cluster (engine "ray"; None: what `ray.init` finds)
     chunk_files: int = 1000  # files per chunk: the unit of work of a worker, and about what memory holds
-    chunk_bytes: int = 64 << 20  # a plain .jsonl file over this is cut into byte ranges of about this size
+    chunk_bytes: int = 16 << 20  # a plain .jsonl file over this is cut into byte ranges of about this size
     batch_rows: int = 1000  # samples per Arrow batch, turned into every config's table at once
     row_group_rows: int = 1000  # rows per Parquet row group (the last one of a shard shorter)
     max_shard_bytes: int = 256 << 20  # a new Parquet shard starts past this many Arrow bytes

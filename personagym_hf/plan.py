@@ -8,10 +8,11 @@ thousand):
 - `Range(file, start, stop, first_line, size)`: bytes `start` to `stop` of the plain `.jsonl` file `files[file]`,
   whole lines only.
 
-`plan_chunks` groups whole files `chunk_files` at a time, and cuts each plain `.jsonl` file over `chunk_bytes`
-into ranges at line ends, each range a chunk of its own. Such a file ends the group of whole files before it
-(a shorter group), and the next group starts after it: so a store with no such file is cut exactly by
-`chunk_files`, and a chunk is never a mix of files and a range (why a chunk is one piece, not a list). `.gz` files
+`plan_chunks` groups whole files `chunk_files` at a time, or fewer when the group's plain `.jsonl` files would
+pass `chunk_bytes` (a few mid-sized JSON Lines files are then work for several processes too), and cuts each plain
+`.jsonl` file over `chunk_bytes` into ranges at line ends, each range a chunk of its own. Such a file ends the group
+of whole files before it (a shorter group), and the next group starts after it: so a store of `.json` files is cut
+exactly by `chunk_files`, and a chunk is never a mix of files and a range (why a chunk is one piece, not a list). `.gz` files
 (no byte of them can be found without decompressing all before it) and `.json` files (an array is one document)
 stay whole, whatever their size.
 
@@ -72,46 +73,51 @@ def plan_chunks(files: Sequence[str], chunk_files: int, chunk_bytes: int) -> lis
             raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
     chunks: list[Chunk] = []
     group = 0  # first file of the current group of whole files
+    group_bytes = 0  # bytes of the group's plain .jsonl files
     for index, path in enumerate(files):
-        ranges = _cut(path, index, chunk_bytes) if path.endswith(".jsonl") else None
-        if ranges is None:  # a whole file, in the current group
-            if index - group == chunk_files:
+        ranges, size = _cut(path, index, chunk_bytes) if path.endswith(".jsonl") else (None, 0)
+        if ranges is None:  # a whole file, in the current group, unless the group is full
+            if index - group == chunk_files or (group_bytes and group_bytes + size > chunk_bytes):
                 chunks.append(Files(group, index))
-                group = index
+                group, group_bytes = index, 0
+            group_bytes += size
             continue
         if group < index:
             chunks.append(Files(group, index))
         chunks.extend(ranges)
-        group = index + 1
+        group, group_bytes = index + 1, 0
     if group < len(files):
         chunks.append(Files(group, len(files)))
     return chunks
 
 
-def _cut(path: str, index: int, chunk_bytes: int) -> list[Chunk] | None:
+def _cut(path: str, index: int, chunk_bytes: int) -> tuple[list[Chunk] | None, int]:
     """The chunks of a `.jsonl` file over `chunk_bytes` (its ranges, or the whole file when it is one line), or None
-    for a file to group with the others: small, no regular file, or unreadable (reading it says why)."""
+    for a file to group with the others (small, no regular file, or unreadable: reading it says why), and the bytes
+    it adds to its group (0 for no regular file)."""
     try:
         info = os.stat(path)
     except OSError:
-        return None
-    if not stat.S_ISREG(info.st_mode) or info.st_size <= chunk_bytes:
-        return None
+        return None, 0
+    if not stat.S_ISREG(info.st_mode):
+        return None, 0
+    if info.st_size <= chunk_bytes:
+        return None, info.st_size
     try:
         fd, size = _open_regular(path)
     except (_NotReadable, OSError):
-        return None
+        return None, 0
     try:
         cuts = _line_cuts(fd, size, chunk_bytes)
     except OSError:
-        return None
+        return None, 0
     finally:
         os.close(fd)
     if len(cuts) == 1:  # no line end to cut at (a long last line): read whole, as any file
-        return [Files(index, index + 1)]
+        return [Files(index, index + 1)], 0
     size = cuts[-1][1]  # what was read: less than fstat said when the file shrank meanwhile
     logger.debug("%s: %d bytes cut into %d ranges", path, size, len(cuts))
-    return [Range(index, start, stop, first_line, size) for start, stop, first_line in cuts]
+    return [Range(index, start, stop, first_line, size) for start, stop, first_line in cuts], 0
 
 
 def _line_cuts(fd: int, size: int, chunk_bytes: int) -> list[tuple[int, int, int]]:

@@ -146,7 +146,9 @@ def test_a_store_of_small_files_is_cut_by_chunk_files_only(tmp_path):
         Files(1000, 2000),
         Files(2000, 2500),
     ]
-    assert plan_chunks(files, chunk_files=1000, chunk_bytes=9) == plan_chunks(files, 1000, 64 << 20)  # 9 bytes each
+    # 9 bytes each: none is cut, but a group holds at most 9 bytes of JSON Lines, so one .jsonl file each
+    tight = plan_chunks(files, chunk_files=1000, chunk_bytes=9)
+    assert [sum(files[i].endswith(".jsonl") for i in range(c.start, c.stop)) for c in tight] == [1] * 1666
     json_only = discover_paths(sorted(root.glob("*.json")))
     assert plan_chunks(json_only, chunk_files=1000, chunk_bytes=1) == [Files(0, 834)]  # a .json is never cut
     assert plan_chunks(discover_paths(root / "interaction_00001.jsonl"), 1000, 8) == [Files(0, 1)]  # one line
@@ -339,3 +341,14 @@ def test_a_file_that_shrinks_while_planned_is_planned_as_read(tmp_path, monkeypa
         assert plan_module._line_cuts(fd, 110, 20) == [(0, 0, 1)]  # emptied: read whole (nothing), no range
     finally:
         os.close(fd)
+
+
+def test_mid_sized_jsonl_files_are_grouped_up_to_chunk_bytes(tmp_path):
+    """Files under chunk_bytes are not cut, but a group holds no more of their bytes than chunk_bytes (the file that
+    would pass it starts the next group), so three mid-sized files are three chunks of work."""
+    line = b'{"a": 1}\n'  # 9 bytes
+    for name, lines in (("a.jsonl", 8), ("b.jsonl", 8), ("c.jsonl", 3), ("d.json", 1), ("e.jsonl", 8)):
+        (tmp_path / name).write_bytes(line * lines)
+    files = discover_paths(tmp_path)
+    assert plan_chunks(files, chunk_files=1000, chunk_bytes=100) == [Files(0, 1), Files(1, 4), Files(4, 5)]
+    assert plan_chunks(files, chunk_files=1000, chunk_bytes=1000) == [Files(0, 5)]
