@@ -9,7 +9,13 @@ duplicates share the 64-bit blake2b digest of that text. Near duplicates have an
 at least `THRESHOLD` over character 3-grams (whole words would give a three-word query one shingle; 3-grams
 keep a one-typo variant of a short query above 0.8, and long turns work the same way). Signatures are rensa's
 MinHash (`RMinHash`, fixed seed) of each distinct text, kept as their low 16 bits (a random match of two 16-bit
-values adds (1 - J) / 65536 to the estimate).
+values adds (1 - J) / 65536 to the estimate). `token_hashes` gives rensa the 3-grams already hashed, by rensa's
+own hash of each distinct gram, from the texts' code points: no Python string per gram.
+
+Each distinct text is signed once where it can be: an audit merged into another (a chunk into the export's)
+hands over the texts still waiting for their signatures, and the audit they join signs only those it does not
+hold yet; a chunk pickled by a worker process is signed there, in parallel, taking the signatures of texts
+that worker signed for its earlier chunks (`_RecentSignatures`).
 
 Candidates come from LSH bands over the stored signatures, sorted with numpy rather than from rensa's or
 datasketch's LSH index: their `query` returns every text of every matching bucket, and queries written from
@@ -20,7 +26,9 @@ arrive in, so the figures are the same for any chunking.
 
 Memory: per sample its id (packed) and, per text, 9 bytes of row (text number, split, sample number); per
 distinct text an 8-byte digest, a dict entry and a 240-byte signature. No text is kept, but the at most `BATCH`
-distinct texts waiting for their signatures and the `NORMALISED_CACHE` texts `normalise` remembers.
+distinct texts waiting for their signatures (a chunk's, until it is merged: at most its own distinct texts) and
+the `NORMALISED_CACHE` texts `normalise` remembers. Per process, at most 2 MB of common 3-gram hashes and
+`OTHER_GRAMS` others, and in a worker at most `_RecentSignatures.SIZE` signatures (3.9 MB).
 """
 
 from __future__ import annotations
@@ -78,15 +86,17 @@ def texts_of(sample: dict) -> dict[str, str]:
     texts = {}
     for name in ("original_query", "initial_query"):
         value = sample.get(name)
-        if isinstance(value, str):
-            texts[name] = normalise(value)
+        if isinstance(value, str) and (text := normalise(value)):
+            texts[name] = text
     turns = sample.get("prompt_trajectory")
     if turns is None:
         messages = sample.get("full_conversation") or sample.get("messages") or ()
         turns = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     if turns:
-        texts["conversation"] = "\n".join(normalise(turn) for turn in turns if isinstance(turn, str))
-    return {name: text for name, text in texts.items() if text.strip()}
+        parts = [normalise(turn) for turn in turns if isinstance(turn, str)]
+        if any(parts):  # a normalised turn is empty or has no space at its ends
+            texts["conversation"] = "\n".join(parts)
+    return texts
 
 
 @lru_cache(maxsize=NORMALISED_CACHE)
@@ -97,8 +107,100 @@ def _digest(text: str) -> int:
 def signatures(texts: list[str]) -> np.ndarray:
     """MinHash signatures of normalised texts: (len(texts), NUM_PERM) uint16."""
     rensa = require("rensa", "audit", "near-duplicate detection")
-    rows = rensa.RMinHash.digest_matrix_from_token_sets([shingles(t) for t in texts], NUM_PERM, SEED).to_rows()
+    hashes, offsets = token_hashes(texts)
+    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, NUM_PERM, SEED)
+    rows = matrix.to_rows()  # the matrix has no buffer: a list of lists is the only way out
     return (np.array(rows, dtype=np.uint32) & 0xFFFF).astype(np.uint16).reshape(len(texts), NUM_PERM)
+
+
+def token_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """rensa's token hash of each of the texts' `shingles`, in order, as one uint64 array, and where each text's
+    tokens start (len(texts) + 1 offsets): what `RMinHash.digest_matrix_from_flat_token_hashes` takes.
+
+    The 3-grams are windows over the texts' code points, not Python strings (a string per character of every text
+    was most of the audit's time). rensa hashes a token's UTF-8 bytes, so its hash of each distinct 3-gram is asked
+    once (`_GramHashes` remembers it) and looked up by the gram's code points."""
+    k = SHINGLE_CHARS
+    joined = "".join(texts)
+    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    ends = np.cumsum(lengths)
+    counts = np.where(lengths >= k, lengths - (k - 1), 1)  # a shorter text is its one token
+    offsets = np.zeros(len(texts) + 1, dtype=np.uint64)
+    np.cumsum(counts, out=offsets[1:])
+    inside = np.ones(max(len(codes) - (k - 1), 0), dtype=bool)  # the windows that start and end in one text
+    for back in range(1, k):
+        last = ends - back
+        inside[last[(last >= 0) & (last < len(inside))]] = False
+    hashes = _GRAMS.hashes(codes, inside)
+    short = np.flatnonzero(lengths < k)
+    if len(short):
+        whole = np.zeros(int(offsets[-1]), dtype=bool)
+        whole[offsets[short].astype(np.int64)] = True
+        spread = np.empty(len(whole), dtype=np.uint64)
+        spread[~whole], spread[whole] = hashes, _rensa_hashes([texts[i] for i in short])
+        hashes = spread
+    return hashes, offsets
+
+
+def _rensa_hashes(tokens: list[str]) -> list[int]:
+    rensa = require("rensa", "audit", "near-duplicate detection")
+    return rensa.RMinHash.hash_token_sets([tokens])[0]
+
+
+class _GramHashes:
+    """rensa's hash of every 3-gram met so far, by its code points. Grams of what `normalise` leaves of ASCII (lower
+    case letters, digits, the space, the newline between turns: `COMMON`) are in a table indexed by 6 bits a
+    character (2^18 hashes, 2 MB: numpy gives bigger arrays huge pages, which would take memory for a table mostly
+    empty; 0 is "not known yet"); the others in a dict of at most `OTHER_GRAMS` (emptied when full)."""
+
+    COMMON = "abcdefghijklmnopqrstuvwxyz0123456789 \n"
+    OTHER_GRAMS = 1 << 16
+
+    def __init__(self) -> None:
+        self.code = np.full(128, 63, dtype=np.uint32)  # code point (below 128) -> 6-bit code, 63: not common
+        self.code[[ord(c) for c in self.COMMON]] = np.arange(len(self.COMMON), dtype=np.uint32)
+        self.table: np.ndarray | None = None
+        self.other: dict[int, int] = {}
+
+    def hashes(self, codes: np.ndarray, inside: np.ndarray) -> np.ndarray:
+        """The hashes of the 3-grams that start at each code point of `codes` where `inside`."""
+        small = self.code[np.minimum(codes, 127)]
+        keys = ((small[:-2] << 12) | (small[1:-1] << 6) | small[2:])[inside]
+        common = (small[:-2] | small[1:-1] | small[2:])[inside] < 63
+        if common.all():
+            return self._common(keys)
+        out = np.empty(len(keys), dtype=np.uint64)
+        out[common] = self._common(keys[common])
+        wide = codes.astype(np.uint64)
+        rest = ((wide[:-2] << 42) | (wide[1:-1] << 21) | wide[2:])[inside][~common]
+        other, inverse = np.unique(rest, return_inverse=True)
+        other = other.tolist()
+        if len(self.other) + len(other) > self.OTHER_GRAMS:
+            self.other.clear()
+        unknown = [key for key in other if key not in self.other]
+        if unknown:
+            mask = (1 << 21) - 1
+            grams = [chr(key >> 42) + chr(key >> 21 & mask) + chr(key & mask) for key in unknown]
+            self.other.update(zip(unknown, _rensa_hashes(grams)))
+        values = np.fromiter(map(self.other.__getitem__, other), dtype=np.uint64, count=len(other))
+        out[~common] = values[inverse.reshape(-1)]
+        return out
+
+    def _common(self, keys: np.ndarray) -> np.ndarray:
+        if self.table is None:
+            self.table = np.zeros(1 << 18, dtype=np.uint64)
+        found = self.table[keys]
+        missing = found == 0
+        if missing.any():
+            unknown = np.unique(keys[missing])
+            grams = ["".join(self.COMMON[key >> shift & 63] for shift in (12, 6, 0)) for key in unknown.tolist()]
+            self.table[unknown] = _rensa_hashes(grams)
+            found[missing] = self.table[keys[missing]]
+        return found
+
+
+_GRAMS = _GramHashes()
 
 
 MODES = ("auto", "near", "exact")
@@ -157,14 +259,17 @@ class _Texts:
         self.row_split.append(split)
         self.row_sample.append(sample)
 
-    def flush(self) -> None:
+    def flush(self, recent: "_RecentSignatures | None" = None) -> None:
         if self.pending:
-            self.blocks.append(signatures(self.pending))
+            if recent is None:
+                self.blocks.append(signatures(self.pending))
+            else:
+                self.blocks.append(recent.sign(self.keys[len(self.keys) - len(self.pending) :], self.pending))
             self.pending = []
 
     def __getstate__(self) -> dict:
         """Pickled (a worker's chunk) with its signatures made and without `index`, which `keys` rebuilds."""
-        self.flush()
+        self.flush(_RECENT)
         return {name: value for name, value in self.__dict__.items() if name != "index"}
 
     def __setstate__(self, state: dict) -> None:
@@ -178,25 +283,70 @@ class _Texts:
         return self.blocks[0]
 
     def merge(self, other: "_Texts", split_map: np.ndarray, sample_offset: int, near: bool) -> None:
-        if near:
-            self.flush()
-            other_signatures = other.signature_matrix()
-        mapping = np.empty(len(other.keys), dtype=np.uint32)
-        new = []
+        """Add `other`'s texts and rows after these. Texts new here take `other`'s signature when it has one (a
+        worker's chunk comes pickled, signed), else wait here for theirs: a chunk of this process signs nothing, and
+        a text already here is not signed again."""
+        index, keys = self.index, self.keys
+        mine, new = [], []
         for number, key in enumerate(other.keys):
-            mine = self.index.get(key)
-            if mine is None:
-                mine = self.index[key] = len(self.keys)
-                self.keys.append(key)
+            found = index.get(key)
+            if found is None:
+                found = index[key] = len(keys)
+                keys.append(key)
                 new.append(number)
-            mapping[number] = mine
+            mine.append(found)
         if near and new:
-            self.blocks.append(other_signatures[new])
-        texts = mapping[np.frombuffer(other.row_text, dtype=np.uint32)]
+            signed = sum(len(block) for block in other.blocks)  # other's first texts; the rest wait in `pending`
+            ready = [number for number in new if number < signed]
+            if ready:
+                self.flush()  # the texts waiting here come before these
+                self.blocks.append(np.concatenate(other.blocks)[ready])
+            for number in new[len(ready) :]:
+                self.pending.append(other.pending[number - signed])
+                if len(self.pending) >= BATCH:
+                    self.flush()
+        texts = np.array(mine, dtype=np.uint32)[np.frombuffer(other.row_text, dtype=np.uint32)]
         self.row_text.frombytes(texts.tobytes())
         self.row_split.frombytes(split_map[np.frombuffer(other.row_split, dtype=np.uint8)].tobytes())
         samples = np.frombuffer(other.row_sample, dtype=np.uint32).astype(np.int64) + sample_offset
         self.row_sample.frombytes(samples.astype(np.uint32).tobytes())
+
+
+class _RecentSignatures:
+    """The signatures this process made for the chunks it pickled, by digest (at most `SIZE`, emptied when full): a
+    worker meets the same texts in chunk after chunk, and signs each once."""
+
+    SIZE = 1 << 14  # 3.9 MB of signatures: under the size numpy gives huge pages, which would all be taken
+
+    def __init__(self) -> None:
+        self.slots: dict[int, int] = {}
+        self.rows: np.ndarray | None = None
+
+    def sign(self, keys: Iterable[int], texts: list[str]) -> np.ndarray:
+        """`signatures(texts)`, taking those of the texts (by their digests, `keys`) signed here before."""
+        keys = list(keys)
+        found = [self.slots.get(key, -1) for key in keys]
+        missing = [i for i, slot in enumerate(found) if slot < 0]
+        if len(missing) == len(keys):
+            made = result = signatures(texts)
+        else:
+            result = np.empty((len(keys), NUM_PERM), dtype=np.uint16)
+            hit = [i for i, slot in enumerate(found) if slot >= 0]
+            result[hit] = self.rows[[found[i] for i in hit]]
+            made = signatures([texts[i] for i in missing]) if missing else result[:0]
+            result[missing] = made
+        if 0 < len(missing) <= self.SIZE:
+            if self.rows is None:
+                self.rows = np.empty((self.SIZE, NUM_PERM), dtype=np.uint16)
+            if len(self.slots) + len(missing) > self.SIZE:
+                self.slots.clear()
+            start = len(self.slots)
+            self.slots.update((keys[i], start + j) for j, i in enumerate(missing))
+            self.rows[start : start + len(missing)] = made
+        return result
+
+
+_RECENT = _RecentSignatures()
 
 
 class LeakageAudit:

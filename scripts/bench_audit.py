@@ -6,6 +6,7 @@ to measure it too):
     python scripts/bench_audit.py --libraries 100000        # datasketch vs rensa vs the audit, N synthetic queries
     python scripts/bench_audit.py --libraries 100000 --library audit   # one of them
     python scripts/bench_audit.py --store 100000 --keep     # the audit's cost on the bench store of bench.py
+    python scripts/bench_audit.py --export 100000 --keep --num-proc 1 --num-proc 2 --rounds 3   # whole exports
 
 `--libraries` makes N queries from the synthetic store's templates with random word edits (insertions, drops,
 one-letter typos, a follow-up appended; ~72% distinct at N = 100,000), normalises them and cuts them into the
@@ -21,8 +22,14 @@ converting every record and computing its split (what an export does before writ
 `LeakageAudit.add` for each sample and `to_dict`, and `personagym-hf export` for scale. The audit's cost is the
 difference of the first two; `audit add + to_dict` is its own time, measured inside the second.
 
+`--export` times whole `personagym-hf export` runs over the bench store, with the audit and with `--no-audit`,
+alternating (one of each, for each `--num-proc`, then again, `--rounds` times): on a shared machine only runs taken
+back to back compare, and the best of each is the least disturbed. `--cli [LABEL=]PATH` times another install's
+`personagym-hf` (say, the commit before a change) in the same rounds.
+
 `seconds` is the wall time of the step inside its process, `peak RSS MB` the process's `ru_maxrss`, and
-`RSS before MB` its RSS when the step started (the texts and shingles already in memory).
+`RSS before MB` its RSS when the step started (the texts and shingles already in memory). For `--export` they are
+bench.py's: the wall time of the whole process and the `ru_maxrss` of its largest process.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import CLI_CMD, DEFAULT_STORE, LAUNCHER, prepare_store, remove_store, warm_cache  # noqa: E402
+from bench import CLI_CMD, DEFAULT_STORE, prepare_store, remove_store, warm_cache  # noqa: E402
 
 LIBRARY_STEPS = {
     "datasketch": ("signatures", "LSH insert", "LSH query"),
@@ -165,8 +172,21 @@ def synthetic_queries(n: int, seed: int = 0) -> list[str]:
     return queries
 
 
-def run_measured(cmd: list[str]) -> tuple[float, float, str]:
-    """Run `cmd` in a fresh process (bench.py's launcher): wall seconds, peak RSS MB, its stdout."""
+# bench.py's launcher, also reporting the CPU time of the child and its workers: on a shared machine the wall time
+# of a run depends on the others' load, its CPU time much less.
+LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{time.perf_counter() - start} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float, str, float]:
+    """Run `cmd` in a fresh process: wall seconds, peak RSS MB, its stdout, CPU seconds (user + system)."""
     with tempfile.TemporaryDirectory() as tmp:
         figures, output = Path(tmp) / "figures", Path(tmp) / "stdout"
         with output.open("wb") as out:
@@ -174,8 +194,8 @@ def run_measured(cmd: list[str]) -> tuple[float, float, str]:
             done = subprocess.run(launcher, stdout=out, stderr=subprocess.PIPE)
         if done.returncode != 0:
             sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr.decode(errors='replace')}")
-        seconds, maxrss_kib = figures.read_text().split()
-        return float(seconds), int(maxrss_kib) / 1024, output.read_text()
+        seconds, maxrss_kib, cpu = figures.read_text().split()
+        return float(seconds), int(maxrss_kib) / 1024, output.read_text(), float(cpu)
 
 
 def libraries(n: int, only: list[str] | None = None) -> dict:
@@ -188,7 +208,7 @@ def libraries(n: int, only: list[str] | None = None) -> dict:
         if library == "datasketch" and subprocess.run([sys.executable, "-c", "import datasketch"]).returncode:
             print("datasketch  (not installed: pip install datasketch to measure it)")
             continue
-        _, _, out = run_measured([sys.executable, "-c", CHILD, str(Path(__file__).parent), library, str(n)])
+        _, _, out, _ = run_measured([sys.executable, "-c", CHILD, str(Path(__file__).parent), library, str(n)])
         figures = json.loads(out)
         results[library] = figures
         for step in steps:
@@ -210,11 +230,11 @@ def store_cost(args: argparse.Namespace) -> dict:
     results = {}
     for name in ("convert", "audit"):
         warm_cache(store)
-        _, _, out = run_measured([sys.executable, "-c", STORE_CHILD, str(store), name])
+        _, _, out, _ = run_measured([sys.executable, "-c", STORE_CHILD, str(store), name])
         results[name] = json.loads(out)
     warm_cache(store)
     with tempfile.TemporaryDirectory(prefix="bench_export_") as output:
-        seconds, rss, _ = run_measured([*CLI_CMD, "export", "--interactions", str(store), "--output", output, "-q"])
+        seconds, rss, _, _ = run_measured([*CLI_CMD, "export", "--interactions", str(store), "--output", output, "-q"])
     results["export"] = {"seconds": seconds, "peak_rss_mb": rss}
     if not args.keep:
         remove_store(store)
@@ -232,6 +252,54 @@ def store_cost(args: argparse.Namespace) -> dict:
     return results
 
 
+def export_cost(args: argparse.Namespace) -> dict:
+    """Whole exports with and without the audit, alternating (see the module docstring): every run and the best."""
+    store, _ = prepare_store(args.store_dir, args.export, args.keep)
+    clis = {"": CLI_CMD}
+    for given in args.cli or ():
+        label, _, path = given.rpartition("=")
+        clis[f" [{label or path}]"] = [path]
+    variants = [
+        (f"np{num_proc} {audit}{label}", [*cli, *(("--num-proc", str(num_proc)) if num_proc > 1 else ())], audit)
+        for num_proc in args.num_proc or [1]
+        for label, cli in clis.items()
+        for audit in ("no-audit", "audit")
+    ]
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in variants}
+    for round_ in range(args.rounds):
+        for name, cli, audit in variants:
+            warm_cache(store)
+            with tempfile.TemporaryDirectory(prefix="bench_export_") as output:
+                command = [cli[0], "export", "--interactions", str(store), "--output", output, "-q", *cli[1:]]
+                seconds, rss, _, cpu = run_measured(command + (["--no-audit"] if audit == "no-audit" else []))
+            runs[name].append({"seconds": seconds, "peak_rss_mb": rss, "cpu_seconds": cpu})
+            print(f"round {round_ + 1}: {name:<28} {seconds:7.2f} s {cpu:7.2f} s CPU {rss:6.0f} MB", flush=True)
+    if not args.keep:
+        remove_store(store)
+
+    def spread(name: str, key: str, digits: int) -> str:
+        values = [run[key] for run in runs[name]]
+        return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
+
+    def best(name: str, key: str) -> float:
+        return min(run[key] for run in runs[name])
+
+    print(f"\n{'export':<28} {'best s':>7} {'runs s':>12} {'best CPU s':>10} {'peak RSS MB':>12}")
+    for name in runs:
+        print(
+            f"{name:<28} {best(name, 'seconds'):>7.2f} {spread(name, 'seconds', 2):>12} "
+            f"{best(name, 'cpu_seconds'):>10.2f} {spread(name, 'peak_rss_mb', 0):>12}"
+        )
+    for name, _, audit in variants:
+        if audit == "audit":
+            base = name.replace(" audit", " no-audit", 1)
+            added = best(name, "seconds") / best(base, "seconds") - 1
+            added_cpu = best(name, "cpu_seconds") / best(base, "cpu_seconds") - 1
+            added_rss = max(r["peak_rss_mb"] for r in runs[name]) - max(r["peak_rss_mb"] for r in runs[base])
+            print(f"{name}: {added:+.1%} time, {added_cpu:+.1%} CPU time (best against best), {added_rss:+.0f} MB")
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--libraries", type=int, metavar="N", help="datasketch vs rensa vs the audit on N queries")
@@ -239,17 +307,25 @@ def main() -> None:
         "--library", action="append", choices=list(LIBRARY_STEPS), help="with --libraries: only this one (repeatable)"
     )
     parser.add_argument("--store", type=int, metavar="N", help="the audit's cost on the bench store of N interactions")
+    parser.add_argument("--export", type=int, metavar="N", help="whole exports with and without the audit, N files")
+    parser.add_argument("--num-proc", type=int, action="append", help="with --export: N processes (repeatable)")
+    parser.add_argument("--rounds", type=int, default=3, help="with --export: runs of each (default 3)")
+    parser.add_argument(
+        "--cli", action="append", help="with --export: also time this personagym-hf executable ([LABEL=]PATH)"
+    )
     parser.add_argument("--store-dir", default=DEFAULT_STORE, help="where the bench store is ({n}: its size)")
     parser.add_argument("--keep", action="store_true", help="reuse the store when it has the right size")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
-    if not (args.libraries or args.store):
-        parser.error("pass --libraries N and/or --store N")
+    if not (args.libraries or args.store or args.export):
+        parser.error("pass --libraries N, --store N and/or --export N")
     figures = {}
     if args.libraries:
         figures["libraries"] = libraries(args.libraries, args.library)
     if args.store:
         figures["store"] = store_cost(args)
+    if args.export:
+        figures["export"] = export_cost(args)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2), encoding="utf-8")
 

@@ -2,7 +2,9 @@ import pickle
 import random
 import sys
 
+import numpy as np
 import pytest
+import rensa
 from conftest import LEAKY, leaky_interaction
 
 from personagym_hf import audit as audit_module
@@ -46,6 +48,91 @@ def test_normalise(text, expected):
 def test_shingles_are_character_3_grams_or_the_whole_short_text():
     assert shingles("plan a") == ["pla", "lan", "an ", "n a"]
     assert shingles("ok") == ["ok"]
+
+
+# The texts of one batch: common ASCII; accents, CJK and an emoji (four UTF-8 bytes) in and next to common
+# characters; ASCII that `normalise` can leave but is not common (a control character, DEL); texts shorter than a
+# 3-gram first, in the middle and last (a window must not cross into the next text, nor wrap around).
+TOKEN_TEXTS = ["a", "abcd", "café au lait", "日本", "日本語で", "xy😀z", "hi\nbye", "\x01ab\x7f", "ok", "z", "plan a"]
+
+
+def rensa_hashes(texts: list[str]) -> list[list[int]]:
+    """rensa's own hashes of the audit's shingles, as Python strings."""
+    return rensa.RMinHash.hash_token_sets([shingles(text) for text in texts])
+
+
+def test_token_hashes_are_rensas_hashes_of_the_shingles():
+    hashes, offsets = audit_module.token_hashes(TOKEN_TEXTS)
+    assert offsets.tolist() == [0, 1, 3, 13, 14, 16, 18, 22, 24, 25, 26, 30]
+    expected = rensa_hashes(TOKEN_TEXTS)
+    assert [len(tokens) for tokens in expected] == np.diff(offsets).tolist()
+    assert hashes.dtype == np.uint64 and hashes.tolist() == [h for tokens in expected for h in tokens]
+    for text in TOKEN_TEXTS:  # alone, and (remembered by now) again
+        single, single_offsets = audit_module.token_hashes([text])
+        assert single.tolist() == rensa_hashes([text])[0] and single_offsets.tolist() == [0, len(shingles(text))]
+
+
+def test_token_hashes_when_the_remembered_grams_are_emptied(monkeypatch):
+    grams = audit_module._GramHashes()
+    monkeypatch.setattr(audit_module, "_GRAMS", grams)
+    monkeypatch.setattr(audit_module._GramHashes, "OTHER_GRAMS", 3)
+    hashes, _ = audit_module.token_hashes(["日本語で", "café"])
+    assert hashes.tolist() == [h for tokens in rensa_hashes(["日本語で", "café"]) for h in tokens]
+    assert sorted(grams.other.values()) == sorted(rensa.RMinHash.hash_token_sets([["日本語", "本語で", "afé"]])[0])
+    assert grams.table[grams.table != 0].tolist() == rensa_hashes(["caf"])[0]  # the one common gram
+    again, _ = audit_module.token_hashes(["語で", "é日本"])  # one more gram than 3: emptied first
+    assert again.tolist() == [h for tokens in rensa_hashes(["語で", "é日本"]) for h in tokens]
+    assert list(grams.other.values()) == rensa_hashes(["é日本"])[0]
+
+
+def test_signatures_are_rensas_minhash_of_the_shingles():
+    expected = rensa.RMinHash.digest_matrix_from_token_sets([shingles(t) for t in TOKEN_TEXTS], 120, 42).to_rows()
+    signed = audit_module.signatures(TOKEN_TEXTS)
+    assert signed.dtype == np.uint16 and signed.shape == (len(TOKEN_TEXTS), 120)
+    assert signed.tolist() == [[value & 0xFFFF for value in row] for row in expected]
+
+
+def counting_signatures(monkeypatch) -> list[list[str]]:
+    """Every batch of texts `signatures` is asked for, from now on."""
+    asked, sign = [], audit_module.signatures
+
+    def counted(texts):
+        asked.append(list(texts))
+        return sign(texts)
+
+    monkeypatch.setattr(audit_module, "signatures", counted)
+    return asked
+
+
+def test_recent_signatures_sign_each_text_once(monkeypatch):
+    recent = audit_module._RecentSignatures()
+    asked = counting_signatures(monkeypatch)
+    texts = ["one text", "two texts", "three texts", "four texts"]
+    keys = [audit_module._digest(text) for text in texts]
+    assert recent.sign(keys[:2], texts[:2]).tolist() == audit_module.signatures(texts[:2]).tolist()
+    assert recent.sign(keys[1:], texts[1:]).tolist() == audit_module.signatures(texts[1:]).tolist()
+    assert asked == [texts[:2], texts[:2], ["three texts", "four texts"], texts[1:]]  # (and the two references)
+    monkeypatch.setattr(audit_module._RecentSignatures, "SIZE", 5)
+    asked.clear()
+    assert recent.sign(keys[:1] + [7, 8], ["one text", "five", "six"]).tolist() == (
+        audit_module.signatures(["one text", "five", "six"]).tolist()
+    )
+    assert asked[0] == ["five", "six"] and recent.slots == {7: 0, 8: 1}  # 4 + 2 is above 5: emptied first
+
+
+def test_a_chunk_of_this_process_signs_nothing_and_a_text_is_signed_once(monkeypatch):
+    asked = counting_signatures(monkeypatch)
+    rows = [({"sample_id": f"s{i}", "initial_query": text}, "train") for i, text in enumerate("aaa bbb ccc".split())]
+    first, second = LeakageAudit().add_all(rows[:2]), LeakageAudit().add_all(rows[1:])
+    merged = LeakageAudit().merge(first).merge(second)
+    assert asked == []
+    merged.to_dict()
+    assert asked == [["aaa", "bbb", "ccc"]]
+    asked.clear()
+    monkeypatch.setattr(audit_module, "_RECENT", audit_module._RecentSignatures())  # a fresh worker's
+    pickle.dumps(LeakageAudit().add_all(rows[1:]))  # as a worker hands a chunk back: signed
+    pickle.dumps(LeakageAudit().add_all(rows))  # its next chunk: only the text new to the worker is signed
+    assert asked == [["bbb", "ccc"], ["aaa"]]
 
 
 def test_texts_of_reads_what_a_row_has():
@@ -182,6 +269,12 @@ def test_same_figures_for_any_order_chunking_and_batch_size(monkeypatch):
     for chunk in chunks[1:]:
         merged = merged + pickle.loads(pickle.dumps(chunk))  # as a worker process would hand it back
     assert merged.to_dict() == whole
+    # chunks of this process (texts waiting) and of workers (signed) in any mix, also with texts waiting here when
+    # a signed chunk comes
+    mixed = LeakageAudit()
+    for number, chunk in enumerate(LeakageAudit().add_all(samples[i : i + 4]) for i in range(0, len(samples), 4)):
+        mixed.merge(pickle.loads(pickle.dumps(chunk)) if number % 2 else chunk)
+    assert mixed.to_dict() == whole
     monkeypatch.setattr(audit_module, "BATCH", 2)  # signatures computed two texts at a time
     assert LeakageAudit().add_all(samples).to_dict() == whole
     shuffled = samples[:]

@@ -166,3 +166,23 @@ def test_bench_audit_measures_the_libraries_and_the_audit_on_a_store(tmp_path):
     assert done.stdout.splitlines()[0] == "300 synthetic queries: 281 distinct"
     assert "audit: " in done.stdout and "% of the export; +" in done.stdout
     assert not (tmp_path / "s200").exists()  # the store is removed without --keep
+
+
+def test_bench_audit_times_whole_exports_with_and_without_the_audit_alternating(tmp_path):
+    figures = tmp_path / "figures.json"
+    cli = Path(sys.executable).with_name("personagym-hf")
+    command = [sys.executable, "scripts/bench_audit.py", "--export", "120", "--rounds", "2", "--cli", f"again={cli}"]
+    command += ["--store-dir", str(tmp_path / "s{n}"), "--json", str(figures)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(figures.read_text(encoding="utf-8"))["export"]
+    names = ["np1 no-audit", "np1 audit", "np1 no-audit [again]", "np1 audit [again]"]
+    assert list(runs) == names
+    for measured in runs.values():
+        assert len(measured) == 2
+        assert all(run["seconds"] > 0 and run["cpu_seconds"] > 0 and run["peak_rss_mb"] > 8 for run in measured)
+    lines = done.stdout.splitlines()
+    ran = [re.fullmatch(r"round (\d): (.+?) +[\d.]+ s +[\d.]+ s CPU +\d+ MB", line) for line in lines[1:9]]
+    assert [(int(m[1]), m[2]) for m in ran] == [(r, name) for r in (1, 2) for name in names]  # alternating
+    assert [line.split(":")[0] for line in lines if " CPU time (best against best), " in line] == names[1::2]
+    assert not (tmp_path / "s120").exists()  # the store is removed without --keep
