@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 import unicodedata
 from array import array
@@ -104,12 +105,37 @@ def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
+# rensa's batch functions run on a pool of Rust threads, started in the process at its first big batch. A process
+# forked after that (a `--num-proc` worker of a Python session that exported before) has the pool but none of its
+# threads: its next big batch would wait for them forever. Such a process signs one text at a time instead, with
+# the same signatures (`RMinHash.update` hashes the same shingles with the same hash).
+_batches_run = False  # this process called a batch function (its pool may have threads)
+_pool_lost = False  # this process was forked after that: the pool has no threads here
+
+
+def _forked() -> None:
+    global _pool_lost
+    _pool_lost = _pool_lost or _batches_run
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def signatures(texts: list[str]) -> np.ndarray:
     """MinHash signatures of normalised texts: (len(texts), NUM_PERM) uint16."""
+    global _batches_run
     rensa = require("rensa", "audit", "near-duplicate detection")
-    hashes, offsets = token_hashes(texts)
-    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, NUM_PERM, SEED)
-    rows = matrix.to_rows()  # the matrix has no buffer: a list of lists is the only way out
+    if _pool_lost:
+        rows = []
+        for text in texts:
+            minhash = rensa.RMinHash(NUM_PERM, SEED)
+            minhash.update(shingles(text))
+            rows.append(minhash.digest())
+    else:
+        _batches_run = True
+        hashes, offsets = token_hashes(texts)
+        matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, NUM_PERM, SEED)
+        rows = matrix.to_rows()  # the matrix has no buffer: a list of lists is the only way out
     return (np.array(rows, dtype=np.uint32) & 0xFFFF).astype(np.uint16).reshape(len(texts), NUM_PERM)
 
 

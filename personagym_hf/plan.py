@@ -12,9 +12,9 @@ thousand):
 pass `chunk_bytes` (a few mid-sized JSON Lines files are then work for several processes too), and cuts each plain
 `.jsonl` file over `chunk_bytes` into ranges at line ends, each range a chunk of its own. Such a file ends the group
 of whole files before it (a shorter group), and the next group starts after it: so a store of `.json` files is cut
-exactly by `chunk_files`, and a chunk is never a mix of files and a range (why a chunk is one piece, not a list). `.gz` files
-(no byte of them can be found without decompressing all before it) and `.json` files (an array is one document)
-stay whole, whatever their size.
+exactly by `chunk_files`, and a chunk is never a mix of files and a range (why a chunk is one piece, not a list).
+`.gz` files (no byte of them can be found without decompressing all before it) and `.json` files (an array is one
+document) stay whole, whatever their size.
 
 Reading a plan back gives exactly the records, `where` and bad-record reasons of reading the files whole, for any
 `chunk_bytes`: a range's lines go through the parser `store.iter_file` uses, numbered from `first_line`. A file

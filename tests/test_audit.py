@@ -375,3 +375,16 @@ def test_split_names_are_reported_in_split_order():
     assert list(LeakageAudit(near=False).add_all(rows).to_dict()["pairs"]) == [
         "train-validation", "train-test", "validation-test"
     ]  # fmt: skip
+
+
+def test_a_process_forked_after_rensa_batches_signs_one_text_at_a_time_with_the_same_signatures(monkeypatch):
+    from personagym_hf import audit
+
+    texts = [
+        audit.normalise(t) for t in ("Plan a trip to Kyoto", "plan a trip to kyoto!", "ok", "Ünïcödé 東京 🙂 text")
+    ]
+    batched = audit.signatures(texts)
+    assert audit._batches_run
+    monkeypatch.setattr(audit, "_pool_lost", True)
+    monkeypatch.setattr(audit, "token_hashes", None)  # the one-at-a-time path hashes no batch
+    assert np.array_equal(audit.signatures(texts), batched)

@@ -328,7 +328,8 @@ def test_engine_ray_without_the_extra_is_one_line_before_any_work(small_store, t
     out = tmp_path / "out"
     assert main(["export", "--interactions", str(small_store), "--output", str(out), "--engine", "ray"]) == 1
     assert capsys.readouterr().err == (
-        "personagym-hf export: error: --engine ray needs ray, which is not installed: pip install 'personagym-hf[ray]'\n"
+        "personagym-hf export: error: --engine ray needs ray, which is not installed: "
+        "pip install 'personagym-hf[ray]'\n"
     )
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     assert main(["export", "--interactions", str(small_store), "--output", str(out), "--address", "h:6379"]) == 1

@@ -131,3 +131,36 @@ def test_an_append_recomputes_the_leakage_from_the_rows_it_carries(leaky_store, 
     assert (
         read_json(out / "statistics.json")["leakage"] == read_json(tmp_path / "fresh" / "statistics.json")["leakage"]
     )
+
+
+def test_an_export_with_workers_after_one_in_this_process_finishes(tmp_path):
+    """A notebook's second export: the first, in one process, ran rensa's batches (its thread pool started); the
+    second's workers fork from that process, where the pool has no threads, and hung on it until they signed one
+    text at a time (audit._pool_lost). A process of its own, bounded in time, so a hang fails this test only."""
+    import os
+    import signal
+    import subprocess
+
+    pytest.importorskip("rensa")
+    script = f"""
+from personagym_hf.collect import interaction_to_sample
+from personagym_hf.config import parse_config
+from personagym_hf.job import export_store
+from personagym_hf.testing.synth import write_store
+store = write_store({str(tmp_path / "s")!r}, count=3000, personas=300, seed=8, reply_chars=40)
+export_store(store, {str(tmp_path / "one")!r}, parse_config({{}}), interaction_to_sample)
+export_store(store, {str(tmp_path / "two")!r}, parse_config({{}}), interaction_to_sample, num_proc=2)
+"""
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the export and its workers
+        process.communicate()
+        pytest.fail("the export with 2 processes still ran after 120 s")
+    assert process.returncode == 0, stderr
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert (one / "statistics.json").read_bytes() == (two / "statistics.json").read_bytes()
+    assert (one / "hf_dataset" / "README.md").read_bytes() == (two / "hf_dataset" / "README.md").read_bytes()
