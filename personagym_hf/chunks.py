@@ -3,7 +3,7 @@
 The store is cut into chunks (`plan.py`): `RunOptions.chunk_files` whole files, or a byte range of
 `RunOptions.chunk_bytes` of a big JSON Lines file — fixed sizes, so the cut does not depend on `num_proc`, and any
 cut gives the same outputs. `encode_chunk` reads one chunk and runs `encode.encode` on its records, into a sink:
-- in this process `InMemory`: the chunk's JSON items and JSONL lines stay in memory (measured: +25 MB peak RSS);
+- in this process `InMemory`: the chunk's JSON items and JSONL lines stay in memory (one chunk at a time);
 - in a worker process `PartFiles`: per split a JSON fragment and a JSONL part, and per config and split an Arrow
   IPC file;
 - for a job without outputs (validate, stats, the pre-passes) the rows, or nothing.

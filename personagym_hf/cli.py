@@ -751,6 +751,9 @@ def main(argv: list[str] | None = None) -> int:
     except _Terminated:
         print("personagym-hf: terminated; earlier outputs are unchanged", file=sys.stderr)
         return 143
+    except BrokenPipeError:  # stdout closed by its reader (`| head`): the work is done, the rest is not read
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes it
+        return 141
     except Exception as error:  # noqa: BLE001 — map known errors to one line; re-raise the rest
         line = _error_line(error)
         if line is None:

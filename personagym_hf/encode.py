@@ -68,8 +68,9 @@ class Encoder:
         self.groups = None  # `groups.SplitGroups`, resolved, under split_by: persona_and_query
 
     def split_of(self, data: dict) -> str:
-        """`split.split_of`, remembered per key: a persona has many samples, and its hash costs 1.3 us each time.
-        Bounded, for stores whose keys are all different (`split_by: sample`)."""
+        """`split.split_of`, remembered per key: a persona has many samples, and a salted sha256 for each would be
+        one of the per-record step's larger costs. Bounded, for stores whose keys are all different (`split_by:
+        sample`)."""
         if not self.split:
             return "train"
         if self.groups is not None:  # split_by: persona_and_query, grouped by a pre-pass (job.group_store)

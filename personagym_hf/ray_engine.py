@@ -38,8 +38,15 @@ RETRIES = 3  # runs of a task whose worker died, after the first (Ray's max_retr
 WINDOW_PER_CPU = 2  # tasks in flight per CPU of the cluster: every CPU busy, and a bounded number of results waiting
 
 
+CONNECT_TIMEOUT = 5.0  # seconds to reach the head's port before `ray.init`, which waits a minute and more
+
+
 class NodeCannotSeeError(ConfigError):
     """A Ray node does not see a path the export needs (no shared file system)."""
+
+
+class RayConnectError(ConfigError):
+    """The Ray cluster cannot be reached or refuses this driver."""
 
 
 def _encode_task(job: ChunkJob, task: ChunkTask, cwd: str) -> ChunkResult:
@@ -70,8 +77,34 @@ def _connect(address: str | None) -> bool:
     ray = require("ray", "ray", "--engine ray")
     if ray.is_initialized():
         return False
-    ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address not in ("auto", "local") and "://" not in address:
+        _reachable(address)
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False)
+    except ConnectionError as error:
+        raise RayConnectError(
+            f"cannot connect to the Ray cluster at {address}: {str(error).splitlines()[0]} (check --address, and that "
+            "RAY_AUTH_TOKEN or ~/.ray/auth_token holds the cluster's token)"
+        ) from None
     return True
+
+
+def _reachable(address: str) -> None:
+    """Fail fast, in one line, when nothing listens at the head's `host:port`."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT):
+            pass
+    except ValueError:
+        raise RayConnectError(
+            f"--address {address!r}: expected HOST:PORT of the Ray head (port 6379 by default)"
+        ) from None
+    except OSError as error:
+        raise RayConnectError(
+            f"cannot reach the Ray cluster at {address} ({error.strerror or error}); start it with `ray start --head` "
+            "or fix --address"
+        ) from None
 
 
 def run_chunks_on_ray(

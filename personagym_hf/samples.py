@@ -54,7 +54,7 @@ class Rejections:
 
 def checks_itself(convert: Convert) -> bool:
     """Whether `convert` is the built-in conversion, which already makes every check of `validate_sample`
-    as it converts (a test holds it to that), so its samples are not validated twice (4% of an export)."""
+    as it converts (a test holds it to that), so its samples are not validated twice."""
     # A marker, not a comparison with `TrainingDataCollector`'s method: that class is a face above this layer. A
     # subclass that overrides the method has a function of its own, unmarked, whatever it calls.
     return getattr(convert, CHECKS_ITSELF, False) is True

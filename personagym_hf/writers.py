@@ -17,7 +17,7 @@ import orjson
 
 _INDENT = orjson.OPT_INDENT_2
 # Output files take a few KB per sample: with 1 MiB buffers they cost a few syscalls per 1000 samples, not two
-# per sample (measured here: 4.1 us per 4.9 KB item instead of 6.4 us with the default 8 KiB buffer).
+# per sample.
 BUFFER_BYTES = 1 << 20
 
 

@@ -337,3 +337,13 @@ def test_engine_ray_without_the_extra_is_one_line_before_any_work(small_store, t
         capsys.readouterr().err
         == "personagym-hf export: error: --address names a Ray cluster: pass --engine ray with it\n"
     )
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(small_store, tmp_path):
+    done = subprocess.run(
+        f"{sys.executable} -m personagym_hf export --interactions {small_store} --output {tmp_path}/o -q | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.startswith("Exported 12 samples") and done.stderr == ""

@@ -134,3 +134,21 @@ def test_a_node_that_cannot_see_the_output_folder_stops_with_one_line(tmp_path):
     ):
         _encode_task(job, ChunkTask(0, Files(0, 3), str(missing / "000000")), str(tmp_path))
     assert not missing.exists()
+
+
+def test_an_unreachable_cluster_is_one_line_within_seconds():
+    import socket
+
+    from personagym_hf.ray_engine import RayConnectError, _reachable  # what _connect checks before ray.init
+
+    with socket.socket() as probe:  # a loopback port nothing listens on once it is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(RayConnectError) as raised:
+        _reachable(f"127.0.0.1:{port}")
+    assert str(raised.value) == (
+        f"cannot reach the Ray cluster at 127.0.0.1:{port} (Connection refused); start it with `ray start --head` or "
+        "fix --address"
+    )
+    with pytest.raises(RayConnectError, match=r"^--address 'head:x': expected HOST:PORT of the Ray head"):
+        _reachable("head:x")
