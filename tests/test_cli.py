@@ -347,3 +347,32 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(small_store, tmp_p
         text=True,
     )
     assert done.stdout.startswith("Exported 12 samples") and done.stderr == ""
+
+
+def test_stats_and_validate_split_persona_and_query_as_the_export_does(small_store, tmp_path, capsys):
+    """They run the export's own pass (`job.scan_store`), grouping pre-pass included, where they once raised
+    NeedsGroupsError."""
+    config = tmp_path / "config.yaml"
+    config.write_text("training_data:\n  split_by: persona_and_query\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert (
+        main(["export", "--interactions", str(small_store), "--config", str(config), "--output", str(out), "-q"]) == 0
+    )
+    capsys.readouterr()
+    assert main(["stats", "--interactions", str(small_store), "--config", str(config), "-q"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    exported = json.loads((out / "statistics.json").read_text(encoding="utf-8"))
+    assert stats["samples_by_split"] == exported["samples_by_split"]
+    assert sum(stats["samples_by_split"].values()) == 12
+    assert main(["validate", "--interactions", str(small_store), "--config", str(config), "-q"]) == 0
+    assert capsys.readouterr().out == "12 valid interactions, 0 bad, 0 warnings\n"
+
+
+def test_validate_on_an_empty_folder_says_what_it_looked_for(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["validate", "--interactions", str(tmp_path / "empty")]) == 1
+    assert capsys.readouterr().err == (
+        f"personagym-hf validate: error: no interaction files found in {tmp_path / 'empty'}; looked for upstream "
+        "InteractionStorage files (*.json, one interaction each), JSON Lines (*.jsonl), JSON arrays (*.json), or .gz "
+        "of any of them, in the folder and its subfolders\n"
+    )
