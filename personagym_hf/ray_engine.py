@@ -31,6 +31,7 @@ from typing import Any, Iterator, Sequence
 from .chunks import ChunkJob, ChunkResult, ChunkTask, encode_chunk
 from .config import ConfigError, RunOptions
 from .extras import require
+from .plan import describe
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +50,20 @@ class RayConnectError(ConfigError):
     """The Ray cluster cannot be reached or refuses this driver."""
 
 
+class RayTaskFailed(RuntimeError):
+    """Ray could not run a chunk's task (its worker died more often than `RETRIES`, or Ray lost it)."""
+
+
 def _encode_task(job: ChunkJob, task: ChunkTask, cwd: str) -> ChunkResult:
     """One chunk, on a Ray worker: checked paths, then `encode_chunk` into the task's part files."""
     previous = os.getcwd()
-    os.chdir(cwd)  # relative store paths mean on the node what they mean to the driver
+    try:
+        os.chdir(cwd)  # relative store paths mean on the node what they mean to the driver
+    except OSError:
+        raise NodeCannotSeeError(
+            f"node {socket.gethostname()} cannot see the export's working directory {cwd}: every Ray node must see "
+            "the store and the output folder at the same path (a shared file system), or give absolute paths"
+        ) from None
     try:
         staging = os.path.dirname(task.folder)
         if not os.path.isdir(staging):
@@ -136,6 +147,11 @@ def run_chunks_on_ray(
                 result = ray.get(ref)
             except ray.exceptions.RayTaskError as error:  # the task's own exception, as a local run raises it
                 raise error.cause from None
+            except ray.exceptions.RayError as error:  # the worker died RETRIES + 1 times, or Ray lost the task
+                raise RayTaskFailed(
+                    f"Ray could not run chunk {task.index} ({describe(job.files, task.chunk)}): "
+                    f"{type(error).__name__}: {str(error).strip().splitlines()[0]}; the earlier export is unchanged"
+                ) from None
             submit()
             yield task, result
     finally:

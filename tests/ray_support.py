@@ -368,3 +368,17 @@ class DieOnce:
             else:
                 os.kill(os.getpid(), signal.SIGKILL)
         return interaction_to_sample(interaction)
+
+
+class DieEveryTime:
+    """A conversion that SIGKILLs the worker running it at `interaction_id`, on every try."""
+
+    def __init__(self, interaction_id: str) -> None:
+        self.interaction_id = interaction_id
+
+    def __call__(self, interaction: dict) -> Any:
+        from personagym_hf.collect import interaction_to_sample
+
+        if interaction.get("interaction_id") == self.interaction_id:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return interaction_to_sample(interaction)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from ray_support import DieOnce
+from ray_support import DieEveryTime, DieOnce
 
 from personagym_hf.chunks import ChunkJob, ChunkTask
 from personagym_hf.collect import interaction_to_sample
@@ -152,3 +152,20 @@ def test_an_unreachable_cluster_is_one_line_within_seconds():
     )
     with pytest.raises(RayConnectError, match=r"^--address 'head:x': expected HOST:PORT of the Ray head"):
         _reachable("head:x")
+
+
+def test_a_chunk_whose_worker_always_dies_is_one_line_and_the_earlier_export_stays(ray_local, tmp_path):
+    from personagym_hf.ray_engine import RETRIES, RayTaskFailed
+
+    store = write_store(tmp_path / "s", count=20, personas=5, seed=2, reply_chars=40)
+    victim = json.loads(sorted(store.glob("interaction_*.json"))[9].read_text(encoding="utf-8"))["interaction_id"]
+    cfg = parse_config({})
+    export_store(store, tmp_path / "out", cfg, interaction_to_sample, options=SMALL_CHUNKS)
+    before = sums(tmp_path / "out")
+    with pytest.raises(RayTaskFailed) as raised:
+        export_store(store, tmp_path / "out", cfg, DieEveryTime(victim), options=replace(SMALL_CHUNKS, engine="ray"))
+    assert RETRIES == 3
+    assert str(raised.value).startswith(f"Ray could not run chunk 1 (files[7:14] ({store.as_posix()}/interaction_")
+    assert str(raised.value).endswith("; the earlier export is unchanged")
+    assert "WorkerCrashedError" in str(raised.value) and "\n" not in str(raised.value)
+    assert sums(tmp_path / "out") == before
