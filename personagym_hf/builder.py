@@ -27,7 +27,7 @@ from .encode import Encoder, encode
 from .groups import SplitGroups
 from .job import encode_store, group_store
 from .plan import Chunk, iter_chunk, plan_chunks
-from .samples import Rejections, duplicate, place
+from .samples import Rejections, place
 from .store import PathList, discover_paths, store_fingerprint
 from .views import CONFIG_NAMES, config_specs
 
@@ -192,13 +192,7 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
             records = iter_chunk(files, chunk)
             drop = seen if earlier is None else earlier[shard]
             encoded = encode(records, encoder, convert, sink, earlier=drop)
-            for bad in encoded.bad:
-                rejections.reject(bad)
-            for kept in encoded.duplicates:
-                first = seen[kept.sample_id] if earlier is None else firsts[kept.sample_id]
-                rejections.reject(duplicate(kept.source, kept.where, first, kept.interaction_id))
-            for warning in encoded.warnings:
-                rejections.add_warning(warning)
+            encoded.report(rejections, seen if earlier is None else firsts)
             if earlier is None:
                 seen.update((kept.sample_id, place(kept.source, kept.where)) for kept in encoded.kept)
             for batch, table in enumerate(sink.tables):

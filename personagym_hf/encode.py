@@ -17,13 +17,13 @@ The seed's `Exporter.add` gives samples one at a time; it runs the same per-samp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Container, Iterable, Protocol
+from typing import Any, Container, Iterable, Mapping, Protocol
 
 import pyarrow as pa
 
 from .config import SPLIT_NAMES, ExportConfig, RunOptions
 from .records import BadRecord, Record
-from .samples import Convert, Rejections, iter_samples, record_id
+from .samples import Convert, Rejections, duplicate, iter_samples, record_id
 from .split import assign_split, split_key
 from .stats import StatsAccumulator
 from .tables import ViewTables
@@ -205,6 +205,16 @@ class Encoded:
     warnings: list[str] = field(default_factory=list)
     stats: StatsAccumulator = field(default_factory=StatsAccumulator)
     audit: Any = None  # the batch's `audit.LeakageAudit`, when the export audits
+
+    def report(self, rejections: Rejections, firsts: Mapping[str, str]) -> None:
+        """Give `rejections` this batch's bad records, then its duplicates (`firsts`: where each duplicate's id was
+        first read, as `samples.place` names it), then its warnings: a run's reports, in store order."""
+        for bad in self.bad:
+            rejections.reject(bad)
+        for kept in self.duplicates:
+            rejections.reject(duplicate(kept.source, kept.where, firsts[kept.sample_id], kept.interaction_id))
+        for warning in self.warnings:
+            rejections.add_warning(warning)
 
 
 def encode(

@@ -25,7 +25,7 @@ from .config import ExportConfig, RunOptions
 from .export import Exporter, ExportResult, stamped_name
 from .manifest import Layout, collector_name
 from .plan import chunk_files_count
-from .samples import BadInputError, Convert, Rejections, duplicate, place
+from .samples import BadInputError, Convert, Rejections, place
 from .store import BadRecord, Record, discover_paths, iter_file, token_usage_files
 from .token_usage import merge_token_usage
 from .transaction import OutputError
@@ -124,14 +124,10 @@ def encode_store(job, tasks, options: RunOptions, rejections: Rejections) -> Ite
             chunk.discard()
             chunk = encode_chunk(job, task, in_memory=True, earlier=late)
         encoded = chunk.encoded
-        for bad in encoded.bad:
-            rejections.reject(bad)
         for kept in encoded.duplicates:
             file, where = unpack_location(firsts[kept.sample_id])
-            chunk.firsts[kept.sample_id] = first = place(files[file], where)
-            rejections.reject(duplicate(kept.source, kept.where, first, kept.interaction_id))
-        for warning in encoded.warnings:
-            rejections.add_warning(warning)
+            chunk.firsts[kept.sample_id] = place(files[file], where)
+        encoded.report(rejections, chunk.firsts)
         position = {files[index]: index for index in task.files()}
         locations = [pack_location(position[kept.source], kept.where) for kept in encoded.kept]
         seen.add([kept.sample_id for kept in encoded.kept], locations)
@@ -155,11 +151,7 @@ def scan_store(
     from .chunks import ChunkJob, plan_tasks
     from .encode import Encoder
 
-    files = discover_paths(interactions)
-    if not len(files):
-        raise NoInteractionsError(
-            f"no interaction files found in {_store_name(interactions)}; looked for {INTERACTION_LAYOUTS}"
-        )
+    files = store_files(interactions)
     encoder = Encoder(cfg, split=True, views=False, split_cache=options.split_cache)
     if cfg.split_by == "persona_and_query":
         from .groups import SplitGroups
@@ -176,6 +168,16 @@ def scan_store(
     finally:
         if bar is not None:
             bar.close()
+
+
+def store_files(interactions: str | Path | Iterable[str | Path]) -> Sequence[str]:
+    """The store's files (`store.discover_paths`), or `NoInteractionsError` saying what was looked for."""
+    files = discover_paths(interactions)
+    if not len(files):
+        raise NoInteractionsError(
+            f"no interaction files found in {_store_name(interactions)}; looked for {INTERACTION_LAYOUTS}"
+        )
+    return files
 
 
 def _store_name(interactions: str | Path | Iterable[str | Path]) -> str:
@@ -228,11 +230,7 @@ def export_store(
     if num_proc is not None:
         options = replace(options, num_proc=num_proc)
     output_dir = Path(output_dir)
-    files = discover_paths(interactions)  # packed: this list has an entry per file of the store
-    if not len(files):
-        raise NoInteractionsError(
-            f"no interaction files found in {_store_name(interactions)}; looked for {INTERACTION_LAYOUTS}"
-        )
+    files = store_files(interactions)  # packed: this list has an entry per file of the store
     if tokenizer is not None:
         from .tokens import Tokenizer, load_tokenizer
 

@@ -132,3 +132,19 @@ def leaky_interaction(key: str) -> dict:
 @pytest.fixture
 def leaky_store(tmp_path) -> Path:
     return write_files(tmp_path / "leaky", [leaky_interaction(key) for key in LEAKY])
+
+
+@pytest.fixture
+def token_store(tmp_path):
+    """The store of `test_tokens.TOKEN_STORE`: interactions with known token counts."""
+    from test_tokens import TOKEN_STORE, token_interaction
+
+    return write_files(tmp_path / "tokens_store", [token_interaction(key) for key in TOKEN_STORE])
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A tiny tokenizer built offline, with a chat template that marks generation spans."""
+    import tiny_tokenizer
+
+    return tiny_tokenizer.build(tmp_path / "tiny-gen", tiny_tokenizer.GENERATION_TEMPLATE)

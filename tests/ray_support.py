@@ -348,37 +348,49 @@ def kill_recorded_worker(path: str | os.PathLike[str], run: int = 1, timeout: fl
     raise TimeoutError(f"worker {pid} was sent SIGKILL and still runs after {timeout} s")
 
 
-class DieOnce:
-    """A conversion, sent to Ray tasks, that SIGKILLs the worker running it when it meets `interaction_id` the first
-    time (the marker file says whether it has), and otherwise converts as the built-in one: a worker that dies in
-    the middle of a chunk, once. Here, not in a test module: workers import it by name, and a test module would
-    bring its conftest (the Hub server) into every worker."""
+class Dies:
+    """A conversion, sent to Ray tasks, that SIGKILLs the worker running it when it meets `interaction_id`: on every
+    try, or with a `marker` file only the first time (the file says whether it has), and otherwise converts as the
+    built-in one. Here, not in a test module: workers import it by name, and a test module would bring its conftest
+    (the Hub server) into every worker."""
 
-    def __init__(self, marker: str | os.PathLike[str], interaction_id: str) -> None:
-        self.marker, self.interaction_id = str(marker), interaction_id
-
-    def __call__(self, interaction: dict) -> Any:
-        from personagym_hf.collect import interaction_to_sample
-
-        if interaction.get("interaction_id") == self.interaction_id:
-            try:
-                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
-                pass
-            else:
-                os.kill(os.getpid(), signal.SIGKILL)
-        return interaction_to_sample(interaction)
-
-
-class DieEveryTime:
-    """A conversion that SIGKILLs the worker running it at `interaction_id`, on every try."""
-
-    def __init__(self, interaction_id: str) -> None:
-        self.interaction_id = interaction_id
+    def __init__(self, interaction_id: str, marker: str | os.PathLike[str] | None = None) -> None:
+        self.interaction_id, self.marker = interaction_id, None if marker is None else str(marker)
 
     def __call__(self, interaction: dict) -> Any:
         from personagym_hf.collect import interaction_to_sample
 
-        if interaction.get("interaction_id") == self.interaction_id:
+        if interaction.get("interaction_id") == self.interaction_id and self._first_time():
             os.kill(os.getpid(), signal.SIGKILL)
         return interaction_to_sample(interaction)
+
+    def _first_time(self) -> bool:
+        if self.marker is None:
+            return True
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
+
+
+class NodeLog:
+    """A conversion that appends the id of the Ray node converting to `log` once per process (the driver too:
+    then its own node), and otherwise converts as the built-in one: on which nodes an export's chunks ran."""
+
+    def __init__(self, log: str | os.PathLike[str]) -> None:
+        self.log = str(log)
+
+    def __call__(self, interaction: dict) -> Any:
+        from personagym_hf.collect import interaction_to_sample
+
+        if os.getpid() not in _LOGGED:
+            import ray
+
+            _LOGGED.add(os.getpid())
+            with open(self.log, "a", encoding="ascii") as file:
+                file.write(ray.get_runtime_context().get_node_id() + "\n")
+        return interaction_to_sample(interaction)
+
+
+_LOGGED: set[int] = set()  # processes that wrote their node id (`NodeLog`)

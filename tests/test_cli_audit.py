@@ -7,7 +7,6 @@ import pytest
 import tiny_tokenizer
 import yaml
 from test_audit import leaky_samples
-from test_tokens import TOKEN_STORE, token_interaction
 
 from personagym_hf.audit import LeakageAudit, report_lines
 from personagym_hf.cli import main
@@ -26,18 +25,6 @@ def export(store, out, capsys, *extra):
     assert main(["export", "--interactions", str(store), "--output", str(out), "-q", *extra]) == 0
     capsys.readouterr()
     return out
-
-
-@pytest.fixture
-def token_store(tmp_path):
-    from conftest import write_files
-
-    return write_files(tmp_path / "tokens_store", [token_interaction(key) for key in TOKEN_STORE])
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    return tiny_tokenizer.build(tmp_path / "tiny-gen", tiny_tokenizer.GENERATION_TEMPLATE)
 
 
 def test_audit_of_a_store_prints_the_report(leaky_store, capsys):

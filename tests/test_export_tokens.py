@@ -5,9 +5,7 @@ import json
 import sys
 
 import pytest
-import tiny_tokenizer
 from test_append import snapshot
-from test_tokens import TOKEN_STORE, token_interaction
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.cli import main
@@ -24,18 +22,6 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-@pytest.fixture
-def token_store(tmp_path):
-    from conftest import write_files
-
-    return write_files(tmp_path / "tokens_store", [token_interaction(key) for key in TOKEN_STORE])
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    return tiny_tokenizer.build(tmp_path / "tiny-gen", tiny_tokenizer.GENERATION_TEMPLATE)
 
 
 HEADER = (

@@ -10,7 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from ray_support import DieEveryTime, DieOnce
+from ray_support import Dies, NodeLog
+from test_export import jsonl_store
 
 from personagym_hf.chunks import ChunkJob, ChunkTask
 from personagym_hf.collect import interaction_to_sample
@@ -20,7 +21,7 @@ from personagym_hf.encode import Encoder
 from personagym_hf.job import export_store
 from personagym_hf.plan import Files
 from personagym_hf.samples import BadInputError
-from personagym_hf.testing.synth import iter_interactions, write_store
+from personagym_hf.testing.synth import write_store
 
 RAY = RunOptions(engine="ray")
 SMALL_CHUNKS = RunOptions(chunk_files=7)
@@ -42,15 +43,6 @@ def awkward_store(folder: Path) -> Path:
     (store / "zz_copy.json").write_text(json.dumps(first), encoding="utf-8")
     (store / "zz_bad.jsonl").write_text('not json\n{"persona_id": "p"}\n', encoding="utf-8")
     return store
-
-
-def jsonl_store(folder: Path) -> Path:
-    records = list(iter_interactions(300, personas=30, seed=9, reply_chars=80))
-    folder.mkdir(parents=True)
-    for number in range(2):
-        lines = [json.dumps(record) for record in records[number * 150 : (number + 1) * 150]]
-        (folder / f"part{number}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder
 
 
 def both(store, tmp_path: Path, options: RunOptions, convert=interaction_to_sample, **kwargs) -> tuple[dict, dict]:
@@ -87,9 +79,12 @@ def test_a_two_node_cluster_gives_the_same_bytes(ray_cluster, tmp_path):
     import ray
 
     store = awkward_store(tmp_path / "s")
-    local, on_ray = both(store, tmp_path, SMALL_CHUNKS)
-    assert local == on_ray
+    cfg, nodes = parse_config({}), tmp_path / "nodes"
+    export_store(store, tmp_path / "local", cfg, NodeLog(tmp_path / "driver"), options=SMALL_CHUNKS)
+    export_store(store, tmp_path / "ray", cfg, NodeLog(nodes), options=replace(SMALL_CHUNKS, engine="ray"))
+    assert sums(tmp_path / "local") == sums(tmp_path / "ray")
     assert len([node for node in ray.nodes() if node["Alive"]]) == 2
+    assert len(set(nodes.read_text(encoding="ascii").split())) == 2  # the chunks ran on both nodes
 
 
 def test_a_worker_killed_mid_chunk_is_retried_and_the_bytes_are_the_same(ray_local, tmp_path):
@@ -98,9 +93,9 @@ def test_a_worker_killed_mid_chunk_is_retried_and_the_bytes_are_the_same(ray_loc
     marker = tmp_path / "killed"
     cfg = parse_config({})
     marker.touch()  # the local reference export: no kill
-    export_store(store, tmp_path / "local", cfg, DieOnce(marker, victim), options=SMALL_CHUNKS)
+    export_store(store, tmp_path / "local", cfg, Dies(victim, marker), options=SMALL_CHUNKS)
     marker.unlink()
-    export_store(store, tmp_path / "ray", cfg, DieOnce(marker, victim), options=replace(SMALL_CHUNKS, engine="ray"))
+    export_store(store, tmp_path / "ray", cfg, Dies(victim, marker), options=replace(SMALL_CHUNKS, engine="ray"))
     assert marker.exists()  # a worker did die
     assert sums(tmp_path / "local") == sums(tmp_path / "ray")
 
@@ -163,7 +158,7 @@ def test_a_chunk_whose_worker_always_dies_is_one_line_and_the_earlier_export_sta
     export_store(store, tmp_path / "out", cfg, interaction_to_sample, options=SMALL_CHUNKS)
     before = sums(tmp_path / "out")
     with pytest.raises(RayTaskFailed) as raised:
-        export_store(store, tmp_path / "out", cfg, DieEveryTime(victim), options=replace(SMALL_CHUNKS, engine="ray"))
+        export_store(store, tmp_path / "out", cfg, Dies(victim), options=replace(SMALL_CHUNKS, engine="ray"))
     assert RETRIES == 3
     assert str(raised.value).startswith(f"Ray could not run chunk 1 (files[7:14] ({store.as_posix()}/interaction_")
     assert str(raised.value).endswith("; the earlier export is unchanged")
