@@ -8,7 +8,9 @@ cut gives the same outputs. `encode_chunk` reads one chunk and runs `encode.enco
   IPC file;
 - for a job without outputs (validate, stats, the pre-passes) the rows, or nothing.
 The parent then appends each chunk to the outputs in chunk order (`Exporter.add_chunk`), so an export
-writes the same bytes either way, and memory holds about one chunk.
+writes the same bytes either way, and memory holds about one chunk. With worker processes the parent does not
+write Parquet: it plans each split's shards from the row sizes the chunks report, and the same workers write each
+shard from the chunks' Arrow files (`LocalRunner.submit_shard`, `shards.write_shard`; see `shardwork.py`).
 
 A record whose interaction_id an earlier chunk had must not be written. A chunk cannot know the ids of
 the chunks before it (a worker runs beside them), so the parent looks up each chunk's ids (`seen.py`) and,
@@ -23,17 +25,22 @@ import multiprocessing
 import pickle
 import shutil
 import signal
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Container, Iterator, Literal, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from .config import ConfigError, RunOptions
 from .encode import Encoded, Encoder, NoOutput, Rows, Sink, encode
 from .manifest import collector_name
-from .plan import Chunk, Files, iter_chunk, plan_chunks
+from .plan import Chunk, Files, describe, iter_chunk, plan_chunks
 from .samples import Convert
+from .shards import ShardSpec, ShardWritten, row_sizes, write_shard
 from .writers import BUFFER_BYTES, ITEM_SEPARATOR, dumps_line, pretty_item
 
 
@@ -94,6 +101,7 @@ class ChunkResult:
     samples: dict[str, int] = field(default_factory=dict)  # split -> samples in its parts
     line_digests: dict[str, bytes] = field(default_factory=dict)  # split -> `writers.line_digests` of its part
     tables: dict[tuple[str, str], Path] = field(default_factory=dict)  # (config, split) -> Arrow IPC file
+    table_sizes: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # its rows' `shards.row_sizes`
     rows: list[tuple[str, dict]] = field(default_factory=list)  # (split, row), for a job whose outputs are "rows"
     firsts: dict[str, str] = field(default_factory=dict)  # a duplicate's id -> where it was first read (job.py)
 
@@ -103,10 +111,17 @@ class ChunkResult:
     def jsonl_part(self, split: str) -> Path:
         return self.folder / f"{split}.jsonl.part"
 
-    def discard(self) -> None:
-        """Remove the part files (a result in memory has none)."""
-        if self.folder is not None:
+    def discard(self, keep_tables: bool = False) -> None:
+        """Remove the part files (a result in memory has none); with `keep_tables` the Arrow files stay, for the
+        workers that write the shards from them (`shardwork.py` removes each once its shards are written)."""
+        if self.folder is None:
+            return
+        if not keep_tables:
             shutil.rmtree(self.folder, ignore_errors=True)
+            return
+        for split in self.samples:
+            self.json_part(split).unlink(missing_ok=True)
+            self.jsonl_part(split).unlink(missing_ok=True)
 
 
 class InMemory:
@@ -138,6 +153,7 @@ class PartFiles:
         self.jsonl = {s: result.jsonl_part(s).open("wb", buffering=BUFFER_BYTES) for s in split_names}
         self.digests: dict[str, list[bytes]] = {s: [] for s in split_names}
         self.writers: dict[tuple[str, str], Any] = {}
+        self.sizes: dict[tuple[str, str], list[np.ndarray]] = {}
 
     def row(self, split: str, row: dict) -> None:
         count = self.result.samples.get(split, 0)
@@ -152,12 +168,15 @@ class PartFiles:
         if key not in self.writers:
             self.result.tables[key] = self.result.folder / f"{config}.{split}.arrow"
             self.writers[key] = pa.ipc.new_file(self.result.tables[key], table.schema)
+            self.sizes[key] = []
         self.writers[key].write_table(table)
+        self.sizes[key].append(row_sizes(table))  # here, in the worker: the parent plans the shards from them
 
     def close(self) -> None:
         for part in (*self.json.values(), *self.jsonl.values(), *self.writers.values()):
             part.close()
         self.result.line_digests = {split: b"".join(digests) for split, digests in self.digests.items()}
+        self.result.table_sizes = {key: np.concatenate(sizes) for key, sizes in self.sizes.items()}
 
 
 def encode_chunk(job: ChunkJob, task: ChunkTask, in_memory: bool = False, earlier: Container[str] = ()) -> ChunkResult:
@@ -199,6 +218,10 @@ def _encode_in_worker(task: ChunkTask) -> ChunkResult:
     return encode_chunk(_worker_job, task)
 
 
+def _write_shard_in_worker(spec: ShardSpec) -> ShardWritten:
+    return write_shard(spec, _worker_job.encoder.specs[spec.config])
+
+
 def check_sendable(job: ChunkJob, start_method: str) -> None:
     """Under "spawn" or "forkserver" the job is pickled to each worker: a collector whose class is not importable
     (defined in a function, say) cannot be, and this says so in one line before any worker starts."""
@@ -215,16 +238,94 @@ def check_sendable(job: ChunkJob, start_method: str) -> None:
         ) from None
 
 
+class WorkerDied(RuntimeError):
+    """A worker process ended without finishing its task (killed, or out of memory)."""
+
+
+WINDOW_PER_WORKER = 2  # chunk tasks in flight per worker: every worker busy, and few results (part files) waiting
+
+
+class LocalRunner:
+    """The worker processes of one run (`options.num_proc` > 1), started with `options.start_method`: they encode
+    the chunks (`chunks`, a window of tasks ahead, results in store order) and write the shards planned meanwhile
+    (`submit_shard`), which so queue behind a few chunks, not behind the whole store. Use it as a context manager:
+    leaving it on an error stops the workers at once.
+
+    `concurrent.futures`' pool, not `multiprocessing.Pool`: a worker that dies (SIGKILL, the OOM killer) fails its
+    task there (BrokenProcessPool), where `Pool` waits for the lost task forever."""
+
+    def __init__(self, job: ChunkJob, options: RunOptions, workers: int | None = None):
+        check_sendable(job, options.start_method)
+        self.job = job
+        self.workers = workers or options.num_proc
+        self.pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context(options.start_method),
+            initializer=_start_worker,
+            initargs=(job,),
+        )
+
+    def __enter__(self) -> "LocalRunner":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            self.pool.shutdown(wait=True)
+            return
+        # Stop now: `shutdown` alone would let the running tasks finish. The pool has no public way to stop its
+        # workers before Python 3.14 (`terminate_workers`), so they are terminated one by one.
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+
+    def chunks(self, tasks: Sequence[ChunkTask]) -> Iterator[tuple[ChunkTask, ChunkResult]]:
+        pending: deque[tuple[ChunkTask, Future]] = deque()
+        upcoming = iter(tasks)
+        try:
+            for task in upcoming:
+                pending.append((task, self.pool.submit(_encode_in_worker, task)))
+                if len(pending) >= WINDOW_PER_WORKER * self.workers:
+                    break
+            while pending:
+                task, future = pending.popleft()
+                result = self.result(future, f"chunk {task.index} ({describe(self.job.files, task.chunk)})")
+                following = next(upcoming, None)
+                if following is not None:
+                    pending.append((following, self.pool.submit(_encode_in_worker, following)))
+                yield task, result
+        finally:
+            for _task, future in pending:
+                future.cancel()
+
+    def submit_shard(self, spec: ShardSpec) -> Future:
+        return self.pool.submit(_write_shard_in_worker, spec)
+
+    @staticmethod
+    def ready(handle: Future) -> bool:
+        return handle.done()
+
+    def result(self, handle: Future, what: str) -> Any:
+        try:
+            return handle.result()
+        except BrokenProcessPool:
+            # Every task not yet done fails with it, so `what` (the first of them) may not be what the worker ran.
+            raise WorkerDied(
+                "a worker process died (killed, or out of memory); the earlier export is unchanged: rerun, with "
+                "fewer --num-proc if memory ran out"
+            ) from None
+
+
 def run_chunks(
     job: ChunkJob, tasks: Sequence[ChunkTask], options: RunOptions = RunOptions()
 ) -> Iterator[tuple[ChunkTask, ChunkResult]]:
     """Chunk results in store order: encoded in memory in this process (`num_proc` 1, or a single chunk), or
-    by worker processes started with `options.start_method`."""
+    by worker processes started with `options.start_method` (`LocalRunner`)."""
     if options.num_proc <= 1 or len(tasks) <= 1:
         for task in tasks:
             yield task, encode_chunk(job, task, in_memory=True)
         return
-    check_sendable(job, options.start_method)
-    context = multiprocessing.get_context(options.start_method)
-    with context.Pool(min(options.num_proc, len(tasks)), initializer=_start_worker, initargs=(job,)) as pool:
-        yield from zip(tasks, pool.imap(_encode_in_worker, tasks))
+    with LocalRunner(job, options, min(options.num_proc, len(tasks))) as runner:
+        yield from runner.chunks(tasks)

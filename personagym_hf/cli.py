@@ -696,6 +696,11 @@ def _error_line(error: BaseException) -> str | None:
         return str(error).strip("'\"")
     if isinstance(error, ValueError):
         return str(error)
+    if "personagym_hf.chunks" in sys.modules:
+        from .chunks import WorkerDied
+
+        if isinstance(error, WorkerDied):
+            return str(error)
     if "personagym_hf.ray_engine" in sys.modules:
         from .ray_engine import RayTaskFailed
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -206,6 +207,7 @@ class Exporter:
         from .encode import Encoder, Step
 
         cfg, staging, options = self.cfg, self.folder.staging, self.options
+        self.work = staging / ".chunks"  # workers' part files: inside the transaction, removed before it commits
         self.outputs = OutputSet()
         self.files = SplitFiles(staging, self.outputs, self.layout.split, self.stamp)
         self.encoder = Encoder(
@@ -243,19 +245,42 @@ class Exporter:
         self.step = Step(self.encoder, self, self.stats, self.audit)
         self.parquet = None
         if self.layout.hf_dataset:
-            from .shards import ParquetSplitWriter
-
-            folder = staging / HF_FOLDER / "data"
             self.specs = self.encoder.specs
             self.parquet = {
-                config: {
-                    s: ParquetSplitWriter(folder / config, s, specs, options.max_shard_bytes, options.row_group_rows)
-                    for s in self.files.names
-                }
+                config: {name: self._split_writer(config, name, specs) for name in self.files.names}
                 for config, specs in self.specs.items()
             }
         if earlier is not None:
             self._carry_over(earlier)
+
+    def _split_writer(self, config: str, split: str, specs: dict):
+        """Shards written here as rows arrive (one process), or planned here and written by workers (`shardwork.py`:
+        with `--num-proc` or Ray; `write_shards_with` gives the workers, else this process writes each shard)."""
+        options = self.options
+        folder = self.folder.staging / HF_FOLDER / "data" / config
+        if options.num_proc <= 1 and options.engine == "local":
+            from .shards import ParquetSplitWriter
+
+            return ParquetSplitWriter(folder, split, specs, options.max_shard_bytes, options.row_group_rows)
+        from .shardwork import InProcess, PlannedSplitWriter
+
+        return PlannedSplitWriter(
+            folder,
+            split,
+            config,
+            specs,
+            InProcess(self.encoder.specs),
+            self.work / "tables",
+            options.max_shard_bytes,
+            options.row_group_rows,
+        )
+
+    def write_shards_with(self, runner) -> None:
+        """Have `runner`'s workers (`chunks.LocalRunner`, `ray_engine.RayRunner`) write the Parquet shards."""
+        for writers in (self.parquet or {}).values():
+            for writer in writers.values():
+                if hasattr(writer, "runner"):
+                    writer.runner = runner
 
     def _carry_over(self, earlier) -> None:
         """The earlier export's rows, each output from its own file (see the module docstring)."""
@@ -376,11 +401,11 @@ class Exporter:
         for split, count in chunk.samples.items():
             self.files.json[split].add_fragment(chunk.json_part(split), count)
             self.files.jsonl[split].add_file(chunk.jsonl_part(split), count, chunk.line_digests[split])
-        for (config, split), path in sorted(chunk.tables.items()):
-            self._add_arrow_file(config, split, path)
+        for (config, split), path in sorted(chunk.tables.items()):  # each writer removes its file when done with it
+            self.parquet[config][split].add_file(path, chunk.table_sizes[(config, split)])
         if self.tokens is not None:
             self._count_tokens(chunk)
-        chunk.discard()
+        chunk.discard(keep_tables=True)
         self.stats.merge(chunk.encoded.stats)
         if self.audit is not None:
             self.audit.merge(chunk.encoded.audit)
@@ -405,14 +430,6 @@ class Exporter:
         for name in self.files.names:
             merged.merge(self.tokens[name])
         return {self.tokenizer.key: merged.to_dict()}
-
-    def _add_arrow_file(self, config: str, split: str, path: Path) -> None:
-        import pyarrow as pa
-
-        with pa.memory_map(str(path)) as source:
-            reader = pa.ipc.open_file(source)
-            for index in range(reader.num_record_batches):
-                self.parquet[config][split].add_table(pa.Table.from_batches([reader.get_batch(index)]))
 
     def add_all(self, samples: Iterable[TrainingSample]) -> "Exporter":
         for sample in samples:
@@ -473,6 +490,7 @@ class Exporter:
                 self.layout, self.cfg, self.collector, self.fingerprint(), split_files, self.stats.to_state()
             )
             write_json_atomic(staging / MANIFEST_FILE, document)
+        shutil.rmtree(self.work, ignore_errors=True)  # every shard is written: the chunks' part files are not needed
         self.folder.commit()
         return result
 
@@ -481,6 +499,10 @@ class Exporter:
         from .card import dataset_infos, languages_of, render_card
 
         self.step.flush()
+        # Every split's last shard handed out before waiting for any: they are written at once, the biggest first.
+        writers = [writer for split_writers in self.parquet.values() for writer in split_writers.values()]
+        for writer in sorted(writers, key=lambda writer: -writer.plan.rows):
+            writer.plan_last()
         splits = {}
         for config, writers in self.parquet.items():
             splits[config] = {}

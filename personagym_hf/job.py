@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
-import shutil
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
@@ -103,20 +103,45 @@ def group_store(
     groups.resolve()
 
 
-def encode_store(job, tasks, options: RunOptions, rejections: Rejections) -> Iterator:
-    """`chunks.run_chunks` with the keep-the-first rule across chunks: (task, chunk result) in store order, every
-    chunk free of the ids an earlier chunk kept (`ChunkResult.firsts` says where those were first read), and
-    every chunk's bad records, duplicates and warnings given to `rejections` in store order. The one loop every
-    run over a whole store goes through: the export, validate and stats, the pre-passes."""
-    from .chunks import encode_chunk, run_chunks
+def open_runner(job, tasks, options: RunOptions):
+    """What runs a job's chunks (and an export's shards) besides this process: Ray tasks (`--engine ray`), worker
+    processes (`num_proc` > 1 and more than one chunk), or None (this process)."""
+    if options.engine == "ray":
+        from .ray_engine import RayRunner
+
+        return RayRunner(job, options)
+    if options.num_proc > 1 and len(tasks) > 1:
+        from .chunks import LocalRunner
+
+        return LocalRunner(job, options, min(options.num_proc, len(tasks)))
+    return None
+
+
+def encode_store(job, tasks, options: RunOptions, rejections: Rejections, runner=None) -> Iterator:
+    """The chunks' results, by `runner` (`open_runner`; None: one opened here, for this loop), with the
+    keep-the-first rule across chunks: (task, chunk result) in store order, every chunk free of the ids an earlier
+    chunk kept (`ChunkResult.firsts` says where those were first read), and every chunk's bad records, duplicates
+    and warnings given to `rejections` in store order. The one loop every run over a whole store goes through: the
+    export, validate and stats, the pre-passes."""
+    own = runner is None
+    if own:
+        runner = open_runner(job, tasks, options)
+    with runner if own and runner is not None else nullcontext():
+        yield from _keep_the_first(job, tasks, runner, rejections)
+
+
+def _keep_the_first(job, tasks, runner, rejections: Rejections) -> Iterator:
+    from .chunks import encode_chunk
     from .seen import SeenIds, pack_location, unpack_location
 
-    if options.engine == "ray":
-        from .ray_engine import run_chunks_on_ray as run_chunks  # noqa: F811 (the same contract, on Ray tasks)
     files = job.files
+    if runner is not None:
+        results = runner.chunks(tasks)
+    else:
+        results = ((task, encode_chunk(job, task, in_memory=True)) for task in tasks)
     # Where each kept sample_id was first read, across chunks: the only per-record state of a run (packed).
     seen = SeenIds()
-    for task, chunk in run_chunks(job, tasks, options):
+    for task, chunk in results:
         ids = [kept.sample_id for kept in chunk.encoded.kept]
         firsts = dict(zip(ids, seen.find(ids)))
         late = {sample_id for sample_id, first in firsts.items() if first is not None}
@@ -252,7 +277,7 @@ def export_store(
         tokenizer=tokenizer,
         max_length=max_length,
     )
-    staging = exporter.folder.staging / ".chunks"  # workers' part files: inside the transaction, never beside it
+    staging = exporter.work  # workers' part files: inside the transaction, never beside it
     bar = progress(None, total=len(files), desc="Exporting", enabled=show_progress)
     done = 0.0  # share of the chunks written, for the space a full disk needed
 
@@ -270,23 +295,27 @@ def export_store(
         tasks = plan_tasks(files, options, staging)
         if options.engine == "ray":
             staging.mkdir(parents=True, exist_ok=True)  # made here: a node that cannot see it has no shared folder
-        for task, chunk in encode_store(job, tasks, options, rejections):
-            exporter.add_chunk(chunk)
-            done = (task.index + 1) / len(tasks)
-            if bar is not None:
-                bar.update(chunk_files_count(task.chunk))
-        if rejections.bad and not exporter.result.new_samples and not exporter.result.kept_samples:
-            first = rejections.bad[0]
-            raise BadInputError(
-                f"all {len(rejections.bad)} records of {_store_name(interactions)} were rejected (the first: "
-                f"{first.describe()}); run `personagym-hf validate` to list them"
-            )
-        usage, bad_usage = merge_token_usage(token_usage_files(interactions))
-        for bad in bad_usage:
-            rejections.reject(bad)
-        shutil.rmtree(staging, ignore_errors=True)
-        rejected = [bad.to_dict() for bad in rejections.bad]
-        result = exporter.finish(token_usage=usage, rejected=rejected)
+        runner = open_runner(job, tasks, options)
+        # The runner lives until the export is finished: its workers write the last shards in `finish`.
+        with runner if runner is not None else nullcontext():
+            if runner is not None:
+                exporter.write_shards_with(runner)
+            for task, chunk in encode_store(job, tasks, options, rejections, runner):
+                exporter.add_chunk(chunk)
+                done = (task.index + 1) / len(tasks)
+                if bar is not None:
+                    bar.update(chunk_files_count(task.chunk))
+            if rejections.bad and not exporter.result.new_samples and not exporter.result.kept_samples:
+                first = rejections.bad[0]
+                raise BadInputError(
+                    f"all {len(rejections.bad)} records of {_store_name(interactions)} were rejected (the first: "
+                    f"{first.describe()}); run `personagym-hf validate` to list them"
+                )
+            usage, bad_usage = merge_token_usage(token_usage_files(interactions))
+            for bad in bad_usage:
+                rejections.reject(bad)
+            rejected = [bad.to_dict() for bad in rejections.bad]
+            result = exporter.finish(token_usage=usage, rejected=rejected)
     except OSError as error:
         full = error.errno in (errno.ENOSPC, errno.EDQUOT)
         staged = exporter.folder.staged_bytes() if full else 0

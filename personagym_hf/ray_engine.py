@@ -1,19 +1,22 @@
-"""`export --engine ray`: the store's chunks encoded by Ray tasks, on one machine or a cluster, with the outputs of
-the local export, byte for byte.
+"""`export --engine ray`: the store's chunks encoded, and the Parquet shards written, by Ray tasks, on one machine or a
+cluster, with the outputs of the local export, byte for byte.
 
-Each task runs `chunks.encode_chunk` on one chunk of the plan (`plan.py`) into part files, exactly as a local
+Each chunk task runs `chunks.encode_chunk` on one chunk of the plan (`plan.py`) into part files, exactly as a local
 worker process does, and returns the chunk's small summary (`ChunkResult`: kept ids and where they were read, bad
-records, statistics, the audit, the part files' names). The driver takes the results in store order and does what
-it does for local workers (`job.encode_store`: duplicates across chunks, the reports; `Exporter.add_chunk`: the part
-files appended to the outputs). So the driver holds the packed file list, a window of pending tasks and one result
-at a time, never the store's rows, and the engine changes no output byte.
+records, statistics, the audit, the part files' names, its rows' sizes). The driver takes the results in store order
+and does what it does for local workers (`job.encode_store`: duplicates across chunks, the reports;
+`Exporter.add_chunk`: the JSON parts appended to the outputs, each split's shards planned from the sizes,
+`shardwork.py`); each planned shard is written by a shard task (`shards.write_shard`) from the chunks' Arrow files.
+So the driver holds the packed file list, a window of pending tasks and one result at a time, never the store's
+rows, encodes no Parquet, and the engine changes no output byte.
 
 No dataframe API: Ray Data's readers, writers and partitions decide file names, shard cuts and schema metadata
 themselves, and gave other bytes on every run when measured (issue 14); Ray Core tasks running the project's own
 encoder give the same bytes.
 
-A task whose worker dies is run again by Ray (`RETRIES`): it rewrites its part files from the start, under the same
-names, so a retry changes nothing. An export that fails leaves the earlier export intact, as a local one does.
+A task whose worker dies is run again by Ray (`RETRIES`): it rewrites its part files (or its shard) from the start,
+under the same names, so a retry changes nothing. An export that fails leaves the earlier export intact, as a local
+one does.
 
 Every node must see the store and the output folder at the same paths (a shared file system): a task checks both
 and stops with one line naming the node when it cannot. Relative paths are resolved on the node against the
@@ -32,6 +35,7 @@ from .chunks import ChunkJob, ChunkResult, ChunkTask, encode_chunk
 from .config import ConfigError, RunOptions
 from .extras import require
 from .plan import describe
+from .shards import ShardSpec, ShardWritten, write_shard
 
 logger = logging.getLogger(__name__)
 
@@ -118,44 +122,96 @@ def _reachable(address: str) -> None:
         ) from None
 
 
-def run_chunks_on_ray(
-    job: ChunkJob, tasks: Sequence[ChunkTask], options: RunOptions = RunOptions()
-) -> Iterator[tuple[ChunkTask, ChunkResult]]:
-    """`chunks.run_chunks` on Ray: (task, result) in store order, each chunk encoded into part files by a task."""
-    import ray
-
-    connected = _connect(options.ray_address)
-    pending: deque[tuple[ChunkTask, Any]] = deque()
+def _shard_task(job: ChunkJob, spec: ShardSpec, cwd: str) -> ShardWritten:
+    """One planned Parquet shard, on a Ray worker, from the chunks' Arrow files (`shards.write_shard`)."""
+    previous = os.getcwd()
+    os.chdir(cwd)  # a relative output folder means on the node what it means to the driver (checked by the chunks)
     try:
-        encode = ray.remote(max_retries=RETRIES, retry_exceptions=False)(_encode_task)
-        job_ref = ray.put(job)  # once, for every task
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        window = max(2, WINDOW_PER_CPU * cpus)
+        return write_shard(spec, job.encoder.specs[spec.config])
+    finally:
+        os.chdir(previous)
+
+
+class RayRunner:
+    """`chunks.LocalRunner` on Ray: the chunks encoded by tasks (`chunks`, a window of tasks ahead, results in
+    store order) and the planned shards written by tasks (`submit_shard`). A context manager: it connects (and
+    disconnects when it connected), and leaving it on an error cancels every task still running."""
+
+    def __init__(self, job: ChunkJob, options: RunOptions):
+        self.job, self.options = job, options
+        self.refs: list[Any] = []  # tasks that may still run
+
+    def __enter__(self) -> "RayRunner":
+        import ray
+
+        self.ray = ray
+        self.connected = _connect(self.options.ray_address)
+        try:
+            self.encode = ray.remote(max_retries=RETRIES, retry_exceptions=False)(_encode_task)
+            self.write = ray.remote(max_retries=RETRIES, retry_exceptions=False)(_shard_task)
+            self.job_ref = ray.put(self.job)  # once, for every task
+            self.window = max(2, WINDOW_PER_CPU * int(ray.cluster_resources().get("CPU", 1)))
+            self.cwd = os.getcwd()
+        except BaseException:
+            self._disconnect()
+            raise
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        try:
+            for ref in self.refs:  # an export that stops early leaves no task running
+                self.ray.cancel(ref, force=True)
+        finally:
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        if self.connected:
+            self.ray.shutdown()
+
+    def chunks(self, tasks: Sequence[ChunkTask]) -> Iterator[tuple[ChunkTask, ChunkResult]]:
+        pending: deque[tuple[ChunkTask, Any]] = deque()
         upcoming = iter(tasks)
-        cwd = os.getcwd()
 
         def submit() -> None:
             task = next(upcoming, None)
             if task is not None:
-                pending.append((task, encode.remote(job_ref, task, cwd)))
+                pending.append((task, self._track(self.encode.remote(self.job_ref, task, self.cwd))))
 
-        for _ in range(window):
+        for _ in range(self.window):
             submit()
         while pending:
             task, ref = pending.popleft()
-            try:
-                result = ray.get(ref)
-            except ray.exceptions.RayTaskError as error:  # the task's own exception, as a local run raises it
-                raise error.cause from None
-            except ray.exceptions.RayError as error:  # the worker died RETRIES + 1 times, or Ray lost the task
-                raise RayTaskFailed(
-                    f"Ray could not run chunk {task.index} ({describe(job.files, task.chunk)}): "
-                    f"{type(error).__name__}: {str(error).strip().splitlines()[0]}; the earlier export is unchanged"
-                ) from None
+            result = self.result(ref, f"chunk {task.index} ({describe(self.job.files, task.chunk)})")
             submit()
             yield task, result
-    finally:
-        for _task, ref in pending:  # an export that stops early leaves no task running
-            ray.cancel(ref, force=True)
-        if connected:
-            ray.shutdown()
+
+    def submit_shard(self, spec: ShardSpec) -> Any:
+        return self._track(self.write.remote(self.job_ref, spec, self.cwd))
+
+    def _track(self, ref: Any) -> Any:
+        self.refs = [other for other in self.refs if not self.ready(other)]
+        self.refs.append(ref)
+        return ref
+
+    def ready(self, ref: Any) -> bool:
+        done, _ = self.ray.wait([ref], timeout=0, fetch_local=False)
+        return bool(done)
+
+    def result(self, ref: Any, what: str) -> Any:
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as error:  # the task's own exception, as a local run raises it
+            raise error.cause from None
+        except self.ray.exceptions.RayError as error:  # the worker died RETRIES + 1 times, or Ray lost the task
+            raise RayTaskFailed(
+                f"Ray could not run {what}: {type(error).__name__}: {str(error).strip().splitlines()[0]}; the earlier "
+                "export is unchanged"
+            ) from None
+
+
+def run_chunks_on_ray(
+    job: ChunkJob, tasks: Sequence[ChunkTask], options: RunOptions = RunOptions()
+) -> Iterator[tuple[ChunkTask, ChunkResult]]:
+    """`chunks.run_chunks` on Ray: (task, result) in store order, each chunk encoded into part files by a task."""
+    with RayRunner(job, options) as runner:
+        yield from runner.chunks(tasks)

@@ -3,20 +3,29 @@
 The Arrow schema is the one the config's `datasets.Features` give (`schema.arrow_schema`), so the shards
 carry the `huggingface` schema metadata and `load_dataset`, pandas, polars and duckdb all read the same
 types. Tables arrive in batches of any size; they are cut into row groups of exactly `row_group_rows` rows
-(the last one shorter), so a shard's bytes depend only on its rows — not on how they were batched (chunks
-of a store, worker processes, rows carried over by an append) — and an append that adds nothing rewrites
-the same files. A new shard starts past `max_shard_bytes`, so memory stays flat and big stores give
-several shards. Shards are renamed to `<split>-<i>-of-<n>.parquet` at commit.
+(the last one shorter, `RowGroups`), so a shard's bytes depend only on its rows — not on how they were batched
+(chunks of a store, worker processes, rows carried over by an append) — and an append that adds nothing
+rewrites the same files.
+
+Where a shard ends is decided from the sizes of its rows alone (`row_sizes`, `ShardPlan`): a new shard starts
+after the row group that takes it past `max_shard_bytes`. So the cuts can be planned from each chunk's sizes
+before any shard is written, and a shard can be written by any process: `ParquetSplitWriter` writes a split's
+shards as its rows arrive (one process), `write_shard` writes one planned shard from the chunks' Arrow files (a
+worker process or a Ray task, see `chunks.ShardWork`). Shards are renamed to `<split>-<i>-of-<n>.parquet` at commit.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .config import RunOptions
@@ -38,8 +47,143 @@ def shard_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}.parquet"
 
 
+def temp_name(split: str, index: int) -> str:
+    return f".{split}-{index:05d}.parquet.tmp"
+
+
+def row_sizes(table: pa.Table) -> np.ndarray:
+    """Each row's bytes as Arrow lays its values out (value bytes, 4 per offset of a string or list; validity
+    bitmaps left out): a function of the row's values only, so a row has the same size however the rows were
+    batched and wherever they were read back from (a chunk's Arrow file, an earlier export's Parquet shard).
+    Summed over a table it is within its bitmaps of `table.nbytes`."""
+    sizes = np.zeros(table.num_rows, dtype=np.int64)
+    for column in table.columns:
+        sizes += np.concatenate([_value_sizes(chunk) for chunk in column.chunks]) if column.num_chunks else 0
+    return sizes
+
+
+def _value_sizes(array: pa.Array) -> np.ndarray:
+    kind = array.type
+    if isinstance(kind, pa.BaseExtensionType):  # arrow.json (datasets' Json) and the like: their storage
+        return _value_sizes(array.storage)
+    if pa.types.is_string(kind) or pa.types.is_binary(kind) or pa.types.is_large_string(kind):
+        lengths = pc.binary_length(array).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        return lengths + 4
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        parents = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
+        values = _value_sizes(array.flatten())
+        return np.bincount(parents, weights=values, minlength=len(array)).astype(np.int64) + 4
+    if pa.types.is_struct(kind):
+        sizes = np.zeros(len(array), dtype=np.int64)
+        for field_values in array.flatten():
+            sizes += _value_sizes(field_values)
+        return sizes
+    if pa.types.is_null(kind):
+        return np.zeros(len(array), dtype=np.int64)
+    if not pa.types.is_primitive(kind):
+        raise TypeError(f"row_sizes: no size for Arrow type {kind}")
+    return np.full(len(array), max(1, kind.bit_width // 8), dtype=np.int64)  # fixed width: numbers, booleans
+
+
+class ShardPlan:
+    """Where one (config, split)'s shards end, from its rows' sizes in order: a shard closes after the row group
+    (of `row_group_rows` rows) that takes it to `max_shard_bytes`; the last one at `finish`."""
+
+    def __init__(self, max_shard_bytes: int | None = None, row_group_rows: int | None = None):
+        self.max_shard_bytes = max_shard_bytes or RunOptions.max_shard_bytes
+        self.row_group_rows = row_group_rows or RunOptions.row_group_rows
+        self.rows = 0  # rows planned
+        self.start = 0  # the first row of the open shard
+        self.shard_bytes = 0  # of its complete row groups
+        self.group_bytes = 0  # of the rows of its open row group
+
+    def add(self, sizes: np.ndarray) -> list[tuple[int, int]]:
+        """Plan the next rows (their sizes); returns the shards this closes, as (first row, row after the last)."""
+        closed = []
+        position, group = 0, self.row_group_rows
+        while position < len(sizes):
+            take = min(group - self.rows % group, len(sizes) - position)
+            self.group_bytes += int(sizes[position : position + take].sum())
+            self.rows += take
+            position += take
+            if self.rows % group == 0:
+                self.shard_bytes += self.group_bytes
+                self.group_bytes = 0
+                if self.shard_bytes >= self.max_shard_bytes:
+                    closed.append((self.start, self.rows))
+                    self.start, self.shard_bytes = self.rows, 0
+        return closed
+
+    def finish(self) -> list[tuple[int, int]]:
+        """The last shard (none when every row is in a closed one)."""
+        if self.rows == self.start:
+            return []
+        closed, self.start = [(self.start, self.rows)], self.rows
+        return closed
+
+
+class RowGroups:
+    """Tables of any size in, row groups of exactly `rows` rows out (the last one shorter). A group made of pieces
+    of several tables is combined into one array per column: the writer's page cuts follow the arrays' chunks, so
+    a group's bytes depend on its rows only."""
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        self.pending: list[pa.Table] = []  # rows not yet in a row group (fewer than `rows`)
+        self.pending_rows = 0
+
+    def add(self, table: pa.Table) -> Iterator[pa.Table]:
+        """The row groups `table` completes."""
+        if not table.num_rows:
+            return
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        while self.pending_rows >= self.rows:
+            yield self._take(self.rows)
+
+    def rest(self) -> Iterator[pa.Table]:
+        """The last, shorter group, if rows are left."""
+        if self.pending_rows:
+            yield self._take(self.pending_rows)
+
+    def _take(self, rows: int) -> pa.Table:
+        pending = pa.concat_tables(self.pending)
+        group, rest = pending.slice(0, rows), pending.slice(rows)
+        self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+        if any(column.num_chunks > 1 for column in group.columns):
+            group = group.combine_chunks()
+        return group
+
+
+class ShardFile:
+    """One Parquet shard, under its temporary name until `ParquetSplitWriter.commit` renames it."""
+
+    def __init__(self, folder: Path, split: str, index: int, schema: pa.Schema):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / temp_name(split, index)
+        statistics = [name for name in schema.names if name in STATISTICS_COLUMNS]
+        self.writer = pq.ParquetWriter(
+            self.path,
+            schema,
+            write_statistics=statistics,
+            use_content_defined_chunking=CDC_OPTIONS,
+            write_page_index=True,
+        )
+        self.writer.add_key_value_metadata({"content_defined_chunking": json.dumps(CDC_OPTIONS)})
+        self.rows = 0
+        self.nbytes = 0  # Arrow bytes, as `dataset_info` reports them
+
+    def write(self, group: pa.Table) -> None:
+        self.writer.write_table(group)
+        self.rows += group.num_rows
+        self.nbytes += group.nbytes
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class ParquetSplitWriter:
-    """All shards of one (config, split) in `folder`."""
+    """All shards of one (config, split) in `folder`, written in this process as the rows arrive."""
 
     def __init__(
         self,
@@ -51,63 +195,47 @@ class ParquetSplitWriter:
     ):
         self.folder, self.split = folder, split
         self.schema = arrow_schema(specs)
-        self.max_shard_bytes = max_shard_bytes or RunOptions.max_shard_bytes
-        self.row_group_rows = row_group_rows or RunOptions.row_group_rows
+        self.plan = ShardPlan(max_shard_bytes, row_group_rows)
+        self.groups = RowGroups(self.plan.row_group_rows)
+        self.ends: list[int] = []  # rows after which a planned shard ends, not yet reached
         self.temps: list[Path] = []
-        self.writer: pq.ParquetWriter | None = None
-        self.shard_bytes = 0
+        self.shard: ShardFile | None = None
         self.num_examples = 0
         self.num_bytes = 0  # Arrow bytes, as `dataset_info` reports them
         self.final: list[Path] | None = None
-        self.pending: list[pa.Table] = []  # rows not yet in a row group (fewer than row_group_rows)
-        self.pending_rows = 0
 
     def add_table(self, table: pa.Table) -> None:
         """Add a table of this config's schema; full row groups are written as they fill up."""
         if not table.num_rows:
             return
-        self.pending.append(table)
-        self.pending_rows += table.num_rows
-        while self.pending_rows >= self.row_group_rows:
-            self._write_pending(self.row_group_rows)
+        self.ends += [stop for _start, stop in self.plan.add(row_sizes(table))]
+        for group in self.groups.add(table):
+            self._write(group)
 
-    def _write_pending(self, rows: int) -> None:
-        pending = pa.concat_tables(self.pending)
-        group, rest = pending.slice(0, rows), pending.slice(rows)
-        self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
-        if any(column.num_chunks > 1 for column in group.columns):
-            # Pieces of several batches: the writer's page cuts follow the arrays' chunks, so make it one.
-            group = group.combine_chunks()
-        self._write(group)
+    def add_file(self, path: Path, sizes: np.ndarray | None = None) -> None:
+        """Add the rows of an Arrow IPC file (a chunk's, `chunks.PartFiles`), then remove it."""
+        for table in iter_pieces([ShardPiece(str(path), 0, sys.maxsize)]):
+            self.add_table(table)
+        Path(path).unlink()
 
-    def _open(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temp = self.folder / f".{self.split}-{len(self.temps):05d}.parquet.tmp"
-        self.temps.append(temp)
-        statistics = [name for name in self.schema.names if name in STATISTICS_COLUMNS]
-        self.writer = pq.ParquetWriter(
-            temp,
-            self.schema,
-            write_statistics=statistics,
-            use_content_defined_chunking=CDC_OPTIONS,
-            write_page_index=True,
-        )
-        self.writer.add_key_value_metadata({"content_defined_chunking": json.dumps(CDC_OPTIONS)})
-        self.shard_bytes = 0
-
-    def _write(self, table: pa.Table) -> None:
-        if self.writer is None or self.shard_bytes >= self.max_shard_bytes:
+    def _write(self, group: pa.Table) -> None:
+        if self.shard is None:
+            self.shard = ShardFile(self.folder, self.split, len(self.temps), self.schema)
+            self.temps.append(self.shard.path)
+        self.shard.write(group)
+        self.num_examples += group.num_rows
+        self.num_bytes += group.nbytes
+        if self.ends and self.num_examples == self.ends[0]:
+            self.ends.pop(0)
             self._close_shard()
-            self._open()
-        self.writer.write_table(table)
-        self.shard_bytes += table.nbytes
-        self.num_examples += table.num_rows
-        self.num_bytes += table.nbytes
 
     def _close_shard(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        if self.shard is not None:
+            self.shard.close()
+            self.shard = None
+
+    def plan_last(self) -> None:
+        """Nothing to do here (`shardwork.PlannedSplitWriter` hands its last shard to a worker)."""
 
     def close(self) -> list[Path]:
         """Finish writing (the shards keep their temporary names); returns the names `commit()` will give.
@@ -116,24 +244,93 @@ class ParquetSplitWriter:
         folder's card leaves that split out.
         """
         if self.final is None:
-            if self.pending_rows:
-                self._write_pending(self.pending_rows)
+            self.ends += [stop for _start, stop in self.plan.finish()]
+            for group in self.groups.rest():
+                self._write(group)
             self._close_shard()
-            self.final = [self.folder / shard_name(self.split, i, len(self.temps)) for i in range(len(self.temps))]
+            self.final = final_names(self.folder, self.split, len(self.temps))
         return self.final
 
     def commit(self) -> list[Path]:
         """Rename the shards into place; shards of an earlier run that this run does not rewrite are removed."""
-        final = self.close()
-        for temp, path in zip(self.temps, final):
-            os.replace(temp, path)
-        for old in self.folder.glob(f"{self.split}-*-of-*.parquet"):
-            if old not in final:
-                old.unlink()
-        return final
+        return commit_shards(self.folder, self.split, self.temps, self.close())
 
     def abort(self) -> None:
-        self.pending, self.pending_rows = [], 0
+        self.groups = RowGroups(self.plan.row_group_rows)
         self._close_shard()
         for temp in self.temps:
             temp.unlink(missing_ok=True)
+
+
+def final_names(folder: Path, split: str, count: int) -> list[Path]:
+    return [folder / shard_name(split, index, count) for index in range(count)]
+
+
+def commit_shards(folder: Path, split: str, temps: list[Path], final: list[Path]) -> list[Path]:
+    for temp, path in zip(temps, final):
+        os.replace(temp, path)
+    for old in folder.glob(f"{split}-*-of-*.parquet"):
+        if old not in final:
+            old.unlink()
+    return final
+
+
+@dataclass(frozen=True)
+class ShardPiece:
+    """Rows [start, stop) of a chunk's Arrow IPC file (`chunks.PartFiles`)."""
+
+    path: str
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One planned shard: its config, split and index, the folder it goes to, and its rows, piece by piece."""
+
+    config: str
+    split: str
+    index: int
+    folder: str
+    pieces: tuple[ShardPiece, ...]
+    row_group_rows: int
+
+
+@dataclass(frozen=True)
+class ShardWritten:
+    spec: ShardSpec
+    path: str  # its temporary name
+    rows: int
+    nbytes: int
+
+
+def iter_pieces(pieces: Iterable[ShardPiece]) -> Iterator[pa.Table]:
+    """The rows of the pieces, as the record batches of their files (sliced at the pieces' ends)."""
+    for piece in pieces:
+        with pa.memory_map(piece.path) as source:
+            reader = pa.ipc.open_file(source)
+            first = 0
+            for index in range(reader.num_record_batches):
+                batch = reader.get_batch(index)
+                last = first + batch.num_rows
+                if last > piece.start and first < piece.stop:
+                    low, high = max(piece.start, first) - first, min(piece.stop, last) - first
+                    yield pa.Table.from_batches([batch.slice(low, high - low)])
+                first = last
+
+
+def write_shard(spec: ShardSpec, specs: dict[str, Any]) -> ShardWritten:
+    """Write one planned shard (any process that sees the staging folder): the same row groups, and so the same
+    bytes, as `ParquetSplitWriter` writes for those rows. A second run (a retried task) rewrites the same file."""
+    schema = arrow_schema(specs)
+    groups = RowGroups(spec.row_group_rows)
+    shard = ShardFile(Path(spec.folder), spec.split, spec.index, schema)
+    try:
+        for table in iter_pieces(spec.pieces):
+            for group in groups.add(table):
+                shard.write(group)
+        for group in groups.rest():
+            shard.write(group)
+    finally:
+        shard.close()
+    return ShardWritten(spec, str(shard.path), shard.rows, shard.nbytes)

@@ -51,7 +51,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "viewer",
         "writers",
     ),
-    "orchestration": ("builder", "chunks", "export", "hub", "job", "ray_engine"),
+    "orchestration": ("builder", "chunks", "export", "hub", "job", "ray_engine", "shardwork"),
     "faces": ("personagym_hf", "__main__", "cli", "interaction_generator", "ppopt", "training_data"),
     "testing": ("testing", "testing.synth"),  # not in the wheel: for the tests, the benchmark and the demo's script
 }

@@ -13,6 +13,7 @@ import pytest
 from ray_support import Dies, NodeLog
 from test_export import jsonl_store
 
+from personagym_hf import shards
 from personagym_hf.chunks import ChunkJob, ChunkTask
 from personagym_hf.collect import interaction_to_sample
 from personagym_hf.config import RunOptions, parse_config
@@ -73,6 +74,23 @@ def test_duplicates_across_chunks_and_bad_records_give_the_same_bytes_and_report
 def test_jsonl_files_in_byte_ranges_give_the_same_bytes(ray_local, tmp_path):
     local, ray = both(jsonl_store(tmp_path / "s"), tmp_path, RunOptions(chunk_bytes=16384))
     assert local == ray
+
+
+def test_ray_tasks_write_the_shards_and_the_driver_writes_no_parquet(ray_local, tmp_path, monkeypatch):
+    store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
+    small = RunOptions(chunk_files=7, row_group_rows=4, max_shard_bytes=20_000)
+    cfg = parse_config({})
+    export_store(store, tmp_path / "local", cfg, interaction_to_sample, options=small)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("the driver wrote Parquet")
+
+    monkeypatch.setattr(shards.pq, "ParquetWriter", not_here)  # the driver's only: Ray's workers import their own
+    export_store(store, tmp_path / "ray", cfg, interaction_to_sample, options=replace(small, engine="ray"))
+    assert sums(tmp_path / "local") == sums(tmp_path / "ray")
+    train = sorted((tmp_path / "ray/hf_dataset/data/full").glob("train-*.parquet"))
+    assert len(train) > 3, train
+    assert not list((tmp_path / "ray").rglob("*.arrow"))
 
 
 def test_a_two_node_cluster_gives_the_same_bytes(ray_cluster, tmp_path):

@@ -1,0 +1,215 @@
+"""Parquet shards: each row's size, the shard plan made from the sizes, and shards written by the workers
+(`shardwork.py`) with the bytes of a one-process export."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import make_interaction, write_files
+
+from personagym_hf import TrainingDataCollector, shards
+from personagym_hf.config import RunOptions, parse_config
+from personagym_hf.encode import Encoder
+from personagym_hf.job import export_store
+from personagym_hf.schema import arrow_schema
+from personagym_hf.shards import ParquetSplitWriter, ShardPlan, row_sizes
+from personagym_hf.shardwork import InProcess, PlannedSplitWriter
+from personagym_hf.transaction import OutputError
+
+CONVERT = TrainingDataCollector().interaction_to_training_sample
+# Small chunks, row groups and shards: a 90-interaction store gives 9 chunks and several shards per split.
+SMALL = RunOptions(chunk_files=10, row_group_rows=4, max_shard_bytes=10_000)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def store(tmp_path) -> Path:
+    records = [make_interaction(n, persona=f"persona_{n % 30:03d}") for n in range(90)]
+    return write_files(tmp_path / "store", records)
+
+
+def test_row_sizes_count_each_value_and_offset():
+    table = pa.table(
+        {
+            "text": pa.array(["ab", None, ""]),
+            "number": pa.array([1, 2, 3], pa.int64()),
+            "turns": pa.array(
+                [[{"role": "user", "content": "hi"}], [], None],
+                pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])),
+            ),
+            "json": pa.array(['{"a": 1}', "{}", "null"], pa.json_(pa.string())),
+        }
+    )
+    # text: bytes + 4; number: 8; turns: 4 + per element (4 + 4 + 4 + 2); json: its storage string's
+    assert row_sizes(table).tolist() == [(2 + 4) + 8 + (4 + 8 + 6) + (8 + 4), 4 + 8 + 4 + (2 + 4), 4 + 8 + 4 + (4 + 4)]
+
+
+def test_row_sizes_do_not_depend_on_batching_or_on_a_parquet_round_trip(tmp_path):
+    rows = [{"text": "x" * n, "items": [str(i) for i in range(n % 4)]} for n in range(50)]
+    whole = pa.Table.from_pylist(rows)
+    pieces = pa.concat_tables([whole.slice(0, 7), whole.slice(7, 30), whole.slice(37)])
+    pq.write_table(whole, tmp_path / "t.parquet", row_group_size=9)
+    back = pq.read_table(tmp_path / "t.parquet")
+    assert row_sizes(pieces).tolist() == row_sizes(whole).tolist() == row_sizes(back).tolist()
+    assert row_sizes(whole.slice(20, 5)).tolist() == row_sizes(whole).tolist()[20:25]
+    assert row_sizes(whole).sum() == whole.nbytes  # no nulls: no bitmaps to leave out
+
+
+def test_the_plan_closes_a_shard_after_the_row_group_that_reaches_the_limit():
+    plan = ShardPlan(max_shard_bytes=100, row_group_rows=3)
+    assert plan.add(np.array([10, 10])) == []  # a row group not yet full
+    assert plan.add(np.array([10, 40])) == []  # the first group (30) is full: the shard is under 100
+    assert plan.add(np.array([40, 40, 5])) == [(0, 6)]  # the second (120) takes it to 150: the shard ends there
+    assert plan.add(np.array([500])) == []  # 505, but the group is not full yet
+    assert plan.add(np.array([1, 1, 1])) == [(6, 9)]
+    assert plan.finish() == [(9, 11)]  # the last group, shorter
+    assert plan.finish() == []
+
+
+def test_the_plan_is_the_same_for_any_cut_of_the_sizes():
+    sizes = np.random.default_rng(1).integers(1, 500, 2000)
+    whole = ShardPlan(9_000, 7)
+    expected = whole.add(sizes) + whole.finish()
+    for cuts in ([1000], [3, 4, 5, 1999], list(range(0, 2000, 13))):
+        plan = ShardPlan(9_000, 7)
+        pieces = np.split(sizes, cuts)
+        assert [shard for piece in pieces for shard in plan.add(piece)] + plan.finish() == expected
+    assert len(expected) > 50 and all(stop % 7 == 0 for _start, stop in expected[:-1])
+
+
+def test_workers_write_the_shards_with_the_bytes_of_one_process(store, tmp_path, monkeypatch):
+    """The parent opens no Parquet writer: the workers write every shard, and the files are those of one process."""
+    one = export_store(store, tmp_path / "one", parse_config({}), CONVERT, options=SMALL)
+    parent, writers = os.getpid(), tmp_path / "writers"
+    opened = pq.ParquetWriter
+
+    def in_a_worker_only(*args, **kwargs):
+        if os.getpid() == parent:
+            raise AssertionError("the parent process wrote Parquet")
+        with writers.open("a") as log:
+            log.write(f"{os.getpid()}\n")
+        return opened(*args, **kwargs)
+
+    monkeypatch.setattr(shards.pq, "ParquetWriter", in_a_worker_only)  # inherited by the forked workers
+    two = export_store(store, tmp_path / "two", parse_config({}), CONVERT, options=replace(SMALL, num_proc=2))
+    assert snapshot(tmp_path / "two") == snapshot(tmp_path / "one")
+    full = sorted(p.name for p in (tmp_path / "two/hf_dataset/data/full").iterdir())
+    assert len([name for name in full if name.startswith("train-")]) > 3, full
+    shard_files = list((tmp_path / "two/hf_dataset/data").rglob("*.parquet"))
+    assert len(writers.read_text().splitlines()) == len(shard_files)  # one writer per shard, none in the parent
+    assert len(set(writers.read_text().split())) == 2  # both workers wrote shards
+    assert two.result.statistics == one.result.statistics
+    assert not list((tmp_path / "two").rglob("*.arrow"))
+
+
+def test_a_chunk_file_is_removed_once_no_shard_needs_it_and_the_shards_are_those_of_one_writer(tmp_path):
+    """The staging folder holds only the Arrow files of a split's open shard (and of shards being written)."""
+    specs = Encoder(parse_config({}), True, True).specs["minimal"]
+    rows = [
+        {"sample_id": f"s{i}", "initial_query": "q" * (i % 7), "prompt_trajectory": ["a"] * (i % 3), "num_turns": i}
+        for i in range(40)
+    ]
+    table = pa.Table.from_pylist(rows, schema=arrow_schema(specs))
+    planned = PlannedSplitWriter(
+        tmp_path / "planned", "train", "minimal", specs, InProcess({"minimal": specs}), tmp_path / "spill", 200, 4
+    )
+    files = []
+    for start in range(0, 40, 5):
+        path = tmp_path / f"chunk{start:02d}.arrow"
+        with pa.ipc.new_file(path, table.schema) as arrow:
+            arrow.write_table(table.slice(start, 5))
+        files.append((path, start, start + 5))
+        planned.add_file(path, row_sizes(table.slice(start, 5)))
+        open_shard = [path for path, first, stop in files if stop > planned.plan.start]
+        assert [path for path, _first, _stop in files if path.exists()] == open_shard
+    assert planned.shards > 3 and len(open_shard) < len(files)
+    planned.commit()
+    assert not [path for path, _first, _stop in files if path.exists()]
+
+    one = ParquetSplitWriter(tmp_path / "one", "train", specs, 200, 4)
+    for start in range(0, 40, 5):
+        one.add_table(table.slice(start, 5))
+    one.commit()
+    assert snapshot(tmp_path / "planned") == snapshot(tmp_path / "one")
+    assert len(snapshot(tmp_path / "one")) == planned.shards
+    assert pa.concat_tables(pq.read_table(path) for path in sorted((tmp_path / "one").iterdir())).to_pylist() == rows
+
+
+def test_an_append_with_workers_gives_the_bytes_of_one_process(store, tmp_path):
+    """The earlier export's rows (tables in the parent) reach the workers through an Arrow file of their own."""
+    first = write_files(tmp_path / "first", [make_interaction(n, persona=f"persona_{n % 30:03d}") for n in range(40)])
+    for name, num_proc in (("one", 1), ("two", 2)):
+        options = replace(SMALL, num_proc=num_proc)
+        export_store(first, tmp_path / name, parse_config({}), CONVERT, options=options)
+        export_store(store, tmp_path / name, parse_config({}), CONVERT, append=True, options=options)
+    assert snapshot(tmp_path / "two") == snapshot(tmp_path / "one")
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in (tmp_path / "two/hf_dataset/data/full").iterdir())
+    assert rows == 90
+
+
+def test_a_full_disk_in_a_worker_writing_a_shard_is_one_line_and_the_earlier_export_stays(
+    store, tmp_path, monkeypatch
+):
+    out = tmp_path / "out"
+    export_store(store, out, parse_config({}), CONVERT, options=SMALL)
+    before = snapshot(out)
+    parent = os.getpid()
+
+    def full(self, group):
+        if os.getpid() != parent:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(shards.ShardFile, "write", full)
+    with pytest.raises(OutputError) as raised:
+        export_store(store, out, parse_config({}), CONVERT, options=replace(SMALL, num_proc=2))
+    assert str(raised.value).startswith(f"no space left on device writing {out} (needed ~")
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "store"]
+
+
+def test_a_worker_killed_mid_run_is_one_line_not_a_hang(store, tmp_path):
+    """In a process of its own, bounded: `multiprocessing.Pool` waited for a killed worker's task forever."""
+    out = tmp_path / "out"
+    export_store(store, out, parse_config({}), CONVERT, options=SMALL)
+    before = snapshot(out)
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from ray_support import Dies
+from personagym_hf.chunks import WorkerDied
+from personagym_hf.config import RunOptions, parse_config
+from personagym_hf.job import export_store
+options = RunOptions(chunk_files=10, row_group_rows=4, max_shard_bytes=10_000, num_proc=2)
+try:
+    dies = Dies("interaction_persona_025_0055")
+    export_store({str(store)!r}, {str(out)!r}, parse_config({{}}), dies, options=options)
+except WorkerDied as error:
+    print(error)
+    sys.exit(3)
+"""
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        printed, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # the export and its workers
+            process.wait()
+    assert process.returncode == 3
+    assert printed == (
+        "a worker process died (killed, or out of memory); the earlier export is unchanged: rerun, with fewer "
+        "--num-proc if memory ran out\n"
+    )
+    assert snapshot(out) == before
