@@ -64,7 +64,7 @@ class RunOptions:
     chunk_bytes: int = 16 << 20  # a plain .jsonl file over this is cut into byte ranges of about this size
     batch_rows: int = 1000  # samples per Arrow batch, turned into every config's table at once
     row_group_rows: int = 1000  # rows per Parquet row group (the last one of a shard shorter)
-    max_shard_bytes: int = 256 << 20  # a new Parquet shard starts past this many Arrow bytes
+    max_shard_bytes: int = 256 << 20  # a shard ends after the row group that takes it past this (`shards.row_sizes`)
     split_cache: int = 1 << 16  # split keys remembered per encoder (see `chunks.Encoder.split_of`)
 
     def __post_init__(self) -> None:
