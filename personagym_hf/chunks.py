@@ -25,6 +25,7 @@ import multiprocessing
 import pickle
 import shutil
 import signal
+import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -208,10 +209,19 @@ _worker_job: ChunkJob | None = None
 
 
 def _start_worker(job: ChunkJob) -> None:
-    """A worker dies on SIGTERM (the pool's `terminate`), whatever handler the parent's CLI installed."""
+    """A worker dies on SIGTERM (the pool's `terminate`), whatever handler the parent's CLI installed, and Ctrl-C
+    stops its task (the parent held both signals while forking it: `LocalRunner._submit`)."""
     global _worker_job
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _worker_job = job
+
+
+# Held while the pool forks. An exception a signal handler raises there is lost or harmful: inside one of Python's
+# at-fork handlers it is swallowed ("Exception ignored"), and between a fork and the pool's bookkeeping it leaves a
+# worker the pool does not know of, which nothing stops. Blocking the signals would not do: any thread that does not
+# block them (the pool's, the audit's) takes them, and Python still runs the handler in the main thread.
+HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _encode_in_worker(task: ChunkTask) -> ChunkResult:
@@ -286,7 +296,7 @@ class LocalRunner:
         upcoming = iter(tasks)
         try:
             for task in upcoming:
-                pending.append((task, self.pool.submit(_encode_in_worker, task)))
+                pending.append((task, self._submit(_encode_in_worker, task)))
                 if len(pending) >= WINDOW_PER_WORKER * self.workers:
                     break
             while pending:
@@ -294,14 +304,33 @@ class LocalRunner:
                 result = self.result(future, f"chunk {task.index} ({describe(self.job.files, task.chunk)})")
                 following = next(upcoming, None)
                 if following is not None:
-                    pending.append((following, self.pool.submit(_encode_in_worker, following)))
+                    pending.append((following, self._submit(_encode_in_worker, following)))
                 yield task, result
         finally:
             for _task, future in pending:
                 future.cancel()
 
     def submit_shard(self, spec: ShardSpec) -> Future:
-        return self.pool.submit(_write_shard_in_worker, spec)
+        return self._submit(_write_shard_in_worker, spec)
+
+    def _submit(self, function, argument) -> Future:
+        """`pool.submit`, with `HELD_SIGNALS` held: a submit may fork the workers (all of them at the first, under
+        "fork"); a signal that comes meanwhile is raised again, to its own handler, once the submit is done."""
+        if threading.current_thread() is not threading.main_thread():  # handlers can be set in the main thread only
+            return self.pool.submit(function, argument)
+        came: list[int] = []
+
+        def hold(number: int, frame) -> None:
+            came.append(number)
+
+        handlers = {number: signal.signal(number, hold) for number in HELD_SIGNALS}
+        try:
+            return self.pool.submit(function, argument)
+        finally:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
+            for number in came[:1]:
+                signal.raise_signal(number)
 
     @staticmethod
     def ready(handle: Future) -> bool:

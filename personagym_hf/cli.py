@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import signal
@@ -90,6 +91,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.address and args.engine != "ray":
         raise CliError("--address names a Ray cluster: pass --engine ray with it")
+    runtime_env = _runtime_env(args.runtime_env_json) if args.runtime_env_json is not None else None
+    if runtime_env is not None and args.engine != "ray":
+        raise CliError("--runtime-env-json is for the Ray workers: pass --engine ray with it")
     if args.engine == "ray":
         from .extras import require
 
@@ -108,7 +112,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         hf_dataset=False if args.no_hf_dataset else None,
         show_progress=_show_progress(args),
         num_proc=args.num_proc,
-        options=RunOptions(engine=args.engine, ray_address=args.address),
+        options=RunOptions(engine=args.engine, ray_address=args.address, ray_runtime_env=runtime_env),
         wait=args.wait,
         audit=None if args.no_audit else "auto",
         tokenizer=args.tokenizer,
@@ -524,6 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
         "`ray start` started here, or a new local one)",
     )
     export.add_argument(
+        "--runtime-env-json",
+        metavar="JSON",
+        help="with --engine ray: the job's Ray runtime environment, as `ray job submit` takes it, e.g. "
+        '\'{"py_modules": ["/path/to/personagym_hf"]}\' to ship this package to nodes that lack it (see README: On '
+        "a real cluster)",
+    )
+    export.add_argument(
         "--no-audit",
         action="store_true",
         help="leave the leakage audit out of statistics.json and the card (default: near duplicates with the "
@@ -596,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
         num_proc=1,
         engine="local",
         address=None,
+        runtime_env_json=None,
         wait=False,
         no_audit=False,
         tokenizer=None,
@@ -662,6 +674,17 @@ def _seconds(text: str) -> float:
         value = 0.0
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
+def _runtime_env(text: str) -> dict:
+    """`--runtime-env-json`: a JSON object (never echoed back: its env_vars may hold secrets)."""
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise CliError(f"--runtime-env-json: not JSON ({error.msg} at character {error.pos})") from None
+    if not isinstance(value, dict):
+        raise CliError(f"--runtime-env-json: expected a JSON object ({{...}}), got a {type(value).__name__}")
     return value
 
 

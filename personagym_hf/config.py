@@ -60,6 +60,7 @@ class RunOptions:
     start_method: StartMethod = "fork"
     engine: Engine = "local"  # "ray": the chunks are encoded by Ray tasks (ray_engine.py); num_proc is then unused
     ray_address: str | None = None  # the Ray cluster (engine "ray"; None: what `ray.init` finds)
+    ray_runtime_env: Mapping[str, Any] | None = None  # the job's runtime_env, given to `ray.init` (engine "ray")
     chunk_files: int = 1000  # files per chunk: the unit of work of a worker, and about what memory holds
     chunk_bytes: int = 16 << 20  # a plain .jsonl file over this is cut into byte ranges of about this size
     batch_rows: int = 1000  # samples per Arrow batch, turned into every config's table at once

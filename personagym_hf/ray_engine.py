@@ -28,8 +28,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
+import tempfile
 from collections import deque
-from typing import Any, Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, Any, Iterator, Mapping, Sequence
 
 from .chunks import ChunkJob, ChunkResult, ChunkTask, encode_chunk
 from .config import ConfigError, RunOptions
@@ -86,23 +89,70 @@ def _encode_task(job: ChunkJob, task: ChunkTask, cwd: str) -> ChunkResult:
         os.chdir(previous)
 
 
-def _connect(address: str | None) -> bool:
+def _connect(address: str | None, runtime_env: Mapping[str, Any] | None = None) -> bool:
     """Connect this driver to Ray (`address`, else what `ray.init` finds: RAY_ADDRESS, a cluster `ray start`
-    started here, or a new local instance); True when this call connected (and so disconnects at the end)."""
+    started here, or a new local instance) with the job's `runtime_env`; True when this call connected (and so
+    disconnects at the end). A driver connected already keeps its connection, and its runtime environment."""
     ray = require("ray", "ray", "--engine ray")
     if ray.is_initialized():
+        if runtime_env is not None:
+            logger.warning("Ray is connected already: ray_runtime_env is not applied (give it to your ray.init)")
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address not in ("auto", "local") and "://" not in address:
         _reachable(address)
-    try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False)
-    except ConnectionError as error:
-        raise RayConnectError(
-            f"cannot connect to the Ray cluster at {address}: {str(error).splitlines()[0]} (check --address, and that "
-            "RAY_AUTH_TOKEN or ~/.ray/auth_token holds the cluster's token)"
-        ) from None
+    with _messages_aside() as messages:
+        try:
+            ray.init(
+                address=address,
+                runtime_env=dict(runtime_env) if runtime_env is not None else None,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                include_dashboard=False,
+            )
+        except (ValueError, TypeError) as error:  # a runtime_env Ray refuses (a py_modules path that does not exist)
+            raise RayConnectError(
+                f"Ray refused the runtime environment (--runtime-env-json): {_scrubbed(error, runtime_env)}"
+            ) from None
+        except ConnectionError as error:
+            messages.seek(0)
+            if b"InvalidAuthToken" in messages.read():
+                raise RayConnectError(
+                    f"the Ray cluster at {address} refused this driver's token: give the export the cluster's token "
+                    "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) and RAY_AUTH_MODE=token"
+                ) from None
+            raise RayConnectError(
+                f"cannot connect to the Ray cluster at {address}: {str(error).splitlines()[0]} (check --address, and "
+                "that RAY_AUTH_TOKEN or ~/.ray/auth_token holds the cluster's token)"
+            ) from None
     return True
+
+
+@contextmanager
+def _messages_aside() -> Iterator[IO[bytes]]:
+    """What is written to stderr while Ray connects goes to a temporary file instead. Ray's C++ core writes there
+    itself, past Python's logging: a line a second for ~20 s while a cluster refuses the driver's token, a warning
+    when no route to 8.8.8.8 shows it the node's address. The export says in one line what went wrong."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as messages:
+        os.dup2(messages.fileno(), 2)
+        try:
+            yield messages
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _scrubbed(error: BaseException, runtime_env: Mapping[str, Any] | None) -> str:
+    """The first line of Ray's message, with the values of the runtime environment's env_vars (secrets, often)
+    replaced by ***."""
+    line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    for value in ((runtime_env or {}).get("env_vars") or {}).values():
+        if isinstance(value, str) and value:
+            line = line.replace(value, "***")
+    return line
 
 
 def _reachable(address: str) -> None:
@@ -145,7 +195,7 @@ class RayRunner:
         import ray
 
         self.ray = ray
-        self.connected = _connect(self.options.ray_address)
+        self.connected = _connect(self.options.ray_address, self.options.ray_runtime_env)
         try:
             self.encode = ray.remote(max_retries=RETRIES, retry_exceptions=False)(_encode_task)
             self.write = ray.remote(max_retries=RETRIES, retry_exceptions=False)(_shard_task)

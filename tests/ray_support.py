@@ -394,3 +394,19 @@ class NodeLog:
 
 
 _LOGGED: set[int] = set()  # processes that wrote their node id (`NodeLog`)
+
+
+class ModuleLog:
+    """A conversion that appends where this process imported personagym_hf from to `log`, and otherwise converts as
+    the built-in one: whether a runtime environment's `py_modules` reached the workers."""
+
+    def __init__(self, log: str | os.PathLike[str]) -> None:
+        self.log = str(log)
+
+    def __call__(self, interaction: dict) -> Any:
+        import personagym_hf
+        from personagym_hf.collect import interaction_to_sample
+
+        with open(self.log, "a", encoding="utf-8") as file:
+            file.write(personagym_hf.__file__ + "\n")
+        return interaction_to_sample(interaction)

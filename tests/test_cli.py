@@ -339,6 +339,22 @@ def test_engine_ray_without_the_extra_is_one_line_before_any_work(small_store, t
     )
 
 
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        ('{"py_modules": [', "--runtime-env-json: not JSON (Expecting value at character 16)"),
+        ('["pip"]', "--runtime-env-json: expected a JSON object ({...}), got a list"),
+        ('{"pip": ["x"]}', "--runtime-env-json is for the Ray workers: pass --engine ray with it"),
+    ],
+)
+def test_a_runtime_env_that_cannot_be_used_is_one_line_before_any_work(small_store, tmp_path, capsys, value, error):
+    out = tmp_path / "out"
+    argv = ["export", "--interactions", str(small_store), "--output", str(out), "--runtime-env-json", value]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == f"personagym-hf export: error: {error}\n"
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
 def test_a_reader_that_stops_reading_ends_the_command_quietly(small_store, tmp_path):
     done = subprocess.run(
         f"{sys.executable} -m personagym_hf export --interactions {small_store} --output {tmp_path}/o -q | head -1",

@@ -6,11 +6,13 @@ elsewhere it is skipped with the reason.
 
 import hashlib
 import json
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from ray_support import Dies, NodeLog
+from ray_support import Dies, ModuleLog, NodeLog
 from test_export import jsonl_store
 
 from personagym_hf import shards
@@ -21,6 +23,7 @@ from personagym_hf.demo import demo_store_path
 from personagym_hf.encode import Encoder
 from personagym_hf.job import export_store
 from personagym_hf.plan import Files
+from personagym_hf.ray_engine import RayConnectError
 from personagym_hf.samples import BadInputError
 from personagym_hf.testing.synth import write_store
 
@@ -78,7 +81,7 @@ def test_jsonl_files_in_byte_ranges_give_the_same_bytes(ray_local, tmp_path):
 
 def test_ray_tasks_write_the_shards_and_the_driver_writes_no_parquet(ray_local, tmp_path, monkeypatch):
     store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
-    small = RunOptions(chunk_files=7, row_group_rows=4, max_shard_bytes=20_000)
+    small = RunOptions(chunk_files=7, row_group_rows=4, max_shard_bytes=8_000)
     cfg = parse_config({})
     export_store(store, tmp_path / "local", cfg, interaction_to_sample, options=small)
 
@@ -103,6 +106,40 @@ def test_a_two_node_cluster_gives_the_same_bytes(ray_cluster, tmp_path):
     assert sums(tmp_path / "local") == sums(tmp_path / "ray")
     assert len([node for node in ray.nodes() if node["Alive"]]) == 2
     assert len(set(nodes.read_text(encoding="ascii").split())) == 2  # the chunks ran on both nodes
+
+
+def test_the_runtime_env_ships_this_package_to_the_workers(ray_cluster, tmp_path, monkeypatch):
+    """`--runtime-env-json '{"py_modules": [...]}'`: the workers import the copy the driver shipped."""
+    import ray
+
+    import personagym_hf
+
+    # Ray puts the driver's working directory first on its workers' sys.path: from the checkout's root that would be
+    # the checkout's own personagym_hf/, ahead of any shipped copy.
+    monkeypatch.chdir(tmp_path)
+    store = write_store(tmp_path / "s", count=30, personas=10, seed=3, reply_chars=40)  # no duplicate for the driver
+    cfg, log = parse_config({}), tmp_path / "imported"
+    package = str(Path(personagym_hf.__file__).parent)
+    export_store(store, tmp_path / "local", cfg, ModuleLog(tmp_path / "driver"), options=SMALL_CHUNKS)
+    ray.shutdown()  # the driver only: this export connects with the runtime environment, then disconnects
+    try:
+        shipped = replace(
+            SMALL_CHUNKS, engine="ray", ray_address=ray_cluster.address, ray_runtime_env={"py_modules": [package]}
+        )
+        export_store(store, tmp_path / "ray", cfg, ModuleLog(log), options=shipped)
+        assert not ray.is_initialized()
+        missing = {"py_modules": [str(tmp_path / "no_such_package")], "env_vars": {"HF_TOKEN": "hf_secret_value"}}
+        with pytest.raises(RayConnectError) as raised:
+            export_store(
+                store, tmp_path / "ray", cfg, ModuleLog(log), options=replace(shipped, ray_runtime_env=missing)
+            )
+    finally:
+        ray.init(address=ray_cluster.address)  # as the fixture left it, for the module's next tests
+    assert sums(tmp_path / "local") == sums(tmp_path / "ray")
+    imported = set(log.read_text(encoding="utf-8").split())
+    assert imported and all("/runtime_resources/py_modules_files/" in path for path in imported), imported
+    assert str(raised.value).startswith("Ray refused the runtime environment (--runtime-env-json): ")
+    assert "hf_secret_value" not in str(raised.value)
 
 
 def test_a_worker_killed_mid_chunk_is_retried_and_the_bytes_are_the_same(ray_local, tmp_path):
@@ -182,3 +219,103 @@ def test_a_chunk_whose_worker_always_dies_is_one_line_and_the_earlier_export_sta
     assert str(raised.value).endswith("; the earlier export is unchanged")
     assert "WorkerCrashedError" in str(raised.value) and "\n" not in str(raised.value)
     assert sums(tmp_path / "out") == before
+
+
+def test_a_cluster_that_refuses_the_drivers_token_is_one_line_and_nothing_else(ray_runtime, tmp_path):
+    """A head started with token authentication (`ray start --head --block`, a process of its own, so this process's
+    Ray keeps no token); the export without the token: one line on stderr, where Ray's core wrote a warning a second
+    for ~20 s."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp = ray_runtime.folders.root / "h"  # short: Ray's socket paths under it must fit in 107 bytes
+    ray = Path(sys.executable).parent / "ray"
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "ab" * 32}
+    head = subprocess.Popen(
+        [str(ray), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+        env=env, stdout=(tmp_path / "head.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        for _ in range(120):  # bounded: 60 s for the head to listen
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(
+                f"the Ray head did not listen on 127.0.0.1:{port} within 60 s: {(tmp_path / 'head.log').read_text()}"
+            )
+        env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")}
+        out = tmp_path / "out"
+        command = ["-m", "personagym_hf", "export", "--demo", "--output", str(out), "-q", "--engine", "ray"]
+        done = subprocess.run(
+            [sys.executable, *command, "--address", f"127.0.0.1:{port}"],
+            env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+        _kill_processes_using(temp)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"personagym-hf export: error: the Ray cluster at 127.0.0.1:{port} refused this driver's token: give the "
+        "export the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) and "
+        "RAY_AUTH_MODE=token\n"
+    )
+    assert not out.exists()
+
+
+def _kill_processes_using(folder: Path) -> None:
+    """SIGKILL what a `ray start` left running (its GCS and raylet name their session folder under `folder`)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(folder).encode() in command:
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def test_a_worker_killed_while_it_writes_a_shard_is_retried_and_the_bytes_are_the_same(ray_local, tmp_path):
+    """Ray names a worker's process after the task it runs (`ray::_shard_task`): the first one seen is SIGKILLed."""
+    import threading
+    import time
+
+    store = write_store(tmp_path / "s", count=6000, personas=300, seed=6, reply_chars=400)
+    cfg = parse_config({})
+    export_store(store, tmp_path / "local", cfg, interaction_to_sample)
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_a_shard_writer() -> None:
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and not killed and time.monotonic() < deadline:
+            for entry in Path("/proc").iterdir():
+                try:
+                    if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::_shard_task"):
+                        os.kill(int(entry.name), signal.SIGKILL)
+                        killed.append(int(entry.name))
+                        return
+                except (OSError, ValueError):
+                    continue
+
+    watcher = threading.Thread(target=kill_a_shard_writer)
+    watcher.start()
+    try:
+        export_store(store, tmp_path / "ray", cfg, interaction_to_sample, options=RAY)
+    finally:
+        stop.set()
+        watcher.join()
+    assert killed, "no shard task was seen running"
+    assert sums(tmp_path / "local") == sums(tmp_path / "ray")

@@ -22,6 +22,7 @@ from personagym_hf.job import export_store
 from personagym_hf.schema import arrow_schema
 from personagym_hf.shards import ParquetSplitWriter, ShardPlan, row_sizes
 from personagym_hf.shardwork import InProcess, PlannedSplitWriter
+from personagym_hf.testing.synth import write_store
 from personagym_hf.transaction import OutputError
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample
@@ -213,3 +214,25 @@ except WorkerDied as error:
         "--num-proc if memory ran out\n"
     )
     assert snapshot(out) == before
+
+
+def test_a_sigterm_while_the_workers_fork_is_not_lost(tmp_path):
+    """A signal handler that raises inside one of Python's at-fork handlers is swallowed ("Exception ignored"): the
+    export holds SIGTERM off while it forks its workers, and ends with 143 instead of running to the end."""
+    store = write_store(tmp_path / "store", count=1100, personas=40, seed=5, reply_chars=20)  # 2 chunks: a pool
+    out = tmp_path / "out"
+    script = f"""
+import os, signal, sys
+from personagym_hf.cli import main
+sent = []
+def before_fork():
+    if not sent:
+        sent.append(True)
+        os.kill(os.getpid(), signal.SIGTERM)
+os.register_at_fork(before=before_fork)
+sys.exit(main(["export", "--interactions", {str(store)!r}, "--output", {str(out)!r}, "-q", "--num-proc", "2"]))
+"""
+    # A worker left running would hold the pipes open: `run` would then wait for it until the timeout.
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (143, "personagym-hf: terminated; earlier outputs are unchanged\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
