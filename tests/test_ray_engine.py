@@ -79,6 +79,19 @@ def test_jsonl_files_in_byte_ranges_give_the_same_bytes(ray_local, tmp_path):
     assert local == ray
 
 
+def test_an_append_on_ray_gives_the_bytes_of_a_local_append(ray_local, tmp_path):
+    """The earlier export's rows reach the shard tasks through an Arrow file the driver writes in the staging folder."""
+    first = write_store(tmp_path / "first", count=30, personas=12, seed=8, reply_chars=40)
+    store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
+    small = RunOptions(chunk_files=7, row_group_rows=4, max_shard_bytes=8_000)
+    cfg = parse_config({})
+    for name, options in (("local", small), ("ray", replace(small, engine="ray"))):
+        export_store(first, tmp_path / name, cfg, interaction_to_sample, options=options)
+        export_store(store, tmp_path / name, cfg, interaction_to_sample, options=options, append=True)
+    assert sums(tmp_path / "local") == sums(tmp_path / "ray")
+    assert len(list((tmp_path / "ray/hf_dataset/data/full").glob("train-*.parquet"))) > 3
+
+
 def test_ray_tasks_write_the_shards_and_the_driver_writes_no_parquet(ray_local, tmp_path, monkeypatch):
     store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
     small = RunOptions(chunk_files=7, row_group_rows=4, max_shard_bytes=8_000)

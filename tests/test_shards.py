@@ -147,6 +147,16 @@ def test_a_chunk_file_is_removed_once_no_shard_needs_it_and_the_shards_are_those
     assert pa.concat_tables(pq.read_table(path) for path in sorted((tmp_path / "one").iterdir())).to_pylist() == rows
 
 
+def test_a_split_without_rows_gets_no_shard_and_loses_the_earlier_ones(tmp_path):
+    specs = Encoder(parse_config({}), True, True).specs["minimal"]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "test-00000-of-00001.parquet").write_bytes(b"an earlier export's shard")
+    planned = PlannedSplitWriter(folder, "test", "minimal", specs, InProcess({"minimal": specs}), tmp_path / "t")
+    assert planned.commit() == []
+    assert (planned.num_examples, planned.num_bytes, list(folder.iterdir())) == (0, 0, [])
+
+
 def test_an_append_with_workers_gives_the_bytes_of_one_process(store, tmp_path):
     """The earlier export's rows (tables in the parent) reach the workers through an Arrow file of their own."""
     first = write_files(tmp_path / "first", [make_interaction(n, persona=f"persona_{n % 30:03d}") for n in range(40)])
