@@ -80,7 +80,7 @@ def test_jsonl_files_in_byte_ranges_give_the_same_bytes(ray_local, tmp_path):
 
 
 def test_an_append_on_ray_gives_the_bytes_of_a_local_append(ray_local, tmp_path):
-    """The earlier export's rows reach the shard tasks through an Arrow file the driver writes in the staging folder."""
+    """The earlier export's rows reach the shard tasks through an Arrow file the driver writes in its staging."""
     first = write_store(tmp_path / "first", count=30, personas=12, seed=8, reply_chars=40)
     store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
     small = RunOptions(chunk_files=7, row_group_rows=4, max_shard_bytes=8_000)
