@@ -345,16 +345,3 @@ class LocalRunner:
                 "a worker process died (killed, or out of memory); the earlier export is unchanged: rerun, with "
                 "fewer --num-proc if memory ran out"
             ) from None
-
-
-def run_chunks(
-    job: ChunkJob, tasks: Sequence[ChunkTask], options: RunOptions = RunOptions()
-) -> Iterator[tuple[ChunkTask, ChunkResult]]:
-    """Chunk results in store order: encoded in memory in this process (`num_proc` 1, or a single chunk), or
-    by worker processes started with `options.start_method` (`LocalRunner`)."""
-    if options.num_proc <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield task, encode_chunk(job, task, in_memory=True)
-        return
-    with LocalRunner(job, options, min(options.num_proc, len(tasks))) as runner:
-        yield from runner.chunks(tasks)

@@ -390,7 +390,7 @@ class Exporter:
 
     def add_chunk(self, chunk) -> None:
         """Append an encoded chunk (see `chunks.py`), in memory or in part files, to the outputs. The chunk must
-        hold no sample an earlier export or chunk holds (`run_chunks(skip=...)` and job.py see to that)."""
+        hold no sample an earlier export or chunk holds (`ChunkJob.skip` and `job.encode_store` see to that)."""
         self._audit_earlier()
         self._flush_items()
         self.step.flush()  # samples added one at a time come first

@@ -1,8 +1,8 @@
 """Runs over a whole interaction store: read -> collect -> split -> every output.
 
-- `encode_store`: the store's chunks encoded (`encode.encode`, by `chunks.run_chunks` or the Ray engine) and taken
-  in store order, with the keep-the-first rule for ids repeated across chunks and every rejection reported in
-  order: the one loop the runs below go through.
+- `encode_store`: the store's chunks encoded (`encode.encode`: here, by `chunks.LocalRunner`'s worker processes or by
+  `ray_engine.RayRunner`'s Ray tasks) and taken in store order, with the keep-the-first rule for ids repeated across
+  chunks and every rejection reported in order: the one loop the runs below go through.
 - `export_store`: what `personagym-hf export` runs: one streaming pass over the store (memory does not grow with its
   size), a progress bar over its files, the bad-record policy with a `rejected.jsonl` report, and merged token
   usage. With `on_bad_records: error` the first bad record stops the run; a run that fails in any way (a bad record

@@ -257,11 +257,3 @@ class RayRunner:
                 f"Ray could not run {what}: {type(error).__name__}: {str(error).strip().splitlines()[0]}; the earlier "
                 "export is unchanged"
             ) from None
-
-
-def run_chunks_on_ray(
-    job: ChunkJob, tasks: Sequence[ChunkTask], options: RunOptions = RunOptions()
-) -> Iterator[tuple[ChunkTask, ChunkResult]]:
-    """`chunks.run_chunks` on Ray: (task, result) in store order, each chunk encoded into part files by a task."""
-    with RayRunner(job, options) as runner:
-        yield from runner.chunks(tasks)

@@ -297,7 +297,7 @@ def test_num_proc_gives_the_same_bytes_as_one_process(tmp_path, chunked):
 
 
 def test_run_options_size_the_chunks_and_the_arrow_batches(tmp_path):
-    from personagym_hf.chunks import ChunkJob, plan_tasks, run_chunks
+    from personagym_hf.chunks import ChunkJob, encode_chunk, plan_tasks
     from personagym_hf.encode import Encoder
     from personagym_hf.plan import Files
     from personagym_hf.store import discover_paths
@@ -305,7 +305,8 @@ def test_run_options_size_the_chunks_and_the_arrow_batches(tmp_path):
 
     files = discover_paths(write_store(tmp_path / "s", count=20, personas=5, seed=4, reply_chars=50))
     job = ChunkJob(files, Encoder(parse_config({}), split=False, views=True, batch_rows=3), CONVERT)
-    chunks = list(run_chunks(job, plan_tasks(files, RunOptions(chunk_files=7), tmp_path / "staging")))
+    tasks = plan_tasks(files, RunOptions(chunk_files=7), tmp_path / "staging")
+    chunks = [(task, encode_chunk(job, task, in_memory=True)) for task in tasks]
     assert [task.chunk for task, _ in chunks] == [Files(0, 7), Files(7, 14), Files(14, 20)]
     full = [table.num_rows for _task, chunk in chunks for config, _split, table in chunk.batches if config == "full"]
     assert full == [3, 3, 1, 3, 3, 1, 3, 3]
