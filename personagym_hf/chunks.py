@@ -149,7 +149,7 @@ class PartFiles:
 
     def __init__(self, result: ChunkResult, split_names: tuple[str, ...]):
         self.result = result
-        result.folder.mkdir(parents=True, exist_ok=True)
+        result.folder.mkdir(exist_ok=True)  # in the export's staging folder, which the parent made (job.export_store)
         self.json = {s: result.json_part(s).open("wb", buffering=BUFFER_BYTES) for s in split_names}
         self.jsonl = {s: result.jsonl_part(s).open("wb", buffering=BUFFER_BYTES) for s in split_names}
         self.digests: dict[str, list[bytes]] = {s: [] for s in split_names}

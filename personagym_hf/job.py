@@ -293,8 +293,9 @@ def export_store(
         skip = frozenset(exporter.files.exported)
         job = ChunkJob(files, exporter.encoder, convert, skip)
         tasks = plan_tasks(files, options, staging)
-        if options.engine == "ray":
-            staging.mkdir(parents=True, exist_ok=True)  # made here: a node that cannot see it has no shared folder
+        # Made here, not by the workers: a Ray node that cannot see it has no shared folder, and a task still running
+        # after the export stopped (and removed it) fails instead of making it again.
+        staging.mkdir(parents=True, exist_ok=True)
         runner = open_runner(job, tasks, options)
         # The runner lives until the export is finished: its workers write the last shards in `finish`.
         with runner if runner is not None else nullcontext():

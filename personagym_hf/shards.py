@@ -158,8 +158,8 @@ class RowGroups:
 class ShardFile:
     """One Parquet shard, under its temporary name until `ParquetSplitWriter.commit` renames it."""
 
-    def __init__(self, folder: Path, split: str, index: int, schema: pa.Schema):
-        folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, folder: Path, split: str, index: int, schema: pa.Schema, parents: bool = True):
+        folder.mkdir(parents=parents, exist_ok=True)
         self.path = folder / temp_name(split, index)
         statistics = [name for name in schema.names if name in STATISTICS_COLUMNS]
         self.writer = pq.ParquetWriter(
@@ -321,10 +321,12 @@ def iter_pieces(pieces: Iterable[ShardPiece]) -> Iterator[pa.Table]:
 
 def write_shard(spec: ShardSpec, specs: dict[str, Any]) -> ShardWritten:
     """Write one planned shard (any process that sees the staging folder): the same row groups, and so the same
-    bytes, as `ParquetSplitWriter` writes for those rows. A second run (a retried task) rewrites the same file."""
+    bytes, as `ParquetSplitWriter` writes for those rows. A second run (a retried task) rewrites the same file.
+    The folder's parent must exist (the parent process made it): a task still running after its export was stopped
+    and its staging folder removed fails, instead of making the folder again."""
     schema = arrow_schema(specs)
     groups = RowGroups(spec.row_group_rows)
-    shard = ShardFile(Path(spec.folder), spec.split, spec.index, schema)
+    shard = ShardFile(Path(spec.folder), spec.split, spec.index, schema, parents=False)
     try:
         for table in iter_pieces(spec.pieces):
             for group in groups.add(table):

@@ -59,6 +59,7 @@ class PlannedSplitWriter:
         row_group_rows: int | None = None,
     ):
         self.folder, self.split, self.config, self.runner = folder, split, config, runner
+        folder.parent.mkdir(parents=True, exist_ok=True)  # here: a worker makes only the config's folder in it
         self.schema = arrow_schema(specs)
         self.plan = ShardPlan(max_shard_bytes, row_group_rows)
         self.spill_folder = spill  # for rows that arrive as tables

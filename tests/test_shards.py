@@ -20,7 +20,7 @@ from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.encode import Encoder
 from personagym_hf.job import export_store
 from personagym_hf.schema import arrow_schema
-from personagym_hf.shards import ParquetSplitWriter, ShardPlan, row_sizes
+from personagym_hf.shards import ParquetSplitWriter, ShardPiece, ShardPlan, ShardSpec, row_sizes, write_shard
 from personagym_hf.shardwork import InProcess, PlannedSplitWriter
 from personagym_hf.testing.synth import write_store
 from personagym_hf.transaction import OutputError
@@ -246,3 +246,22 @@ sys.exit(main(["export", "--interactions", {str(store)!r}, "--output", {str(out)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stderr) == (143, "personagym-hf: terminated; earlier outputs are unchanged\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def test_a_shard_task_that_outlives_its_export_makes_no_folder_again(tmp_path):
+    """A Ray task cancelled with its export may still run after the staging folder is removed: it fails instead."""
+    specs = Encoder(parse_config({}), True, True).specs["minimal"]
+    table = pa.Table.from_pylist(
+        [{"sample_id": "s", "initial_query": "q", "prompt_trajectory": [], "num_turns": 1}],
+        schema=arrow_schema(specs),
+    )
+    rows = tmp_path / "rows.arrow"
+    with pa.ipc.new_file(rows, table.schema) as arrow:
+        arrow.write_table(table)
+    gone = tmp_path / ".out.staging-1" / "hf_dataset" / "data" / "minimal"
+    spec = ShardSpec("minimal", "train", 0, str(gone), (ShardPiece(str(rows), 0, 1),), 4)
+    with pytest.raises(FileNotFoundError):
+        write_shard(spec, specs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.arrow"]
+    gone.parent.mkdir(parents=True)
+    assert write_shard(spec, specs).rows == 1
