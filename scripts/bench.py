@@ -6,6 +6,7 @@ Run it from the repository root with the project's venv:
     python scripts/bench.py -n 20000 --keep --num-proc 2  # reuse the store; also export with 2 processes
     python scripts/bench.py --rss-sweep 50000,200000      # export only: peak RSS at each size
     python scripts/bench.py -n 20000 --keep --steps       # the export's steps one at a time: us per record
+    python scripts/bench.py -n 100000 --keep --parent-cpu --num-proc 2   # what the parent process costs
 
 The store is synthetic (`personagym_hf.testing.synth.write_store`, N // 20 personas, ~5 KB pretty-printed JSON
 per interaction, a quarter noisy) in the upstream per-file layout. Each step runs in a fresh
@@ -25,6 +26,11 @@ process, with the garbage collector off, best of 3: reading and parsing (`store.
 into sinks that keep more of its outputs (nothing, the JSON rows, the Arrow tables, with the audit), then the
 whole `export_store`; each line gives what its stage adds. The sum over read + parse is the export's ratio to
 the floor without start-up.
+
+`--parent-cpu` runs `export_store` with `--num-proc` workers (and, with `--engine ray`, on a new local Ray
+instance) in a fresh process and prints the CPU time of that process alone (`getrusage(RUSAGE_SELF)`: the parent,
+or Ray's driver) per record, and its peak RSS: the share of the work that does not spread over workers, which
+bounds how far more cores or nodes can speed an export up.
 """
 
 from __future__ import annotations
@@ -94,6 +100,22 @@ ds.to_parquet(out / "naive.parquet")
 """
 
 
+PARENT_SCRIPT = """
+import resource, sys, tempfile, time
+from personagym_hf.collect import interaction_to_sample
+from personagym_hf.config import RunOptions, parse_config
+from personagym_hf.job import export_store
+store, num_proc, engine = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with tempfile.TemporaryDirectory(prefix="bench_export_") as out:
+    start = time.perf_counter()
+    done = export_store(store, out, parse_config({}), interaction_to_sample, options=RunOptions(num_proc=num_proc,
+                        engine=engine))
+    wall = time.perf_counter() - start
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, done.result.new_samples)
+"""
+
+
 @dataclass
 class Step:
     name: str
@@ -152,6 +174,16 @@ def export_step(store: Path, name: str, extra: tuple[str, ...] = ()) -> Step:
 def ray_step(store: Path) -> Step:
     """The export with `--engine ray` on a new local Ray instance (its start included), in a temp HOME and RAY_TMPDIR.
     Ray listens on every interface and probes outside addresses: only inside a namespace with nothing but lo."""
+    check_loopback_only()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench_ray_", dir="/tmp") as root,
+        tempfile.TemporaryDirectory(prefix="bench_export_") as out,
+    ):
+        cmd = [*CLI_CMD, "export", "--interactions", str(store), "--output", out, "-q", "--engine", "ray"]
+        return run_child("export (engine ray)", cmd, store, ray_env(root))
+
+
+def check_loopback_only() -> None:
     import socket
 
     others = [name for _index, name in socket.if_nameindex() if name != "lo"]
@@ -160,16 +192,14 @@ def ray_step(store: Path) -> Step:
             f"--engine ray: network interfaces {others} are visible; run the benchmark inside a loopback-only "
             "namespace: unshare -n sh -c 'ip link set lo up && python scripts/bench.py ... --engine ray'"
         )
-    with (
-        tempfile.TemporaryDirectory(prefix="bench_ray_", dir="/tmp") as root,
-        tempfile.TemporaryDirectory(prefix="bench_export_") as out,
-    ):
-        home = Path(root) / "home"
-        home.mkdir()
-        (home / "ray_bootstrap_config.yaml").write_text("{}\n")  # no cloud metadata probe
-        env = {**os.environ, "HOME": str(home), "RAY_TMPDIR": root, "RAY_USAGE_STATS_ENABLED": "0"}
-        cmd = [*CLI_CMD, "export", "--interactions", str(store), "--output", out, "-q", "--engine", "ray"]
-        return run_child("export (engine ray)", cmd, store, env)
+
+
+def ray_env(root: str) -> dict[str, str]:
+    """Ray's state and temp folders in `root`, and no cloud metadata probe."""
+    home = Path(root) / "home"
+    home.mkdir(exist_ok=True)
+    (home / "ray_bootstrap_config.yaml").write_text("{}\n")
+    return {**os.environ, "HOME": str(home), "RAY_TMPDIR": root, "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def naive_step(store: Path) -> Step:
@@ -268,6 +298,32 @@ def benchmark(args: argparse.Namespace) -> dict:
         "steps": [asdict(s) for s in steps],
         "targets": {t: {"value": v, "result": verdict(ok)} for t, (v, ok) in targets.items()},
     }
+
+
+def parent_cpu(args: argparse.Namespace) -> dict:
+    """The parent's (or Ray driver's) own CPU per record in an export with workers (see the module docstring)."""
+    store, _mean_size = prepare_store(args.store_dir, args.n, args.keep)
+    warm_cache(store)
+    env = None
+    if args.engine == "ray":
+        check_loopback_only()
+        root = tempfile.mkdtemp(prefix="bench_ray_", dir="/tmp")
+        env = ray_env(root)
+    try:
+        command = [sys.executable, "-c", PARENT_SCRIPT, str(store), str(args.num_proc), args.engine]
+        printed = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout.split()
+    finally:
+        if args.engine == "ray":
+            shutil.rmtree(root, ignore_errors=True)
+        if not args.keep:
+            remove_store(store)
+    wall, cpu, maxrss_kib, records = float(printed[0]), float(printed[1]), int(printed[2]), int(printed[3])
+    where = "Ray's driver" if args.engine == "ray" else f"the parent of {args.num_proc} workers"
+    print(
+        f"{where}: {cpu:.2f} s of CPU for {records} records = {cpu / records * 1e6:.1f} us per record; peak RSS "
+        f"{maxrss_kib / 1024:.0f} MB; the export took {wall:.2f} s"
+    )
+    return {"parent_cpu_us_per_record": cpu / records * 1e6, "parent_peak_rss_mb": maxrss_kib / 1024, "wall": wall}
 
 
 def rss_sweep(args: argparse.Namespace, sizes: list[int]) -> dict:
@@ -371,6 +427,11 @@ def main() -> None:
     )
     parser.add_argument("--rss-sweep", metavar="N1,N2", help="only the export, at each size: peak RSS and its growth")
     parser.add_argument("--steps", action="store_true", help="only the export's steps, one at a time: us per record")
+    parser.add_argument(
+        "--parent-cpu",
+        action="store_true",
+        help="only the export with --num-proc workers (or --engine ray): the parent's own CPU per record and RSS",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     args = parser.parse_args()
 
@@ -380,6 +441,8 @@ def main() -> None:
         figures = rss_sweep(args, sorted(int(size) for size in args.rss_sweep.split(",")))
     elif args.steps:
         figures = step_costs(args)
+    elif args.parent_cpu:
+        figures = parent_cpu(args)
     else:
         figures = benchmark(args)
     if args.json:

@@ -151,6 +151,34 @@ def test_bench_steps_times_every_step_of_an_export(tmp_path):
     assert not (tmp_path / "s300").exists()  # the store is removed without --keep
 
 
+def test_bench_parent_cpu_measures_the_parent_of_the_workers_alone(tmp_path):
+    figures = tmp_path / "figures.json"
+    store = str(tmp_path / "s{n}")
+    command = [
+        sys.executable,
+        "scripts/bench.py",
+        "-n",
+        "1100",
+        "--parent-cpu",
+        "--num-proc",
+        "2",
+        "--store-dir",
+        store,
+    ]
+    done = subprocess.run([*command, "--json", str(figures)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(figures.read_text(encoding="utf-8"))
+    assert set(figures) == {"machine", "parent_cpu_us_per_record", "parent_peak_rss_mb", "wall"}
+    assert 0 < figures["parent_cpu_us_per_record"] and 0 < figures["parent_peak_rss_mb"] < figures["wall"] * 1e6
+    assert re.search(
+        r"^the parent of 2 workers: [0-9.]+ s of CPU for 1100 records = [0-9.]+ us per record; peak RSS \d+ MB; the "
+        r"export took [0-9.]+ s$",
+        done.stdout,
+        re.M,
+    ), done.stdout
+    assert not (tmp_path / "s1100").exists()  # the store is removed without --keep
+
+
 def test_bench_audit_measures_the_libraries_and_the_audit_on_a_store(tmp_path):
     figures = tmp_path / "figures.json"
     command = [sys.executable, "scripts/bench_audit.py", "--libraries", "300", "--store", "200"]
