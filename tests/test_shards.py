@@ -52,7 +52,7 @@ def test_row_sizes_count_each_value_and_offset():
             "json": pa.array(['{"a": 1}', "{}", "null"], pa.json_(pa.string())),
         }
     )
-    # text: bytes + 4; number: 8; turns: 4 + per element (4 + 4 + 4 + 2); json: its storage string's
+    # text: bytes + 4 (its offset); number: 8; turns: 4 + per element role (4 + 4) and content (2 + 4); json: as text
     assert row_sizes(table).tolist() == [(2 + 4) + 8 + (4 + 8 + 6) + (8 + 4), 4 + 8 + 4 + (2 + 4), 4 + 8 + 4 + (4 + 4)]
 
 
