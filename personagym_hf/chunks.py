@@ -323,7 +323,9 @@ class LocalRunner:
         def hold(number: int, frame) -> None:
             came.append(number)
 
-        handlers = {number: signal.signal(number, hold) for number in HELD_SIGNALS}
+        # A handler installed outside Python (getsignal gives None) could not be put back: such a signal is left be.
+        held = [number for number in HELD_SIGNALS if signal.getsignal(number) is not None]
+        handlers = {number: signal.signal(number, hold) for number in held}
         try:
             return self.pool.submit(function, argument)
         finally:

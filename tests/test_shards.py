@@ -265,3 +265,22 @@ def test_a_shard_task_that_outlives_its_export_makes_no_folder_again(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.arrow"]
     gone.parent.mkdir(parents=True)
     assert write_shard(spec, specs).rows == 1
+
+
+def test_a_signal_handler_set_outside_python_is_left_alone_while_the_pool_forks(monkeypatch):
+    """`signal.getsignal` gives None for a handler that C code installed: it could not be put back, so it is left."""
+    import personagym_hf.chunks as chunks
+
+    real, real_signal = signal.getsignal, signal.signal
+
+    def as_if_set_in_c(number, handler):  # what Python says of a handler it did not install
+        previous = real_signal(number, handler)
+        return None if number == signal.SIGTERM else previous
+
+    monkeypatch.setattr(signal, "getsignal", lambda number: None if number == signal.SIGTERM else real(number))
+    monkeypatch.setattr(signal, "signal", as_if_set_in_c)
+    before = real(signal.SIGTERM), real(signal.SIGINT)
+    job = chunks.ChunkJob((), Encoder(parse_config({}), True, True), CONVERT)
+    with chunks.LocalRunner(job, RunOptions(num_proc=2)) as runner:
+        assert runner._submit(len, "four").result(timeout=60) == 4
+    assert (real(signal.SIGTERM), real(signal.SIGINT)) == before
