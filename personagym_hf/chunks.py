@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import pickle
 import shutil
 import signal
+import sys
 import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -210,11 +212,29 @@ _worker_job: ChunkJob | None = None
 
 def _start_worker(job: ChunkJob) -> None:
     """A worker dies on SIGTERM (the pool's `terminate`), whatever handler the parent's CLI installed, and Ctrl-C
-    stops its task (the parent held both signals while forking it: `LocalRunner._submit`)."""
+    stops its task (the parent held both signals while forking it: `LocalRunner._submit`). It dies with its parent
+    too (`_die_with_parent`)."""
     global _worker_job
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    _die_with_parent()
     _worker_job = job
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def _die_with_parent() -> None:
+    """A `concurrent.futures` worker whose parent was killed (kill -9, the OOM killer) would wait for its next task
+    forever: it holds the write end of its own task queue, so it never reads the end of it. On Linux the kernel
+    SIGKILLs it when the parent dies; a parent that died before this call is seen at once."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    parent = multiprocessing.parent_process()
+    if parent is not None and not parent.is_alive():
+        os._exit(1)
 
 
 # Held while the pool forks. An exception a signal handler raises there is lost or harmful: inside one of Python's

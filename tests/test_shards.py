@@ -284,3 +284,54 @@ def test_a_signal_handler_set_outside_python_is_left_alone_while_the_pool_forks(
     with chunks.LocalRunner(job, RunOptions(num_proc=2)) as runner:
         assert runner._submit(len, "four").result(timeout=60) == 4
     assert (real(signal.SIGTERM), real(signal.SIGINT)) == before
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pids: list[int]) -> list[int]:
+    """Those of `pids` that still run (a zombie waiting for its new parent to reap it does not)."""
+    running = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.append(pid)
+    return running
+
+
+def test_the_workers_die_with_a_parent_killed_with_sigkill(tmp_path):
+    """A `concurrent.futures` worker holds its own task queue open, so it would wait for a next task forever."""
+    import time
+
+    store = write_store(tmp_path / "store", count=3000, personas=100, seed=7, reply_chars=200)
+    command = [sys.executable, "-m", "personagym_hf", "export", "--interactions", str(store), "--output"]
+    export = subprocess.Popen([*command, str(tmp_path / "out"), "-q", "--num-proc", "2"], stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2:  # bounded: the export runs for seconds, its workers start in the first
+            assert export.poll() is None and time.monotonic() < deadline, "the export ended before its workers ran"
+            workers = _children(export.pid)
+            time.sleep(0.01)
+        export.kill()
+        export.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while _running(workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _running(workers) == []
+    finally:
+        for pid in _running(workers):
+            os.kill(pid, signal.SIGKILL)
