@@ -211,12 +211,13 @@ _worker_job: ChunkJob | None = None
 
 
 def _start_worker(job: ChunkJob) -> None:
-    """A worker dies on SIGTERM (the pool's `terminate`), whatever handler the parent's CLI installed, and Ctrl-C
-    stops its task (the parent held both signals while forking it: `LocalRunner._submit`). It dies with its parent
-    too (`_die_with_parent`)."""
+    """A worker dies on SIGTERM (the pool's `terminate`), whatever handler the parent's CLI installed (or held while
+    forking it: `LocalRunner._submit`), and leaves Ctrl-C to its parent, which stops the workers: a terminal sends
+    SIGINT to every process of the export, and each worker would print a traceback. It dies with its parent too
+    (`_die_with_parent`)."""
     global _worker_job
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     _worker_job = job
 

@@ -335,3 +335,37 @@ def test_the_workers_die_with_a_parent_killed_with_sigkill(tmp_path):
     finally:
         for pid in _running(workers):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_ctrl_c_on_an_export_with_workers_is_one_line(tmp_path):
+    """A terminal's Ctrl-C goes to every process of the export: the workers leave it to the parent."""
+    import time
+
+    store = write_store(tmp_path / "store", count=3000, personas=100, seed=7, reply_chars=200)
+    command = [sys.executable, "-m", "personagym_hf", "export", "--interactions", str(store), "--output"]
+    export = subprocess.Popen(
+        [*command, str(tmp_path / "out"), "-q", "--num-proc", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's job is
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2:
+            assert export.poll() is None and time.monotonic() < deadline, "the export ended before its workers ran"
+            workers = _children(export.pid)
+            time.sleep(0.01)
+        time.sleep(0.2)  # the workers are into their chunks
+        for pid in workers:  # the mechanism: each worker ignores SIGINT (bit 2 of SigIgn is signal 2)
+            ignored = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if "SigIgn" in line)
+            assert int(ignored.split()[1], 16) & (1 << (signal.SIGINT - 1)), ignored
+        os.killpg(export.pid, signal.SIGINT)
+        assert export.wait(timeout=60) == 130
+        assert export.stderr.read() == "personagym-hf: interrupted; earlier outputs are unchanged\n"
+    finally:
+        if export.poll() is None:
+            os.killpg(export.pid, signal.SIGKILL)
+        for pid in _running(workers):
+            os.kill(pid, signal.SIGKILL)
+    assert not (tmp_path / "out").exists()
