@@ -311,6 +311,12 @@ class LocalRunner:
             process.terminate()
         for process in processes:
             process.join(timeout=10)
+        # A worker stopped while it sent a result leaves half a message in the result pipe: the pool's thread would
+        # wait for the rest forever, and the interpreter for that thread at exit. With every worker gone, closing
+        # this process's copy of the pipe's write end ends that read.
+        results = getattr(self.pool, "_result_queue", None)
+        if results is not None:
+            results._writer.close()
 
     def chunks(self, tasks: Sequence[ChunkTask]) -> Iterator[tuple[ChunkTask, ChunkResult]]:
         pending: deque[tuple[ChunkTask, Future]] = deque()
