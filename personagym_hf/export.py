@@ -401,7 +401,8 @@ class Exporter:
         for split, count in chunk.samples.items():
             self.files.json[split].add_fragment(chunk.json_part(split), count)
             self.files.jsonl[split].add_file(chunk.jsonl_part(split), count, chunk.line_digests[split])
-        for (config, split), path in sorted(chunk.tables.items()):  # each writer removes its file when done with it
+        # Part files come only with workers, whose shards `shardwork.PlannedSplitWriter` plans (it removes each file).
+        for (config, split), path in sorted(chunk.tables.items()):
             self.parquet[config][split].add_file(path, chunk.table_sizes[(config, split)])
         if self.tokens is not None:
             self._count_tokens(chunk)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -212,12 +211,6 @@ class ParquetSplitWriter:
         for group in self.groups.add(table):
             self._write(group)
 
-    def add_file(self, path: Path, sizes: np.ndarray | None = None) -> None:
-        """Add the rows of an Arrow IPC file (a chunk's, `chunks.PartFiles`), then remove it."""
-        for table in iter_pieces([ShardPiece(str(path), 0, sys.maxsize)]):
-            self.add_table(table)
-        Path(path).unlink()
-
     def _write(self, group: pa.Table) -> None:
         if self.shard is None:
             self.shard = ShardFile(self.folder, self.split, len(self.temps), self.schema)
@@ -298,7 +291,6 @@ class ShardSpec:
 
 @dataclass(frozen=True)
 class ShardWritten:
-    spec: ShardSpec
     path: str  # its temporary name
     rows: int
     nbytes: int
@@ -335,4 +327,4 @@ def write_shard(spec: ShardSpec, specs: dict[str, Any]) -> ShardWritten:
             shard.write(group)
     finally:
         shard.close()
-    return ShardWritten(spec, str(shard.path), shard.rows, shard.nbytes)
+    return ShardWritten(str(shard.path), shard.rows, shard.nbytes)

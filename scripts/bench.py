@@ -57,15 +57,17 @@ MARKER = ".bench_store"  # only folders holding it are ever deleted (dot files a
 CLI = Path(sys.executable).with_name("personagym-hf")
 CLI_CMD = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "personagym_hf"]
 
-# Spawns the measured command and reports its wall time and wait4() rusage. A child's ru_maxrss starts at
-# the RSS of the process that spawned it, so the spawner is this bare interpreter (~8 MB), not the bench.
+# Spawns the measured command and reports its wall time and wait4() rusage: peak RSS, and the CPU time of the
+# command and its workers (on a shared machine the wall time depends on the others' load, the CPU time much less).
+# A child's ru_maxrss starts at the RSS of the process that spawned it, so the spawner is this bare interpreter
+# (~8 MB), not the bench.
 LAUNCHER = """
 import os, sys, time
 start = time.perf_counter()
 pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
 _, status, usage = os.wait4(pid, 0)
 with open(sys.argv[1], "w") as f:
-    f.write(f"{time.perf_counter() - start} {usage.ru_maxrss}")
+    f.write(f"{time.perf_counter() - start} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -161,7 +163,7 @@ def run_child(name: str, cmd: list[str], store: Path | None, env: dict[str, str]
         if subprocess.run(launcher, stdout=log, stderr=subprocess.STDOUT, env=env).returncode != 0:
             log.seek(0)
             sys.exit(f"{name} failed: {' '.join(cmd)}\n{log.read().decode(errors='replace')}")
-        seconds, maxrss_kib = figures.read_text().split()
+        seconds, maxrss_kib, _cpu = figures.read_text().split()
     return Step(name, float(seconds), int(maxrss_kib) / 1024)
 
 

@@ -43,7 +43,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import CLI_CMD, DEFAULT_STORE, prepare_store, remove_store, warm_cache  # noqa: E402
+from bench import CLI_CMD, DEFAULT_STORE, LAUNCHER, prepare_store, remove_store, warm_cache  # noqa: E402
 
 LIBRARY_STEPS = {
     "datasketch": ("signatures", "LSH insert", "LSH query"),
@@ -170,19 +170,6 @@ def synthetic_queries(n: int, seed: int = 0) -> list[str]:
             tokens += rng.choice(FOLLOWUPS).split()
         queries.append(" ".join(tokens))
     return queries
-
-
-# bench.py's launcher, also reporting the CPU time of the child and its workers: on a shared machine the wall time
-# of a run depends on the others' load, its CPU time much less.
-LAUNCHER = """
-import os, sys, time
-start = time.perf_counter()
-pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as f:
-    f.write(f"{time.perf_counter() - start} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
 
 
 def run_measured(cmd: list[str]) -> tuple[float, float, str, float]:
