@@ -25,6 +25,7 @@ record saying it changed, from the range where that is seen.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
@@ -33,7 +34,16 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from .records import UNREADABLE, BadRecord, Record
-from .store import _jsonl_records, _NotReadable, _open_regular, iter_file
+from .store import (
+    _jsonl_records,
+    _NotReadable,
+    _open_regular,
+    array_end_records,
+    array_records,
+    iter_file,
+    piece_commas,
+    whole_items,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +72,25 @@ class Range:
     size: int
 
 
-Chunk = Files | Range
+@dataclass(frozen=True, slots=True)
+class Items:
+    """Items `first_item` to `first_item + items` of the JSON array in the plain `.json` file `files[file]`: bytes
+    `start` to `stop` (a `jsonscan.Piece`). `size` is the file's size when it was planned. The file's last piece
+    (`last`) also says how the array ends: `end`, the offset of its closing byte (-1: the file ends inside the
+    array), and `text_after`, that of the first byte past it that is not blank (-1: none)."""
+
+    file: int
+    start: int
+    stop: int
+    first_item: int
+    items: int
+    size: int
+    last: bool = False
+    end: int = -1
+    text_after: int = -1
+
+
+Chunk = Files | Range | Items
 
 
 def plan_chunks(files: Sequence[str], chunk_files: int, chunk_bytes: int) -> list[Chunk]:
@@ -75,7 +103,12 @@ def plan_chunks(files: Sequence[str], chunk_files: int, chunk_bytes: int) -> lis
     group = 0  # first file of the current group of whole files
     group_bytes = 0  # bytes of the group's plain .jsonl files
     for index, path in enumerate(files):
-        ranges, size = _cut(path, index, chunk_bytes) if path.endswith(".jsonl") else (None, 0)
+        if path.endswith(".jsonl"):
+            ranges, size = _cut(path, index, chunk_bytes)
+        elif path.endswith(".json") and not _one_interaction(path):
+            ranges, size = _cut_array(path, index, chunk_bytes), 0
+        else:
+            ranges, size = None, 0
         if ranges is None:  # a whole file, in the current group, unless the group is full
             if index - group == chunk_files or (group_bytes and group_bytes + size > chunk_bytes):
                 chunks.append(Files(group, index))
@@ -118,6 +151,38 @@ def _cut(path: str, index: int, chunk_bytes: int) -> tuple[list[Chunk] | None, i
     size = cuts[-1][1]  # what was read: less than fstat said when the file shrank meanwhile
     logger.debug("%s: %d bytes cut into %d ranges", path, size, len(cuts))
     return [Range(index, start, stop, first_line, size) for start, stop, first_line in cuts], 0
+
+
+def _one_interaction(path: str) -> bool:
+    """Whether the file is named as upstream's `InteractionStorage` names its files, which hold one interaction
+    each: planning does not stat them (a store of a million of them would spend ~3 s on it). Cutting changes no
+    output, so an array file named so is only read whole, by one process."""
+    return path[path.rfind("/") + 1 :].startswith("interaction_")
+
+
+def _cut_array(path: str, index: int, chunk_bytes: int) -> list[Chunk] | None:
+    """The pieces of a `.json` file over `chunk_bytes` whose text is an array (`jsonscan.plan_array`), or None for
+    a file read whole (small, no array, one piece, no regular file, or unreadable: reading it says why)."""
+    from .jsonscan import file_blocks, plan_array  # numpy: only for a store with such a file
+
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size <= chunk_bytes:
+            return None
+        fd, size = _open_regular(path)
+    except (_NotReadable, OSError):
+        return None
+    try:
+        plan = plan_array(file_blocks(fd, 0, size), chunk_bytes)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if plan is None or len(plan.pieces) == 1:
+        return None
+    logger.debug("%s: %d bytes cut into %d pieces of its array", path, size, len(plan.pieces))
+    *pieces, last = [Items(index, p.start, p.stop, p.first_item, p.items, size) for p in plan.pieces]
+    return [*pieces, dataclasses.replace(last, last=True, end=plan.end, text_after=plan.text_after)]
 
 
 def _line_cuts(fd: int, size: int, chunk_bytes: int) -> list[tuple[int, int, int]]:
@@ -163,8 +228,10 @@ def iter_chunk_files(files: Sequence[str], chunk: Chunk) -> Iterator[tuple[int, 
     if isinstance(chunk, Files):
         for index in range(chunk.start, chunk.stop):
             yield index, iter_file(files[index])
-    else:
+    elif isinstance(chunk, Range):
         yield chunk.file, _iter_range(files[chunk.file], chunk)
+    else:
+        yield chunk.file, _iter_items(files[chunk.file], chunk)
 
 
 def _iter_range(source: str, piece: Range) -> Iterator[Record | BadRecord]:
@@ -186,6 +253,37 @@ def _iter_range(source: str, piece: Range) -> Iterator[Record | BadRecord]:
             return
         with io.BufferedReader(_Window(fd, piece.stop - piece.start), _READ_BUFFER) as f:
             yield from _jsonl_records(source, enumerate(f, start=piece.first_line))
+    except OSError as e:  # as `iter_file`: the records read so far stand
+        yield BadRecord(source, "", _read_failure(e), kind=UNREADABLE)
+    finally:
+        os.close(fd)
+
+
+def _iter_items(source: str, piece: Items) -> Iterator[Record | BadRecord]:
+    cut_short = piece.last and piece.end < 0
+    try:
+        fd, _size = _open_regular(source)
+    except (_NotReadable, OSError) as e:
+        if piece.first_item == 0:  # what `iter_file` gives, once per file
+            yield BadRecord(source, "", str(e) if isinstance(e, _NotReadable) else _read_failure(e), kind=UNREADABLE)
+        return
+    try:
+        data = os.pread(fd, piece.stop - piece.start, piece.start)
+        before = os.pread(fd, 1, piece.start - 1)
+        after = b"" if cut_short else os.pread(fd, 1, piece.stop)
+        commas = piece_commas(data, cut_short) if len(data) == piece.stop - piece.start else None
+        if (
+            commas is None
+            or before not in (b"[", b",")
+            or after not in ((b"",) if cut_short else (b"]", b"}") if piece.last else (b",",))
+            or whole_items(data, commas, cut_short, piece.first_item) != piece.items
+        ):
+            changed = _changed(f"item {piece.first_item} no longer starts at byte {piece.start}")
+            yield BadRecord(source, "", changed, kind=UNREADABLE)
+            return
+        yield from array_records(source, data, piece.start, piece.first_item, cut_short, commas)
+        if piece.last:
+            yield from array_end_records(source, piece.end, after[0] if after else None, piece.text_after)
     except OSError as e:  # as `iter_file`: the records read so far stand
         yield BadRecord(source, "", _read_failure(e), kind=UNREADABLE)
     finally:
@@ -224,6 +322,8 @@ def chunk_files_count(chunk: Chunk) -> int:
     1 when it is its file's last and 0 otherwise. A plan's chunks add up to the store's file count."""
     if isinstance(chunk, Files):
         return chunk.stop - chunk.start
+    if isinstance(chunk, Items):
+        return int(chunk.last)
     return int(chunk.stop == chunk.size)
 
 
@@ -235,4 +335,7 @@ def describe(files: Sequence[str], chunk: Chunk) -> str:
             files[chunk.start] if chunk.stop - chunk.start == 1 else f"{files[chunk.start]} .. {files[chunk.stop - 1]}"
         )
         return f"files[{chunk.start}:{chunk.stop}] ({names})"
+    if isinstance(chunk, Items):
+        items = f"items {chunk.first_item}:{chunk.first_item + chunk.items}"
+        return f"{files[chunk.file]} bytes {chunk.start}:{chunk.stop} of {chunk.size}, {items}"
     return f"{files[chunk.file]} bytes {chunk.start}:{chunk.stop} of {chunk.size}, from line {chunk.first_line}"

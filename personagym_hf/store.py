@@ -9,25 +9,29 @@ read buffer) in memory.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import errno
 import gzip
 import heapq
-import json
 import os
+import re
 import stat
 from array import array
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import orjson
 
 from .records import INVALID_JSON, NOT_AN_OBJECT, UNREADABLE, BadRecord, Record
 
+if TYPE_CHECKING:
+    import numpy as np
+
 INTERACTION_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 _ARRAY_CHUNK = 1 << 20
-_WHOLE_FILE_LIMIT = 64 << 20  # above this a .json file is parsed as a stream (it can only be an array)
+_WHOLE_FILE_LIMIT = 64 << 20  # above this a .json file is read a piece at a time (it can only be an array)
+_PIECE_BYTES = 16 << 20  # the pieces of such a file (an export cuts it by `RunOptions.chunk_bytes`)
+_ALL_BLANK = re.compile(rb"[ \t\r\n]*\Z")
 
 
 def is_token_usage_file(path: Path | str) -> bool:
@@ -304,14 +308,21 @@ def _iter_json(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
             raw = f.read()
     else:
         raw = _read_fd(fd, size)
-        if raw is None:  # too large to parse whole: it can only be an array, parsed as a stream
-            with _file(source, fd) as f:
-                yield from _iter_json_array_stream(f, source)
+        if raw is None:  # too large to read whole: it can only be an array, read a piece at a time
+            yield from _iter_big_array(source, fd, size)
             return
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        yield BadRecord(source, *_parse_error(e, raw), kind=INVALID_JSON)
+        from .jsonscan import plan_array  # numpy: not for `--help`, and only for a damaged file
+
+        plan = plan_array(_blocks_of(raw), len(raw) + 1)
+        if plan is None:
+            yield BadRecord(source, *_parse_error(e, raw), kind=INVALID_JSON)
+            return
+        (piece,) = plan.pieces  # a damaged array: read item by item, as a big one is
+        yield from array_records(source, raw[piece.start : piece.stop], piece.start, piece.first_item, plan.end < 0)
+        yield from array_end_records(source, plan.end, raw[plan.end] if plan.end >= 0 else None, plan.text_after)
         return
     if isinstance(value, list):
         for index, item in enumerate(value):
@@ -320,58 +331,106 @@ def _iter_json(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
         yield _record_or_bad(source, "", value)
 
 
-def _iter_json_array_stream(f: IO[bytes], source: str) -> Iterator[Record | BadRecord]:
-    """Items of a large top-level JSON array, decoded one at a time from a bounded buffer."""
-    decoder = json.JSONDecoder()
-    utf8 = codecs.getincrementaldecoder("utf-8")()
-    buffer, position, index, eof, started = "", 0, 0, False, False
-    read, decoding_from = 0, 0  # bytes read; where in the file the bytes being decoded start
+def _blocks_of(raw: bytes) -> Iterator[memoryview]:
+    from .jsonscan import SCAN_BLOCK
 
-    def fill() -> bool:
-        nonlocal buffer, position, eof, read, decoding_from
-        chunk = f.read(_ARRAY_CHUNK)
-        eof = not chunk
-        decoding_from = read - len(utf8.getstate()[0])  # the decoder holds the start of a character cut in two
-        read += len(chunk)
-        buffer = buffer[position:] + utf8.decode(chunk, final=eof)
-        position = 0
-        return not eof
+    view = memoryview(raw)
+    for start in range(0, len(raw), SCAN_BLOCK):
+        yield view[start : start + SCAN_BLOCK]
 
+
+def _iter_big_array(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
+    """The records of a `.json` file too big to read whole: its array's pieces (`jsonscan.plan_array`), each read
+    and decoded item by item, as an export's chunks of it are."""
+    from .jsonscan import file_blocks, plan_array
+
+    plan = plan_array(file_blocks(fd, 0, size), _PIECE_BYTES)
+    if plan is None:
+        yield BadRecord(source, "", "invalid JSON (a file this large must be a JSON array)", kind=INVALID_JSON)
+        return
+    for piece in plan.pieces:
+        data = os.pread(fd, piece.stop - piece.start, piece.start)
+        yield from array_records(
+            source, data, piece.start, piece.first_item, piece is plan.pieces[-1] and plan.end < 0
+        )
+    end_byte = os.pread(fd, 1, plan.end)[:1] if plan.end >= 0 else b""
+    yield from array_end_records(source, plan.end, end_byte[0] if end_byte else None, plan.text_after)
+
+
+def piece_commas(data: bytes, cut_short: bool) -> np.ndarray | None:
+    """The offsets in `data` of the commas between items, where `data` is a piece of an array (`jsonscan.Piece`:
+    from just after its `[` or a comma, to the comma or closing byte after an item, or to the file's end when
+    `cut_short`); None when `data` is no such piece (the file changed since it was planned)."""
+    import numpy as np
+
+    from .jsonscan import ArrayScan
+
+    scan = ArrayScan(inside=True)
+    commas = np.concatenate([scan.feed(block) for block in _blocks_of(data)] or [np.zeros(0, dtype=np.int64)])
+    if scan.end >= 0 or (not cut_short and (scan.depth != 1 or scan.in_string or scan.escape)):
+        return None
+    return commas
+
+
+def whole_items(data: bytes, commas: np.ndarray, cut_short: bool, first_item: int) -> int:
+    """The whole items of a piece of an array (its commas from `piece_commas`), as `jsonscan.Piece.items` counts
+    them: an item cut short is not counted, and an array with nothing but blanks between its brackets has none."""
+    if not cut_short and first_item == 0 and not len(commas) and _ALL_BLANK.match(data):
+        return 0
+    return len(commas) + (not cut_short)
+
+
+def array_records(
+    source: str, data: bytes, offset: int, first_item: int, cut_short: bool, commas: np.ndarray | None = None
+) -> Iterator[Record | BadRecord]:
+    """The records of a piece of an array file (bytes `offset` on, see `piece_commas`), item by item, numbered from
+    `first_item`: an item that is no valid JSON is one bad record, and the others stand. `cut_short`: the file ends
+    inside the array, and the piece's last item is what is left (kept if it decodes) and then the array's end is
+    missing. An array with nothing but blanks between its brackets has no item."""
+    if commas is None:
+        commas = piece_commas(data, cut_short)
+        assert commas is not None, "a piece of an array planned from these bytes"
+    if not whole_items(data, commas, cut_short, first_item) and not cut_short:
+        return
+    start, number = 0, first_item
+    for stop in commas.tolist():
+        yield _item_record(source, data[start:stop], offset + start, number)
+        start, number = stop + 1, number + 1
+    last = data[start:]
+    if not cut_short:
+        yield _item_record(source, last, offset + start, number)
+        return
+    if not _ALL_BLANK.match(last):  # what is left of the last item: kept when it is whole JSON (an object's end is
+        record = _item_record(source, last, offset + start, number)  # sure; a number cut short is no object anyway)
+        if not (isinstance(record, BadRecord) and record.kind == INVALID_JSON):
+            yield record
+            number += 1
+    yield BadRecord(source, f"item {number}", "truncated JSON array (no closing ']')", kind=INVALID_JSON)
+
+
+def _item_record(source: str, item: bytes, at: int, number: int) -> Record | BadRecord:
+    where = f"item {number}"
     try:
-        while True:
-            while position < len(buffer) and buffer[position] in " \t\r\n,":
-                position += 1
-            if position >= len(buffer):
-                if not fill():
-                    yield BadRecord(
-                        source, f"item {index}", "truncated JSON array (no closing ']')", kind=INVALID_JSON
-                    )
-                    return
-                continue
-            if not started:
-                if buffer[position] != "[":
-                    yield BadRecord(
-                        source, "", "invalid JSON (a file this large must be a JSON array)", kind=INVALID_JSON
-                    )
-                    return
-                started, position = True, position + 1
-                continue
-            if buffer[position] == "]":
-                return
-            try:
-                value, end = decoder.raw_decode(buffer, position)
-            except json.JSONDecodeError as e:
-                if not eof and fill():
-                    continue
-                yield BadRecord(source, f"item {index}", f"invalid JSON ({e.msg})", kind=INVALID_JSON)
-                return
-            except RecursionError:  # Python's decoder nests a call per level; where the item ends is unknown
-                yield BadRecord(source, f"item {index}", "invalid JSON (nested too deeply)", kind=INVALID_JSON)
-                return
-            yield _record_or_bad(source, f"item {index}", value)
-            position, index = end, index + 1
-    except UnicodeDecodeError as e:
-        yield BadRecord(source, f"item {index}", f"invalid UTF-8 at byte {decoding_from + e.start}", kind=INVALID_JSON)
+        return _record_or_bad(source, where, orjson.loads(item))
+    except orjson.JSONDecodeError as e:
+        try:
+            item.decode("utf-8")
+        except UnicodeDecodeError as u:
+            return BadRecord(source, where, f"invalid UTF-8 at byte {at + u.start}", kind=INVALID_JSON)
+        shown = at + len(item) - len(item.lstrip(b" \t\r\n"))
+        if shown == at + len(item):
+            reason = f"invalid JSON (no value before the comma or bracket at byte {shown})"
+        else:
+            reason = f"invalid JSON ({e.msg}; the item starts at byte {shown})"
+        return BadRecord(source, where, reason, kind=INVALID_JSON)
+
+
+def array_end_records(source: str, end: int, end_byte: int | None, text_after: int) -> Iterator[BadRecord]:
+    """What is wrong with an array's end, as `jsonscan.ArrayPlan` found it, after its items."""
+    if end_byte == ord("}"):
+        yield BadRecord(source, "", f"invalid JSON (the array is closed by '}}' at byte {end})", kind=INVALID_JSON)
+    if text_after >= 0:
+        yield BadRecord(source, "", f"invalid JSON (text after the array, at byte {text_after})", kind=INVALID_JSON)
 
 
 def iter_records(paths: str | Path | Iterable[str | Path]) -> Iterator[Record | BadRecord]:

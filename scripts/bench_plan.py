@@ -1,15 +1,19 @@
-"""Benchmark `plan.py`: planning a large JSON Lines file, and reading it back in byte ranges against reading it whole.
+"""Benchmark `plan.py`: planning a large JSON Lines file (or JSON array), and reading it back in byte ranges (or
+pieces) against reading it whole.
 
 Run it from the repository root with the project's venv:
 
     python scripts/bench_plan.py                      # a 1 GB file to plan, a 200 MB file to read
     python scripts/bench_plan.py --plan-mb 100 --read-mb 50 --repeat 3 --keep
+    python scripts/bench_plan.py --layout array       # one JSON array per file: its structural scan
 
-The files are JSON Lines of the synthetic store's interactions (`testing/synth.py`: 4,000 of them, ~2.9 KB a line,
+The files are JSON Lines (or, with `--layout array`, one pretty-printed JSON array) of the synthetic store's
+interactions (`testing/synth.py`: 4,000 of them, ~2.9 KB a line,
 written again and again up to the size asked for), in `--dir` (a temporary folder by default, removed unless
 `--keep`). Each file is read once before it is timed, so the figures are for a file in the page cache.
 
-  planning   `plan_chunks([file], ...)` for each `--chunk-bytes`: every byte read and its newlines counted. GB/s is
+  planning   `plan_chunks([file], ...)` for each `--chunk-bytes`: every byte read and its newlines counted (for an
+             array: scanned for its strings, brackets and commas). GB/s is
              the file's size over the best time; `peak MB` what tracemalloc saw allocated at most while planning.
   reading    records/s of `store.iter_file` over the whole file, and of `plan.iter_chunk` over every range of its
              plan for each `--chunk-bytes` (the two alternate, best of `--repeat`); both must give the same records.
@@ -30,7 +34,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from personagym_hf import plan  # noqa: E402
-from personagym_hf.plan import Range, iter_chunk, plan_chunks  # noqa: E402
+from personagym_hf.plan import Items, Range, iter_chunk, plan_chunks  # noqa: E402
 from personagym_hf.store import iter_file  # noqa: E402
 from personagym_hf.testing.synth import iter_interactions  # noqa: E402
 
@@ -43,6 +47,17 @@ def write_jsonl(path: Path, size: int) -> Path:
     with path.open("wb") as f:
         while f.tell() < size:
             f.write(block)
+    return path
+
+
+def write_array(path: Path, size: int) -> Path:
+    """A file of one JSON array, pretty-printed as upstream's files are, of at least `size` bytes."""
+    block = b",\n".join(orjson.dumps(record, option=orjson.OPT_INDENT_2) for record in iter_interactions(4000, 200))
+    with path.open("wb") as f:
+        f.write(b"[\n" + block)
+        while f.tell() < size:
+            f.write(b",\n" + block)
+        f.write(b"\n]\n")
     return path
 
 
@@ -91,7 +106,7 @@ def bench_reading(path: Path, chunk_sizes: list[int], repeat: int) -> None:
     print(f"reading {path.name}: {path.stat().st_size / 1e6:.0f} MB, {whole[0]} records")
     plans = {chunk_bytes: plan_chunks([source], 1000, chunk_bytes) for chunk_bytes in chunk_sizes}
     for chunks in plans.values():
-        assert all(isinstance(chunk, Range) for chunk in chunks)
+        assert all(isinstance(chunk, (Range, Items)) for chunk in chunks)
         assert count(record for chunk in chunks for record in iter_chunk([source], chunk)) == whole
 
     def ranges(chunks: list, buffer: int = plan._READ_BUFFER):
@@ -130,18 +145,22 @@ def main() -> None:
     parser.add_argument("--read-mb", type=int, default=200, help="size of the file to read, in MB (default 200)")
     parser.add_argument("--chunk-bytes", default="64,16,1", help="range sizes to try, in MiB (default 64,16,1)")
     parser.add_argument("--repeat", type=int, default=5, help="runs of each step; the best is shown (default 5)")
+    parser.add_argument(
+        "--layout", choices=("jsonl", "array"), default="jsonl", help="the files' layout (default jsonl)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the files")
     args = parser.parse_args()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="bench_plan_"))
     folder.mkdir(parents=True, exist_ok=True)
     chunk_sizes = [int(mb) * MB for mb in args.chunk_bytes.split(",")]
-    plan_file, read_file = folder / f"plan_{args.plan_mb}mb.jsonl", folder / f"read_{args.read_mb}mb.jsonl"
+    write, suffix = (write_jsonl, "jsonl") if args.layout == "jsonl" else (write_array, "json")
+    plan_file, read_file = folder / f"plan_{args.plan_mb}mb.{suffix}", folder / f"read_{args.read_mb}mb.{suffix}"
     try:
-        bench_planning(write_jsonl(plan_file, args.plan_mb * 10**6), chunk_sizes, args.repeat)
+        bench_planning(write(plan_file, args.plan_mb * 10**6), chunk_sizes, args.repeat)
         if not args.keep:
             plan_file.unlink()
         read_sizes = [size for size in chunk_sizes if size < args.read_mb * 10**6]
-        bench_reading(write_jsonl(read_file, args.read_mb * 10**6), read_sizes, args.repeat)
+        bench_reading(write(read_file, args.read_mb * 10**6), read_sizes, args.repeat)
     finally:
         if not args.keep:
             plan_file.unlink(missing_ok=True)

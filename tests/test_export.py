@@ -440,6 +440,49 @@ def jsonl_store(folder: Path) -> Path:
     return folder
 
 
+def array_store(folder: Path) -> Path:
+    """Three JSON array files of 150 interactions each: pretty-printed, with a damaged item and a duplicate id in a
+    later file, and the last cut short inside its last item: what pieces must cut through without changing a byte."""
+    from personagym_hf.testing.synth import iter_interactions
+
+    records = list(iter_interactions(450, personas=40, seed=9, reply_chars=80))
+    folder.mkdir(parents=True)
+    for number in range(3):
+        items = [json.dumps(record, indent=1) for record in records[number * 150 : (number + 1) * 150]]
+        if number == 1:
+            items[70:70] = ['{"interaction_id": nul}', json.dumps(records[10])]  # a damaged item, a duplicate id
+        text = "[\n" + ",\n".join(items) + "\n]\n"
+        (folder / f"part{number}.json").write_text(text[:-200] if number == 2 else text, encoding="utf-8")
+    return folder
+
+
+def test_big_json_arrays_cut_into_pieces_give_the_same_bytes(tmp_path):
+    from personagym_hf.chunks import plan_tasks
+    from personagym_hf.plan import Files, Items
+    from personagym_hf.store import discover_paths
+
+    store = array_store(tmp_path / "s")
+    cut = RunOptions(chunk_bytes=8192)
+    tasks = plan_tasks(discover_paths(store), cut)
+    assert len(tasks) > 40 and all(isinstance(task.chunk, Items) for task in tasks)  # every file in many pieces
+    assert [task.chunk for task in plan_tasks(discover_paths(store), RunOptions())] == [Files(0, 3)]  # by default
+    whole = export_store(store, tmp_path / "whole", parse_config({}), CONVERT)
+    for num_proc in (1, 2):
+        pieces = export_store(
+            store, tmp_path / f"np{num_proc}", parse_config({}), CONVERT, options=replace(cut, num_proc=num_proc)
+        )
+        assert snapshot(tmp_path / "whole") == snapshot(tmp_path / f"np{num_proc}")
+        assert [bad.describe() for bad in pieces.rejections.bad] == [bad.describe() for bad in whole.rejections.bad]
+    assert whole.result.statistics["total_samples"] == 449  # 450, less the last one, cut short
+    at = (store / "part1.json").read_bytes().index(b'{"interaction_id": nul}')
+    first = f"{store.as_posix()}/part0.json item 10"
+    assert [(Path(bad.source).name, bad.where, bad.reason) for bad in whole.rejections.bad] == [
+        ("part1.json", "item 70", f"invalid JSON (invalid literal, expected 'null'; the item starts at byte {at})"),
+        ("part1.json", "item 71", f"duplicate interaction_id (already read from {first}); kept the first"),
+        ("part2.json", "item 149", "truncated JSON array (no closing ']')"),
+    ]
+
+
 @pytest.mark.parametrize("num_proc", [1, 2])
 def test_big_jsonl_files_cut_into_byte_ranges_give_the_same_bytes(tmp_path, num_proc):
     from personagym_hf.chunks import plan_tasks

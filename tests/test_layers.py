@@ -26,6 +26,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "collect",
         "encode",
         "groups",
+        "jsonscan",
         "safety",
         "samples",
         "seen",

@@ -8,7 +8,16 @@ import pytest
 from conftest import make_interaction
 
 from personagym_hf import plan as plan_module
-from personagym_hf.plan import Files, Range, chunk_files_count, describe, iter_chunk, iter_chunk_files, plan_chunks
+from personagym_hf.plan import (
+    Files,
+    Items,
+    Range,
+    chunk_files_count,
+    describe,
+    iter_chunk,
+    iter_chunk_files,
+    plan_chunks,
+)
 from personagym_hf.records import UNREADABLE, BadRecord, Record
 from personagym_hf.store import discover_paths, iter_file
 
@@ -163,7 +172,7 @@ def test_a_large_jsonl_file_ends_the_group_before_it_and_its_ranges_are_chunks_o
     (root / "b.jsonl").write_bytes(b"".join(b'{"k":"%02d"}\n' % n for n in range(10)))  # 10 lines of 11 bytes
     with gzip.open(root / "c0.jsonl.gz", "wb") as f:
         f.write(os.urandom(500))  # large, and stays whole: no byte of a gzip can be found without the ones before
-    (root / "c1.json").write_text(json.dumps([{"k": n} for n in range(50)]))  # a large array, whole too
+    (root / "c1.json").write_text(json.dumps([{"k": n} for n in range(8)]))  # an array of 80 bytes: two pieces
     (root / "c2.jsonl").write_text('{"k": 1}\n')
     (root / "d.jsonl").write_text('{"k": "one line, longer than the cut of 40 bytes"}\n')
     (root / "e.json").write_text("{}")
@@ -176,18 +185,21 @@ def test_a_large_jsonl_file_ends_the_group_before_it_and_its_ranges_are_chunks_o
         Range(5, 0, 44, 1, 110),  # the first newline at or past byte 39 is at byte 43
         Range(5, 44, 88, 5, 110),
         Range(5, 88, 110, 9, 110),
-        Files(6, 8),
+        Files(6, 7),  # cut short by c1.json
+        Items(7, 1, 49, 0, 5, 80),  # items 0-4 are 10 bytes each: the first comma at or past byte 1 + 39 is at 49
+        Items(7, 50, 79, 5, 3, 80, last=True, end=79),
         Files(8, 9),  # cut short by d.jsonl, over 40 bytes but one line: a chunk of its own, whole
         Files(9, 10),
         Files(10, 11),
     ]
-    assert [chunk_files_count(c) for c in chunks] == [2, 2, 1, 0, 0, 1, 2, 1, 1, 1]
+    assert [chunk_files_count(c) for c in chunks] == [2, 2, 1, 0, 0, 1, 1, 0, 1, 1, 1, 1]
     assert read_plan(files, chunks) == records_of(files)
     assert [describe(files, c) for c in chunks[2:5]] == [
         f"files[4:5] ({root.as_posix()}/a4.json)",
         f"{root.as_posix()}/b.jsonl bytes 0:44 of 110, from line 1",
         f"{root.as_posix()}/b.jsonl bytes 44:88 of 110, from line 5",
     ]
+    assert describe(files, chunks[8]) == f"{root.as_posix()}/c1.json bytes 50:79 of 80, items 5:8"
     assert describe(files, chunks[0]) == f"files[0:2] ({root.as_posix()}/a0.json .. {root.as_posix()}/a1.json)"
 
 
@@ -352,3 +364,129 @@ def test_mid_sized_jsonl_files_are_grouped_up_to_chunk_bytes(tmp_path):
     files = discover_paths(tmp_path)
     assert plan_chunks(files, chunk_files=1000, chunk_bytes=100) == [Files(0, 1), Files(1, 4), Files(4, 5)]
     assert plan_chunks(files, chunk_files=1000, chunk_bytes=1000) == [Files(0, 5)]
+
+
+# Array files of every kind the reader tells apart: pretty-printed, with escapes and non-ASCII, with a damaged item, a
+# non-object, invalid UTF-8, empty items, cut short in three ways, closed by a brace, text after the end, empty.
+_ONE = json.dumps(make_interaction(1), indent=1, ensure_ascii=False).encode()
+_TWO = json.dumps({**make_interaction(2), "initial_query": 'caf\u00e9, [x] {y} "q" \\ \u65e5'}).encode()
+TRICKY_ARRAYS = {
+    "a_pretty.json": b"[\n" + _ONE + b",\n" + _TWO + b"\n]\n",
+    "b_damaged.json": b"[" + _ONE + b', {"a": tru}, 42, "s", [1, {"b": ","}], ' + _TWO + b"]",
+    "c_utf8.json": b"[" + _ONE + b', {"k": "\xff\xfe"}, ' + _TWO + b"]",
+    "d_empty_items.json": b"[" + _ONE + b", , " + _TWO + b",]",
+    "e_cut_in_item.json": b"[" + _ONE + b", " + _TWO[:-40],
+    "f_cut_after_item.json": b"[" + _ONE + b", " + _TWO,
+    "g_cut_after_comma.json": b"[" + _ONE + b", " + _TWO + b",\n",
+    "h_brace.json": b"[" + _ONE + b", " + _TWO + b"}",
+    "i_text_after.json": b"[" + _ONE + b"]\n[" + _TWO + b"]\n",
+    "j_empty.json": b" [ \n ] ",
+    "k_string_cut.json": b"[" + _ONE + b', "abc\\", ' + _TWO,
+}
+
+
+@pytest.fixture
+def array_store(tmp_path):
+    root = tmp_path / "arrays"
+    root.mkdir()
+    for name, text in TRICKY_ARRAYS.items():
+        (root / name).write_bytes(text)
+    return discover_paths(root)
+
+
+def test_an_array_cut_anywhere_reads_as_the_whole_file(array_store, monkeypatch):
+    from personagym_hf import store as store_module
+
+    whole = records_of(array_store)
+    assert sum(isinstance(r, Record) for r in whole) == 17 and sum(isinstance(r, BadRecord) for r in whole) == 14
+    cut = set()
+    for chunk_bytes in [1, 2, 3, 5, 8, 13, 50, 100, 400, 900, 1500, 10_000]:
+        chunks = plan_chunks(array_store, chunk_files=1000, chunk_bytes=chunk_bytes)
+        cut |= {array_store[c.file] for c in chunks if isinstance(c, Items)}
+        assert read_plan(array_store, chunks) == whole, chunk_bytes
+        assert pickle.loads(pickle.dumps(chunks)) == chunks
+        assert sum(chunk_files_count(c) for c in chunks) == len(array_store)
+    one_item = {"i_text_after.json", "j_empty.json"}  # one piece at most: always read whole
+    assert {path.rsplit("/", 1)[-1] for path in cut} == set(TRICKY_ARRAYS) - one_item
+    from personagym_hf import jsonscan
+
+    for block in (1, 7, 64):  # the scan's block size changes nothing either
+        monkeypatch.setattr(jsonscan, "SCAN_BLOCK", block)
+        assert read_plan(array_store, plan_chunks(array_store, chunk_files=1000, chunk_bytes=50)) == whole
+    for piece_bytes in (1, 64, 1 << 20):  # a file too big to read whole is read a piece at a time: the same records
+        monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", 0)
+        monkeypatch.setattr(store_module, "_PIECE_BYTES", piece_bytes)
+        assert records_of(array_store) == whole
+
+
+def test_the_records_of_tricky_arrays(array_store):
+    read = {}
+    for record in records_of(array_store):
+        read.setdefault(record.source.rsplit("/", 1)[-1], []).append(
+            record.data["interaction_id"][-4:] if isinstance(record, Record) else (record.where, record.reason)
+        )
+    one, two = "0001", "0002"
+    at = len(_ONE) + 1
+    assert read == {
+        "a_pretty.json": [one, two],
+        "b_damaged.json": [
+            one,
+            ("item 1", f"invalid JSON (invalid literal, expected 'true'; the item starts at byte {at + 2})"),
+            ("item 2", "expected a JSON object, got int"),
+            ("item 3", "expected a JSON object, got str"),
+            ("item 4", "expected a JSON object, got list"),
+            two,
+        ],
+        "c_utf8.json": [one, ("item 1", f"invalid UTF-8 at byte {at + 9}"), two],
+        "d_empty_items.json": [
+            one,
+            ("item 1", f"invalid JSON (no value before the comma or bracket at byte {at + 2})"),
+            two,
+            ("item 3", f"invalid JSON (no value before the comma or bracket at byte {at + 5 + len(_TWO)})"),
+        ],
+        "e_cut_in_item.json": [one, ("item 1", "truncated JSON array (no closing ']')")],
+        "f_cut_after_item.json": [one, two, ("item 2", "truncated JSON array (no closing ']')")],
+        "g_cut_after_comma.json": [one, two, ("item 2", "truncated JSON array (no closing ']')")],
+        "h_brace.json": [one, two, ("", f"invalid JSON (the array is closed by '}}' at byte {at + 2 + len(_TWO)})")],
+        "i_text_after.json": [one, ("", f"invalid JSON (text after the array, at byte {at + 2})")],
+        "k_string_cut.json": [
+            one,
+            # '"abc\", ' and the next item up to its first quote are one string: the item does not decode
+            ("item 1", f"invalid JSON (unexpected content after document; the item starts at byte {at + 2})"),
+            ("item 2", "truncated JSON array (no closing ']')"),
+        ],
+    }
+
+
+def test_a_rewritten_array_gives_one_bad_record_from_each_piece_that_sees_it(tmp_path):
+    path = tmp_path / "a.json"
+    items = [{"k": n} for n in range(8)]
+    path.write_text(json.dumps(items))
+    files = discover_paths(path)
+    chunks = plan_chunks(files, chunk_files=1000, chunk_bytes=40)
+    assert [c.first_item for c in chunks] == [0, 5]
+    path.write_text(json.dumps([{"kk": n} for n in range(8)]))  # each item one byte longer
+    message = "the file changed since the export started (item {} no longer starts at byte {}); rerun the export"
+    assert [list(iter_chunk(files, chunk)) for chunk in chunks] == [
+        [BadRecord(path.as_posix(), "", message.format(0, 1), kind=UNREADABLE)],
+        [BadRecord(path.as_posix(), "", message.format(5, 50), kind=UNREADABLE)],
+    ]
+    path.write_text(json.dumps(items) + "   ")  # blanks after the end change nothing
+    assert [r.data for r in read_plan(files, chunks)] == items
+    path.unlink()
+    assert [r.reason.split(" (")[0] for r in read_plan(files, chunks)] == ["cannot read file"]  # once, from item 0
+
+
+def test_upstream_files_are_not_looked_at_to_cut_them(tmp_path, monkeypatch):
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / "interaction_all.json").write_text(json.dumps([{"k": n} for n in range(50)]))
+    (root / "all.json").write_text(json.dumps([{"k": n} for n in range(50)]))
+    files = discover_paths(root)
+    statted = []
+    real_stat = plan_module.os.stat
+    monkeypatch.setattr(plan_module.os, "stat", lambda p, *a, **k: statted.append(p) or real_stat(p, *a, **k))
+    chunks = plan_chunks(files, chunk_files=1000, chunk_bytes=100)
+    assert statted == [(root / "all.json").as_posix()]
+    assert chunks[-1] == Files(1, 2) and all(isinstance(c, Items) and c.file == 0 for c in chunks[:-1])
+    assert read_plan(files, chunks) == records_of(files)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from ray_support import Dies, ModuleLog, NodeLog
-from test_export import jsonl_store
+from test_export import array_store, jsonl_store
 
 from personagym_hf import shards
 from personagym_hf.chunks import ChunkJob, ChunkTask
@@ -77,6 +77,12 @@ def test_duplicates_across_chunks_and_bad_records_give_the_same_bytes_and_report
 def test_jsonl_files_in_byte_ranges_give_the_same_bytes(ray_local, tmp_path):
     local, ray = both(jsonl_store(tmp_path / "s"), tmp_path, RunOptions(chunk_bytes=16384))
     assert local == ray
+
+
+def test_json_arrays_in_pieces_give_the_same_bytes(ray_local, tmp_path):
+    local, ray = both(array_store(tmp_path / "s"), tmp_path, RunOptions(chunk_bytes=16384))
+    assert local == ray
+    assert json.loads((tmp_path / "ray" / "statistics.json").read_text())["total_samples"] == 449
 
 
 def test_an_append_on_ray_gives_the_bytes_of_a_local_append(ray_local, tmp_path):

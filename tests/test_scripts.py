@@ -125,8 +125,10 @@ def test_prepare_reports_a_bad_input_file(tmp_path):
         text=True,
     )
     assert done.returncode == 1
-    assert done.stderr.startswith("prepare_ppopt_hf_jsonl: error: bad.json, line 1, column 3: invalid JSON (")
-    assert done.stderr.rstrip().endswith("expected an export's samples file")
+    assert done.stderr == (
+        "prepare_ppopt_hf_jsonl: error: bad.json, item 0: truncated JSON array (no closing ']'): "
+        "expected an export's samples file\n"
+    )
     assert not (tmp_path / "o.jsonl").exists()
 
 

@@ -7,7 +7,7 @@ from conftest import make_interaction, write_files
 
 from personagym_hf import InteractionStorage
 from personagym_hf import store as store_module
-from personagym_hf.records import INVALID_JSON, UNREADABLE
+from personagym_hf.records import INVALID_JSON, NOT_AN_OBJECT, UNREADABLE
 from personagym_hf.store import BadRecord, PathList, Record, discover_files, discover_paths, iter_records
 
 
@@ -76,20 +76,85 @@ def test_bad_files_and_lines_are_reported_with_file_and_position(tmp_path):
     assert ids(records) == ["interaction_persona_001_0001"]
 
 
-def test_large_json_array_is_streamed_in_bounded_chunks(tmp_path, monkeypatch):
+def test_large_json_array_is_read_a_piece_at_a_time(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", 10)
-    monkeypatch.setattr(store_module, "_ARRAY_CHUNK", 64)
+    monkeypatch.setattr(store_module, "_PIECE_BYTES", 64)
     records = [make_interaction(n) for n in range(5)]
-    records[2]["initial_query"] = "caf\u00e9 \u65e5\u672c"  # multi-byte characters across chunk borders
+    records[2]["initial_query"] = "caf\u00e9 \u65e5\u672c"  # multi-byte characters across pieces
     path = tmp_path / "big.json"
     path.write_text(json.dumps(records, indent=1, ensure_ascii=False), encoding="utf-8")
+    pieces = []
+    real = store_module.array_records
+    monkeypatch.setattr(store_module, "array_records", lambda *a: pieces.append(a[3]) or real(*a))
     read = list(iter_records(path))
     assert [r.data for r in read] == records
     assert [r.where for r in read] == [f"item {n}" for n in range(5)]
-    path.write_text(json.dumps(records)[:-300], encoding="utf-8")
+    assert pieces == [0, 1, 2, 3, 4]  # each item is over 64 bytes: a piece each
+    text = json.dumps(records)
+    path.write_text(text[:-300], encoding="utf-8")  # cut short inside the last item
+    assert len(json.dumps(records[-1])) > 300
     read = list(iter_records(path))
-    assert isinstance(read[-1], BadRecord) and read[-1].where == f"item {len(read) - 1}"
-    assert read[-1].reason.startswith("invalid JSON (") or read[-1].reason.startswith("truncated JSON array")
+    assert ids(read) == [r["interaction_id"] for r in records[:4]]
+    assert read[4:] == [
+        BadRecord(path.as_posix(), "item 4", "truncated JSON array (no closing ']')", kind=INVALID_JSON)
+    ]
+
+
+def test_a_damaged_array_is_read_item_by_item_whatever_its_size(tmp_path, monkeypatch):
+    good = [json.dumps(make_interaction(n)).encode() for n in range(3)]
+    bad_item = b'{"interaction_id": tru}'
+    text = b"[" + good[0] + b", " + bad_item + b",\n 42, , " + good[1] + b", " + good[2] + b"] x"
+    path = tmp_path / "damaged.json"
+    path.write_bytes(text)
+    at, tru = text.index(bad_item), "invalid literal, expected 'true'"
+    source = path.as_posix()
+    expected = [
+        BadRecord(source, "item 1", f"invalid JSON ({tru}; the item starts at byte {at})", kind=INVALID_JSON),
+        BadRecord(source, "item 2", "expected a JSON object, got int", kind=NOT_AN_OBJECT),
+        BadRecord(
+            source,
+            "item 3",
+            f"invalid JSON (no value before the comma or bracket at byte {at + 30})",
+            kind=INVALID_JSON,
+        ),
+        BadRecord(source, "", f"invalid JSON (text after the array, at byte {len(text) - 1})", kind=INVALID_JSON),
+    ]
+    for limit in (64 << 20, 10):  # read whole, and read a piece at a time
+        monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", limit)
+        read = list(iter_records(path))
+        assert ids(read) == [f"interaction_persona_001_000{n}" for n in range(3)]
+        assert [r for r in read if isinstance(r, BadRecord)] == expected
+        assert [r.where for r in read] == ["item 0", "item 1", "item 2", "item 3", "item 4", "item 5", ""]
+
+
+def test_how_an_array_that_does_not_end_well_is_read(tmp_path):
+    one = json.dumps(make_interaction(1))
+    truncated = ("item 1", "truncated JSON array (no closing ']')")
+    cases = {
+        "cut_in_an_item.json": ("[" + one + ', {"interaction_id": "x', truncated),
+        "cut_after_an_item.json": ("[" + one, truncated),
+        "cut_after_a_comma.json": ("[" + one + ",\n ", truncated),
+        "closed_by_a_brace.json": (
+            "[" + one + "}",
+            ("", f"invalid JSON (the array is closed by '}}' at byte {len(one) + 1})"),
+        ),
+        "two_arrays.json": (
+            "[" + one + "]\n[" + one + "]",
+            ("", f"invalid JSON (text after the array, at byte {len(one) + 3})"),
+        ),
+        "trailing_comma.json": (
+            "[" + one + ",]",
+            ("item 1", f"invalid JSON (no value before the comma or bracket at byte {len(one) + 2})"),
+        ),
+    }
+    for name, (text, bad) in cases.items():
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        read = list(iter_records(path))
+        assert ids(read) == ["interaction_persona_001_0001"], name
+        assert [(r.where, r.reason) for r in read if isinstance(r, BadRecord)] == [bad], name
+    (tmp_path / "empty.json").write_text("[ \n ]")
+    assert list(iter_records(tmp_path / "empty.json")) == []
 
 
 def test_missing_store_names_the_path_and_the_fix(tmp_path):
@@ -177,10 +242,12 @@ def test_a_file_that_grows_while_read_is_read_to_its_end(tmp_path, monkeypatch):
 def test_a_large_array_with_an_item_nested_too_deep_for_the_decoder_is_a_bad_record(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", 10)
     path = tmp_path / "big.json"
-    path.write_text("[" + json.dumps(make_interaction(1)) + ", " + "[" * 5000 + "]" * 5000 + "]", encoding="utf-8")
+    first = "[" + json.dumps(make_interaction(1)) + ", "
+    path.write_text(first + "[" * 5000 + "]" * 5000 + "]", encoding="utf-8")
     read = list(iter_records(path))
     assert ids(read) == ["interaction_persona_001_0001"]
-    assert read[1:] == [BadRecord(path.as_posix(), "item 1", "invalid JSON (nested too deeply)", kind=INVALID_JSON)]
+    reason = f"invalid JSON (depth limit exceeded; the item starts at byte {len(first)})"
+    assert read[1:] == [BadRecord(path.as_posix(), "item 1", reason, kind=INVALID_JSON)]
 
 
 def _read_in_time(path, seconds=10.0):
