@@ -43,6 +43,7 @@ from .encode import Encoded, Encoder, NoOutput, Rows, Sink, encode
 from .manifest import collector_name
 from .plan import Chunk, Files, describe, iter_chunk, plan_chunks
 from .samples import Convert
+from .seen import SeenIds
 from .shards import ShardSpec, ShardWritten, row_sizes, write_shard
 from .writers import BUFFER_BYTES, ITEM_SEPARATOR, dumps_line, pretty_item
 
@@ -295,6 +296,10 @@ class LocalRunner:
             initializer=_start_worker,
             initargs=(job,),
         )
+
+    def id_index(self) -> SeenIds:
+        """The index of the kept sample ids: in this process, which is on the machine the workers are."""
+        return SeenIds()
 
     def __enter__(self) -> "LocalRunner":
         return self

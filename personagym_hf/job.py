@@ -131,32 +131,49 @@ def encode_store(job, tasks, options: RunOptions, rejections: Rejections, runner
 
 
 def _keep_the_first(job, tasks, runner, rejections: Rejections) -> Iterator:
+    import numpy as np
+
     from .chunks import encode_chunk
-    from .seen import SeenIds, pack_location, unpack_location
+    from .seen import SeenIds, digests, pack_location, unpack_location
 
     files = job.files
     if runner is not None:
         results = runner.chunks(tasks)
     else:
         results = ((task, encode_chunk(job, task, in_memory=True)) for task in tasks)
-    # Where each kept sample_id was first read, across chunks: the only per-record state of a run (packed).
-    seen = SeenIds()
-    for task, chunk in results:
-        ids = [kept.sample_id for kept in chunk.encoded.kept]
-        firsts = dict(zip(ids, seen.find(ids)))
-        late = {sample_id for sample_id, first in firsts.items() if first is not None}
-        if late:  # ids an earlier chunk had: encode the chunk again without them
+    # Where each kept sample_id was first read, across chunks: the only per-record state of a run (packed; on Ray,
+    # in actors of the cluster). A chunk's ids go to the index as soon as the chunk is in; an index that answers
+    # later (Ray's) is asked for the answer once the next chunk is in, so that its round trip overlaps that wait.
+    index = SeenIds() if runner is None else runner.id_index()
+
+    def finish(task, chunk, kept, answer):
+        firsts = {sample.sample_id: first for sample, first in zip(kept, answer().tolist()) if first >= 0}
+        if firsts:  # ids an earlier chunk had (the index added only the others): encode the chunk without them
             chunk.discard()
-            chunk = encode_chunk(job, task, in_memory=True, earlier=late)
+            chunk = encode_chunk(job, task, in_memory=True, earlier=firsts.keys())
+            if len(chunk.encoded.kept) != len(kept) - len(firsts):
+                raise RuntimeError(f"chunk {task.index} kept other samples when encoded again: a bug, please report")
         encoded = chunk.encoded
-        for kept in encoded.duplicates:
-            file, where = unpack_location(firsts[kept.sample_id])
-            chunk.firsts[kept.sample_id] = place(files[file], where)
+        for duplicate in encoded.duplicates:
+            file, where = unpack_location(firsts[duplicate.sample_id])
+            chunk.firsts[duplicate.sample_id] = place(files[file], where)
         encoded.report(rejections, chunk.firsts)
-        position = {files[index]: index for index in task.files()}
-        locations = [pack_location(position[kept.source], kept.where) for kept in encoded.kept]
-        seen.add([kept.sample_id for kept in encoded.kept], locations)
-        yield task, chunk
+        return task, chunk
+
+    waiting = None
+    for task, chunk in results:
+        kept = chunk.encoded.kept
+        position = {files[number]: number for number in task.files()}
+        locations = np.array([pack_location(position[sample.source], sample.where) for sample in kept], np.int64)
+        answer = index.ask(*digests(sample.sample_id for sample in kept), locations)
+        if waiting is not None:
+            yield finish(*waiting)
+        waiting = task, chunk, kept, answer
+        if not index.answers_later:
+            yield finish(*waiting)
+            waiting = None
+    if waiting is not None:
+        yield finish(*waiting)
 
 
 def scan_store(

@@ -32,18 +32,23 @@ import sys
 import tempfile
 from collections import deque
 from contextlib import contextmanager
-from typing import IO, Any, Iterator, Mapping, Sequence
+from typing import IO, Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
 
 from .chunks import ChunkJob, ChunkResult, ChunkTask, encode_chunk
 from .config import ConfigError, RunOptions
 from .extras import require
 from .plan import describe
+from .seen import SeenIds
 from .shards import ShardSpec, ShardWritten, write_shard
 
 logger = logging.getLogger(__name__)
 
 RETRIES = 3  # runs of a task whose worker died, after the first (Ray's max_retries); an exception is not retried
 WINDOW_PER_CPU = 2  # tasks in flight per CPU of the cluster: every CPU busy, and a bounded number of results waiting
+CPUS_PER_ID_BUCKET = 4  # one actor holding a bucket of the kept sample ids per this many CPUs of the cluster...
+ID_BUCKETS = (2, 16)  # ...and at least and at most this many
 
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach the head's port before `ray.init`, which waits a minute and more
@@ -182,6 +187,70 @@ def _shard_task(job: ChunkJob, spec: ShardSpec, cwd: str) -> ShardWritten:
         os.chdir(previous)
 
 
+class _IdBucket:
+    """A Ray actor: the kept sample ids whose digest falls in its bucket, and where each was first read
+    (`seen.SeenIds`). It gets the chunks' ids in store order (an actor runs its calls from one caller in the order
+    they were made), so the first it is given is the one an export keeps."""
+
+    def __init__(self) -> None:
+        self.seen = SeenIds()
+
+    def find_and_add(self, high: np.ndarray, low: np.ndarray, locations: np.ndarray) -> np.ndarray:
+        return self.seen.find_and_add(high, low, locations)
+
+    def count(self) -> int:
+        return len(self.seen)
+
+
+class RayIdIndex:
+    """`seen.SeenIds` spread over `_IdBucket` actors by a stable hash (the digest's high word), so that the driver
+    holds no per-record state: for each chunk it sends each bucket its share of the chunk's ids, and gets back only
+    where the ids an earlier chunk had were first read."""
+
+    answers_later = True  # a round trip to the actors: the driver takes the answer once the next chunk is in
+
+    def __init__(self, ray: Any, buckets: int):
+        self.ray = ray
+        actor = ray.remote(num_cpus=0, max_restarts=0, scheduling_strategy="SPREAD")(_IdBucket)
+        self.buckets = [actor.remote() for _ in range(buckets)]
+
+    def ask(self, high: np.ndarray, low: np.ndarray, locations: np.ndarray) -> Callable[[], np.ndarray]:
+        """`seen.SeenIds.ask`: each bucket gets its share now (so the calls of one chunk after another reach each
+        bucket in store order), and the function returned waits for their answers."""
+        which = high % np.uint64(len(self.buckets))
+        shares = [np.flatnonzero(which == number) for number in range(len(self.buckets))]
+        calls = [
+            (share, bucket.find_and_add.remote(high[share], low[share], locations[share]))
+            for bucket, share in zip(self.buckets, shares)
+            if len(share)
+        ]
+
+        def answer() -> np.ndarray:
+            found = np.full(len(high), -1, dtype=np.int64)
+            try:
+                for (share, _), part in zip(calls, self.ray.get([ref for _, ref in calls])):
+                    found[share] = part
+            except self.ray.exceptions.RayError as error:  # an actor died: the ids it held are gone
+                raise RayTaskFailed(
+                    f"Ray lost the index of the sample ids read so far ({type(error).__name__}: its actor died); "
+                    "the earlier export is unchanged: rerun"
+                ) from None
+            return found
+
+        return answer
+
+    def find_and_add(self, high: np.ndarray, low: np.ndarray, locations: np.ndarray) -> np.ndarray:
+        return self.ask(high, low, locations)()
+
+    def counts(self) -> list[int]:
+        """The ids each bucket holds."""
+        return self.ray.get([bucket.count.remote() for bucket in self.buckets])
+
+    def close(self) -> None:
+        for bucket in self.buckets:
+            self.ray.kill(bucket)
+
+
 class RayRunner:
     """`chunks.LocalRunner` on Ray: the chunks encoded by tasks (`chunks`, a window of tasks ahead, results in
     store order) and the planned shards written by tasks (`submit_shard`). A context manager: it connects (and
@@ -190,6 +259,7 @@ class RayRunner:
     def __init__(self, job: ChunkJob, options: RunOptions):
         self.job, self.options = job, options
         self.refs: list[Any] = []  # tasks that may still run
+        self.index: RayIdIndex | None = None
 
     def __enter__(self) -> "RayRunner":
         import ray
@@ -211,8 +281,17 @@ class RayRunner:
         try:
             for ref in self.refs:  # an export that stops early leaves no task running
                 self.ray.cancel(ref, force=True)
+            if self.index is not None:
+                self.index.close()
         finally:
             self._disconnect()
+
+    def id_index(self) -> RayIdIndex:
+        """The index of the kept sample ids, in actors of the cluster (`RayIdIndex`)."""
+        cpus = int(self.ray.cluster_resources().get("CPU", 1))
+        low, high = ID_BUCKETS
+        self.index = RayIdIndex(self.ray, min(high, max(low, cpus // CPUS_PER_ID_BUCKET)))
+        return self.index
 
     def _disconnect(self) -> None:
         if self.connected:

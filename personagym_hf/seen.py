@@ -11,7 +11,7 @@ searches O(log N) runs. Two different ids share a digest with probability ~N^2 /
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -29,7 +29,8 @@ def unpack_location(location: int) -> tuple[int, str]:
     return location >> 34, f"{kind} {number}" if kind else ""
 
 
-def _digests(ids: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+def digests(ids: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The 128-bit digests of `ids`, as their high and low 64-bit words."""
     raw = b"".join(hashlib.blake2b(sample_id.encode(), digest_size=16).digest() for sample_id in ids)
     words = np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, 2)
     return words[:, 0].copy(), words[:, 1].copy()
@@ -66,6 +67,8 @@ class _Run:
 class SeenIds:
     """`find` the ids a batch shares with the ids `add`ed before it; `add` a batch of new ids."""
 
+    answers_later = False  # `ask` answers at once (see `ray_engine.RayIdIndex`)
+
     def __init__(self) -> None:
         self.runs: list[_Run] = []
 
@@ -76,7 +79,7 @@ class SeenIds:
         """For each id, the packed location it was first added with, or None when it is new."""
         if not ids or not self.runs:
             return [None] * len(ids)
-        high, low = _digests(ids)
+        high, low = digests(ids)
         found = np.full(len(ids), -1, dtype=np.int64)
         for run in self.runs:
             run.find(high, low, found)
@@ -84,10 +87,28 @@ class SeenIds:
 
     def add(self, ids: list[str], locations: list[int]) -> None:
         """Add ids that `find` says are new (and that are not repeated within the batch)."""
-        if not ids:
-            return
-        high, low = _digests(ids)
-        self.runs.append(_Run(high, low, np.array(locations, dtype=np.int64)))
+        if ids:
+            self._add(*digests(ids), np.array(locations, dtype=np.int64))
+
+    def find_and_add(self, high: np.ndarray, low: np.ndarray, locations: np.ndarray) -> np.ndarray:
+        """`find` and `add` in one step, on digests (`digests`): for each, the location it was first added with (-1:
+        none, and it is added now, with its location). The digests are not repeated within the batch."""
+        found = np.full(len(high), -1, dtype=np.int64)
+        for run in self.runs:
+            run.find(high, low, found)
+        new = found < 0
+        if new.any():
+            self._add(high[new], low[new], locations[new])
+        return found
+
+    def ask(self, high: np.ndarray, low: np.ndarray, locations: np.ndarray) -> Callable[[], np.ndarray]:
+        """`find_and_add`, with its answer given by the function returned (here at once; `ray_engine.RayIdIndex`
+        answers later, so that its round trip overlaps the driver's work)."""
+        found = self.find_and_add(high, low, locations)
+        return lambda: found
+
+    def _add(self, high: np.ndarray, low: np.ndarray, locations: np.ndarray) -> None:
+        self.runs.append(_Run(high, low, locations))
         while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
             last = self.runs.pop()
             self.runs[-1] = _Run.merge(self.runs[-1], last)

@@ -115,6 +115,63 @@ def test_ray_tasks_write_the_shards_and_the_driver_writes_no_parquet(ray_local, 
     assert not list((tmp_path / "ray").rglob("*.arrow"))
 
 
+def test_the_kept_ids_are_indexed_in_bucket_actors_and_not_in_the_driver(ray_local, tmp_path, monkeypatch):
+    from personagym_hf import ray_engine
+    from personagym_hf.seen import SeenIds
+
+    store = awkward_store(tmp_path / "s")  # its copy of the first interaction is read 8 chunks later
+    cfg = parse_config({})
+    export_store(store, tmp_path / "local", cfg, interaction_to_sample, options=SMALL_CHUNKS)
+    indexes = []
+    real_index = ray_engine.RayRunner.id_index
+
+    def kept_index(self):
+        indexes.append(real_index(self))
+        real_close, indexes[-1].close = indexes[-1].close, lambda: indexes.append(indexes[-1].counts()) or real_close()
+        return indexes[0]
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("the driver indexed the ids")
+
+    monkeypatch.setattr(ray_engine.RayRunner, "id_index", kept_index)
+    monkeypatch.setattr(SeenIds, "find_and_add", not_here)  # the driver's only: the actors import their own
+    export_store(store, tmp_path / "ray", cfg, interaction_to_sample, options=replace(SMALL_CHUNKS, engine="ray"))
+    assert sums(tmp_path / "local") == sums(tmp_path / "ray")
+    index, counts = indexes
+    assert len(index.buckets) == 2 and all(count > 10 for count in counts) and sum(counts) == 60, counts
+    rejected = [json.loads(line) for line in (tmp_path / "ray" / "rejected.jsonl").read_text().splitlines()]
+    first = sorted(store.glob("interaction_*.json"))[0].as_posix()
+    assert [r["reason"] for r in rejected if r["file"].endswith("zz_copy.json")] == [
+        f"duplicate interaction_id (already read from {first}); kept the first"
+    ]
+
+
+def test_the_bucketed_index_finds_what_one_index_finds_and_an_actor_lost_is_one_line(ray_local):
+    import random
+
+    import numpy as np
+    import ray
+
+    from personagym_hf.ray_engine import RayIdIndex, RayTaskFailed
+    from personagym_hf.seen import SeenIds, digests
+
+    index, reference, rng = RayIdIndex(ray, 3), SeenIds(), random.Random(3)
+    for batch in range(30):
+        ids = list(dict.fromkeys(f"id{rng.randrange(1500)}" for _ in range(rng.randrange(0, 80))))
+        locations = np.arange(batch * 100, batch * 100 + len(ids), dtype=np.int64)
+        got = index.find_and_add(*digests(ids), locations)
+        assert got.tolist() == reference.find_and_add(*digests(ids), locations).tolist()
+    assert sum(index.counts()) == len(reference) > 500 and min(index.counts()) > 100
+    ray.kill(index.buckets[1])
+    with pytest.raises(RayTaskFailed) as caught:
+        index.find_and_add(*digests([f"id{n}" for n in range(20)]), np.arange(20, dtype=np.int64))
+    assert str(caught.value) == (
+        "Ray lost the index of the sample ids read so far (ActorDiedError: its actor died); the earlier export is "
+        "unchanged: rerun"
+    )
+    index.close()
+
+
 def test_a_two_node_cluster_gives_the_same_bytes(ray_cluster, tmp_path):
     import ray
 

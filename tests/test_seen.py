@@ -1,8 +1,10 @@
+import random
+
 import numpy as np
 import pytest
 
 from personagym_hf import seen as seen_module
-from personagym_hf.seen import SeenIds, pack_location, unpack_location
+from personagym_hf.seen import SeenIds, digests, pack_location, unpack_location
 
 
 @pytest.mark.parametrize("file,where", [(0, ""), (3, "line 7"), (12, "item 0"), (2**28, "line 4294967295")])
@@ -28,14 +30,28 @@ def test_seen_ids_match_a_dict_across_many_batches_and_merges():
 
 
 def test_ids_whose_digests_share_a_high_word_are_told_apart(monkeypatch):
-    real = seen_module._digests
+    real = seen_module.digests
 
     def colliding(ids):
         high, low = real(ids)
         return np.zeros_like(high), low  # every id has the same high word
 
-    monkeypatch.setattr(seen_module, "_digests", colliding)
+    monkeypatch.setattr(seen_module, "digests", colliding)
     seen = SeenIds()
     seen.add(["a", "b"], [10, 20])
     seen.add(["c"], [30])
     assert seen.find(["d", "b", "c", "a"]) == [None, 20, 30, 10]
+
+
+def test_find_and_add_finds_the_earlier_batches_ids_and_adds_only_the_new_ones():
+    rng = random.Random(5)
+    seen, reference = SeenIds(), {}
+    for batch in range(60):
+        ids = list(dict.fromkeys(f"id{rng.randrange(2000)}" for _ in range(rng.randrange(0, 50))))
+        locations = np.arange(batch * 100, batch * 100 + len(ids), dtype=np.int64)
+        found = seen.find_and_add(*digests(ids), locations).tolist()
+        assert found == [reference.get(sample_id, -1) for sample_id in ids]
+        for sample_id, location in zip(ids, locations.tolist()):
+            reference.setdefault(sample_id, location)
+    assert len(seen) == len(reference) > 1000
+    assert seen.find(list(reference)) == list(reference.values())
