@@ -4,7 +4,11 @@ A store is a directory (searched recursively) or a single file. Layouts: one int
 file (upstream `InteractionStorage`), JSON Lines (`.jsonl`), one JSON array per `.json` file, and
 `.gz` of any of these. `index.json` is never trusted — the files are the truth — and TokenTracker
 exports (`token_usage*.json`) are not interactions. Nothing holds more than one record (plus one file's
-read buffer) in memory.
+read buffer, or one piece of a big array) in memory.
+
+An array is read by one rule whatever its size, so that cutting it (`plan.py`) changes nothing: its items are found
+by a structural scan (`jsonscan.py`) and decoded one by one; an item that is no valid JSON is one bad record, and
+the others stand (a valid array up to 64 MiB is decoded in one call, which gives the same records).
 """
 
 from __future__ import annotations
@@ -393,9 +397,10 @@ def array_records(
     if not whole_items(data, commas, cut_short, first_item) and not cut_short:
         return
     start, number = 0, first_item
-    for stop in commas.tolist():
-        yield _item_record(source, data[start:stop], offset + start, number)
-        start, number = stop + 1, number + 1
+    for at in range(0, len(commas), 4096):  # a slice at a time: a piece of tiny items has millions of commas
+        for stop in commas[at : at + 4096].tolist():
+            yield _item_record(source, data[start:stop], offset + start, number)
+            start, number = stop + 1, number + 1
     last = data[start:]
     if not cut_short:
         yield _item_record(source, last, offset + start, number)
