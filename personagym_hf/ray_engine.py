@@ -189,8 +189,9 @@ def _shard_task(job: ChunkJob, spec: ShardSpec, cwd: str) -> ShardWritten:
 
 class _IdBucket:
     """A Ray actor: the kept sample ids whose digest falls in its bucket, and where each was first read
-    (`seen.SeenIds`). It gets the chunks' ids in store order (an actor runs its calls from one caller in the order
-    they were made), so the first it is given is the one an export keeps."""
+    (`seen.SeenIds`). It gets the chunks' ids in store order: Ray runs a synchronous actor's calls from one
+    submitter in the order they were submitted, unless they are retried (`max_task_retries=0`) or
+    `allow_out_of_order_execution` is set; so the first it is given is the one an export keeps."""
 
     def __init__(self) -> None:
         self.seen = SeenIds()
@@ -211,7 +212,7 @@ class RayIdIndex:
 
     def __init__(self, ray: Any, buckets: int):
         self.ray = ray
-        actor = ray.remote(num_cpus=0, max_restarts=0, scheduling_strategy="SPREAD")(_IdBucket)
+        actor = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")(_IdBucket)
         self.buckets = [actor.remote() for _ in range(buckets)]
 
     def ask(self, high: np.ndarray, low: np.ndarray, locations: np.ndarray) -> Callable[[], np.ndarray]:

@@ -43,6 +43,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -116,6 +117,24 @@ with tempfile.TemporaryDirectory(prefix="bench_export_") as out:
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, done.result.new_samples)
 """
+
+
+def watch_memory(process: subprocess.Popen, every: float = 0.1) -> dict[str, int]:
+    """The most of each of a running process's RssAnon (its private memory), RssFile (mapped files) and RssShmem
+    (shared memory: Ray's object store), in KiB, read from /proc by this process every `every` s until it ends
+    (from outside: a thread of the process itself would not run while a library holds the GIL)."""
+    peaks = {"RssAnon:": 0, "RssFile:": 0, "RssShmem:": 0}
+    while process.poll() is None:
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text(encoding="ascii")
+        except OSError:
+            break
+        for line in status.splitlines():
+            key, _, value = line.partition("\t")
+            if key in peaks:
+                peaks[key] = max(peaks[key], int(value.split()[0]))
+        time.sleep(every)
+    return peaks
 
 
 @dataclass
@@ -313,19 +332,35 @@ def parent_cpu(args: argparse.Namespace) -> dict:
         env = ray_env(root)
     try:
         command = [sys.executable, "-c", PARENT_SCRIPT, str(store), str(args.num_proc), args.engine]
-        printed = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout.split()
+        with tempfile.TemporaryFile("w+") as stdout:
+            process = subprocess.Popen(command, stdout=stdout, text=True, env=env)
+            peaks = watch_memory(process)
+            if process.wait():
+                raise subprocess.CalledProcessError(process.returncode, command)
+            stdout.seek(0)
+            printed = stdout.read().split()
     finally:
         if args.engine == "ray":
             shutil.rmtree(root, ignore_errors=True)
         if not args.keep:
             remove_store(store)
     wall, cpu, maxrss_kib, records = float(printed[0]), float(printed[1]), int(printed[2]), int(printed[3])
+    private_kib, files_kib, shared_kib = peaks.values()
     where = "Ray's driver" if args.engine == "ray" else f"the parent of {args.num_proc} workers"
     print(
         f"{where}: {cpu:.2f} s of CPU for {records} records = {cpu / records * 1e6:.1f} us per record; peak RSS "
-        f"{maxrss_kib / 1024:.0f} MB; the export took {wall:.2f} s"
+        f"{maxrss_kib / 1024:.0f} MB (read every 0.1 s: at most {private_kib / 1024:.0f} MB private, "
+        f"{files_kib / 1024:.0f} MB of mapped files, {shared_kib / 1024:.0f} MB of shared memory such as Ray's "
+        f"object store); the export took {wall:.2f} s"
     )
-    return {"parent_cpu_us_per_record": cpu / records * 1e6, "parent_peak_rss_mb": maxrss_kib / 1024, "wall": wall}
+    return {
+        "parent_cpu_us_per_record": cpu / records * 1e6,
+        "parent_peak_rss_mb": maxrss_kib / 1024,
+        "parent_peak_private_mb": private_kib / 1024,
+        "parent_peak_files_mb": files_kib / 1024,
+        "parent_peak_shared_mb": shared_kib / 1024,
+        "wall": wall,
+    }
 
 
 def rss_sweep(args: argparse.Namespace, sizes: list[int]) -> dict:

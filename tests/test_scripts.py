@@ -170,11 +170,21 @@ def test_bench_parent_cpu_measures_the_parent_of_the_workers_alone(tmp_path):
     done = subprocess.run([*command, "--json", str(figures)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     figures = json.loads(figures.read_text(encoding="utf-8"))
-    assert set(figures) == {"machine", "parent_cpu_us_per_record", "parent_peak_rss_mb", "wall"}
+    assert set(figures) == {
+        "machine",
+        "parent_cpu_us_per_record",
+        "parent_peak_rss_mb",
+        "parent_peak_private_mb",
+        "parent_peak_files_mb",
+        "parent_peak_shared_mb",
+        "wall",
+    }
     assert 0 < figures["parent_cpu_us_per_record"] and 0 < figures["parent_peak_rss_mb"] < figures["wall"] * 1e6
+    assert 0 < figures["parent_peak_private_mb"] <= figures["parent_peak_rss_mb"]
     assert re.search(
-        r"^the parent of 2 workers: [0-9.]+ s of CPU for 1100 records = [0-9.]+ us per record; peak RSS \d+ MB; the "
-        r"export took [0-9.]+ s$",
+        r"^the parent of 2 workers: [0-9.]+ s of CPU for 1100 records = [0-9.]+ us per record; peak RSS \d+ MB "
+        r"\(read every 0.1 s: at most \d+ MB private, \d+ MB of mapped files, \d+ MB of shared memory such as "
+        r"Ray's object store\); the export took [0-9.]+ s$",
         done.stdout,
         re.M,
     ), done.stdout
