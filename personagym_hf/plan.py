@@ -234,13 +234,23 @@ def iter_chunk_files(files: Sequence[str], chunk: Chunk) -> Iterator[tuple[int, 
         yield chunk.file, _iter_items(files[chunk.file], chunk)
 
 
-def _iter_range(source: str, piece: Range) -> Iterator[Record | BadRecord]:
+def _open_part(source: str, first: bool) -> tuple[int, int] | BadRecord | None:
+    """The open file (fd, size) of a range or piece; when it cannot be opened, the bad record `iter_file` gives, from
+    the file's `first` range or piece only (None from the others)."""
     try:
-        fd, size = _open_regular(source)
+        return _open_regular(source)
     except (_NotReadable, OSError) as e:
-        if piece.start == 0:  # what `iter_file` gives, once per file
-            yield BadRecord(source, "", str(e) if isinstance(e, _NotReadable) else _read_failure(e), kind=UNREADABLE)
+        if not first:
+            return None
+        return BadRecord(source, "", str(e) if isinstance(e, _NotReadable) else _read_failure(e), kind=UNREADABLE)
+
+
+def _iter_range(source: str, piece: Range) -> Iterator[Record | BadRecord]:
+    opened = _open_part(source, piece.start == 0)
+    if not isinstance(opened, tuple):
+        yield from [opened] if opened else []
         return
+    fd, size = opened
     try:
         if size < piece.stop:  # shrank: the range that holds its new end says so, those past it give nothing
             if piece.start <= size:
@@ -261,12 +271,11 @@ def _iter_range(source: str, piece: Range) -> Iterator[Record | BadRecord]:
 
 def _iter_items(source: str, piece: Items) -> Iterator[Record | BadRecord]:
     cut_short = piece.last and piece.end < 0
-    try:
-        fd, _size = _open_regular(source)
-    except (_NotReadable, OSError) as e:
-        if piece.first_item == 0:  # what `iter_file` gives, once per file
-            yield BadRecord(source, "", str(e) if isinstance(e, _NotReadable) else _read_failure(e), kind=UNREADABLE)
+    opened = _open_part(source, piece.first_item == 0)
+    if not isinstance(opened, tuple):
+        yield from [opened] if opened else []
         return
+    fd, _size = opened
     try:
         data = os.pread(fd, piece.stop - piece.start, piece.start)
         before = os.pread(fd, 1, piece.start - 1)
