@@ -376,13 +376,17 @@ class Dies:
 
 class NodeLog:
     """A conversion that appends the id of the Ray node converting to `log` once per process (the driver too:
-    then its own node), and otherwise converts as the built-in one: on which nodes an export's chunks ran."""
+    then its own node), and otherwise converts as the built-in one: on which nodes an export's chunks ran. Each
+    conversion takes `delay` seconds more, so that a chunk keeps its node's CPU busy long enough for Ray to send
+    the next chunk elsewhere (chunks of a few ms may all run on the first node, and did in 1 of 5 runs)."""
 
-    def __init__(self, log: str | os.PathLike[str]) -> None:
-        self.log = str(log)
+    def __init__(self, log: str | os.PathLike[str], delay: float = 0.0) -> None:
+        self.log, self.delay = str(log), delay
 
     def __call__(self, interaction: dict) -> Any:
         from personagym_hf.collect import interaction_to_sample
+
+        time.sleep(self.delay)
 
         if os.getpid() not in _LOGGED:
             import ray

@@ -178,7 +178,7 @@ def test_a_two_node_cluster_gives_the_same_bytes(ray_cluster, tmp_path):
     store = awkward_store(tmp_path / "s")
     cfg, nodes = parse_config({}), tmp_path / "nodes"
     export_store(store, tmp_path / "local", cfg, NodeLog(tmp_path / "driver"), options=SMALL_CHUNKS)
-    export_store(store, tmp_path / "ray", cfg, NodeLog(nodes), options=replace(SMALL_CHUNKS, engine="ray"))
+    export_store(store, tmp_path / "ray", cfg, NodeLog(nodes, 0.02), options=replace(SMALL_CHUNKS, engine="ray"))
     assert sums(tmp_path / "local") == sums(tmp_path / "ray")
     assert len([node for node in ray.nodes() if node["Alive"]]) == 2
     assert len(set(nodes.read_text(encoding="ascii").split())) == 2  # the chunks ran on both nodes
