@@ -270,7 +270,8 @@ def _iter_range(source: str, piece: Range) -> Iterator[Record | BadRecord]:
 
 
 def _iter_items(source: str, piece: Items) -> Iterator[Record | BadRecord]:
-    cut_short = piece.last and piece.end < 0
+    ends = "," if not piece.last else "]" if piece.end >= 0 else ""
+    cut_short = ends == ""
     opened = _open_part(source, piece.first_item == 0)
     if not isinstance(opened, tuple):
         yield from [opened] if opened else []
@@ -285,12 +286,12 @@ def _iter_items(source: str, piece: Items) -> Iterator[Record | BadRecord]:
             commas is None
             or before not in (b"[", b",")
             or after not in ((b"",) if cut_short else (b"]", b"}") if piece.last else (b",",))
-            or whole_items(data, commas, cut_short, piece.first_item) != piece.items
+            or whole_items(data, commas, ends, piece.first_item) != piece.items
         ):
             changed = _changed(f"item {piece.first_item} no longer starts at byte {piece.start}")
             yield BadRecord(source, "", changed, kind=UNREADABLE)
             return
-        yield from array_records(source, data, piece.start, piece.first_item, cut_short, commas)
+        yield from array_records(source, data, piece.start, piece.first_item, ends, commas)
         if piece.last:
             yield from array_end_records(source, piece.end, after[0] if after else None, piece.text_after)
     except OSError as e:  # as `iter_file`: the records read so far stand

@@ -325,7 +325,8 @@ def _iter_json(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
             yield BadRecord(source, *_parse_error(e, raw), kind=INVALID_JSON)
             return
         (piece,) = plan.pieces  # a damaged array: read item by item, as a big one is
-        yield from array_records(source, raw[piece.start : piece.stop], piece.start, piece.first_item, plan.end < 0)
+        ends = "]" if plan.end >= 0 else ""
+        yield from array_records(source, raw[piece.start : piece.stop], piece.start, piece.first_item, ends)
         yield from array_end_records(source, plan.end, raw[plan.end] if plan.end >= 0 else None, plan.text_after)
         return
     if isinstance(value, list):
@@ -354,9 +355,8 @@ def _iter_big_array(source: str, fd: int, size: int) -> Iterator[Record | BadRec
         return
     for piece in plan.pieces:
         data = os.pread(fd, piece.stop - piece.start, piece.start)
-        yield from array_records(
-            source, data, piece.start, piece.first_item, piece is plan.pieces[-1] and plan.end < 0
-        )
+        ends = "," if piece is not plan.pieces[-1] else "]" if plan.end >= 0 else ""
+        yield from array_records(source, data, piece.start, piece.first_item, ends)
     end_byte = os.pread(fd, 1, plan.end)[:1] if plan.end >= 0 else b""
     yield from array_end_records(source, plan.end, end_byte[0] if end_byte else None, plan.text_after)
 
@@ -376,25 +376,28 @@ def piece_commas(data: bytes, cut_short: bool) -> np.ndarray | None:
     return commas
 
 
-def whole_items(data: bytes, commas: np.ndarray, cut_short: bool, first_item: int) -> int:
+def whole_items(data: bytes, commas: np.ndarray, ends: str, first_item: int) -> int:
     """The whole items of a piece of an array (its commas from `piece_commas`), as `jsonscan.Piece.items` counts
-    them: an item cut short is not counted, and an array with nothing but blanks between its brackets has none."""
-    if not cut_short and first_item == 0 and not len(commas) and _ALL_BLANK.match(data):
+    them. `ends`: what the piece ends at, "," (a comma between items), "]" (the array's closing byte) or "" (the
+    file's end: its last item, cut short, is not counted). An array with nothing but blanks between its brackets
+    has no item."""
+    if ends == "]" and first_item == 0 and not len(commas) and _ALL_BLANK.match(data):
         return 0
-    return len(commas) + (not cut_short)
+    return len(commas) + (ends != "")
 
 
 def array_records(
-    source: str, data: bytes, offset: int, first_item: int, cut_short: bool, commas: np.ndarray | None = None
+    source: str, data: bytes, offset: int, first_item: int, ends: str, commas: np.ndarray | None = None
 ) -> Iterator[Record | BadRecord]:
     """The records of a piece of an array file (bytes `offset` on, see `piece_commas`), item by item, numbered from
-    `first_item`: an item that is no valid JSON is one bad record, and the others stand. `cut_short`: the file ends
-    inside the array, and the piece's last item is what is left (kept if it decodes) and then the array's end is
-    missing. An array with nothing but blanks between its brackets has no item."""
+    `first_item`: an item that is no valid JSON is one bad record, and the others stand. `ends` as for
+    `whole_items`; when it is "" (the file ends inside the array), the piece's last item is what is left of it
+    (kept if it decodes), and then the array's end is missing."""
+    cut_short = ends == ""
     if commas is None:
         commas = piece_commas(data, cut_short)
         assert commas is not None, "a piece of an array planned from these bytes"
-    if not whole_items(data, commas, cut_short, first_item) and not cut_short:
+    if not whole_items(data, commas, ends, first_item) and not cut_short:
         return
     start, number = 0, first_item
     for at in range(0, len(commas), 4096):  # a slice at a time: a piece of tiny items has millions of commas

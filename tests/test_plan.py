@@ -382,6 +382,7 @@ TRICKY_ARRAYS = {
     "i_text_after.json": b"[" + _ONE + b"]\n[" + _TWO + b"]\n",
     "j_empty.json": b" [ \n ] ",
     "k_string_cut.json": b"[" + _ONE + b', "abc\\", ' + _TWO,
+    "l_blank_first.json": b"[    ,\n" + _ONE + b"]",
 }
 
 
@@ -398,7 +399,7 @@ def test_an_array_cut_anywhere_reads_as_the_whole_file(array_store, monkeypatch)
     from personagym_hf import store as store_module
 
     whole = records_of(array_store)
-    assert sum(isinstance(r, Record) for r in whole) == 17 and sum(isinstance(r, BadRecord) for r in whole) == 14
+    assert sum(isinstance(r, Record) for r in whole) == 18 and sum(isinstance(r, BadRecord) for r in whole) == 15
     cut = set()
     for chunk_bytes in [1, 2, 3, 5, 8, 13, 50, 100, 400, 900, 1500, 10_000]:
         chunks = plan_chunks(array_store, chunk_files=1000, chunk_bytes=chunk_bytes)
@@ -455,6 +456,7 @@ def test_the_records_of_tricky_arrays(array_store):
             ("item 1", f"invalid JSON (unexpected content after document; the item starts at byte {at + 2})"),
             ("item 2", "truncated JSON array (no closing ']')"),
         ],
+        "l_blank_first.json": [("item 0", "invalid JSON (no value before the comma or bracket at byte 5)"), one],
     }
 
 
