@@ -1,26 +1,30 @@
-"""Cutting a store into chunks, and reading a chunk back: a run of whole files, or a byte range of a large JSON Lines
-file, so that one big `.jsonl` file is work for many processes.
+"""Cutting a store into chunks, and reading a chunk back: a run of whole files, a byte range of a large JSON Lines
+file, or a piece of a large JSON array, so that one big file is work for many processes.
 
 A chunk is one piece of the store's file list (`store.PathList`), named by index so that it holds no path and
 pickles to a few dozen bytes (a worker process, or a Ray task, gets the file list once and chunks by the
 thousand):
 - `Files(start, stop)`: whole files `files[start:stop]`, read by `store.iter_file`, each file as a whole;
 - `Range(file, start, stop, first_line, size)`: bytes `start` to `stop` of the plain `.jsonl` file `files[file]`,
-  whole lines only.
+  whole lines only;
+- `Items(file, start, stop, first_item, items, size, ...)`: the bytes of whole items of the array in the plain
+  `.json` file `files[file]`, found by a structural scan (`jsonscan.py`).
 
 `plan_chunks` groups whole files `chunk_files` at a time, or fewer when the group's plain `.jsonl` files would
-pass `chunk_bytes` (a few mid-sized JSON Lines files are then work for several processes too), and cuts each plain
-`.jsonl` file over `chunk_bytes` into ranges at line ends, each range a chunk of its own. Such a file ends the group
-of whole files before it (a shorter group), and the next group starts after it: so a store of `.json` files is cut
-exactly by `chunk_files`, and a chunk is never a mix of files and a range (why a chunk is one piece, not a list).
-`.gz` files (no byte of them can be found without decompressing all before it) and `.json` files (an array is one
-document) stay whole, whatever their size.
+pass `chunk_bytes` (a few mid-sized JSON Lines files are then work for several processes too), cuts each plain
+`.jsonl` file over `chunk_bytes` into ranges at line ends, and each plain `.json` file over `chunk_bytes` that holds
+an array into pieces between items, each range or piece a chunk of its own. Such a file ends the group of whole
+files before it (a shorter group), and the next group starts after it: so a store of upstream's `.json` files is
+cut exactly by `chunk_files`, and a chunk is never a mix of files and a range (why a chunk is one piece, not a
+list). `.gz` files stay whole, whatever their size: no byte of them can be found without decompressing all before
+it. Upstream's `interaction_*.json` files are not looked at (`_one_interaction`).
 
 Reading a plan back gives exactly the records, `where` and bad-record reasons of reading the files whole, for any
-`chunk_bytes`: a range's lines go through the parser `store.iter_file` uses, numbered from `first_line`. A file
-that cannot be opened gives its one bad record from its first range only. The plan is a snapshot: bytes a file
-gained since it was planned are not read, and a file that shrank (or whose lines moved across a cut) gives one bad
-record saying it changed, from the range where that is seen.
+`chunk_bytes`: a range's lines go through the parser `store.iter_file` uses, numbered from `first_line`, and a
+piece's items through the item reader every array goes through (`store.array_records`), numbered from
+`first_item`. A file that cannot be opened gives its one bad record from its first range or piece only. The plan
+is a snapshot: bytes a file gained since it was planned are not read, and a file that shrank (or whose lines or
+items moved across a cut) gives one bad record saying it changed, from the range or piece where that is seen.
 """
 
 from __future__ import annotations
