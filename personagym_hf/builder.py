@@ -52,7 +52,9 @@ class PersonaGymConfig(datasets.BuilderConfig):
     on_bad_records: Literal["error", "warn", "skip"] = "warn"
     collector: Any = None
     batch_rows: int = RunOptions.batch_rows
-    chunk_bytes: int = RunOptions.chunk_bytes  # a plain .jsonl file over this is read in byte ranges (plan.py)
+    chunk_bytes: int = (
+        RunOptions.chunk_bytes
+    )  # a plain .jsonl or .json array file over this is read in pieces (plan.py)
 
     def settings(self) -> ExportConfig:
         """The validated options. Not in `__post_init__`: `datasets` sets keyword overrides on a copy of
@@ -232,7 +234,7 @@ def _earlier_ids(
 def store_chunks(files: PathList, num_proc: int, chunk_bytes: int = RunOptions.chunk_bytes) -> list[Chunk]:
     """The store cut into chunks (`plan.plan_chunks`): runs of whole files, at least `num_proc` of them when there
     are that many files and none longer than the export's `chunk_files`, so a big store is spread evenly; and
-    byte ranges of big JSON Lines files, as the export cuts them."""
+    byte ranges of big JSON Lines files and pieces of big JSON arrays, as the export cuts them."""
     size = max(1, min(RunOptions.chunk_files, -(-len(files) // max(1, num_proc))))
     return plan_chunks(files, size, chunk_bytes)
 

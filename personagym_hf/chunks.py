@@ -1,8 +1,9 @@
 """Running `encode` over a store in fixed chunks of files, in this process or in worker processes.
 
 The store is cut into chunks (`plan.py`): `RunOptions.chunk_files` whole files, or a byte range of
-`RunOptions.chunk_bytes` of a big JSON Lines file — fixed sizes, so the cut does not depend on `num_proc`, and any
-cut gives the same outputs. `encode_chunk` reads one chunk and runs `encode.encode` on its records, into a sink:
+`RunOptions.chunk_bytes` of a big JSON Lines file (or a piece of a big JSON array) — fixed sizes, so the cut does
+not depend on `num_proc`, and any cut gives the same outputs. `encode_chunk` reads one chunk and runs
+`encode.encode` on its records, into a sink:
 - in this process `InMemory`: the chunk's JSON items and JSONL lines stay in memory (one chunk at a time);
 - in a worker process `PartFiles`: per split a JSON fragment and a JSONL part, and per config and split an Arrow
   IPC file;
@@ -81,8 +82,8 @@ class ChunkTask:
 
 def plan_tasks(files: Sequence[str], options: RunOptions, staging: Path | None = None) -> list[ChunkTask]:
     """The store cut into chunks (`plan.plan_chunks`: `options.chunk_files` whole files, or byte ranges of
-    `options.chunk_bytes` of a big JSONL file), each with its part-file folder under `staging` (None: a job
-    that writes no part files)."""
+    `options.chunk_bytes` of a big JSONL file or JSON array), each with its part-file folder under `staging`
+    (None: a job that writes no part files)."""
     chunks = plan_chunks(files, options.chunk_files, options.chunk_bytes)
     return [
         ChunkTask(index, chunk, None if staging is None else str(staging / f"{index:06d}"))

@@ -62,7 +62,7 @@ class RunOptions:
     ray_address: str | None = None  # the Ray cluster (engine "ray"; None: what `ray.init` finds)
     ray_runtime_env: Mapping[str, Any] | None = None  # the job's runtime_env, given to `ray.init` (engine "ray")
     chunk_files: int = 1000  # files per chunk: the unit of work of a worker, and about what memory holds
-    chunk_bytes: int = 16 << 20  # a plain .jsonl file over this is cut into byte ranges of about this size
+    chunk_bytes: int = 16 << 20  # a plain .jsonl (or .json array) file over this is cut into pieces of about this size
     batch_rows: int = 1000  # samples per Arrow batch, turned into every config's table at once
     row_group_rows: int = 1000  # rows per Parquet row group (the last one of a shard shorter)
     max_shard_bytes: int = 256 << 20  # a shard ends after the row group that takes it past this (`shards.row_sizes`)
