@@ -304,19 +304,20 @@ def test_duplicates_across_shards_leave_the_working_directory_alone(tmp_path, mo
     assert [path.name for path in work.iterdir()] == ["mine.txt"]
 
 
-def test_big_jsonl_files_are_read_in_byte_ranges_with_the_exports_rows(tmp_path):
-    from test_export import jsonl_store
+@pytest.mark.parametrize("layout", ["jsonl", "array"])
+def test_big_files_are_read_in_pieces_with_the_exports_rows(tmp_path, layout):
+    from test_export import array_store, jsonl_store
 
     from personagym_hf.builder import store_chunks
-    from personagym_hf.plan import Range
+    from personagym_hf.plan import Items, Range
     from personagym_hf.store import discover_paths
 
-    store = jsonl_store(tmp_path / "s")
+    store = (jsonl_store if layout == "jsonl" else array_store)(tmp_path / "s")
     chunks = store_chunks(discover_paths(store), 2, chunk_bytes=8192)
-    assert len(chunks) > 20 and all(isinstance(chunk, Range) for chunk in chunks)
+    assert len(chunks) > 20 and all(isinstance(chunk, Range if layout == "jsonl" else Items) for chunk in chunks)
     export_store(store, tmp_path / "out", parse_config({}), TrainingDataCollector().interaction_to_training_sample)
     built = load_dataset(store, "full", cache_dir=str(tmp_path / "c"), num_proc=2, chunk_bytes=8192)
     for split, prefix in (("train", "train"), ("validation", "val"), ("test", "test")):
         rows = jsonl(tmp_path / "out" / f"{prefix}_samples.jsonl")
         assert [row["sample_id"] for row in built[split]] == [row["sample_id"] for row in rows]
-    assert sum(built.num_rows.values()) == 450
+    assert sum(built.num_rows.values()) == (450 if layout == "jsonl" else 449)  # the array store's last is cut short
