@@ -260,7 +260,7 @@ class RayRunner:
     def __init__(self, job: ChunkJob, options: RunOptions):
         self.job, self.options = job, options
         self.refs: list[Any] = []  # tasks that may still run
-        self.index: RayIdIndex | None = None
+        self.indexes: list[RayIdIndex] = []  # their actors are killed on leaving
 
     def __enter__(self) -> "RayRunner":
         import ray
@@ -282,8 +282,8 @@ class RayRunner:
         try:
             for ref in self.refs:  # an export that stops early leaves no task running
                 self.ray.cancel(ref, force=True)
-            if self.index is not None:
-                self.index.close()
+            for index in self.indexes:
+                index.close()
         finally:
             self._disconnect()
 
@@ -291,8 +291,8 @@ class RayRunner:
         """The index of the kept sample ids, in actors of the cluster (`RayIdIndex`)."""
         cpus = int(self.ray.cluster_resources().get("CPU", 1))
         low, high = ID_BUCKETS
-        self.index = RayIdIndex(self.ray, min(high, max(low, cpus // CPUS_PER_ID_BUCKET)))
-        return self.index
+        self.indexes.append(RayIdIndex(self.ray, min(high, max(low, cpus // CPUS_PER_ID_BUCKET))))
+        return self.indexes[-1]
 
     def _disconnect(self) -> None:
         if self.connected:
