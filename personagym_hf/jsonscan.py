@@ -14,6 +14,7 @@ size, and a scan started just after any comma it finds (`ArrayScan(inside=True)`
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -29,6 +30,7 @@ _DEPTH = np.zeros(256, dtype=np.int64)
 _DEPTH[list(b"[{")] = 1
 _DEPTH[list(b"]}")] = -1
 _BACKSLASH, _QUOTE, _COMMA, _OPEN = 0x5C, 0x22, 0x2C, 0x5B
+_ALL_BLANK = re.compile(rb"[ \t\r\n]*\Z")  # stops at the first byte that is not blank, and copies nothing
 
 
 class ArrayScan:
@@ -192,3 +194,42 @@ def file_blocks(fd: int, start: int, stop: int, block: int = SCAN_BLOCK) -> Iter
             return
         yield view[:read]
         offset += read
+
+
+def blocks_of(data: bytes) -> Iterator[memoryview]:
+    """`data` a `SCAN_BLOCK` at a time, without copies."""
+    view = memoryview(data)
+    for start in range(0, len(data), SCAN_BLOCK):
+        yield view[start : start + SCAN_BLOCK]
+
+
+def is_blank(data: bytes) -> bool:
+    """Whether `data` holds JSON whitespace only."""
+    return _ALL_BLANK.match(data) is not None
+
+
+def piece_commas(data: bytes, cut_short: bool) -> np.ndarray | None:
+    """The offsets in `data` of the commas between items, where `data` is a piece of an array (`Piece`: from just
+    after its `[` or a comma, to the comma or closing byte after an item, or to the file's end when `cut_short`);
+    None when `data` is no such piece (the file changed since it was planned)."""
+    scan = ArrayScan(inside=True)
+    commas = np.concatenate([scan.feed(block) for block in blocks_of(data)] or [_NONE])
+    if scan.end >= 0 or (not cut_short and (scan.depth != 1 or scan.in_string or scan.escape)):
+        return None
+    return commas
+
+
+def ends_at(last: bool, end: int) -> str:
+    """What a piece ends at, for `whole_items`: "," unless it is the array's `last`, then "]" (the array's closing
+    byte, at `end`) or "" (the file ends inside the array: `end` is -1)."""
+    return "," if not last else "]" if end >= 0 else ""
+
+
+def whole_items(data: bytes, commas: np.ndarray, ends: str, first_item: int) -> int:
+    """The whole items of a piece of an array (its commas from `piece_commas`), as `Piece.items` counts them.
+    `ends`: what the piece ends at, "," (a comma between items), "]" (the array's closing byte) or "" (the file's
+    end: its last item, cut short, is not counted). An array with nothing but blanks between its brackets has no
+    item."""
+    if ends == "]" and first_item == 0 and not len(commas) and is_blank(data):
+        return 0
+    return len(commas) + (ends != "")

@@ -45,8 +45,6 @@ from .store import (
     array_end_records,
     array_records,
     iter_file,
-    piece_commas,
-    whole_items,
 )
 
 logger = logging.getLogger(__name__)
@@ -274,7 +272,9 @@ def _iter_range(source: str, piece: Range) -> Iterator[Record | BadRecord]:
 
 
 def _iter_items(source: str, piece: Items) -> Iterator[Record | BadRecord]:
-    ends = "," if not piece.last else "]" if piece.end >= 0 else ""
+    from .jsonscan import ends_at, piece_commas, whole_items  # numpy: only for a store with such a file
+
+    ends = ends_at(piece.last, piece.end)
     cut_short = ends == ""
     opened = _open_part(source, piece.first_item == 0)
     if not isinstance(opened, tuple):

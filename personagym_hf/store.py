@@ -18,7 +18,6 @@ import errno
 import gzip
 import heapq
 import os
-import re
 import stat
 from array import array
 from pathlib import Path
@@ -35,7 +34,6 @@ INTERACTION_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 _ARRAY_CHUNK = 1 << 20
 _WHOLE_FILE_LIMIT = 64 << 20  # above this a .json file is read a piece at a time (it can only be an array)
 _PIECE_BYTES = 16 << 20  # the pieces of such a file (an export cuts it by `RunOptions.chunk_bytes`)
-_ALL_BLANK = re.compile(rb"[ \t\r\n]*\Z")
 
 
 def is_token_usage_file(path: Path | str) -> bool:
@@ -318,14 +316,14 @@ def _iter_json(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        from .jsonscan import plan_array  # numpy: not for `--help`, and only for a damaged file
+        from .jsonscan import blocks_of, ends_at, plan_array  # numpy: not for `--help`, and only for a damaged file
 
-        plan = plan_array(_blocks_of(raw), len(raw) + 1)
+        plan = plan_array(blocks_of(raw), len(raw) + 1)
         if plan is None:
             yield BadRecord(source, *_parse_error(e, raw), kind=INVALID_JSON)
             return
         (piece,) = plan.pieces  # a damaged array: read item by item, as a big one is
-        ends = "]" if plan.end >= 0 else ""
+        ends = ends_at(True, plan.end)
         yield from array_records(source, raw[piece.start : piece.stop], piece.start, piece.first_item, ends)
         yield from array_end_records(source, plan.end, raw[plan.end] if plan.end >= 0 else None, plan.text_after)
         return
@@ -336,18 +334,10 @@ def _iter_json(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
         yield _record_or_bad(source, "", value)
 
 
-def _blocks_of(raw: bytes) -> Iterator[memoryview]:
-    from .jsonscan import SCAN_BLOCK
-
-    view = memoryview(raw)
-    for start in range(0, len(raw), SCAN_BLOCK):
-        yield view[start : start + SCAN_BLOCK]
-
-
 def _iter_big_array(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
     """The records of a `.json` file too big to read whole: its array's pieces (`jsonscan.plan_array`), each read
     and decoded item by item, as an export's chunks of it are."""
-    from .jsonscan import file_blocks, plan_array
+    from .jsonscan import ends_at, file_blocks, plan_array
 
     plan = plan_array(file_blocks(fd, 0, size), _PIECE_BYTES)
     if plan is None:
@@ -355,44 +345,21 @@ def _iter_big_array(source: str, fd: int, size: int) -> Iterator[Record | BadRec
         return
     for piece in plan.pieces:
         data = os.pread(fd, piece.stop - piece.start, piece.start)
-        ends = "," if piece is not plan.pieces[-1] else "]" if plan.end >= 0 else ""
+        ends = ends_at(piece is plan.pieces[-1], plan.end)
         yield from array_records(source, data, piece.start, piece.first_item, ends)
     end_byte = os.pread(fd, 1, plan.end)[:1] if plan.end >= 0 else b""
     yield from array_end_records(source, plan.end, end_byte[0] if end_byte else None, plan.text_after)
 
 
-def piece_commas(data: bytes, cut_short: bool) -> np.ndarray | None:
-    """The offsets in `data` of the commas between items, where `data` is a piece of an array (`jsonscan.Piece`:
-    from just after its `[` or a comma, to the comma or closing byte after an item, or to the file's end when
-    `cut_short`); None when `data` is no such piece (the file changed since it was planned)."""
-    import numpy as np
-
-    from .jsonscan import ArrayScan
-
-    scan = ArrayScan(inside=True)
-    commas = np.concatenate([scan.feed(block) for block in _blocks_of(data)] or [np.zeros(0, dtype=np.int64)])
-    if scan.end >= 0 or (not cut_short and (scan.depth != 1 or scan.in_string or scan.escape)):
-        return None
-    return commas
-
-
-def whole_items(data: bytes, commas: np.ndarray, ends: str, first_item: int) -> int:
-    """The whole items of a piece of an array (its commas from `piece_commas`), as `jsonscan.Piece.items` counts
-    them. `ends`: what the piece ends at, "," (a comma between items), "]" (the array's closing byte) or "" (the
-    file's end: its last item, cut short, is not counted). An array with nothing but blanks between its brackets
-    has no item."""
-    if ends == "]" and first_item == 0 and not len(commas) and _ALL_BLANK.match(data):
-        return 0
-    return len(commas) + (ends != "")
-
-
 def array_records(
     source: str, data: bytes, offset: int, first_item: int, ends: str, commas: np.ndarray | None = None
 ) -> Iterator[Record | BadRecord]:
-    """The records of a piece of an array file (bytes `offset` on, see `piece_commas`), item by item, numbered from
-    `first_item`: an item that is no valid JSON is one bad record, and the others stand. `ends` as for
-    `whole_items`; when it is "" (the file ends inside the array), the piece's last item is what is left of it
-    (kept if it decodes), and then the array's end is missing."""
+    """The records of a piece of an array file (bytes `offset` on, see `jsonscan.piece_commas`), item by item,
+    numbered from `first_item`: an item that is no valid JSON is one bad record, and the others stand. `ends` as for
+    `jsonscan.whole_items`; when it is "" (the file ends inside the array), the piece's last item is what is left of
+    it (kept if it decodes), and then the array's end is missing."""
+    from .jsonscan import is_blank, piece_commas, whole_items
+
     cut_short = ends == ""
     if commas is None:
         commas = piece_commas(data, cut_short)
@@ -408,7 +375,7 @@ def array_records(
     if not cut_short:
         yield _item_record(source, last, offset + start, number)
         return
-    if not _ALL_BLANK.match(last):  # what is left of the last item: kept when it is whole JSON (an object's end is
+    if not is_blank(last):  # what is left of the last item: kept when it is whole JSON (an object's end is
         record = _item_record(source, last, offset + start, number)  # sure; a number cut short is no object anyway)
         if not (isinstance(record, BadRecord) and record.kind == INVALID_JSON):
             yield record

@@ -504,3 +504,49 @@ def test_big_jsonl_files_cut_into_byte_ranges_give_the_same_bytes(tmp_path, num_
         ("part2.jsonl", "line 71, column 1", "invalid JSON (invalid literal, expected 'null')"),
         ("part2.jsonl", "line 73", f"duplicate interaction_id (already read from {first}); kept the first"),
     ]
+
+
+@pytest.mark.parametrize("later", [True, False])
+def test_an_index_that_answers_later_is_asked_for_a_chunks_answer_once_the_next_chunk_is_in(later):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from personagym_hf.job import _keep_the_first
+    from personagym_hf.seen import unpack_location
+
+    log = []
+
+    class Index:
+        answers_later = later
+
+        def ask(self, high, low, locations):
+            number = unpack_location(int(locations[0]))[0]  # the chunk's one file
+            log.append(f"ask {number}")
+            return lambda: log.append(f"answer {number}") or np.full(len(high), -1, dtype=np.int64)
+
+    def chunk(number):
+        kept = [SimpleNamespace(sample_id=f"s{number}", source=f"f{number}.json", where="")]
+        encoded = SimpleNamespace(kept=kept, duplicates=[], report=lambda rejections, firsts: None)
+        return SimpleNamespace(encoded=encoded, firsts={})
+
+    class Runner:
+        def chunks(self, tasks):
+            for task in tasks:
+                log.append(f"in {task.index}")
+                yield task, chunk(task.index)
+
+        def id_index(self):
+            return Index()
+
+    job = SimpleNamespace(files=[f"f{n}.json" for n in range(3)])
+    tasks = [SimpleNamespace(index=n, files=lambda n=n: range(n, n + 1)) for n in range(3)]
+    for task, _chunk in _keep_the_first(job, tasks, Runner(), rejections=None):
+        log.append(f"out {task.index}")
+    if later:  # the round trip of chunk n overlaps the wait for chunk n + 1
+        assert log == ["in 0", "ask 0", "in 1", "ask 1", "answer 0", "out 0", "in 2", "ask 2", "answer 1", "out 1"] + [
+            "answer 2",
+            "out 2",
+        ]
+    else:  # an index in this process: each chunk goes on at once, and no chunk waits in memory
+        assert log == [f"{step} {n}" for n in range(3) for step in ("in", "ask", "answer", "out")]
