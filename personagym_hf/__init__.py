@@ -1,11 +1,11 @@
 """personagym-hf: PersonaGym interactions -> training datasets, built on `datasets` and the Hub."""
 
-from .collect import InvalidInteraction, validate_sample
 from .config import ConfigError, load_config
 from .interaction_generator import InteractionStorage
-from .samples import BadInputError
 from .schema import TrainingSample
 from .training_data import TrainingDataCollector, TrainingDataExporter
+from .transform.collect import InvalidInteraction, validate_sample
+from .transform.policy import BadInputError
 from .version import __version__
 
 

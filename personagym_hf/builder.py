@@ -20,16 +20,16 @@ from typing import Any, Iterator, Literal
 import datasets
 from datasets.builder import Key
 
-from .chunks import ChunkJob, ChunkTask
-from .collect import interaction_to_sample
 from .config import SPLIT_BY, SPLIT_NAMES, ExportConfig, RunOptions, choice, format_flags, split_ratios
-from .encode import Encoder, encode
-from .groups import SplitGroups
-from .job import encode_store, group_store
-from .plan import Chunk, iter_chunk, plan_chunks
-from .samples import Rejections, place
-from .store import PathList, discover_paths, store_fingerprint
-from .views import CONFIG_NAMES, config_specs
+from .read.plan import Chunk, iter_chunk, plan_chunks
+from .read.store import PathList, discover_paths, store_fingerprint
+from .run.chunks import ChunkJob, ChunkTask
+from .run.job import encode_store, group_store
+from .transform.collect import interaction_to_sample
+from .transform.encode import Encoder, encode
+from .transform.groups import SplitGroups
+from .transform.policy import Rejections, place
+from .transform.views import CONFIG_NAMES, config_specs
 
 DESCRIPTIONS = {
     "full": "Every TrainingSample field the format flags allow.",

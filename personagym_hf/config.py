@@ -19,6 +19,7 @@ FORMAT_FLAGS = (
     "include_metadata",
 )
 SPLIT_NAMES = ("train", "validation", "test")
+FILE_PREFIX = {"train": "train", "validation": "val", "test": "test"}  # the seed's file names
 DEFAULT_RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 OnBadRecords = Literal["error", "warn", "skip"]
 SplitBy = Literal["persona", "sample", "persona_and_query"]

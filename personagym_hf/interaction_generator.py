@@ -14,8 +14,8 @@ from typing import Any, Iterator
 
 import orjson
 
-from .store import BadRecord, Record, discover_paths, iter_file
-from .writers import write_json_atomic
+from .read.store import BadRecord, Record, discover_paths, iter_file
+from .write.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 

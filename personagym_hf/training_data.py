@@ -10,13 +10,13 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .collect import checks_itself, interaction_to_sample, validate_sample
 from .config import RunOptions, parse_config
-from .export import Exporter, ExportResult
-from .manifest import Layout, collector_name
-from .samples import Rejections, iter_samples
+from .read.store import BadRecord, Record
 from .schema import TrainingSample
-from .store import BadRecord, Record
+from .transform.collect import checks_itself, interaction_to_sample, validate_sample
+from .transform.policy import Rejections, iter_samples
+from .write.exporter import Exporter, ExportResult
+from .write.manifest import Layout, collector_name
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ class TrainingDataExporter:
 
     def compute_statistics(self, samples: Iterable[TrainingSample]) -> dict[str, Any]:
         """Dataset statistics, with each sample counted in the split it is exported to."""
-        from .split import split_of
-        from .stats import StatsAccumulator
+        from .measure.stats import StatsAccumulator
+        from .transform.split import split_of
 
         stats = StatsAccumulator()
         s = self.settings
@@ -111,8 +111,8 @@ class TrainingDataExporter:
 
     def export_statistics(self, samples: Iterable[TrainingSample], use_timestamp: bool = True) -> str:
         """Export dataset statistics; returns the file's path."""
-        from .export import stamped_name, timestamp
-        from .writers import write_json_atomic
+        from .write.exporter import stamped_name, timestamp
+        from .write.files import write_json_atomic
 
         name = stamped_name("statistics", timestamp() if use_timestamp else None)
         return str(write_json_atomic(self.output_dir / name, self.compute_statistics(samples)))
@@ -132,7 +132,7 @@ class TrainingDataExporter:
     ):
         """Everything `personagym-hf export` writes, streamed from a store (`paths.interactions.output_dir`).
         `options`: how it runs (`config.RunOptions`); `num_proc`, when given, sets its field."""
-        from .job import export_store
+        from .run.job import export_store
 
         return export_store(
             interactions or self.settings.interactions_dir,

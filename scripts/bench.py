@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from personagym_hf.store import discover_files
+from personagym_hf.read.store import discover_files
 from personagym_hf.testing.synth import write_store
 
 REPLY_CHARS = 1300  # gives a mean file of ~5.2 KB (most files 2.5-8 KB)
@@ -89,7 +89,7 @@ NAIVE_SCRIPT = """
 import json, sys
 from pathlib import Path
 import datasets
-from personagym_hf.collect import interaction_to_sample
+from personagym_hf.transform.collect import interaction_to_sample
 from personagym_hf.schema import FEATURE_SPECS, features
 store, out = Path(sys.argv[1]), Path(sys.argv[2])
 def generate():
@@ -105,9 +105,9 @@ ds.to_parquet(out / "naive.parquet")
 
 PARENT_SCRIPT = """
 import resource, sys, tempfile, time
-from personagym_hf.collect import interaction_to_sample
+from personagym_hf.transform.collect import interaction_to_sample
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.job import export_store
+from personagym_hf.run.job import export_store
 store, num_proc, engine = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with tempfile.TemporaryDirectory(prefix="bench_export_") as out:
     start = time.perf_counter()
@@ -389,12 +389,12 @@ def step_costs(args: argparse.Namespace) -> dict:
     import gc
     import time
 
-    from personagym_hf.chunks import ChunkResult, InMemory
-    from personagym_hf.collect import interaction_to_sample
     from personagym_hf.config import ExportConfig
-    from personagym_hf.encode import Encoder, NoOutput, encode
-    from personagym_hf.job import export_store
-    from personagym_hf.store import discover_paths, iter_file
+    from personagym_hf.read.store import discover_paths, iter_file
+    from personagym_hf.run.chunks import ChunkResult, InMemory
+    from personagym_hf.run.job import export_store
+    from personagym_hf.transform.collect import interaction_to_sample
+    from personagym_hf.transform.encode import Encoder, NoOutput, encode
 
     store, _ = prepare_store(args.store_dir, args.n, args.keep)
     files, cfg = discover_paths(store)[:STEP_FILES], ExportConfig()

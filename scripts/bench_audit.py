@@ -55,7 +55,7 @@ CHILD = r"""
 import json, random, resource, sys, time
 sys.path.insert(0, sys.argv[1])
 from bench_audit import synthetic_queries
-from personagym_hf.audit import NUM_PERM, SEED, THRESHOLD, BANDS, LeakageAudit, normalise, shingles
+from personagym_hf.measure.leakage import NUM_PERM, SEED, THRESHOLD, BANDS, LeakageAudit, normalise, shingles
 
 library, n = sys.argv[2], int(sys.argv[3])
 queries = synthetic_queries(n)
@@ -111,12 +111,12 @@ print(json.dumps(figures))
 STORE_CHILD = r"""
 import json, resource, sys, time
 import numpy, rensa  # imported by both runs, so that the difference is the audit's data and work
-from personagym_hf.audit import LeakageAudit
+from personagym_hf.measure.leakage import LeakageAudit
 from personagym_hf.config import parse_config
-from personagym_hf.job import iter_store
-from personagym_hf.samples import Rejections, iter_samples
-from personagym_hf.collect import interaction_to_sample
-from personagym_hf.encode import Encoder
+from personagym_hf.run.job import iter_store
+from personagym_hf.transform.policy import Rejections, iter_samples
+from personagym_hf.transform.collect import interaction_to_sample
+from personagym_hf.transform.encode import Encoder
 
 store, with_audit = sys.argv[1], sys.argv[2] == "audit"
 encoder = Encoder(parse_config({}), split=True, views=False)

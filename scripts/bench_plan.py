@@ -33,9 +33,9 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from personagym_hf import plan  # noqa: E402
-from personagym_hf.plan import Items, Range, iter_chunk, plan_chunks  # noqa: E402
-from personagym_hf.store import iter_file  # noqa: E402
+from personagym_hf.read import plan as plan  # noqa: E402
+from personagym_hf.read.plan import Items, Range, iter_chunk, plan_chunks  # noqa: E402
+from personagym_hf.read.store import iter_file  # noqa: E402
 from personagym_hf.testing.synth import iter_interactions  # noqa: E402
 
 MB = 1 << 20

@@ -27,12 +27,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from personagym_hf import shards  # noqa: E402
 from personagym_hf.config import parse_config  # noqa: E402
-from personagym_hf.job import export_store  # noqa: E402
+from personagym_hf.run.job import export_store  # noqa: E402
 from personagym_hf.testing.synth import iter_interactions  # noqa: E402
 from personagym_hf.training_data import TrainingDataCollector  # noqa: E402
-from personagym_hf.writers import dumps_line  # noqa: E402
+from personagym_hf.write import parquet as shards  # noqa: E402
+from personagym_hf.write.files import dumps_line  # noqa: E402
 
 GEAR = np.random.default_rng(0).integers(0, 2**64 - 1, size=256, dtype=np.uint64)
 MASK = np.uint64(0xFFFF << 48)  # 16 bits: a boundary every 64 KiB on average

@@ -6,7 +6,7 @@ python scripts/prepare_ppopt_hf_jsonl.py --input output/training_data/train_samp
 import argparse
 import sys
 
-from personagym_hf.ppopt import prepare_ppopt_jsonl
+from personagym_hf.hub.ppopt import prepare_ppopt_jsonl
 from personagym_hf.wording import plural
 
 

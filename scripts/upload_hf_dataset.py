@@ -9,10 +9,10 @@ The token comes from --token, HF_TOKEN or `hf auth login`; it is never printed.
 import argparse
 import sys
 
-from personagym_hf.auth import check_auth
-from personagym_hf.connection import DEFAULT_TIMEOUT, HubUnreachableError, hub_session
-from personagym_hf.hub import hub_api
-from personagym_hf.ppopt import upload_jsonl
+from personagym_hf.hub.auth import check_auth
+from personagym_hf.hub.connection import DEFAULT_TIMEOUT, HubUnreachableError, hub_session
+from personagym_hf.hub.ppopt import upload_jsonl
+from personagym_hf.hub.push import hub_api
 
 
 def main(argv=None) -> int:

@@ -358,7 +358,7 @@ class Dies:
         self.interaction_id, self.marker = interaction_id, None if marker is None else str(marker)
 
     def __call__(self, interaction: dict) -> Any:
-        from personagym_hf.collect import interaction_to_sample
+        from personagym_hf.transform.collect import interaction_to_sample
 
         if interaction.get("interaction_id") == self.interaction_id and self._first_time():
             os.kill(os.getpid(), signal.SIGKILL)
@@ -384,7 +384,7 @@ class NodeLog:
         self.log, self.delay = str(log), delay
 
     def __call__(self, interaction: dict) -> Any:
-        from personagym_hf.collect import interaction_to_sample
+        from personagym_hf.transform.collect import interaction_to_sample
 
         time.sleep(self.delay)
 
@@ -409,7 +409,7 @@ class ModuleLog:
 
     def __call__(self, interaction: dict) -> Any:
         import personagym_hf
-        from personagym_hf.collect import interaction_to_sample
+        from personagym_hf.transform.collect import interaction_to_sample
 
         with open(self.log, "a", encoding="utf-8") as file:
             file.write(personagym_hf.__file__ + "\n")

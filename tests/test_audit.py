@@ -7,12 +7,20 @@ import pytest
 import rensa
 from conftest import LEAKY, leaky_interaction
 
-from personagym_hf import audit as audit_module
-from personagym_hf.audit import LeakageAudit, leaks, normalise, report_lines, shingles, summary_line, texts_of
-from personagym_hf.collect import interaction_to_sample
 from personagym_hf.config import DEFAULT_RATIOS, SPLIT_NAMES
 from personagym_hf.extras import MissingExtra
-from personagym_hf.split import split_of
+from personagym_hf.measure import leakage as audit_module
+from personagym_hf.measure.leakage import (
+    LeakageAudit,
+    leaks,
+    normalise,
+    report_lines,
+    shingles,
+    summary_line,
+    texts_of,
+)
+from personagym_hf.transform.collect import interaction_to_sample
+from personagym_hf.transform.split import split_of
 
 
 def jaccard(a: str, b: str) -> float:
@@ -378,7 +386,7 @@ def test_split_names_are_reported_in_split_order():
 
 
 def test_a_process_forked_after_rensa_batches_signs_one_text_at_a_time_with_the_same_signatures(monkeypatch):
-    from personagym_hf import audit
+    from personagym_hf.measure import leakage as audit
 
     texts = [
         audit.normalise(t) for t in ("Plan a trip to Kyoto", "plan a trip to kyoto!", "ok", "Ünïcödé 東京 🙂 text")

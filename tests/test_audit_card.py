@@ -2,10 +2,10 @@ import tiny_tokenizer
 from test_audit import leaky_samples
 from test_tokens import TOKEN_STORE, token_interaction
 
-from personagym_hf.audit import LeakageAudit
-from personagym_hf.audit_card import leakage_markdown, tokens_markdown
-from personagym_hf.collect import interaction_to_sample
-from personagym_hf.tokens import TokenBudget, load_tokenizer
+from personagym_hf.card.sections import leakage_markdown, tokens_markdown
+from personagym_hf.measure.leakage import LeakageAudit
+from personagym_hf.measure.tokens import TokenBudget, load_tokenizer
+from personagym_hf.transform.collect import interaction_to_sample
 
 
 def test_leakage_section_of_the_leaky_store():

@@ -9,8 +9,8 @@ from conftest import make_interaction, write_files
 from personagym_hf import InteractionStorage, TrainingDataCollector, TrainingDataExporter
 from personagym_hf.builder import load_dataset
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.job import export_store
-from personagym_hf.samples import Rejections
+from personagym_hf.run.job import export_store
+from personagym_hf.transform.policy import Rejections
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample
 
@@ -168,7 +168,7 @@ def test_the_builder_reads_a_store_with_odd_files(odd_store, tmp_path):
 
 
 def test_validate_lists_odd_files(odd_store, capsys):
-    from personagym_hf.cli import main
+    from personagym_hf.cli.main import main
 
     done = _unblock_fifos_after(odd_store, 20)
     assert main(["validate", "--interactions", str(odd_store)]) == 1

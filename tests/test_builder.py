@@ -11,7 +11,7 @@ import personagym_hf
 from personagym_hf import TrainingDataCollector
 from personagym_hf.builder import PersonaGymBuilder, load_dataset
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.job import export_store
+from personagym_hf.run.job import export_store
 from personagym_hf.testing.synth import write_store
 
 CONFIGS = ["full", "minimal", "messages", "query_rewrite"]
@@ -179,9 +179,9 @@ def test_no_split_export_gives_every_config_a_single_train_split(store, tmp_path
 
 
 def test_columnar_query_rewrite_agrees_with_the_row_view(store, tmp_path):
-    from personagym_hf.collect import interaction_to_sample
-    from personagym_hf.store import iter_records
-    from personagym_hf.views import query_rewrite_rows
+    from personagym_hf.read.store import iter_records
+    from personagym_hf.transform.collect import interaction_to_sample
+    from personagym_hf.transform.views import query_rewrite_rows
 
     samples = [interaction_to_sample(r.data).to_dict() for r in iter_records(store)]
     rows = [row for sample in samples for row in query_rewrite_rows(sample)]
@@ -236,8 +236,9 @@ def test_num_proc_reports_a_duplicate_in_another_shard_like_one_process(tmp_path
             )
         messages.append(str(raised.value.__cause__))
     # In a worker the error comes back as the text of a remote traceback, with the error on a line of its own.
-    in_worker = [line for line in messages[1].splitlines() if line.startswith("personagym_hf.samples.BadInputError")]
-    assert in_worker == [f"personagym_hf.samples.BadInputError: {messages[0]}"]
+    error = "personagym_hf.transform.policy.BadInputError"
+    in_worker = [line for line in messages[1].splitlines() if line.startswith(error)]
+    assert in_worker == [f"personagym_hf.transform.policy.BadInputError: {messages[0]}"]
     assert messages[0] == (
         f"{store.as_posix()}/zz_copy.json, interaction_id='interaction_p0_0000': duplicate interaction_id (already "
         f"read from {store.as_posix()}/interaction_p0_0000.json); kept the first (fix the record, or rerun with "
@@ -255,8 +256,8 @@ def five_personas(tmp_path_factory):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_an_empty_split_is_an_empty_dataset_with_the_configs_features(five_personas, tmp_path, name):
     from personagym_hf.schema import features
-    from personagym_hf.split import split_of
-    from personagym_hf.views import config_specs
+    from personagym_hf.transform.split import split_of
+    from personagym_hf.transform.views import config_specs
 
     ratios = {"train": 0.8, "validation": 0.1, "test": 0.1}
     splits = {split_of({"persona_id": f"persona_{p:05d}"}, 42, ratios) for p in range(5)}
@@ -309,8 +310,8 @@ def test_big_files_are_read_in_pieces_with_the_exports_rows(tmp_path, layout):
     from test_export import array_store, jsonl_store
 
     from personagym_hf.builder import store_chunks
-    from personagym_hf.plan import Items, Range
-    from personagym_hf.store import discover_paths
+    from personagym_hf.read.plan import Items, Range
+    from personagym_hf.read.store import discover_paths
 
     store = (jsonl_store if layout == "jsonl" else array_store)(tmp_path / "s")
     chunks = store_chunks(discover_paths(store), 2, chunk_bytes=8192)

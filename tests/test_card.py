@@ -8,11 +8,11 @@ import pytest
 from conftest import make_interaction, write_files
 
 from personagym_hf import TrainingDataCollector
-from personagym_hf.card import LICENSES_URL, hub_licenses, template_path
-from personagym_hf.cli import main
+from personagym_hf.card.render import LICENSES_URL, hub_licenses, template_path
+from personagym_hf.cli.main import main
 from personagym_hf.config import parse_config
-from personagym_hf.hub import push_to_hub
-from personagym_hf.job import export_store
+from personagym_hf.hub.push import push_to_hub
+from personagym_hf.run.job import export_store
 from personagym_hf.testing.synth import write_store
 
 REPO = "alice/personagym"
@@ -159,7 +159,7 @@ def test_no_language_found_is_said_in_the_summary(hub, tmp_path, capsys):
 
 
 def test_the_ppopt_card_takes_its_languages_from_every_split(hub, tmp_path):
-    from personagym_hf.ppopt import upload_jsonl
+    from personagym_hf.hub.ppopt import upload_jsonl
 
     def rows(language: str, count: int) -> str:
         row = {"sample_id": "s", "persona_id": "p", "persona_features": {"language": language}, "variant": "styled",

@@ -8,12 +8,12 @@ import pytest
 from conftest import make_interaction, write_files
 from terminal import BAR, run_with_terminal_stderr, with_progress_bars
 
-from personagym_hf.cli import build_parser, main
+from personagym_hf.cli.main import build_parser, main
 
 
 def test_help_explains_every_command_and_imports_no_heavy_library():
     code = (
-        "import sys; from personagym_hf.cli import main\n"
+        "import sys; from personagym_hf.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "heavy = ('datasets', 'pyarrow', 'huggingface_hub', 'pandas', 'ray', 'torch', 'trl')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
@@ -274,7 +274,7 @@ def test_a_progress_bar_is_drawn_on_a_terminal_unless_quiet(small_store, tmp_pat
 
 def test_a_conversion_function_is_a_collector_too(small_store, tmp_path, monkeypatch):
     (tmp_path / "my_convert.py").write_text(
-        "from personagym_hf.collect import interaction_to_sample\n\n"
+        "from personagym_hf.transform.collect import interaction_to_sample\n\n"
         "def tagged(interaction):\n"
         "    sample = interaction_to_sample(interaction)\n"
         "    sample.metadata['custom_field'] = len(interaction['messages'])\n"

@@ -8,11 +8,11 @@ import tiny_tokenizer
 import yaml
 from test_audit import leaky_samples
 
-from personagym_hf.audit import LeakageAudit, report_lines
-from personagym_hf.cli import main
-from personagym_hf.collect import interaction_to_sample
+from personagym_hf.cli.main import main
 from personagym_hf.config import format_flags
-from personagym_hf.writers import dumps_pretty
+from personagym_hf.measure.leakage import LeakageAudit, report_lines
+from personagym_hf.transform.collect import interaction_to_sample
+from personagym_hf.write.files import dumps_pretty
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -190,7 +190,7 @@ def test_tokens_errors_are_one_line(tmp_path, tiny, capsys, monkeypatch):
 @pytest.mark.parametrize("command", ["audit", "tokens"])
 def test_help_of_the_audits_imports_no_heavy_library(command):
     code = (
-        "import sys; from personagym_hf.cli import main\n"
+        "import sys; from personagym_hf.cli.main import main\n"
         f"try:\n    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
         "heavy = ('numpy', 'pyarrow', 'rensa', 'transformers', 'tokenizers', 'jinja2', 'datasets')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
@@ -203,11 +203,11 @@ def test_python_api_on_the_demo_store_gives_what_the_cli_prints(tmp_path, capsys
     import json
 
     from personagym_hf.config import parse_config
-    from personagym_hf.demo import demo_store_path
-    from personagym_hf.job import iter_store
-    from personagym_hf.samples import Rejections, iter_samples
-    from personagym_hf.split import split_of
-    from personagym_hf.tokens import TokenBudget, load_tokenizer
+    from personagym_hf.measure.tokens import TokenBudget, load_tokenizer
+    from personagym_hf.read.demo import demo_store_path
+    from personagym_hf.run.job import iter_store
+    from personagym_hf.transform.policy import Rejections, iter_samples
+    from personagym_hf.transform.split import split_of
 
     settings = parse_config({})
     samples = [

@@ -3,7 +3,8 @@ import json
 import pytest
 from conftest import make_interaction
 
-from personagym_hf.collect import (
+from personagym_hf.schema import TrainingSample
+from personagym_hf.transform.collect import (
     InvalidInteraction,
     interaction_to_sample,
     noisy_initial_queries,
@@ -11,7 +12,6 @@ from personagym_hf.collect import (
     sample_id_for,
     validate_sample,
 )
-from personagym_hf.schema import TrainingSample
 
 
 def test_example_interaction_becomes_the_documented_sample(example):
@@ -371,7 +371,7 @@ def test_whatever_the_converter_accepts_passes_validate_sample(example):
 
 def test_only_the_builtin_conversion_is_trusted_to_check_itself():
     from personagym_hf import TrainingDataCollector
-    from personagym_hf.samples import checks_itself
+    from personagym_hf.transform.policy import checks_itself
 
     class Custom(TrainingDataCollector):
         def interaction_to_training_sample(self, interaction):
@@ -391,10 +391,10 @@ def _nest(levels: int, leaf="x"):
 
 
 def test_a_value_at_the_depth_limit_is_written_by_every_writer_and_one_more_level_is_rejected(example):
-    from personagym_hf.collect import MAX_DEPTH
-    from personagym_hf.tables import ViewTables
-    from personagym_hf.views import CONFIG_NAMES
-    from personagym_hf.writers import dumps_line, pretty_item
+    from personagym_hf.transform.collect import MAX_DEPTH
+    from personagym_hf.transform.tables import ViewTables
+    from personagym_hf.transform.views import CONFIG_NAMES
+    from personagym_hf.write.files import dumps_line, pretty_item
 
     example["persona_features"] = _nest(MAX_DEPTH)
     example["metadata"]["assistant_model"] = _nest(MAX_DEPTH - 1)  # metadata is one level more
@@ -440,9 +440,9 @@ def test_a_deep_value_anywhere_in_a_record_is_rejected_or_exported_never_raised(
     rejected with a reason or converted into a sample that every writer can write."""
     import orjson
 
-    from personagym_hf.samples import Rejections, iter_samples
-    from personagym_hf.store import Record
-    from personagym_hf.writers import dumps_line, pretty_item
+    from personagym_hf.read.store import Record
+    from personagym_hf.transform.policy import Rejections, iter_samples
+    from personagym_hf.write.files import dumps_line, pretty_item
 
     example["metadata"]["semantic_noise"] = {"initial_query": {"noisy_text": "hm", "layer": "surface"}}
     deep = orjson.loads('{"a": ' * 1023 + "[1]" + "}" * 1023)

@@ -9,8 +9,8 @@ from conftest import make_interaction, write_files
 
 from personagym_hf import BadInputError, TrainingDataCollector, TrainingDataExporter
 from personagym_hf.config import ConfigError, RunOptions, parse_config
-from personagym_hf.job import export_store
-from personagym_hf.split import split_of
+from personagym_hf.run.job import export_store
+from personagym_hf.transform.split import split_of
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample
 
@@ -111,7 +111,7 @@ def test_statistics_have_exact_values(tmp_path):
     records[2]["messages"] = records[2]["messages"][:2]
     stats = run(write_files(tmp_path / "s", records), tmp_path / "out", split=False).result.statistics
     assert stats == read_json(tmp_path / "out" / "statistics.json")
-    from personagym_hf.audit import method
+    from personagym_hf.measure.leakage import method
 
     # one split: the audit has nothing to compare
     assert stats.pop("leakage") == {"method": method(), "samples": {"train": 3}, "pairs": {}, "max_share": 0.0}
@@ -297,11 +297,11 @@ def test_num_proc_gives_the_same_bytes_as_one_process(tmp_path, chunked):
 
 
 def test_run_options_size_the_chunks_and_the_arrow_batches(tmp_path):
-    from personagym_hf.chunks import ChunkJob, encode_chunk, plan_tasks
-    from personagym_hf.encode import Encoder
-    from personagym_hf.plan import Files
-    from personagym_hf.store import discover_paths
+    from personagym_hf.read.plan import Files
+    from personagym_hf.read.store import discover_paths
+    from personagym_hf.run.chunks import ChunkJob, encode_chunk, plan_tasks
     from personagym_hf.testing.synth import write_store
+    from personagym_hf.transform.encode import Encoder
 
     files = discover_paths(write_store(tmp_path / "s", count=20, personas=5, seed=4, reply_chars=50))
     job = ChunkJob(files, Encoder(parse_config({}), split=False, views=True, batch_rows=3), CONVERT)
@@ -398,7 +398,7 @@ def test_error_policy_stops_a_worker_run_and_writes_nothing(tmp_path, chunked):
 
 
 def test_a_write_that_fails_fails_the_run_and_keeps_earlier_outputs(tmp_path, small_store, monkeypatch):
-    from personagym_hf.shards import ParquetSplitWriter
+    from personagym_hf.write.parquet import ParquetSplitWriter
 
     out = tmp_path / "out"
     run(small_store, out)
@@ -457,9 +457,9 @@ def array_store(folder: Path) -> Path:
 
 
 def test_big_json_arrays_cut_into_pieces_give_the_same_bytes(tmp_path):
-    from personagym_hf.chunks import plan_tasks
-    from personagym_hf.plan import Files, Items
-    from personagym_hf.store import discover_paths
+    from personagym_hf.read.plan import Files, Items
+    from personagym_hf.read.store import discover_paths
+    from personagym_hf.run.chunks import plan_tasks
 
     store = array_store(tmp_path / "s")
     cut = RunOptions(chunk_bytes=8192)
@@ -485,9 +485,9 @@ def test_big_json_arrays_cut_into_pieces_give_the_same_bytes(tmp_path):
 
 @pytest.mark.parametrize("num_proc", [1, 2])
 def test_big_jsonl_files_cut_into_byte_ranges_give_the_same_bytes(tmp_path, num_proc):
-    from personagym_hf.chunks import plan_tasks
-    from personagym_hf.plan import Files, Range
-    from personagym_hf.store import discover_paths
+    from personagym_hf.read.plan import Files, Range
+    from personagym_hf.read.store import discover_paths
+    from personagym_hf.run.chunks import plan_tasks
 
     store = jsonl_store(tmp_path / "s")
     cut = RunOptions(chunk_bytes=8192, num_proc=num_proc)
@@ -512,8 +512,8 @@ def test_an_index_that_answers_later_is_asked_for_a_chunks_answer_once_the_next_
 
     import numpy as np
 
-    from personagym_hf.job import _keep_the_first
-    from personagym_hf.seen import unpack_location
+    from personagym_hf.measure.seen import unpack_location
+    from personagym_hf.run.job import _keep_the_first
 
     log = []
 

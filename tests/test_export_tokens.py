@@ -8,12 +8,12 @@ import pytest
 from test_append import snapshot
 
 from personagym_hf import TrainingDataCollector
-from personagym_hf.cli import main
+from personagym_hf.cli.main import main
 from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.extras import MissingExtra
-from personagym_hf.job import export_store
+from personagym_hf.measure.tokens import TokenBudget, load_tokenizer
+from personagym_hf.run.job import export_store
 from personagym_hf.testing.synth import write_store
-from personagym_hf.tokens import TokenBudget, load_tokenizer
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from personagym_hf import TrainingDataCollector
-from personagym_hf.cli import main
+from personagym_hf.cli.main import main
 from personagym_hf.config import parse_config
-from personagym_hf.job import export_store
+from personagym_hf.run.job import export_store
 from personagym_hf.testing.synth import write_store
 
 ROOT = Path(__file__).parent.parent
@@ -99,7 +99,7 @@ def run_python(code: str, *args: str, **env: str) -> subprocess.CompletedProcess
     )
 
 
-CLI = "import sys; from personagym_hf.cli import main; sys.exit(main(sys.argv[1:]))"
+CLI = "import sys; from personagym_hf.cli.main import main; sys.exit(main(sys.argv[1:]))"
 PATCHED = (  # the same resolver failure as no_resolver, in a fresh interpreter
     "import socket, sys, runpy\n"
     "real = socket.getaddrinfo\n"

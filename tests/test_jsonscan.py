@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from personagym_hf.jsonscan import ArrayPlan, ArrayScan, Piece, file_blocks, plan_array
+from personagym_hf.read.jsonscan import ArrayPlan, ArrayScan, Piece, file_blocks, plan_array
 
 
 def reference(text: bytes):

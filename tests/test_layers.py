@@ -17,44 +17,30 @@ import personagym_hf
 
 PACKAGE = Path(personagym_hf.__file__).parent
 
-# Lowest first. `personagym_hf` is the package's `__init__` (it re-exports the public names of the faces).
+# Lowest first, in the order the data flows. An entry names a module, or a subpackage and every module in it: a
+# folder is one layer. `personagym_hf` is the package's `__init__` (it re-exports the public names of the faces).
 LAYERS: dict[str, tuple[str, ...]] = {
-    "leaf": ("config", "extras", "records", "schema", "version", "wording"),
-    "core": (
+    "leaf": ("config", "extras", "schema", "version", "wording"),
+    "read": ("read",),
+    "measure": ("measure",),
+    "transform": ("transform",),
+    "card": ("card",),
+    "write": ("write",),
+    "hub": ("hub",),
+    "run": ("run",),
+    "faces": (
+        "personagym_hf",
+        "__main__",
+        "builder",
+        "cli",
+        "interaction_generator",
+        "training_data",
+        # earlier module paths, kept as re-exports
         "audit",
         "audit_card",
-        "collect",
-        "encode",
-        "groups",
-        "jsonscan",
-        "safety",
-        "samples",
-        "seen",
-        "split",
-        "stats",
-        "tables",
         "tokens",
-        "views",
     ),
-    "edges": (
-        "auth",
-        "card",
-        "connection",
-        "demo",
-        "exported",
-        "manifest",
-        "plan",
-        "shards",
-        "store",
-        "token_usage",
-        "transaction",
-        "uploads",
-        "viewer",
-        "writers",
-    ),
-    "orchestration": ("builder", "chunks", "export", "hub", "job", "ray_engine", "shardwork"),
-    "faces": ("personagym_hf", "__main__", "cli", "interaction_generator", "ppopt", "training_data"),
-    "testing": ("testing", "testing.synth"),  # not in the wheel: for the tests, the benchmark and the demo's script
+    "testing": ("testing",),  # not in the wheel: for the tests, the benchmark and the demo's script
 }
 
 
@@ -124,23 +110,31 @@ def circles(graph: dict[str, list[tuple[str, int]]]) -> list[list[str]]:
     return sorted(found)
 
 
+def layer_of(module: str, layers: dict[str, tuple[str, ...]], name: str) -> tuple[int, str] | None:
+    """(rank, layer) of a module: the entry that is the module itself, or the subpackage it is in."""
+    for index, (layer, entries) in enumerate(layers.items()):
+        for entry in entries:
+            dotted = entry if entry == name else f"{name}.{entry}"
+            if module == dotted or (dotted != name and module.startswith(f"{dotted}.")):
+                return index, layer
+    return None
+
+
 def upward(graph: dict[str, list[tuple[str, int]]], layers: dict[str, tuple[str, ...]], name: str) -> list[str]:
     """One line per import of a module from a layer above its own, or of a module no layer lists."""
-    rank = {}
-    for index, (layer, modules) in enumerate(layers.items()):
-        for module in modules:
-            rank[module if module == name else f"{name}.{module}"] = (index, layer)
+    rank = {module: layer_of(module, layers, name) for module in graph}
     problems = [
-        f"{module} is in no layer: add it to LAYERS in tests/test_layers.py (and to the README's layout)"
+        f"{module} is in no layer: add it to LAYERS in tests/test_layers.py (and to docs/architecture.md)"
         for module in sorted(graph)
-        if module not in rank
+        if rank[module] is None
     ]
     for module in sorted(graph):
         for target, line in graph[module]:
-            if module in rank and target in rank and rank[target][0] > rank[module][0]:
+            here, there = rank[module], rank.get(target)
+            if here is not None and there is not None and there[0] > here[0]:
                 problems.append(
-                    f"{module} (line {line}) imports {target}: layer {rank[module][1]} imports layer "
-                    f"{rank[target][1]}, which is above it; move the code it needs down, or pass it in"
+                    f"{module} (line {line}) imports {target}: layer {here[1]} imports layer {there[1]}, which is "
+                    "above it; move the code it needs down, or pass it in"
                 )
     return problems
 
@@ -193,13 +187,24 @@ def test_a_circle_and_an_upward_import_are_found(tiny_package: Path):
     assert circles({"x": [("y", 1)], "y": [("x", 3)], "z": [("x", 1)]}) == [["x", "y"]]
     layers = {"leaf": ("a", "b"), "faces": ("pkg", "c", "sub.d")}
     assert upward(graph, layers, "pkg") == [
-        "pkg.sub is in no layer: add it to LAYERS in tests/test_layers.py (and to the README's layout)",
+        "pkg.sub is in no layer: add it to LAYERS in tests/test_layers.py (and to docs/architecture.md)",
         "pkg.b (line 6) imports pkg.c: layer leaf imports layer faces, which is above it; move the code it needs "
         "down, or pass it in",
     ]
 
 
-def test_the_readme_lists_every_module_in_its_layer():
+def test_every_folder_is_small_and_says_what_each_module_owns():
+    """Each subpackage holds at most 12 modules, and its docstring names every one of them (`- `name.py`: ...`)."""
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        modules = sorted(path.name for path in init.parent.glob("*.py") if path.name != "__init__.py")
+        assert len(modules) <= 12, f"{init.parent.name}/ holds {len(modules)} modules"
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        if init.parent.name == "testing":
+            continue
+        assert sorted(re.findall(r"^- `(\w+\.py)`: \S", doc, flags=re.M)) == modules, init
+
+
+def test_the_layout_page_lists_every_module_in_its_layer():
     readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
     section = readme.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
     listed = {}
@@ -208,13 +213,10 @@ def test_the_readme_lists_every_module_in_its_layer():
         if len(cells) == 3 and cells[0] in LAYERS:
             for name in re.findall(r"`([\w/]+)\.py`", cells[1]):
                 listed[name] = cells[0]
-    files = module_files(PACKAGE, "personagym_hf")
-    expected = {
-        files[module if module == "personagym_hf" else f"personagym_hf.{module}"]
-        .relative_to(PACKAGE)
-        .with_suffix("")
-        .as_posix(): layer
-        for layer, modules in LAYERS.items()
-        for module in modules
-    }
+    expected = {}
+    for module, path in module_files(PACKAGE, "personagym_hf").items():
+        rank = layer_of(module, LAYERS, "personagym_hf")
+        if path.name == "__init__.py" and path.parent != PACKAGE or rank[1] == "testing":
+            continue  # a subpackage's face: its docstring lists its modules (test above)
+        expected[path.relative_to(PACKAGE).with_suffix("").as_posix()] = rank[1]
     assert listed == expected

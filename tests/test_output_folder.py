@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import make_interaction, write_files
 
-from personagym_hf.cli import main
-from personagym_hf.export import is_export_file
+from personagym_hf.cli.main import main
 from personagym_hf.testing.synth import write_store
-from personagym_hf.transaction import OutputFolder
+from personagym_hf.write.exporter import is_export_file
+from personagym_hf.write.folder import OutputFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -268,7 +268,7 @@ def test_a_kill_at_any_instant_never_leaves_a_mixed_folder(kill_setup, tmp_path)
 
 
 def test_without_an_atomic_exchange_a_kill_between_the_renames_is_repaired(stores, tmp_path, monkeypatch):
-    import personagym_hf.transaction as transaction
+    import personagym_hf.write.folder as transaction
 
     old, new = stores
     out = tmp_path / "out"

@@ -7,8 +7,8 @@ import random
 import pytest
 from conftest import make_interaction
 
-from personagym_hf import plan as plan_module
-from personagym_hf.plan import (
+from personagym_hf.read import plan as plan_module
+from personagym_hf.read.plan import (
     Files,
     Items,
     Range,
@@ -18,8 +18,8 @@ from personagym_hf.plan import (
     iter_chunk_files,
     plan_chunks,
 )
-from personagym_hf.records import UNREADABLE, BadRecord, Record
-from personagym_hf.store import discover_paths, iter_file
+from personagym_hf.read.records import UNREADABLE, BadRecord, Record
+from personagym_hf.read.store import discover_paths, iter_file
 
 # Every kind of line the reader tells apart, cut anywhere: blank and whitespace-only lines, CRLF, a lone \r inside
 # a line (no line end for JSON Lines), invalid JSON, invalid UTF-8, non-objects, non-ASCII, no newline at the end.
@@ -396,7 +396,7 @@ def array_store(tmp_path):
 
 
 def test_an_array_cut_anywhere_reads_as_the_whole_file(array_store, monkeypatch):
-    from personagym_hf import store as store_module
+    from personagym_hf.read import store as store_module
 
     whole = records_of(array_store)
     assert sum(isinstance(r, Record) for r in whole) == 18 and sum(isinstance(r, BadRecord) for r in whole) == 15
@@ -409,7 +409,7 @@ def test_an_array_cut_anywhere_reads_as_the_whole_file(array_store, monkeypatch)
         assert sum(chunk_files_count(c) for c in chunks) == len(array_store)
     one_item = {"i_text_after.json", "j_empty.json"}  # one piece at most: always read whole
     assert {path.rsplit("/", 1)[-1] for path in cut} == set(TRICKY_ARRAYS) - one_item
-    from personagym_hf import jsonscan
+    from personagym_hf.read import jsonscan as jsonscan
 
     for block in (1, 7, 64):  # the scan's block size changes nothing either
         monkeypatch.setattr(jsonscan, "SCAN_BLOCK", block)

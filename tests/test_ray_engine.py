@@ -15,17 +15,17 @@ import pytest
 from ray_support import Dies, ModuleLog, NodeLog
 from test_export import array_store, jsonl_store
 
-from personagym_hf import shards
-from personagym_hf.chunks import ChunkJob, ChunkTask
-from personagym_hf.collect import interaction_to_sample
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.demo import demo_store_path
-from personagym_hf.encode import Encoder
-from personagym_hf.job import export_store
-from personagym_hf.plan import Files
-from personagym_hf.ray_engine import RayConnectError
-from personagym_hf.samples import BadInputError
+from personagym_hf.read.demo import demo_store_path
+from personagym_hf.read.plan import Files
+from personagym_hf.run.chunks import ChunkJob, ChunkTask
+from personagym_hf.run.job import export_store
+from personagym_hf.run.ray_runner import RayConnectError
 from personagym_hf.testing.synth import write_store
+from personagym_hf.transform.collect import interaction_to_sample
+from personagym_hf.transform.encode import Encoder
+from personagym_hf.transform.policy import BadInputError
+from personagym_hf.write import parquet as shards
 
 RAY = RunOptions(engine="ray")
 SMALL_CHUNKS = RunOptions(chunk_files=7)
@@ -116,8 +116,8 @@ def test_ray_tasks_write_the_shards_and_the_driver_writes_no_parquet(ray_local, 
 
 
 def test_the_kept_ids_are_indexed_in_bucket_actors_and_not_in_the_driver(ray_local, tmp_path, monkeypatch):
-    from personagym_hf import ray_engine
-    from personagym_hf.seen import SeenIds
+    from personagym_hf.measure.seen import SeenIds
+    from personagym_hf.run import ray_runner as ray_engine
 
     store = awkward_store(tmp_path / "s")  # its copy of the first interaction is read 8 chunks later
     cfg = parse_config({})
@@ -152,8 +152,8 @@ def test_the_bucketed_index_finds_what_one_index_finds_and_an_actor_lost_is_one_
     import numpy as np
     import ray
 
-    from personagym_hf.ray_engine import RayIdIndex, RayTaskFailed
-    from personagym_hf.seen import SeenIds, digests
+    from personagym_hf.measure.seen import SeenIds, digests
+    from personagym_hf.run.ray_runner import RayIdIndex, RayTaskFailed
 
     index, reference, rng = RayIdIndex(ray, 3), SeenIds(), random.Random(3)
     for batch in range(30):
@@ -249,8 +249,8 @@ def test_a_failing_export_on_ray_raises_the_local_error_and_keeps_the_earlier_ex
 
 
 def test_a_node_that_cannot_see_the_output_folder_stops_with_one_line(tmp_path):
-    from personagym_hf.ray_engine import NodeCannotSeeError, _encode_task
-    from personagym_hf.store import discover_paths
+    from personagym_hf.read.store import discover_paths
+    from personagym_hf.run.ray_runner import NodeCannotSeeError, _encode_task
 
     store = write_store(tmp_path / "s", count=3, personas=2, seed=1, reply_chars=20)
     job = ChunkJob(discover_paths(store), Encoder(parse_config({}), True, True), interaction_to_sample)
@@ -265,7 +265,7 @@ def test_a_node_that_cannot_see_the_output_folder_stops_with_one_line(tmp_path):
 def test_an_unreachable_cluster_is_one_line_within_seconds():
     import socket
 
-    from personagym_hf.ray_engine import RayConnectError, _reachable  # what _connect checks before ray.init
+    from personagym_hf.run.ray_runner import RayConnectError, _reachable  # what _connect checks before ray.init
 
     with socket.socket() as probe:  # a loopback port nothing listens on once it is closed
         probe.bind(("127.0.0.1", 0))
@@ -281,7 +281,7 @@ def test_an_unreachable_cluster_is_one_line_within_seconds():
 
 
 def test_a_chunk_whose_worker_always_dies_is_one_line_and_the_earlier_export_stays(ray_local, tmp_path):
-    from personagym_hf.ray_engine import RETRIES, RayTaskFailed
+    from personagym_hf.run.ray_runner import RETRIES, RayTaskFailed
 
     store = write_store(tmp_path / "s", count=20, personas=5, seed=2, reply_chars=40)
     victim = json.loads(sorted(store.glob("interaction_*.json"))[9].read_text(encoding="utf-8"))["interaction_id"]

@@ -12,7 +12,7 @@ from conftest import make_interaction, write_files
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.config import parse_config
-from personagym_hf.job import export_store
+from personagym_hf.run.job import export_store
 
 README = Path(__file__).parent.parent / "README.md"
 

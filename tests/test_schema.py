@@ -25,7 +25,7 @@ def test_training_sample_has_exactly_the_seed_fields_in_order():
 
 
 def test_to_dict_and_from_dict_round_trip(example):
-    from personagym_hf.collect import interaction_to_sample
+    from personagym_hf.transform.collect import interaction_to_sample
 
     sample = interaction_to_sample(example)
     assert TrainingSample.from_dict(sample.to_dict()) == sample
@@ -60,7 +60,7 @@ def _every_config_spec():
     import itertools
 
     from personagym_hf.config import FORMAT_FLAGS
-    from personagym_hf.views import config_specs
+    from personagym_hf.transform.views import config_specs
 
     for values in itertools.product([True, False], repeat=len(FORMAT_FLAGS)):
         yield from config_specs(dict(zip(FORMAT_FLAGS, values))).items()
@@ -80,7 +80,7 @@ def test_the_card_dataset_info_is_laid_out_as_datasets_lays_it_out():
     from datasets.info import DatasetInfosDict
     from huggingface_hub import DatasetCardData
 
-    from personagym_hf.card import card_dataset_info
+    from personagym_hf.card.render import card_dataset_info
     from personagym_hf.schema import yaml_features
 
     specs = dict(_every_config_spec())

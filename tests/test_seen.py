@@ -3,8 +3,8 @@ import random
 import numpy as np
 import pytest
 
-from personagym_hf import seen as seen_module
-from personagym_hf.seen import SeenIds, digests, pack_location, unpack_location
+from personagym_hf.measure import seen as seen_module
+from personagym_hf.measure.seen import SeenIds, digests, pack_location, unpack_location
 
 
 @pytest.mark.parametrize("file,where", [(0, ""), (3, "line 7"), (12, "item 0"), (2**28, "line 4294967295")])

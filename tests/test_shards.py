@@ -15,15 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import make_interaction, write_files
 
-from personagym_hf import TrainingDataCollector, shards
+from personagym_hf import TrainingDataCollector
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.encode import Encoder
-from personagym_hf.job import export_store
+from personagym_hf.run.job import export_store
 from personagym_hf.schema import arrow_schema
-from personagym_hf.shards import ParquetSplitWriter, ShardPiece, ShardPlan, ShardSpec, row_sizes, write_shard
-from personagym_hf.shardwork import InProcess, PlannedSplitWriter
 from personagym_hf.testing.synth import write_store
-from personagym_hf.transaction import OutputError
+from personagym_hf.transform.encode import Encoder
+from personagym_hf.write import parquet as shards
+from personagym_hf.write.folder import OutputError
+from personagym_hf.write.parquet import ParquetSplitWriter, ShardPiece, ShardPlan, ShardSpec, row_sizes, write_shard
+from personagym_hf.write.planned_shards import InProcess, PlannedSplitWriter
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample
 # Small chunks, row groups and shards: a 90-interaction store gives 9 chunks and several shards per split.
@@ -198,9 +199,9 @@ def test_a_worker_killed_mid_run_is_one_line_not_a_hang(store, tmp_path):
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from ray_support import Dies
-from personagym_hf.chunks import WorkerDied
+from personagym_hf.run.chunks import WorkerDied
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.job import export_store
+from personagym_hf.run.job import export_store
 options = RunOptions(chunk_files=10, row_group_rows=4, max_shard_bytes=10_000, num_proc=2)
 try:
     dies = Dies("interaction_persona_025_0055")
@@ -233,7 +234,7 @@ def test_a_sigterm_while_the_workers_fork_is_not_lost(tmp_path):
     out = tmp_path / "out"
     script = f"""
 import os, signal, sys
-from personagym_hf.cli import main
+from personagym_hf.cli.main import main
 sent = []
 def before_fork():
     if not sent:
@@ -269,7 +270,7 @@ def test_a_shard_task_that_outlives_its_export_makes_no_folder_again(tmp_path):
 
 def test_a_signal_handler_set_outside_python_is_left_alone_while_the_pool_forks(monkeypatch):
     """`signal.getsignal` gives None for a handler that C code installed: it could not be put back, so it is left."""
-    import personagym_hf.chunks as chunks
+    import personagym_hf.run.chunks as chunks
 
     real, real_signal = signal.getsignal, signal.signal
 

@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from personagym_hf.split import assign_split, hash_fraction, split_of
+from personagym_hf.transform.split import assign_split, hash_fraction, split_of
 
 RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
@@ -44,8 +44,8 @@ def test_zero_ratio_split_gets_nothing_and_ratios_of_one_take_everything():
 
 @pytest.mark.parametrize("split_by", ["persona", "sample"])
 def test_the_encoder_remembers_splits_and_gives_the_same_ones(split_by):
-    from personagym_hf import encode
     from personagym_hf.config import ExportConfig
+    from personagym_hf.transform import encode as encode
 
     cfg = ExportConfig(seed=5, split_by=split_by)
     encoder = encode.Encoder(cfg, split=True, views=False, split_cache=7)  # cleared several times below
@@ -58,7 +58,7 @@ def test_the_encoder_remembers_splits_and_gives_the_same_ones(split_by):
 def test_an_empty_split_of_few_personas_is_said_in_the_summary(tmp_path, capsys):
     from conftest import make_interaction, write_files
 
-    from personagym_hf.cli import main
+    from personagym_hf.cli.main import main
 
     store = write_files(tmp_path / "s", [make_interaction(i, persona=f"persona_{i % 3:03d}") for i in range(30)])
     assert main(["export", "--interactions", str(store), "--output", str(tmp_path / "out"), "-q"]) == 0
@@ -104,6 +104,6 @@ def test_an_empty_split_of_few_personas_is_said_in_the_summary(tmp_path, capsys)
     ids=["even", "lumpy", "by_sample"],
 )
 def test_skew_warnings(counts, split_by, expected):
-    from personagym_hf.split import skew_warnings
+    from personagym_hf.transform.split import skew_warnings
 
     assert skew_warnings(counts, 7, {"train": 0.8, "validation": 0.1, "test": 0.1}, split_by) == expected

@@ -10,11 +10,11 @@ import yaml
 from conftest import make_interaction, write_files
 
 from personagym_hf import TrainingDataCollector
-from personagym_hf.cli import main
+from personagym_hf.cli.main import main
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.groups import SplitGroups
-from personagym_hf.job import export_store
-from personagym_hf.split import NeedsGroupsError, split_of
+from personagym_hf.run.job import export_store
+from personagym_hf.transform.groups import SplitGroups
+from personagym_hf.transform.split import NeedsGroupsError, split_of
 
 RATIOS = {"train": 0.4, "validation": 0.3, "test": 0.3}
 TRAINING = {"split_by": "persona_and_query", "split": RATIOS}

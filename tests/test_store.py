@@ -6,9 +6,9 @@ import pytest
 from conftest import make_interaction, write_files
 
 from personagym_hf import InteractionStorage
-from personagym_hf import store as store_module
-from personagym_hf.records import INVALID_JSON, NOT_AN_OBJECT, UNREADABLE
-from personagym_hf.store import BadRecord, PathList, Record, discover_files, discover_paths, iter_records
+from personagym_hf.read import store as store_module
+from personagym_hf.read.records import INVALID_JSON, NOT_AN_OBJECT, UNREADABLE
+from personagym_hf.read.store import BadRecord, PathList, Record, discover_files, discover_paths, iter_records
 
 
 def ids(records):

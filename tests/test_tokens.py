@@ -5,9 +5,8 @@ import pytest
 import tiny_tokenizer
 from conftest import make_interaction, write_files
 
-from personagym_hf.collect import interaction_to_sample
 from personagym_hf.extras import MissingExtra
-from personagym_hf.tokens import (
+from personagym_hf.measure.tokens import (
     DEFAULT_CHAT_TEMPLATE,
     TokenBudget,
     TokenizerError,
@@ -17,6 +16,7 @@ from personagym_hf.tokens import (
     stats,
     summary_line,
 )
+from personagym_hf.transform.collect import interaction_to_sample
 
 # persona, original_query, messages (role, content); k1 also has a noisy version of its first query
 TOKEN_STORE = {
@@ -135,7 +135,7 @@ def test_rows_are_the_same_one_by_one_in_batches_and_merged(generation_tokenizer
     first = TokenBudget(tokenizer, max_length=10).add_all(token_samples[:2])
     second = pickle.loads(pickle.dumps(TokenBudget(tokenizer, max_length=10).add_all(token_samples[2:])))
     assert first.merge(second).to_dict() == whole
-    monkeypatch.setattr("personagym_hf.tokens.BATCH", 1)
+    monkeypatch.setattr("personagym_hf.measure.tokens.BATCH", 1)
     assert TokenBudget(tokenizer, max_length=10).add_all(token_samples).to_dict() == whole
     with pytest.raises(ValueError, match=r"^TokenBudget.merge: both budgets need the same tokenizer, chat "):
         TokenBudget(tokenizer, max_length=10).merge(TokenBudget(tokenizer, max_length=11))

@@ -9,9 +9,9 @@ import pytest
 import tiny_tokenizer
 from test_tokens import TOKEN_STORE, token_interaction
 
-from personagym_hf.cli import main
-from personagym_hf.collect import interaction_to_sample
-from personagym_hf.tokens import TokenBudget, load_tokenizer, stats
+from personagym_hf.cli.main import main
+from personagym_hf.measure.tokens import TokenBudget, load_tokenizer, stats
+from personagym_hf.transform.collect import interaction_to_sample
 
 pytestmark = pytest.mark.trl
 trl_data = pytest.importorskip("trl.data_utils", reason="trl is not installed (pip install torch==2.13.0 trl)")

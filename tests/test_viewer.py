@@ -8,13 +8,13 @@ import pytest
 from conftest import make_interaction, write_files
 
 from personagym_hf import TrainingDataCollector
-from personagym_hf import viewer as viewer_module
-from personagym_hf.cli import main
+from personagym_hf.cli.main import main
 from personagym_hf.config import parse_config
-from personagym_hf.hub import PushError, _folder_files, push_to_hub
-from personagym_hf.job import export_store
+from personagym_hf.hub import viewer as viewer_module
+from personagym_hf.hub.push import PushError, _folder_files, push_to_hub
+from personagym_hf.hub.viewer import check_staged
+from personagym_hf.run.job import export_store
 from personagym_hf.testing.synth import write_store
-from personagym_hf.viewer import check_staged
 
 REPO = "alice/personagym"
 

@@ -11,8 +11,8 @@ from conftest import make_interaction, write_files
 from personagym_hf import TrainingDataCollector
 from personagym_hf.builder import load_dataset
 from personagym_hf.config import FORMAT_FLAGS, parse_config
-from personagym_hf.job import export_store
-from personagym_hf.views import config_specs
+from personagym_hf.run.job import export_store
+from personagym_hf.transform.views import config_specs
 
 WITH_PERSONA = {
     "full": [
@@ -114,7 +114,7 @@ def test_the_builder_without_persona_gives_the_same_columns(store, tmp_path, nam
 
 
 def test_the_ppopt_jsonl_of_an_export_without_persona_has_no_persona(exported, tmp_path):
-    from personagym_hf.ppopt import _ppopt_card, ppopt_columns, prepare_ppopt_jsonl
+    from personagym_hf.hub.ppopt import _ppopt_card, ppopt_columns, prepare_ppopt_jsonl
 
     count = prepare_ppopt_jsonl([exported / "train_samples.json"], tmp_path / "pp.jsonl")
     lines = [json.loads(line) for line in (tmp_path / "pp.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -129,7 +129,7 @@ def test_the_ppopt_jsonl_of_an_export_without_persona_has_no_persona(exported, t
 
 
 def test_the_ppopt_jsonl_refuses_samples_of_two_kinds_of_export(exported, tmp_path):
-    from personagym_hf.ppopt import prepare_ppopt_jsonl
+    from personagym_hf.hub.ppopt import prepare_ppopt_jsonl
 
     with_persona = tmp_path / "with.jsonl"
     with_persona.write_text(json.dumps({"sample_id": "s", "persona_id": "p", "initial_query": "q"}) + "\n")
@@ -143,7 +143,7 @@ def test_the_ppopt_jsonl_refuses_samples_of_two_kinds_of_export(exported, tmp_pa
 
 
 def test_a_ppopt_jsonl_with_other_columns_is_refused_naming_the_line(tmp_path):
-    from personagym_hf.ppopt import ppopt_columns
+    from personagym_hf.hub.ppopt import ppopt_columns
 
     rows = [dict.fromkeys(WITH_PERSONA["query_rewrite"], ""), dict.fromkeys(WITHOUT_PERSONA["query_rewrite"], "")]
     (tmp_path / "pp.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")

@@ -195,7 +195,7 @@ def token_usage_for(interactions: int, seed: int = 0) -> dict[str, Any]:
 def write_store(folder: str | Path, count: int, personas: int, seed: int = 0, reply_chars: int = 600) -> Path:
     """Write a store in the upstream per-file layout (pretty JSON per interaction, index.json, token usage)."""
     from ..interaction_generator import InteractionStorage
-    from ..writers import write_json_atomic
+    from ..write.files import write_json_atomic
 
     storage = InteractionStorage(folder)
     for interaction in iter_interactions(count, personas, seed, reply_chars):

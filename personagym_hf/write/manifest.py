@@ -18,8 +18,7 @@ from typing import Any, Callable
 
 import orjson
 
-from .config import SPLIT_NAMES, ExportConfig
-from .split import FILE_PREFIX
+from ..config import FILE_PREFIX, SPLIT_NAMES, ExportConfig
 
 MANIFEST_FILE = ".personagym-export.json"
 SCHEMA_VERSION = 1
@@ -61,7 +60,7 @@ def collector_name(convert: Callable | None) -> str | None:
     owner = getattr(convert, "__self__", None)
     if owner is None:  # a function
         name = f"{getattr(convert, '__module__', None)}:{getattr(convert, '__qualname__', type(convert).__name__)}"
-        return None if name == "personagym_hf.collect:interaction_to_sample" else name
+        return None if name == "personagym_hf.transform.collect:interaction_to_sample" else name
     cls = type(owner)
     if cls.__module__ == "personagym_hf.training_data" and cls.__qualname__ == "TrainingDataCollector":
         return None
@@ -76,7 +75,7 @@ def manifest(
     split_files: dict[str, str],
     statistics_state: dict[str, Any],
 ) -> dict[str, Any]:
-    from .version import __version__
+    from ..version import __version__
 
     return {
         "generator": "personagym-hf",

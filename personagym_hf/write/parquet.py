@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .config import RunOptions
-from .schema import arrow_schema
+from ..config import RunOptions
+from ..schema import arrow_schema
 
 # Min/max statistics only where they can prune a row group: ids, enums and numbers. pyarrow writes them for every
 # column by default (as `Dataset.to_parquet` does); for free text they are whole messages, repeated in every page

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from .schema import arrow_schema
-from .shards import (
+from ..schema import arrow_schema
+from .parquet import (
     ShardPiece,
     ShardPlan,
     ShardSpec,

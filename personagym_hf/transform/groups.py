@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import SPLIT_NAMES
+from ..config import SPLIT_NAMES
 
 KEY_FIELDS = ("persona", "original_query", "query_id")
 
@@ -36,7 +36,7 @@ def _digest(kind: str, text: str) -> int:
 
 def keys_of(sample: dict) -> list[int]:
     """Digests of a sample's group keys: its persona, normalised original_query and query_id, where it has them."""
-    from .audit import normalise
+    from ..measure.leakage import normalise
 
     keys = []
     persona = sample.get("persona_id")

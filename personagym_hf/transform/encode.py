@@ -21,11 +21,11 @@ from typing import Any, Container, Iterable, Mapping, Protocol
 
 import pyarrow as pa
 
-from .config import SPLIT_NAMES, ExportConfig, RunOptions
-from .records import BadRecord, Record
-from .samples import Convert, Rejections, duplicate, iter_samples, record_id
+from ..config import SPLIT_NAMES, ExportConfig, RunOptions
+from ..measure.stats import StatsAccumulator
+from ..read.records import BadRecord, Record
+from .policy import Convert, Rejections, duplicate, iter_samples, record_id
 from .split import assign_split, split_key
-from .stats import StatsAccumulator
 from .tables import ViewTables
 from .views import config_specs, full_fields
 
@@ -90,7 +90,7 @@ class Encoder:
         """An empty `audit.LeakageAudit` for this export's audit mode, or None when it does not audit."""
         if self.audit is None:
             return None
-        from .audit import LeakageAudit
+        from ..measure.leakage import LeakageAudit
 
         return LeakageAudit(near=self.audit == "near")
 

@@ -12,10 +12,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+from ..config import ConfigError, OnBadRecords
+from ..read.records import DUPLICATE, BadRecord, Record
+from ..schema import TrainingSample
 from .collect import CHECKS_ITSELF, InvalidInteraction, record_warnings, validate_sample
-from .config import ConfigError, OnBadRecords
-from .records import DUPLICATE, BadRecord, Record
-from .schema import TrainingSample
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Iterable
 
-from .stats import LANGUAGE_KEYS
-from .views import CONFIG_NAMES
+from ..measure.stats import LANGUAGE_KEYS
+from ..transform.views import CONFIG_NAMES
 
 START, END = "<!-- personagym-hf:generated:start -->", "<!-- personagym-hf:generated:end -->"
 DESCRIPTIONS = {
@@ -223,7 +223,7 @@ def keep_user_parts(card, before: str, after: str):
 
 def dataset_infos(specs: dict[str, dict[str, Any]], splits: Splits) -> Infos:
     """Each config's `dataset_info` entry from its column specs and written splits (empty splits left out)."""
-    from .schema import yaml_features
+    from ..schema import yaml_features
 
     return {
         config: {
@@ -271,7 +271,7 @@ def render_card(
     """
     from huggingface_hub import DatasetCard
 
-    from .version import __version__
+    from ..version import __version__
 
     card_data, before, after = user_parts(existing)
     total = statistics["total_samples"]
@@ -294,7 +294,7 @@ def render_card(
     card_data.dataset_info = card_dataset_info(infos)
 
     distractor = statistics["distractor_stats"]
-    from .audit_card import leakage_markdown, tokens_markdown
+    from .sections import leakage_markdown, tokens_markdown
 
     card = DatasetCard.from_template(
         card_data,

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ..card.render import LICENSES_URL
+from ..wording import plural
 from . import connection
 from .auth import Auth, check_auth
-from .card import LICENSES_URL
 from .connection import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT
 from .uploads import UploadProgress, UploadStats, stored_on_hub
-from .wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _folder_files(folder: Path) -> dict[str, Path]:
 
 
 def _expected_splits(folder: Path) -> dict[str, dict[str, int]]:
-    from .card import folder_infos
+    from ..card.render import folder_infos
 
     return {
         config: {split["name"]: split["num_examples"] for split in info["splits"]}
@@ -200,7 +200,7 @@ def plan_push(
 ) -> PushPlan:
     """What a push would add, update and delete. The card is re-rendered with the repo id, keeping what a
     user wrote in the repo's current card outside the generated section (written into `staging`)."""
-    from .card import folder_card
+    from ..card.render import folder_card
 
     folder = Path(folder)
     if not (folder / "README.md").is_file():
@@ -349,7 +349,7 @@ def push_to_hub(
     """Push an exported folder (see the module docstring for the guarantees). Every request gives up after
     `timeout` seconds without an answer; failed reads and the commit are tried `max_attempts` times. With
     `show_progress`, one bar over the bytes uploaded (and the bars of `datasets` while it loads the data)."""
-    from .card import check_languages, check_license
+    from ..card.render import check_languages, check_license
     from .safety import scan_folder
 
     folder = Path(folder)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator
 
-from .schema import FEATURE_SPECS, MESSAGE_SPEC
+from ..schema import FEATURE_SPECS, MESSAGE_SPEC
 
 FLAG_FIELDS = {
     "include_persona": ("persona_id", "persona_features", "original_query"),

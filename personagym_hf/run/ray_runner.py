@@ -36,12 +36,12 @@ from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..config import ConfigError, RunOptions
+from ..extras import require
+from ..measure.seen import SeenIds
+from ..read.plan import describe
+from ..write.parquet import ShardSpec, ShardWritten, write_shard
 from .chunks import ChunkJob, ChunkResult, ChunkTask, encode_chunk
-from .config import ConfigError, RunOptions
-from .extras import require
-from .plan import describe
-from .seen import SeenIds
-from .shards import ShardSpec, ShardWritten, write_shard
 
 logger = logging.getLogger(__name__)
 

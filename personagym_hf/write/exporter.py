@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 import orjson
 
-from .config import SPLIT_NAMES, ExportConfig, RunOptions
+from ..config import FILE_PREFIX, SPLIT_NAMES, ExportConfig, RunOptions
+from ..measure.stats import StatsAccumulator
+from ..schema import TrainingSample
+from ..transform.split import skew_warnings
+from .files import JsonArrayWriter, JsonlWriter, OutputSet, dumps_line, pretty_item, write_json_atomic
+from .folder import OutputFolder
 from .manifest import MANIFEST_FILE, AppendError, Layout, check_append, manifest, read_earlier
-from .schema import TrainingSample
-from .split import FILE_PREFIX, skew_warnings
-from .stats import StatsAccumulator
-from .transaction import OutputFolder
-from .writers import JsonArrayWriter, JsonlWriter, OutputSet, dumps_line, pretty_item, write_json_atomic
 
 if TYPE_CHECKING:
-    from .tokens import Tokenizer
+    from ..measure.tokens import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _read_rows(path: Path) -> Iterator[dict]:
                     except orjson.JSONDecodeError as e:
                         raise ValueError(f"{jsonl}, line {number}: cannot append to a damaged export ({e})") from None
     elif path.exists():
-        from .store import BadRecord, iter_file
+        from ..read.store import BadRecord, iter_file
 
         for record in iter_file(path):
             if isinstance(record, BadRecord):
@@ -174,7 +174,7 @@ class Exporter:
         tokenizer: "Tokenizer | None" = None,
         max_length: int | None = None,
     ):
-        from .audit import resolve_mode
+        from ..measure.leakage import resolve_mode
 
         if max_length is not None and max_length < 1:  # before the folder is locked
             raise ValueError(f"Exporter: expected a max_length of at least 1, got {max_length!r}")
@@ -204,7 +204,7 @@ class Exporter:
             raise
 
     def _open(self, earlier) -> None:
-        from .encode import Encoder, Step
+        from ..transform.encode import Encoder, Step
 
         cfg, staging, options = self.cfg, self.folder.staging, self.options
         self.work = staging / ".chunks"  # workers' part files: inside the transaction, removed before it commits
@@ -221,7 +221,7 @@ class Exporter:
         self.stats = StatsAccumulator()
         self.audit = None
         if self.audit_mode is not None:
-            from .audit import LeakageAudit
+            from ..measure.leakage import LeakageAudit
 
             self.audit = LeakageAudit(near=self.audit_mode == "near")
         self.audit_earlier: dict[str, str] | None = None  # split -> file of earlier rows not audited yet
@@ -230,12 +230,12 @@ class Exporter:
         # for rows carried over by an append.
         self.tokens = None
         if self.tokenizer is not None:
-            from .tokens import TokenBudget
+            from ..measure.tokens import TokenBudget
 
             self.tokens = {name: TokenBudget(self.tokenizer, self.max_length) for name in self.files.names}
         self.groups = None  # split_by persona_and_query: the store's groups, given by the caller's pre-pass
         if cfg.split_by == "persona_and_query" and self.layout.split:
-            from .groups import SplitGroups
+            from ..transform.groups import SplitGroups
 
             self.groups = SplitGroups(cfg.seed, cfg.ratios)
         self.result = ExportResult()
@@ -259,10 +259,10 @@ class Exporter:
         options = self.options
         folder = self.folder.staging / HF_FOLDER / "data" / config
         if options.num_proc <= 1 and options.engine == "local":
-            from .shards import ParquetSplitWriter
+            from .parquet import ParquetSplitWriter
 
             return ParquetSplitWriter(folder, split, specs, options.max_shard_bytes, options.row_group_rows)
-        from .shardwork import InProcess, PlannedSplitWriter
+        from .planned_shards import InProcess, PlannedSplitWriter
 
         return PlannedSplitWriter(
             folder,
@@ -284,7 +284,7 @@ class Exporter:
 
     def _carry_over(self, earlier) -> None:
         """The earlier export's rows, each output from its own file (see the module docstring)."""
-        from .collect import sample_id_for
+        from ..transform.collect import sample_id_for
 
         counts: dict[str, int] = {}
         if self.audit is not None:
@@ -425,7 +425,7 @@ class Exporter:
 
     def token_budgets(self) -> dict:
         """The `tokens` section of `statistics.json`: the splits' budgets merged in split order."""
-        from .tokens import TokenBudget
+        from ..measure.tokens import TokenBudget
 
         merged = TokenBudget(self.tokenizer, self.max_length)
         for name in self.files.names:
@@ -497,7 +497,7 @@ class Exporter:
 
     def _close_hf_dataset(self, statistics: dict) -> str:
         """Close the shards (still under temporary names) and render the card that describes them."""
-        from .card import dataset_infos, languages_of, render_card
+        from ..card.render import dataset_infos, languages_of, render_card
 
         self.step.flush()
         # Every split's last shard handed out before waiting for any: they are written at once, the biggest first.
@@ -520,7 +520,7 @@ class Exporter:
     def provenance(self) -> dict:
         """Where the data came from: package version, settings (nothing secret is ever in them) and a
         fingerprint of the exported rows — no wall-clock time, so unchanged data gives an unchanged file."""
-        from .version import __version__
+        from ..version import __version__
 
         return {
             "generator": "personagym-hf",

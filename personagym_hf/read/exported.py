@@ -13,8 +13,7 @@ from typing import Iterable, Iterator
 
 import orjson
 
-from .config import SPLIT_NAMES
-from .split import FILE_PREFIX
+from ..config import FILE_PREFIX, SPLIT_NAMES
 
 BATCH_ROWS = 1024
 AUDIT_COLUMNS = (

@@ -39,14 +39,14 @@ from typing import Any, Container, Iterator, Literal, Sequence
 import numpy as np
 import pyarrow as pa
 
-from .config import ConfigError, RunOptions
-from .encode import Encoded, Encoder, NoOutput, Rows, Sink, encode
-from .manifest import collector_name
-from .plan import Chunk, Files, describe, iter_chunk, plan_chunks
-from .samples import Convert
-from .seen import SeenIds
-from .shards import ShardSpec, ShardWritten, row_sizes, write_shard
-from .writers import BUFFER_BYTES, ITEM_SEPARATOR, dumps_line, pretty_item
+from ..config import ConfigError, RunOptions
+from ..measure.seen import SeenIds
+from ..read.plan import Chunk, Files, describe, iter_chunk, plan_chunks
+from ..transform.encode import Encoded, Encoder, NoOutput, Rows, Sink, encode
+from ..transform.policy import Convert
+from ..write.files import BUFFER_BYTES, ITEM_SEPARATOR, dumps_line, pretty_item
+from ..write.manifest import collector_name
+from ..write.parquet import ShardSpec, ShardWritten, row_sizes, write_shard
 
 
 @dataclass(frozen=True)

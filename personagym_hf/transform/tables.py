@@ -13,7 +13,7 @@ from typing import Iterable
 import orjson
 import pyarrow as pa
 
-from .schema import FEATURE_SPECS, arrow_schema
+from ..schema import FEATURE_SPECS, arrow_schema
 from .views import QUERY_VARIANT_COLUMNS, SOURCE_FIELD, config_specs
 
 

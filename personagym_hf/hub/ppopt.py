@@ -15,11 +15,11 @@ from pathlib import Path
 
 import orjson
 
-from .config import FORMAT_FLAGS
-from .schema import TrainingSample
-from .store import BadRecord, iter_file
-from .views import QUERY_REWRITE_SPECS, config_specs, query_rewrite_rows
-from .writers import JsonlWriter
+from ..config import FORMAT_FLAGS
+from ..read.store import BadRecord, iter_file
+from ..schema import TrainingSample
+from ..transform.views import QUERY_REWRITE_SPECS, config_specs, query_rewrite_rows
+from ..write.files import JsonlWriter
 
 
 def prepare_ppopt_jsonl(inputs: list[str | Path], output: str | Path) -> int:
@@ -82,9 +82,17 @@ def _ppopt_card(
 ) -> str:
     from huggingface_hub import DatasetCard
 
-    from .card import TAGS, card_dataset_info, keep_user_parts, set_languages, size_category, template_path, user_parts
-    from .schema import yaml_features
-    from .version import __version__
+    from ..card.render import (
+        TAGS,
+        card_dataset_info,
+        keep_user_parts,
+        set_languages,
+        size_category,
+        template_path,
+        user_parts,
+    )
+    from ..schema import yaml_features
+    from ..version import __version__
 
     data, before, after = user_parts(existing)
     if languages:  # from the rows' persona_features; none found: the card's stay
@@ -139,8 +147,8 @@ def upload_jsonl(
     in one commit (other splits uploaded earlier stay)."""
     from huggingface_hub import hf_hub_download
 
-    from .card import languages_of
-    from .hub import commit_with_retries, ensure_repo, hub_api, plan_files, remote_state
+    from ..card.render import languages_of
+    from .push import commit_with_retries, ensure_repo, hub_api, plan_files, remote_state
 
     file = Path(file)
     columns = ppopt_columns(file)

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import SPLIT_NAMES
+from ..config import SPLIT_NAMES
 
 LANGUAGE_KEYS = ("language", "locale", "lang")  # persona_features keys that name a persona's language
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .wording import plural
+from ..wording import plural
 
 logger = logging.getLogger("personagym_hf")
 
@@ -38,7 +38,7 @@ def _settings(args: argparse.Namespace):
     """The config dict (from --config, or empty) and its parsed settings, with CLI overrides applied."""
     from dataclasses import replace
 
-    from .config import load_config, parse_config
+    from ..config import load_config, parse_config
 
     config = load_config(args.config) if args.config else {}
     settings = parse_config(config)
@@ -49,7 +49,7 @@ def _settings(args: argparse.Namespace):
 
 def _interactions(args: argparse.Namespace, settings) -> str:
     if getattr(args, "demo", False):
-        from .demo import demo_store_path
+        from ..read.demo import demo_store_path
 
         return str(demo_store_path())
     return args.interactions or settings.interactions_dir
@@ -60,7 +60,7 @@ def _convert(args: argparse.Namespace, config: dict):
     with the config), `--collector module:function` (interaction dict -> `TrainingSample`), or the built-in one."""
     import inspect
 
-    from .training_data import TrainingDataCollector
+    from ..training_data import TrainingDataCollector
 
     if not args.collector:
         return TrainingDataCollector(config).interaction_to_training_sample
@@ -83,11 +83,11 @@ def _convert(args: argparse.Namespace, config: dict):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .job import export_store
+    from ..run.job import export_store
 
     if args.tokenizer is None and (args.chat_template or args.max_length):
         raise CliError("--chat-template and --max-length count tokens: pass --tokenizer PATH with them")
-    from .config import RunOptions
+    from ..config import RunOptions
 
     if args.address and args.engine != "ray":
         raise CliError("--address names a Ray cluster: pass --engine ray with it")
@@ -95,7 +95,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if runtime_env is not None and args.engine != "ray":
         raise CliError("--runtime-env-json is for the Ray workers: pass --engine ray with it")
     if args.engine == "ray":
-        from .extras import require
+        from ..extras import require
 
         require("ray", "ray", "--engine ray")  # before anything is read or locked
     config, settings = _settings(args)
@@ -138,13 +138,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"JSONL beside each, {', '.join(sorted(p.name for p in result.other_files.values()))})"
     )
     if "leakage" in stats:
-        from .audit import summary_line
+        from ..measure.leakage import summary_line
 
         line = summary_line(stats["leakage"])
         if line is not None:
             print(f"  {line}")
     for key, budget in stats.get("tokens", {}).items():
-        from .tokens import summary_line as tokens_line
+        from ..measure.tokens import summary_line as tokens_line
 
         print(f"  {tokens_line(key, budget)}")
     for line in stats.get("split_groups", {}).get("warnings", ()):
@@ -160,9 +160,9 @@ def _scan(args: argparse.Namespace, quiet_rejections: bool = False):
     """Read and validate the store as an export does, without writing anything; returns (statistics, rejections,
     policy). The bad-record policy applies as in an export (`error` stops at the first); with `quiet_rejections`
     bad records and warnings are only collected, for the caller to show, not logged as well."""
-    from .job import scan_store
-    from .samples import Rejections
-    from .stats import StatsAccumulator
+    from ..measure.stats import StatsAccumulator
+    from ..run.job import scan_store
+    from ..transform.policy import Rejections
 
     config, settings = _settings(args)
     policy = settings.on_bad_records
@@ -180,7 +180,7 @@ def _scan(args: argparse.Namespace, quiet_rejections: bool = False):
 def cmd_validate(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from .records import KINDS
+    from ..read.records import KINDS
 
     stats, rejections, policy = _scan(args, quiet_rejections=True)
     if policy == "warn":  # listed here once, on stdout (not logged to stderr too)
@@ -201,7 +201,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from .writers import dumps_pretty
+    from ..write.files import dumps_pretty
 
     stats, rejections, _policy = _scan(args)
     sys.stdout.write(dumps_pretty(stats).decode())
@@ -214,13 +214,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _hf_folder(args: argparse.Namespace, settings) -> Path:
-    from .export import HF_FOLDER
+    from ..write.exporter import HF_FOLDER
 
     return Path(args.data) if args.data else Path(args.output or settings.output_dir) / HF_FOLDER
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from .hub import push_to_hub
+    from ..hub.push import push_to_hub
 
     _config, settings = _settings(args)
     if args.interactions or args.demo:
@@ -271,7 +271,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from .card import folder_card
+    from ..card.render import folder_card
 
     _config, settings = _settings(args)
     folder = _hf_folder(args, settings)
@@ -279,7 +279,7 @@ def cmd_card(args: argparse.Namespace) -> int:
         raise CliError(f"{folder}: no exported dataset here; run `personagym-hf export` first or pass --data")
     card = folder_card(folder, repo_id=args.repo, license=args.license, languages=args.language)
     if args.write:
-        from .writers import AtomicFile
+        from ..write.files import AtomicFile
 
         out = AtomicFile(folder / "README.md")  # a card cut short by a kill or a full disk is never visible
         try:
@@ -300,13 +300,13 @@ def _audited_samples(args: argparse.Namespace):
     if args.data:
         if args.interactions or args.demo:
             raise CliError("pass either --data or --interactions/--demo, not both")
-        from .exported import iter_samples
+        from ..read.exported import iter_samples
 
         return iter_samples(args.data)
     from dataclasses import replace
 
-    from .job import scan_store
-    from .samples import Rejections
+    from ..run.job import scan_store
+    from ..transform.policy import Rejections
 
     config, settings = _settings(args)
     settings = replace(
@@ -320,11 +320,11 @@ def _audited_samples(args: argparse.Namespace):
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import LeakageAudit, leaks, report_lines
+    from ..measure.leakage import LeakageAudit, leaks, report_lines
 
     leakage = LeakageAudit(near=not args.exact_only).add_all(_audited_samples(args)).to_dict()
     if args.json:
-        from .writers import dumps_pretty
+        from ..write.files import dumps_pretty
 
         sys.stdout.write(dumps_pretty(leakage).decode())
     else:
@@ -342,11 +342,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
-    from .tokens import TokenBudget, load_tokenizer, report_lines
+    from ..measure.tokens import TokenBudget, load_tokenizer, report_lines
 
     budget = TokenBudget(load_tokenizer(args.tokenizer, args.chat_template), max_length=args.max_length)
     if args.data and not (args.interactions or args.demo):
-        from .exported import iter_parquet, iter_samples, kind
+        from ..read.exported import iter_parquet, iter_samples, kind
 
         if kind(args.data) == "parquet":  # the configs a trainer loads, as they were exported
             for row, _split in iter_parquet(args.data, "messages", ("sample_id", "messages")):
@@ -359,7 +359,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
         budget.add_all(sample for sample, _split in _audited_samples(args))
     result = budget.to_dict()
     if args.json:
-        from .writers import dumps_pretty
+        from ..write.files import dumps_pretty
 
         sys.stdout.write(dumps_pretty({budget.tokenizer.key: result}).decode())
     else:
@@ -440,7 +440,7 @@ def _upload_line(upload) -> str:
 
 def _card_notes(card) -> None:
     """What the card lacks that the Hub shows, on stderr (stdout may be the card itself)."""
-    from .card import LICENSES_URL
+    from ..card.render import LICENSES_URL
 
     if not card.data.get("license"):
         print(f"personagym-hf card: note: no license set; pass --license with an identifier from {LICENSES_URL}",
@@ -648,7 +648,7 @@ def _show_progress(args: argparse.Namespace) -> bool:
 
 
 def _add_hub_options(parser: argparse.ArgumentParser) -> None:
-    from .connection import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT
+    from ..hub.connection import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT
 
     parser.add_argument(
         "--timeout",
@@ -701,17 +701,17 @@ def _positive(text: str) -> int:
 
 
 def _version() -> str:
-    from .version import __version__
+    from ..version import __version__
 
     return __version__
 
 
 def _error_line(error: BaseException) -> str | None:
-    from .config import ConfigError
-    from .extras import MissingExtra
-    from .hub import PushError
-    from .samples import BadInputError
-    from .transaction import OutputError
+    from ..config import ConfigError
+    from ..extras import MissingExtra
+    from ..hub.push import PushError
+    from ..transform.policy import BadInputError
+    from ..write.folder import OutputError
 
     if isinstance(error, (OutputError, MissingExtra)):
         return str(error)
@@ -719,13 +719,13 @@ def _error_line(error: BaseException) -> str | None:
         return str(error).strip("'\"")
     if isinstance(error, ValueError):
         return str(error)
-    if "personagym_hf.chunks" in sys.modules:
-        from .chunks import WorkerDied
+    if "personagym_hf.run.chunks" in sys.modules:
+        from ..run.chunks import WorkerDied
 
         if isinstance(error, WorkerDied):
             return str(error)
-    if "personagym_hf.ray_engine" in sys.modules:
-        from .ray_engine import RayTaskFailed
+    if "personagym_hf.run.ray_runner" in sys.modules:
+        from ..run.ray_runner import RayTaskFailed
 
         if isinstance(error, RayTaskFailed):
             return str(error)
@@ -734,7 +734,7 @@ def _error_line(error: BaseException) -> str | None:
 
 def _hub_error_line(error: BaseException) -> str | None:
     """Errors of a command that talks to the Hub (push), as one line."""
-    from .connection import HubUnreachableError
+    from ..hub.connection import HubUnreachableError
 
     if isinstance(error, HubUnreachableError):
         return str(error)

@@ -21,17 +21,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
-from .config import ExportConfig, RunOptions
-from .export import Exporter, ExportResult, stamped_name
-from .manifest import Layout, collector_name
-from .plan import chunk_files_count
-from .samples import BadInputError, Convert, Rejections, place
-from .store import BadRecord, Record, discover_paths, iter_file, token_usage_files
-from .token_usage import merge_token_usage
-from .transaction import OutputError
+from ..config import ExportConfig, RunOptions
+from ..read.plan import chunk_files_count
+from ..read.store import BadRecord, Record, discover_paths, iter_file, token_usage_files
+from ..read.token_usage import merge_token_usage
+from ..transform.policy import BadInputError, Convert, Rejections, place
+from ..write.exporter import Exporter, ExportResult, stamped_name
+from ..write.folder import OutputError
+from ..write.manifest import Layout, collector_name
 
 if TYPE_CHECKING:
-    from .tokens import Tokenizer
+    from ..measure.tokens import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +82,9 @@ def group_store(
     """The pre-pass of `split_by: persona_and_query`: the group keys of every sample the normal pass keeps
     (`groups.SplitGroups`, from all its fields, whatever the format flags), then the groups resolved. Bad
     records are left to the normal pass, which reports them."""
+    from ..schema import FIELD_NAMES
+    from ..transform.encode import Encoder
     from .chunks import ChunkJob, plan_tasks
-    from .encode import Encoder
-    from .schema import FIELD_NAMES
 
     # Bad records do not stop the pre-pass, even under "error": the normal pass reports them in store order.
     encoder = Encoder(replace(cfg, on_bad_records="skip"), split=False, views=False, fields=FIELD_NAMES)
@@ -107,7 +107,7 @@ def open_runner(job, tasks, options: RunOptions):
     """What runs a job's chunks (and an export's shards) besides this process: Ray tasks (`--engine ray`), worker
     processes (`num_proc` > 1 and more than one chunk), or None (this process)."""
     if options.engine == "ray":
-        from .ray_engine import RayRunner
+        from .ray_runner import RayRunner
 
         return RayRunner(job, options)
     if options.num_proc > 1 and len(tasks) > 1:
@@ -133,8 +133,8 @@ def encode_store(job, tasks, options: RunOptions, rejections: Rejections, runner
 def _keep_the_first(job, tasks, runner, rejections: Rejections) -> Iterator:
     import numpy as np
 
+    from ..measure.seen import SeenIds, digests, pack_location, unpack_location
     from .chunks import encode_chunk
-    from .seen import SeenIds, digests, pack_location, unpack_location
 
     files = job.files
     if runner is not None:
@@ -190,13 +190,13 @@ def scan_store(
     in store order, each with its `encoded` statistics and, with `rows`, its rows as an export writes them, with
     their split (`ChunkResult.rows`); the same samples, splits (after the grouping pre-pass of `split_by:
     persona_and_query`) and rejections as the export."""
+    from ..transform.encode import Encoder
     from .chunks import ChunkJob, plan_tasks
-    from .encode import Encoder
 
     files = store_files(interactions)
     encoder = Encoder(cfg, split=True, views=False, split_cache=options.split_cache)
     if cfg.split_by == "persona_and_query":
-        from .groups import SplitGroups
+        from ..transform.groups import SplitGroups
 
         encoder.groups = SplitGroups(cfg.seed, cfg.ratios)
         group_store(files, cfg, convert, encoder.groups, options, show_progress=show_progress)
@@ -274,7 +274,7 @@ def export_store(
     output_dir = Path(output_dir)
     files = store_files(interactions)  # packed: this list has an entry per file of the store
     if tokenizer is not None:
-        from .tokens import Tokenizer, load_tokenizer
+        from ..measure.tokens import Tokenizer, load_tokenizer
 
         if not isinstance(tokenizer, Tokenizer):  # loaded before the output folder is locked: errors cost nothing
             tokenizer = load_tokenizer(tokenizer, chat_template)

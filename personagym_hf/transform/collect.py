@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import orjson
 
-from .schema import FIELD_NAMES, TrainingSample
+from ..schema import FIELD_NAMES, TrainingSample
 
 ROLES = ("system", "user", "assistant")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")

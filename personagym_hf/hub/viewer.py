@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .wording import plural
+from ..wording import plural
 
 logger = logging.getLogger(__name__)
 

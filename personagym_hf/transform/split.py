@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
-from .config import SPLIT_NAMES, SplitBy
-from .schema import TrainingSample
-
-FILE_PREFIX = {"train": "train", "validation": "val", "test": "test"}  # the seed's file names
+from ..config import SPLIT_NAMES, SplitBy
+from ..schema import TrainingSample
 
 
 def hash_fraction(key: str, seed: int) -> float:

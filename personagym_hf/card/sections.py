@@ -1,0 +1,130 @@
+"""Markdown for the dataset card from the `leakage` and `tokens` sections of `statistics.json`.
+
+The token histogram is drawn as bars of block characters in a Markdown table, like the card's statistics
+tables: it renders wherever the card does (the Hub, GitHub, an editor), needs no file beside the card and no
+plotting library, and is the same bytes for the same data. Not an image: a PNG or SVG would be a second file
+in every commit, drawn by a plotting library (matplotlib is heavy) or by hand, and shown only where the Hub
+resolves the card's relative paths. Not a Mermaid `xychart-beta` block: it is a beta chart type, and whether
+the Hub renders Mermaid in cards could not be confirmed (one Hub repo replaced its Mermaid block by an SVG).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..measure.leakage import FIELDS
+from ..measure.tokens import template_phrase
+
+BAR_WIDTH = 20  # as the card's statistics tables
+HEADERS = {"original_query": "`original_query`", "initial_query": "`initial_query`", "conversation": "conversation"}
+
+
+def _pct(share: float) -> str:
+    return f"{share:.1%}"
+
+
+def _bar(share: float) -> str:
+    return "█" * round(share * BAR_WIDTH) or "▏"
+
+
+def leakage_markdown(leakage: dict[str, Any]) -> str:
+    """A section for the card: one table row per pair of splits."""
+    method = leakage["method"]
+    near = "threshold" in method
+    lines = ["## Leakage between splits", ""]
+    if not leakage["pairs"]:
+        lines.append("One split only: nothing to compare.")
+        return "\n".join(lines) + "\n"
+    kinds = "exact / exact or near" if near else "exact"
+    lines += [
+        f"| splits | personas shared | {' | '.join(f'{HEADERS[name]} ({kinds})' for name in FIELDS)} |",
+        "|---|---|" + "---|" * len(FIELDS),
+    ]
+    for key, pair in leakage["pairs"].items():
+        a, b = key.split("-", 1)
+        cells = []
+        for name in FIELDS:
+            f = pair[name]
+            cells.append(f"{_pct(f['exact_share'])} / {_pct(f['near_share'])}" if near else _pct(f["exact_share"]))
+        lines.append(f"| {a} ↔ {b} | {pair['personas']['shared']} | {' | '.join(cells)} |")
+    smaller = list(dict.fromkeys(pair["smaller"] for pair in leakage["pairs"].values()))
+    lines += [
+        "",
+        "A share is of the rows of the smaller split of the pair "
+        f"({', '.join(smaller)}): those whose text has a duplicate in the other split, after normalising case, "
+        "whitespace and punctuation"
+        + (
+            f"; near duplicates have an estimated Jaccard similarity of at least {method['threshold']} over "
+            f"{method['shingles']} (MinHash with LSH)."
+            if near
+            else "."
+        )
+        + " `conversation` is a sample's user turns. `statistics.json` (`leakage`) holds the counts and example "
+        "sample ids.",
+        "",
+    ]
+    for key, pair in leakage["pairs"].items():
+        a, b = key.split("-", 1)
+        small = pair["smaller"]
+        big = b if small == a else a
+        f = pair["original_query"]
+        share, kind = (f["near_share"], "an exact or near") if near else (f["exact_share"], "an exact")
+        if share or pair["personas"]["shared"]:
+            lines.append(
+                f"- {a} ↔ {b}: {pair['personas']['shared']} personas shared, {_pct(share)} of {small} "
+                f"`original_query` values have {kind} duplicate in {big}."
+            )
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def tokens_markdown(tokens: dict[str, dict[str, Any]]) -> str:
+    """A section for the card: per tokenizer a table of the `messages` budgets, the histogram, and the queries."""
+    lines = ["## Token budgets", ""]
+    for key, budget in tokens.items():
+        m, q = budget["messages"], budget["query_rewrite"]
+        t, limit = m["tokens"], budget["max_length"]
+        lines += [
+            f"### `{budget['tokenizer']}` ({template_phrase(budget['chat_template'])}, sha256 "
+            f"`{budget['chat_template_sha256'][:12]}`)",
+            "",
+            "`messages` rows rendered with the chat template as TRL's `SFTTrainer` renders them.",
+            "",
+            "| rows | p50 | p95 | max | mean | "
+            + (f"over {limit} | " if limit is not None else "")
+            + "rejected by the template | without assistant tokens |"
+            + (" assistant share of tokens |" if "assistant_token_share" in m else ""),
+            "|---" * (7 + (limit is not None) + ("assistant_token_share" in m)) + "|",
+            f"| {m['rows']} | {t['p50']} | {t['p95']} | {t['max']} | {t['mean']} | "
+            + (f"{m['over_max_length']} ({_pct(m['truncation_rate'])}) | " if limit is not None else "")
+            + f"{m['rejected']} | {m['no_assistant_tokens']} |"
+            + (f" {_pct(m['assistant_token_share'])} |" if "assistant_token_share" in m else ""),
+            "",
+        ]
+        edges, rows = m["histogram"]["edges"], m["histogram"]["rows"]
+        if len(edges) > 1:
+            total = sum(rows)
+            lines += ["| tokens per row | rows | share |", "|---|---|---|"]
+            for i, count in enumerate(rows):
+                low, high = edges[i] + 1, edges[i + 1]
+                over = ""
+                if limit is not None and high > limit:
+                    over = " (over max length)" if low > limit else " (partly over max length)"
+                share = count / total if total else 0.0
+                lines.append(f"| {low}–{high}{over} | {count} | `{_bar(share)}` {_pct(share)} |")
+            lines.append("")
+        qq, qo = q["query"], q["original_query"]
+        lines += [
+            f"`query_rewrite` ({q['rows']} rows), tokens without special tokens:",
+            "",
+            "| text | p50 | p95 | max |",
+            "|---|---|---|---|",
+            f"| `query` | {qq['p50']} | {qq['p95']} | {qq['max']} |",
+            f"| `original_query` | {qo['p50']} | {qo['p95']} | {qo['max']} |",
+            "",
+            f"`statistics.json` holds these figures under `tokens` → `{key}`.",
+            "",
+        ]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+__all__ = ["leakage_markdown", "tokens_markdown"]

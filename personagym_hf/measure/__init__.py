@@ -1,0 +1,8 @@
+"""Measuring: mergeable accumulators over samples (`add`, `merge`, `to_dict`), so that chunks measured in any process
+merge to the same figures.
+
+- `stats.py`: the statistics of `statistics.json`
+- `leakage.py`: leakage between splits: personas, exact and near-duplicate queries and conversations
+- `tokens.py`: token budgets for a tokenizer
+- `seen.py`: the sample ids kept so far across chunks, packed, to find duplicates
+"""

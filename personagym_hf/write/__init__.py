@@ -1,0 +1,9 @@
+"""Writing: the output folder of an export, all or nothing.
+
+- `files.py`: streaming, atomic JSON and JSONL writers
+- `parquet.py`: Parquet shards of one config's split, planned from row sizes, written by any process
+- `planned_shards.py`: with workers: each split's shards planned in the parent, written by the workers
+- `folder.py`: the output folder as one transaction: lock, staging folder, swap
+- `manifest.py`: `.personagym-export.json`: what an export was made with, what an append checks
+- `exporter.py`: `Exporter`: the outputs of one export, a chunk at a time
+"""
