@@ -25,9 +25,9 @@ from .read.plan import Chunk, iter_chunk, plan_chunks
 from .read.store import PathList, discover_paths, store_fingerprint
 from .run.chunks import ChunkJob, ChunkTask
 from .run.job import encode_store, group_store
+from .run.runner import open_runner
 from .transform.collect import interaction_to_sample
 from .transform.encode import Encoder, encode
-from .transform.groups import SplitGroups
 from .transform.policy import Rejections, place
 from .transform.views import CONFIG_NAMES, config_specs
 
@@ -135,8 +135,7 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
         chunks = store_chunks(files, num_proc, cfg.chunk_bytes)
         groups = None
         if cfg.split and settings.split_by == "persona_and_query":  # every sample's group first (groups.py)
-            groups = SplitGroups(settings.seed, settings.ratios)
-            group_store(files, settings, convert, groups)
+            groups = group_store(files, settings, convert, RunOptions(chunk_bytes=cfg.chunk_bytes))
         # Shards run apart, so a record whose id an earlier shard holds cannot see it: with more than one process,
         # a first pass (the export's own run, with no output) finds the ids each chunk must drop and where they
         # were first read, and every shard reports those as one process does. One process sees every chunk in
@@ -159,19 +158,18 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
             for name in names
         ]
 
-    def _encoder(self, settings: ExportConfig, split: str, groups: SplitGroups | None) -> Encoder:
+    def _encoder(self, settings: ExportConfig, split: str, groups: Any) -> Encoder:
         """The export's encoder, building only this config's tables, of `split`'s samples only."""
         cfg = self.config
-        encoder = Encoder(
+        return Encoder(
             settings,
             cfg.split,
             True,
+            groups=groups,
             configs=[cfg.name],
             only_split=split if cfg.split else None,
-            batch_rows=cfg.batch_rows,
+            options=RunOptions(batch_rows=cfg.batch_rows),
         )
-        encoder.groups = groups
-        return encoder
 
     def _generate_tables(
         self,
@@ -225,9 +223,11 @@ def _earlier_ids(
     tasks = [ChunkTask(index, chunk) for index, chunk in enumerate(chunks)]
     earlier: list[frozenset[str]] = []
     firsts: dict[str, str] = {}
-    for _task, chunk in encode_store(job, tasks, RunOptions(num_proc=num_proc), Rejections("skip")):
-        earlier.append(frozenset(chunk.firsts))
-        firsts.update(chunk.firsts)
+    options = RunOptions(num_proc=num_proc)
+    with open_runner(options, len(tasks)) as runner:
+        for _task, chunk in encode_store(job, tasks, runner, Rejections("skip")):
+            earlier.append(frozenset(chunk.firsts))
+            firsts.update(chunk.firsts)
     return earlier, firsts
 
 

@@ -67,7 +67,9 @@ class RunOptions:
     batch_rows: int = 1000  # samples per Arrow batch, turned into every config's table at once
     row_group_rows: int = 1000  # rows per Parquet row group (the last one of a shard shorter)
     max_shard_bytes: int = 256 << 20  # a shard ends after the row group that takes it past this (`shards.row_sizes`)
-    split_cache: int = 1 << 16  # split keys remembered per encoder (see `chunks.Encoder.split_of`)
+    split_cache: int = 1 << 16  # split keys remembered per encoder (see `encode.Encoder.split_of`)
+    wait: bool = False  # another export writing the same folder: wait for it (else stop with an error)
+    show_progress: bool = False  # progress bars (the command line draws them only on a terminal)
 
     def __post_init__(self) -> None:
         for name in (
@@ -84,6 +86,10 @@ class RunOptions:
                 raise ConfigError(f"{name}: expected an integer >= 1, got {value!r}")
         choice(self.start_method, START_METHODS, "start_method")
         choice(self.engine, ENGINES, "engine")
+        if self.engine != "ray" and self.ray_address is not None:
+            raise ConfigError("--address names a Ray cluster: pass --engine ray with it")
+        if self.engine != "ray" and self.ray_runtime_env is not None:
+            raise ConfigError("--runtime-env-json is for the Ray workers: pass --engine ray with it")
 
 
 def format_flags(block: Mapping[str, Any] | None) -> dict[str, bool]:

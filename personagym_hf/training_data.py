@@ -12,11 +12,12 @@ from typing import Any, Iterable, Iterator
 
 from .config import RunOptions, parse_config
 from .read.store import BadRecord, Record
+from .request import ExportRequest, Layout, Measures, Outputs
 from .schema import TrainingSample
 from .transform.collect import checks_itself, interaction_to_sample, validate_sample
 from .transform.policy import Rejections, iter_samples
-from .write.exporter import Exporter, ExportResult
-from .write.manifest import Layout, collector_name
+from .write.exporter import Exporter, ExportResult, open_destination
+from .write.manifest import collector_name
 
 logger = logging.getLogger(__name__)
 
@@ -75,25 +76,40 @@ class TrainingDataExporter:
         `split` defaults to False (the seed's default). With `append=True`, samples whose sample_id an earlier
         export in the output directory already holds are skipped, the earlier rows stay in their split, and
         the export keeps its layout (split or not, its `hf_dataset/` folder): `split` None follows it, and a
-        different `split` or different settings raise `AppendError`.
+        different `split` or different settings raise `AppendError`. An append writes no timestamped version
+        (`use_timestamp` applies to new exports only, as the seed's default is true).
         """
-        exporter = Exporter(
-            self.settings,
+        from .run.runner import InProcess
+        from .transform.encode import Encoder
+
+        request = ExportRequest(
+            None,
             self.output_dir,
-            split=split,
-            use_timestamp=use_timestamp,
-            append=append,
-            hf_dataset=None if append else False,
-            default_layout=Layout(split=False, hf_dataset=False),
-            collector=collector_name(self.collector.interaction_to_training_sample),
-            statistics_file=False,
+            self.settings,
+            Outputs(
+                split=split,
+                hf_dataset=None if append else False,
+                timestamp=use_timestamp and not append,
+                append=append,
+                statistics=False,
+                first=Layout(split=False, hf_dataset=False),
+            ),
+            Measures(audit=None),
         )
+        destination = open_destination(request, collector_name(self.collector.interaction_to_training_sample))
+        exporter = None
         try:
-            result = exporter.add_all(samples).finish(statistics=False)
+            layout = destination.layout
+            encoder = Encoder(self.settings, layout.split, layout.hf_dataset, options=request.run)
+            exporter = Exporter(destination, request, encoder, InProcess(request.run))
+            result = exporter.add_all(samples).finish()
+            destination.folder.commit()
             for warning in result.warnings:
                 logger.warning("%s", warning)
         except BaseException:
-            exporter.abort()
+            if exporter is not None:
+                exporter.abort()
+            destination.folder.abort()
             raise
         return {name: str(path) for name, path in result.json_files.items()}
 
@@ -121,33 +137,24 @@ class TrainingDataExporter:
         self,
         interactions: str | Path | None = None,
         *,
-        split: bool | None = True,
-        use_timestamp: bool = False,
-        append: bool | None = None,
-        hf_dataset: bool | None = True,
-        show_progress: bool = False,
-        num_proc: int | None = None,
-        wait: bool = False,
-        options: RunOptions | None = None,
+        outputs: Outputs | None = None,
+        measures: Measures = Measures(),
+        run: RunOptions = RunOptions(),
     ):
-        """Everything `personagym-hf export` writes, streamed from a store (`paths.interactions.output_dir`).
-        `options`: how it runs (`config.RunOptions`); `num_proc`, when given, sets its field."""
+        """Everything `personagym-hf export` writes, streamed from a store (`paths.interactions.output_dir`) into
+        `paths.training_data.output_dir`: `outputs` (default: split, `hf_dataset/`, appending when
+        `experiment.incremental` says so), `measures` and `run` as `request.ExportRequest` takes them."""
         from .run.job import export_store
 
-        return export_store(
+        request = ExportRequest(
             interactions or self.settings.interactions_dir,
             self.output_dir,
             self.settings,
-            self.collector.interaction_to_training_sample,
-            split=split,
-            use_timestamp=use_timestamp,
-            append=self.settings.incremental if append is None else append,
-            hf_dataset=hf_dataset,
-            show_progress=show_progress,
-            num_proc=num_proc,
-            wait=wait,
-            options=options,
+            outputs if outputs is not None else Outputs(append=self.settings.incremental),
+            measures,
+            run,
         )
+        return export_store(request, self.collector.interaction_to_training_sample)
 
 
 __all__ = ["TrainingSample", "TrainingDataCollector", "TrainingDataExporter", "ExportResult", "validate_sample"]

@@ -106,13 +106,14 @@ ds.to_parquet(out / "naive.parquet")
 PARENT_SCRIPT = """
 import resource, sys, tempfile, time
 from personagym_hf.transform.collect import interaction_to_sample
-from personagym_hf.config import RunOptions, parse_config
+from personagym_hf.config import RunOptions
+from personagym_hf.request import ExportRequest
 from personagym_hf.run.job import export_store
 store, num_proc, engine = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with tempfile.TemporaryDirectory(prefix="bench_export_") as out:
     start = time.perf_counter()
-    done = export_store(store, out, parse_config({}), interaction_to_sample, options=RunOptions(num_proc=num_proc,
-                        engine=engine))
+    request = ExportRequest(store, out, run=RunOptions(num_proc=num_proc, engine=engine))
+    done = export_store(request, interaction_to_sample)
     wall = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, done.result.new_samples)
@@ -391,6 +392,7 @@ def step_costs(args: argparse.Namespace) -> dict:
 
     from personagym_hf.config import ExportConfig
     from personagym_hf.read.store import discover_paths, iter_file
+    from personagym_hf.request import ExportRequest
     from personagym_hf.run.chunks import ChunkResult, InMemory
     from personagym_hf.run.job import export_store
     from personagym_hf.transform.collect import interaction_to_sample
@@ -436,9 +438,8 @@ def step_costs(args: argparse.Namespace) -> dict:
             for index, path in enumerate(files):
                 os.symlink(path, small / f"{index:06d}.json")
             out = Path(tmp) / "out"
-            timed(
-                "export_store: + writing, Parquet, card", lambda: export_store(small, out, cfg, interaction_to_sample)
-            )
+            request = ExportRequest(small, out, cfg)
+            timed("export_store: + writing, Parquet, card", lambda: export_store(request, interaction_to_sample))
         finally:
             gc.enable()
     floor = costs["read + parse (store.iter_file)"]

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from personagym_hf.config import parse_config  # noqa: E402
+from personagym_hf.request import ExportRequest, Outputs  # noqa: E402
 from personagym_hf.run.job import export_store  # noqa: E402
 from personagym_hf.testing.synth import iter_interactions  # noqa: E402
 from personagym_hf.training_data import TrainingDataCollector  # noqa: E402
@@ -85,11 +86,11 @@ def measure(store: Path, extra: Path, work: Path, cdc: bool) -> dict[str, tuple[
     shards.CDC_OPTIONS = saved if cdc else False
     out = work / ("cdc" if cdc else "plain")
     convert = TrainingDataCollector().interaction_to_training_sample
-    export_store(store, out, parse_config({}), convert)
+    export_store(ExportRequest(store, out, parse_config({})), convert)
     before = work / "before"
     shutil.rmtree(before, ignore_errors=True)
     shutil.copytree(out / "hf_dataset" / "data", before)
-    export_store([store, extra], out, parse_config({}), convert, append=True)
+    export_store(ExportRequest((store, extra), out, parse_config({}), Outputs(append=True)), convert)
     figures = {}
     for path in sorted((out / "hf_dataset" / "data").glob("*/*.parquet")):
         name = path.relative_to(out / "hf_dataset" / "data").as_posix()

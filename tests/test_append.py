@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import make_interaction, write_files
+from exporting import export_store
 
 from personagym_hf import TrainingDataCollector, TrainingDataExporter
 from personagym_hf.cli.main import main
 from personagym_hf.config import RunOptions, load_config, parse_config
-from personagym_hf.run.job import export_store
 from personagym_hf.testing.synth import write_store
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample

@@ -5,11 +5,11 @@ import os
 
 import pytest
 from conftest import make_interaction, write_files
+from exporting import export_store
 
 from personagym_hf import InteractionStorage, TrainingDataCollector, TrainingDataExporter
 from personagym_hf.builder import load_dataset
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.run.job import export_store
 from personagym_hf.transform.policy import Rejections
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample

@@ -6,12 +6,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_interaction, write_files
+from exporting import export_store
 
 import personagym_hf
 from personagym_hf import TrainingDataCollector
 from personagym_hf.builder import PersonaGymBuilder, load_dataset
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.run.job import export_store
 from personagym_hf.testing.synth import write_store
 
 CONFIGS = ["full", "minimal", "messages", "query_rewrite"]

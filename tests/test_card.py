@@ -6,13 +6,13 @@ from collections import Counter
 
 import pytest
 from conftest import make_interaction, write_files
+from exporting import export_store
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.card.render import LICENSES_URL, hub_licenses, template_path
 from personagym_hf.cli.main import main
 from personagym_hf.config import parse_config
 from personagym_hf.hub.push import push_to_hub
-from personagym_hf.run.job import export_store
 from personagym_hf.testing.synth import write_store
 
 REPO = "alice/personagym"

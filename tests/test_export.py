@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from conftest import make_interaction, write_files
+from exporting import export_store
 
 from personagym_hf import BadInputError, TrainingDataCollector, TrainingDataExporter
 from personagym_hf.config import ConfigError, RunOptions, parse_config
-from personagym_hf.run.job import export_store
 from personagym_hf.transform.split import split_of
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample
@@ -304,7 +304,8 @@ def test_run_options_size_the_chunks_and_the_arrow_batches(tmp_path):
     from personagym_hf.transform.encode import Encoder
 
     files = discover_paths(write_store(tmp_path / "s", count=20, personas=5, seed=4, reply_chars=50))
-    job = ChunkJob(files, Encoder(parse_config({}), split=False, views=True, batch_rows=3), CONVERT)
+    encoder = Encoder(parse_config({}), split=False, views=True, options=RunOptions(batch_rows=3))
+    job = ChunkJob(files, encoder, CONVERT)
     tasks = plan_tasks(files, RunOptions(chunk_files=7), tmp_path / "staging")
     chunks = [(task, encode_chunk(job, task, in_memory=True)) for task in tasks]
     assert [task.chunk for task, _ in chunks] == [Files(0, 7), Files(7, 14), Files(14, 20)]
@@ -513,7 +514,7 @@ def test_an_index_that_answers_later_is_asked_for_a_chunks_answer_once_the_next_
     import numpy as np
 
     from personagym_hf.measure.seen import unpack_location
-    from personagym_hf.run.job import _keep_the_first
+    from personagym_hf.run.job import encode_store
 
     log = []
 
@@ -531,7 +532,7 @@ def test_an_index_that_answers_later_is_asked_for_a_chunks_answer_once_the_next_
         return SimpleNamespace(encoded=encoded, firsts={})
 
     class Runner:
-        def chunks(self, tasks):
+        def chunks(self, job, tasks):
             for task in tasks:
                 log.append(f"in {task.index}")
                 yield task, chunk(task.index)
@@ -541,7 +542,7 @@ def test_an_index_that_answers_later_is_asked_for_a_chunks_answer_once_the_next_
 
     job = SimpleNamespace(files=[f"f{n}.json" for n in range(3)])
     tasks = [SimpleNamespace(index=n, files=lambda n=n: range(n, n + 1)) for n in range(3)]
-    for task, _chunk in _keep_the_first(job, tasks, Runner(), rejections=None):
+    for task, _chunk in encode_store(job, tasks, Runner(), rejections=None):
         log.append(f"out {task.index}")
     if later:  # the round trip of chunk n overlaps the wait for chunk n + 1
         assert log == ["in 0", "ask 0", "in 1", "ask 1", "answer 0", "out 0", "in 2", "ask 2", "answer 1", "out 1"] + [

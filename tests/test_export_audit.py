@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import LEAKY, leaky_interaction, write_files
+from exporting import export_store
 from test_audit import EXPECTED_PAIRS, leaky_samples, strip_estimates
 
 from personagym_hf import TrainingDataCollector
@@ -15,7 +16,6 @@ from personagym_hf.cli.main import main
 from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.extras import MissingExtra
 from personagym_hf.measure.leakage import LeakageAudit, method
-from personagym_hf.run.job import export_store
 from personagym_hf.write.files import dumps_pretty
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample
@@ -143,9 +143,11 @@ def test_an_export_with_workers_after_one_in_this_process_finishes(tmp_path):
 
     pytest.importorskip("rensa")
     script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
 from personagym_hf.transform.collect import interaction_to_sample
 from personagym_hf.config import parse_config
-from personagym_hf.run.job import export_store
+from exporting import export_store
 from personagym_hf.testing.synth import write_store
 store = write_store({str(tmp_path / "s")!r}, count=3000, personas=300, seed=8, reply_chars=40)
 export_store(store, {str(tmp_path / "one")!r}, parse_config({{}}), interaction_to_sample)

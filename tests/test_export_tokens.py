@@ -5,6 +5,7 @@ import json
 import sys
 
 import pytest
+from exporting import export_store
 from test_append import snapshot
 
 from personagym_hf import TrainingDataCollector
@@ -12,7 +13,6 @@ from personagym_hf.cli.main import main
 from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.extras import MissingExtra
 from personagym_hf.measure.tokens import TokenBudget, load_tokenizer
-from personagym_hf.run.job import export_store
 from personagym_hf.testing.synth import write_store
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample

@@ -7,12 +7,12 @@ import logging
 import datasets
 import pytest
 from conftest import make_interaction, write_files
+from exporting import export_store
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.cli.main import main
 from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.hub.push import PushError, push_to_hub
-from personagym_hf.run.job import export_store
 from personagym_hf.testing.synth import write_store
 
 REPO = "alice/personagym"

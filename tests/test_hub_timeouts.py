@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from exporting import export_store
 from hub_server import SilentServer
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.config import parse_config
 from personagym_hf.hub.connection import HubUnreachableError
 from personagym_hf.hub.push import push_to_hub
-from personagym_hf.run.job import export_store
 from personagym_hf.testing.synth import write_store
 
 ROOT = Path(__file__).parent.parent

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from exporting import export_store
 from ray_support import Dies, ModuleLog, NodeLog
 from test_export import array_store, jsonl_store
 
@@ -19,7 +20,6 @@ from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.read.demo import demo_store_path
 from personagym_hf.read.plan import Files
 from personagym_hf.run.chunks import ChunkJob, ChunkTask
-from personagym_hf.run.job import export_store
 from personagym_hf.run.ray_runner import RayConnectError
 from personagym_hf.testing.synth import write_store
 from personagym_hf.transform.collect import interaction_to_sample

@@ -9,10 +9,10 @@ import datasets
 import polars as pl
 import pytest
 from conftest import make_interaction, write_files
+from exporting import export_store
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.config import parse_config
-from personagym_hf.run.job import export_store
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import datasets
 import pytest
+from exporting import export_store
 from test_seed_snippets import SEED
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.config import parse_config
-from personagym_hf.run.job import export_store
 from personagym_hf.testing.synth import write_store
 
 ROOT = Path(__file__).parent.parent

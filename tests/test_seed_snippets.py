@@ -12,6 +12,7 @@ from typing import Any, Dict, List
 import pytest
 
 from personagym_hf import TrainingDataCollector, TrainingDataExporter, load_config
+from personagym_hf.request import Outputs
 from personagym_hf.testing.synth import write_store
 
 SEED = Path(__file__).parent / "fixtures" / "seed_training_data.md"
@@ -84,7 +85,7 @@ def test_every_python_snippet_runs(tmp_path, monkeypatch, capsys):
     sample = Custom({}).interaction_to_training_sample(interactions[0])
     assert sample.metadata["custom_field"] == len(interactions[0]["messages"])
     run = TrainingDataExporter({}, collector=Custom({})).export_store(
-        "output/interactions", hf_dataset=False, use_timestamp=False
+        "output/interactions", outputs=Outputs(hf_dataset=False)
     )
     rows = json.loads(run.result.json_files["train"].read_text(encoding="utf-8"))
     assert all(row["metadata"]["custom_field"] == row["num_turns"] * 2 for row in rows)

@@ -14,17 +14,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_interaction, write_files
+from exporting import export_store
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.run.job import export_store
 from personagym_hf.schema import arrow_schema
 from personagym_hf.testing.synth import write_store
 from personagym_hf.transform.encode import Encoder
 from personagym_hf.write import parquet as shards
 from personagym_hf.write.folder import OutputError
 from personagym_hf.write.parquet import ParquetSplitWriter, ShardPiece, ShardPlan, ShardSpec, row_sizes, write_shard
-from personagym_hf.write.planned_shards import InProcess, PlannedSplitWriter
+from personagym_hf.write.planned_shards import PlannedSplitWriter
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample
 # Small chunks, row groups and shards: a 90-interaction store gives 9 chunks and several shards per split.
@@ -115,6 +115,24 @@ def test_workers_write_the_shards_with_the_bytes_of_one_process(store, tmp_path,
     assert not list((tmp_path / "two").rglob("*.arrow"))
 
 
+class WritesAtOnce:
+    """A shard runner (`planned_shards.ShardRunner`) that writes each shard here, as it is handed out."""
+
+    def __init__(self, specs: dict):
+        self.specs = specs
+
+    def submit_shard(self, spec):
+        return write_shard(spec, self.specs[spec.config])
+
+    @staticmethod
+    def ready(handle) -> bool:
+        return True
+
+    @staticmethod
+    def result(handle, what: str):
+        return handle
+
+
 def test_a_chunk_file_is_removed_once_no_shard_needs_it_and_the_shards_are_those_of_one_writer(tmp_path):
     """The staging folder holds only the Arrow files of a split's open shard (and of shards being written)."""
     specs = Encoder(parse_config({}), True, True).specs["minimal"]
@@ -124,7 +142,7 @@ def test_a_chunk_file_is_removed_once_no_shard_needs_it_and_the_shards_are_those
     ]
     table = pa.Table.from_pylist(rows, schema=arrow_schema(specs))
     planned = PlannedSplitWriter(
-        tmp_path / "planned", "train", "minimal", specs, InProcess({"minimal": specs}), tmp_path / "spill", 200, 4
+        tmp_path / "planned", "train", "minimal", specs, WritesAtOnce({"minimal": specs}), tmp_path / "spill", 200, 4
     )
     files = []
     for start in range(0, 40, 5):
@@ -153,7 +171,7 @@ def test_a_split_without_rows_gets_no_shard_and_loses_the_earlier_ones(tmp_path)
     folder = tmp_path / "data"
     folder.mkdir()
     (folder / "test-00000-of-00001.parquet").write_bytes(b"an earlier export's shard")
-    planned = PlannedSplitWriter(folder, "test", "minimal", specs, InProcess({"minimal": specs}), tmp_path / "t")
+    planned = PlannedSplitWriter(folder, "test", "minimal", specs, WritesAtOnce({"minimal": specs}), tmp_path / "t")
     assert planned.commit() == []
     assert (planned.num_examples, planned.num_bytes, list(folder.iterdir())) == (0, 0, [])
 
@@ -199,9 +217,9 @@ def test_a_worker_killed_mid_run_is_one_line_not_a_hang(store, tmp_path):
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from ray_support import Dies
-from personagym_hf.run.chunks import WorkerDied
+from personagym_hf.run.local import WorkerDied
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.run.job import export_store
+from exporting import export_store
 options = RunOptions(chunk_files=10, row_group_rows=4, max_shard_bytes=10_000, num_proc=2)
 try:
     dies = Dies("interaction_persona_025_0055")
@@ -271,6 +289,7 @@ def test_a_shard_task_that_outlives_its_export_makes_no_folder_again(tmp_path):
 def test_a_signal_handler_set_outside_python_is_left_alone_while_the_pool_forks(monkeypatch):
     """`signal.getsignal` gives None for a handler that C code installed: it could not be put back, so it is left."""
     import personagym_hf.run.chunks as chunks
+    from personagym_hf.run.local import LocalRunner
 
     real, real_signal = signal.getsignal, signal.signal
 
@@ -282,7 +301,8 @@ def test_a_signal_handler_set_outside_python_is_left_alone_while_the_pool_forks(
     monkeypatch.setattr(signal, "signal", as_if_set_in_c)
     before = real(signal.SIGTERM), real(signal.SIGINT)
     job = chunks.ChunkJob((), Encoder(parse_config({}), True, True), CONVERT)
-    with chunks.LocalRunner(job, RunOptions(num_proc=2)) as runner:
+    with LocalRunner(RunOptions(num_proc=2)) as runner:
+        runner._start(job)
         assert runner._submit(len, "four").result(timeout=60) == 4
     assert (real(signal.SIGTERM), real(signal.SIGINT)) == before
 

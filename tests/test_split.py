@@ -44,11 +44,11 @@ def test_zero_ratio_split_gets_nothing_and_ratios_of_one_take_everything():
 
 @pytest.mark.parametrize("split_by", ["persona", "sample"])
 def test_the_encoder_remembers_splits_and_gives_the_same_ones(split_by):
-    from personagym_hf.config import ExportConfig
+    from personagym_hf.config import ExportConfig, RunOptions
     from personagym_hf.transform import encode as encode
 
     cfg = ExportConfig(seed=5, split_by=split_by)
-    encoder = encode.Encoder(cfg, split=True, views=False, split_cache=7)  # cleared several times below
+    encoder = encode.Encoder(cfg, split=True, views=False, options=RunOptions(split_cache=7))  # cleared below
     rows = [{"persona_id": f"persona_{i % 20}", "sample_id": f"sample_{i}"} for i in range(100)]
     assert [encoder.split_of(row) for row in rows] == [split_of(row, 5, cfg.ratios, split_by) for row in rows]
     assert len(encoder.splits) <= 7

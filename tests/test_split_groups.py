@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import make_interaction, write_files
+from exporting import export_store
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.cli.main import main
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.run.job import export_store
 from personagym_hf.transform.groups import SplitGroups
 from personagym_hf.transform.split import NeedsGroupsError, split_of
 

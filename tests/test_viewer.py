@@ -6,6 +6,7 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_interaction, write_files
+from exporting import export_store
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.cli.main import main
@@ -13,7 +14,6 @@ from personagym_hf.config import parse_config
 from personagym_hf.hub import viewer as viewer_module
 from personagym_hf.hub.push import PushError, _folder_files, push_to_hub
 from personagym_hf.hub.viewer import check_staged
-from personagym_hf.run.job import export_store
 from personagym_hf.testing.synth import write_store
 
 REPO = "alice/personagym"

@@ -7,11 +7,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import make_interaction, write_files
+from exporting import export_store
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.builder import load_dataset
 from personagym_hf.config import FORMAT_FLAGS, parse_config
-from personagym_hf.run.job import export_store
 from personagym_hf.transform.views import config_specs
 
 WITH_PERSONA = {

@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import logging
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
@@ -25,13 +24,15 @@ from ..config import ExportConfig, RunOptions
 from ..read.plan import chunk_files_count
 from ..read.store import BadRecord, Record, discover_paths, iter_file, token_usage_files
 from ..read.token_usage import merge_token_usage
+from ..request import ExportRequest
 from ..transform.policy import BadInputError, Convert, Rejections, place
-from ..write.exporter import Exporter, ExportResult, stamped_name
+from ..write.exporter import Exporter, ExportResult, open_destination, stamped_name
 from ..write.folder import OutputError
-from ..write.manifest import Layout, collector_name
+from ..write.manifest import collector_name
 
 if TYPE_CHECKING:
-    from ..measure.tokens import Tokenizer
+    from ..transform.groups import SplitGroups
+    from .runner import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -74,25 +75,29 @@ def group_store(
     files: Sequence[str],
     cfg: ExportConfig,
     convert: Convert,
-    groups,
-    options: RunOptions = RunOptions(),
-    *,
-    show_progress: bool = False,
-) -> None:
+    options: RunOptions,
+    earlier: Iterable[tuple[dict, str]] = (),
+) -> "SplitGroups":
     """The pre-pass of `split_by: persona_and_query`: the group keys of every sample the normal pass keeps
-    (`groups.SplitGroups`, from all its fields, whatever the format flags), then the groups resolved. Bad
-    records are left to the normal pass, which reports them."""
+    (`groups.SplitGroups`, from all its fields, whatever the format flags), after the rows of an earlier export
+    (`earlier`: (row, split), when appending: they keep their split), then the groups resolved. Bad records are left
+    to the normal pass, which reports them."""
     from ..schema import FIELD_NAMES
     from ..transform.encode import Encoder
+    from ..transform.groups import SplitGroups
     from .chunks import ChunkJob, plan_tasks
+    from .runner import InProcess
 
+    groups = SplitGroups(cfg.seed, cfg.ratios)
+    for row, split in earlier:  # an append never moves a row: the groups start from where they are
+        groups.add(row, earlier=split)
     # Bad records do not stop the pre-pass, even under "error": the normal pass reports them in store order.
     encoder = Encoder(replace(cfg, on_bad_records="skip"), split=False, views=False, fields=FIELD_NAMES)
     job = ChunkJob(files, encoder, convert, outputs="rows")
-    bar = progress(None, total=len(files), desc="Grouping", enabled=show_progress)
+    bar = progress(None, total=len(files), desc="Grouping", enabled=options.show_progress)
     try:
         tasks = plan_tasks(files, options)
-        for task, chunk in encode_store(job, tasks, replace(options, num_proc=1), Rejections("skip")):
+        for task, chunk in encode_store(job, tasks, InProcess(options), Rejections("skip")):
             for _split, row in chunk.rows:
                 groups.add(row)
             if bar is not None:
@@ -101,50 +106,24 @@ def group_store(
         if bar is not None:
             bar.close()
     groups.resolve()
+    return groups
 
 
-def open_runner(job, tasks, options: RunOptions):
-    """What runs a job's chunks (and an export's shards) besides this process: Ray tasks (`--engine ray`), worker
-    processes (`num_proc` > 1 and more than one chunk), or None (this process)."""
-    if options.engine == "ray":
-        from .ray_runner import RayRunner
-
-        return RayRunner(job, options)
-    if options.num_proc > 1 and len(tasks) > 1:
-        from .chunks import LocalRunner
-
-        return LocalRunner(job, options, min(options.num_proc, len(tasks)))
-    return None
-
-
-def encode_store(job, tasks, options: RunOptions, rejections: Rejections, runner=None) -> Iterator:
-    """The chunks' results, by `runner` (`open_runner`; None: one opened here, for this loop), with the
-    keep-the-first rule across chunks: (task, chunk result) in store order, every chunk free of the ids an earlier
-    chunk kept (`ChunkResult.firsts` says where those were first read), and every chunk's bad records, duplicates
-    and warnings given to `rejections` in store order. The one loop every run over a whole store goes through: the
-    export, validate and stats, the pre-passes."""
-    own = runner is None
-    if own:
-        runner = open_runner(job, tasks, options)
-    with runner if own and runner is not None else nullcontext():
-        yield from _keep_the_first(job, tasks, runner, rejections)
-
-
-def _keep_the_first(job, tasks, runner, rejections: Rejections) -> Iterator:
+def encode_store(job, tasks, runner: "Runner", rejections: Rejections) -> Iterator:
+    """The chunks' results, by `runner`, with the keep-the-first rule across chunks: (task, chunk result) in store
+    order, every chunk free of the ids an earlier chunk kept (`ChunkResult.firsts` says where those were first
+    read), and every chunk's bad records, duplicates and warnings given to `rejections` in store order. The one
+    loop every run over a whole store goes through: the export, validate and stats, the pre-passes."""
     import numpy as np
 
-    from ..measure.seen import SeenIds, digests, pack_location, unpack_location
+    from ..measure.seen import digests, pack_location, unpack_location
     from .chunks import encode_chunk
 
     files = job.files
-    if runner is not None:
-        results = runner.chunks(tasks)
-    else:
-        results = ((task, encode_chunk(job, task, in_memory=True)) for task in tasks)
     # Where each kept sample_id was first read, across chunks: the only per-record state of a run (packed; on Ray,
     # in actors of the cluster). A chunk's ids go to the index as soon as the chunk is in; an index that answers
     # later (Ray's) is asked for the answer once the next chunk is in, so that its round trip overlaps that wait.
-    index = SeenIds() if runner is None else runner.id_index()
+    index = runner.id_index()
 
     def finish(task, chunk, kept, answer):
         firsts = {sample.sample_id: first for sample, first in zip(kept, answer().tolist()) if first >= 0}
@@ -161,7 +140,7 @@ def _keep_the_first(job, tasks, runner, rejections: Rejections) -> Iterator:
         return task, chunk
 
     waiting = None
-    for task, chunk in results:
+    for task, chunk in runner.chunks(job, tasks):
         kept = chunk.encoded.kept
         position = {files[number]: number for number in task.files()}
         locations = np.array([pack_location(position[sample.source], sample.where) for sample in kept], np.int64)
@@ -184,7 +163,6 @@ def scan_store(
     *,
     rows: bool = False,
     options: RunOptions = RunOptions(),
-    show_progress: bool = False,
 ) -> Iterator:
     """The export's run over a store without its outputs (validate, stats, the audits of a store): chunk results
     in store order, each with its `encoded` statistics and, with `rows`, its rows as an export writes them, with
@@ -192,21 +170,20 @@ def scan_store(
     persona_and_query`) and rejections as the export."""
     from ..transform.encode import Encoder
     from .chunks import ChunkJob, plan_tasks
+    from .runner import open_runner
 
     files = store_files(interactions)
-    encoder = Encoder(cfg, split=True, views=False, split_cache=options.split_cache)
-    if cfg.split_by == "persona_and_query":
-        from ..transform.groups import SplitGroups
-
-        encoder.groups = SplitGroups(cfg.seed, cfg.ratios)
-        group_store(files, cfg, convert, encoder.groups, options, show_progress=show_progress)
+    groups = group_store(files, cfg, convert, options) if cfg.split_by == "persona_and_query" else None
+    encoder = Encoder(cfg, split=True, views=False, groups=groups, options=options)
     job = ChunkJob(files, encoder, convert, outputs="rows" if rows else "none")
-    bar = progress(None, total=len(files), desc="Reading interactions", enabled=show_progress)
+    bar = progress(None, total=len(files), desc="Reading interactions", enabled=options.show_progress)
+    tasks = plan_tasks(files, options)
     try:
-        for task, chunk in encode_store(job, plan_tasks(files, options), options, rejections):
-            yield chunk
-            if bar is not None:
-                bar.update(chunk_files_count(task.chunk))
+        with open_runner(options, len(tasks)) as runner:
+            for task, chunk in encode_store(job, tasks, runner, rejections):
+                yield chunk
+                if bar is not None:
+                    bar.update(chunk_files_count(task.chunk))
     finally:
         if bar is not None:
             bar.close()
@@ -237,65 +214,33 @@ def _disk_full(output_dir: Path, staged: int, done: float) -> OutputError:
     )
 
 
-def export_store(
-    interactions: str | Path | Iterable[str | Path],
-    output_dir: str | Path,
-    cfg: ExportConfig,
-    convert: Convert,
-    *,
-    split: bool | None = True,
-    use_timestamp: bool = False,
-    append: bool = False,
-    hf_dataset: bool | None = True,
-    show_progress: bool = False,
-    num_proc: int | None = None,
-    wait: bool = False,
-    audit: str | None = "auto",
-    options: RunOptions | None = None,
-    tokenizer: "Tokenizer | str | Path | None" = None,
-    chat_template: str | Path | None = None,
-    max_length: int | None = None,
-) -> StoreExport:
-    """Export a whole store. With `num_proc` > 1 chunks of files are encoded by worker processes; the
-    outputs are the same bytes as with one process. `split`/`hf_dataset` None: as the earlier export when
-    appending (see `Exporter`). `audit`: the leakage audit in the statistics, "near", "exact", "auto" (near when
-    rensa is installed, else exact) or None (off). Either the whole export is written, or the output folder is
-    left as it was. `options`: how it runs (`config.RunOptions`); `num_proc`, when given, sets its field.
-    `tokenizer`: token budgets in the statistics and the card (`tokens.py`), for a local tokenizer folder or
-    tokenizer.json (or a loaded `tokens.Tokenizer`), rendered with `chat_template` (a file) when given, with the
-    rows over `max_length` counted."""
+def export_store(request: ExportRequest, convert: Convert) -> StoreExport:
+    """Export a whole store as `request` says (`request.ExportRequest`), converting records with `convert`. Chunks
+    of files are encoded by the runner the request's `run` options choose (this process, worker processes, Ray
+    tasks): the outputs are the same bytes whichever runs. Either the whole export is written, or the output folder
+    is left as it was."""
     import gc
 
+    from ..measure.leakage import resolve_mode
+    from ..transform.encode import Encoder
     from .chunks import ChunkJob, plan_tasks
+    from .runner import open_runner
 
-    options = options or RunOptions()
-    if num_proc is not None:
-        options = replace(options, num_proc=num_proc)
-    output_dir = Path(output_dir)
-    files = store_files(interactions)  # packed: this list has an entry per file of the store
-    if tokenizer is not None:
+    options, cfg, output_dir = request.run, request.settings, request.output
+    files = store_files(request.stores)  # packed: this list has an entry per file of the store
+    tokenizer = None
+    if request.measures.tokenizer is not None:  # loaded before the output folder is locked: errors cost nothing
         from ..measure.tokens import Tokenizer, load_tokenizer
 
-        if not isinstance(tokenizer, Tokenizer):  # loaded before the output folder is locked: errors cost nothing
-            tokenizer = load_tokenizer(tokenizer, chat_template)
+        tokenizer = request.measures.tokenizer
+        if not isinstance(tokenizer, Tokenizer):
+            tokenizer = load_tokenizer(tokenizer, request.measures.chat_template)
+    audit = resolve_mode(request.measures.audit)
     rejections = Rejections(cfg.on_bad_records)
-    exporter = Exporter(
-        cfg,
-        output_dir,
-        split=split,
-        use_timestamp=use_timestamp,
-        append=append,
-        hf_dataset=hf_dataset,
-        default_layout=Layout(split=True, hf_dataset=True),
-        collector=collector_name(convert),
-        wait=wait,
-        audit=audit,
-        options=options,
-        tokenizer=tokenizer,
-        max_length=max_length,
-    )
-    staging = exporter.work  # workers' part files: inside the transaction, never beside it
-    bar = progress(None, total=len(files), desc="Exporting", enabled=show_progress)
+    destination = open_destination(request, collector_name(convert))
+    folder, layout, exporter = destination.folder, destination.layout, None
+    staging = folder.staging / ".chunks"  # workers' part files: inside the transaction, never beside it
+    bar = progress(None, total=len(files), desc="Exporting", enabled=options.show_progress)
     done = 0.0  # share of the chunks written, for the space a full disk needed
 
     # What is alive now (imported modules: pyarrow, pandas, huggingface_hub; ~10^5 objects) stays alive for the
@@ -303,22 +248,20 @@ def export_store(
     # inherit the frozen state.
     gc.freeze()
     try:
-        if exporter.groups is not None:  # split_by persona_and_query: every sample's group before any split
-            group_store(files, cfg, convert, exporter.groups, options, show_progress=show_progress)
-            exporter.encoder.groups = exporter.groups  # the workers have it in their job's encoder
-        # A snapshot: `exported` grows as chunks are added, and a later duplicate must be reported, not skipped.
-        skip = frozenset(exporter.files.exported)
-        job = ChunkJob(files, exporter.encoder, convert, skip)
         tasks = plan_tasks(files, options, staging)
         # Made here, not by the workers: a Ray node that cannot see it has no shared folder, and a task still running
         # after the export stopped (and removed it) fails instead of making it again.
         staging.mkdir(parents=True, exist_ok=True)
-        runner = open_runner(job, tasks, options)
+        groups = None
+        if cfg.split_by == "persona_and_query" and layout.split:  # every sample's group before any split
+            earlier = destination.earlier.rows() if destination.earlier is not None else ()
+            groups = group_store(files, cfg, convert, options, earlier)
+        encoder = Encoder(cfg, layout.split, layout.hf_dataset, audit, groups=groups, options=options)
         # The runner lives until the export is finished: its workers write the last shards in `finish`.
-        with runner if runner is not None else nullcontext():
-            if runner is not None:
-                exporter.write_shards_with(runner)
-            for task, chunk in encode_store(job, tasks, options, rejections, runner):
+        with open_runner(options, len(tasks)) as runner:
+            exporter = Exporter(destination, request, encoder, runner, tokenizer)
+            job = ChunkJob(files, encoder, convert, exporter.skip)
+            for task, chunk in encode_store(job, tasks, runner, rejections):
                 exporter.add_chunk(chunk)
                 done = (task.index + 1) / len(tasks)
                 if bar is not None:
@@ -326,21 +269,22 @@ def export_store(
             if rejections.bad and not exporter.result.new_samples and not exporter.result.kept_samples:
                 first = rejections.bad[0]
                 raise BadInputError(
-                    f"all {len(rejections.bad)} records of {_store_name(interactions)} were rejected (the first: "
+                    f"all {len(rejections.bad)} records of {request.store_name()} were rejected (the first: "
                     f"{first.describe()}); run `personagym-hf validate` to list them"
                 )
-            usage, bad_usage = merge_token_usage(token_usage_files(interactions))
+            usage, bad_usage = merge_token_usage(token_usage_files(request.stores))
             for bad in bad_usage:
                 rejections.reject(bad)
             rejected = [bad.to_dict() for bad in rejections.bad]
             result = exporter.finish(token_usage=usage, rejected=rejected)
+            folder.commit()
     except OSError as error:
         full = error.errno in (errno.ENOSPC, errno.EDQUOT)
-        staged = exporter.folder.staged_bytes() if full else 0
-        exporter.abort()
+        staged = folder.staged_bytes() if full else 0
+        _abort(exporter, folder)
         if full:
             raise _disk_full(output_dir, staged, done) from None
-        ours = str(error.filename or "").startswith((str(exporter.folder.staging), str(exporter.folder.path)))
+        ours = str(error.filename or "").startswith((str(folder.staging), str(folder.path)))
         if isinstance(error, OutputError) or not (ours or error.errno == errno.EROFS):
             raise
         raise OutputError(
@@ -348,14 +292,21 @@ def export_store(
             error.errno,
         ) from None
     except BaseException:
-        exporter.abort()
+        _abort(exporter, folder)
         raise
     finally:
         if bar is not None:
             bar.close()
         gc.unfreeze()
-    report = output_dir / stamped_name("rejected", exporter.stamp, ".jsonl") if rejections.bad else None
+    report = output_dir / stamped_name("rejected", layout.stamp, ".jsonl") if rejections.bad else None
     return StoreExport(result, rejections, len(files), report)
+
+
+def _abort(exporter: Exporter | None, folder) -> None:
+    """Drop what the run wrote: the exporter's files (when it was made), then the folder's staging."""
+    if exporter is not None:
+        exporter.abort()
+    folder.abort()
 
 
 __all__ = ["NoInteractionsError", "StoreExport", "encode_store", "export_store", "iter_store", "scan_store"]

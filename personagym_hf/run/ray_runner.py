@@ -32,6 +32,7 @@ import sys
 import tempfile
 from collections import deque
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -41,6 +42,7 @@ from ..extras import require
 from ..measure.seen import SeenIds
 from ..read.plan import describe
 from ..write.parquet import ShardSpec, ShardWritten, write_shard
+from ..write.planned_shards import PlannedSplitWriter
 from .chunks import ChunkJob, ChunkResult, ChunkTask, encode_chunk
 
 logger = logging.getLogger(__name__)
@@ -253,12 +255,13 @@ class RayIdIndex:
 
 
 class RayRunner:
-    """`chunks.LocalRunner` on Ray: the chunks encoded by tasks (`chunks`, a window of tasks ahead, results in
+    """`local.LocalRunner` on Ray: the chunks encoded by tasks (`chunks`, a window of tasks ahead, results in
     store order) and the planned shards written by tasks (`submit_shard`). A context manager: it connects (and
     disconnects when it connected), and leaving it on an error cancels every task still running."""
 
-    def __init__(self, job: ChunkJob, options: RunOptions):
-        self.job, self.options = job, options
+    def __init__(self, options: RunOptions):
+        self.options = options
+        self.job: ChunkJob | None = None  # the job of the chunks running, in Ray's object store once (`job_ref`)
         self.refs: list[Any] = []  # tasks that may still run
         self.indexes: list[RayIdIndex] = []  # their actors are killed on leaving
 
@@ -270,7 +273,6 @@ class RayRunner:
         try:
             self.encode = ray.remote(max_retries=RETRIES, retry_exceptions=False)(_encode_task)
             self.write = ray.remote(max_retries=RETRIES, retry_exceptions=False)(_shard_task)
-            self.job_ref = ray.put(self.job)  # once, for every task
             self.window = max(2, WINDOW_PER_CPU * int(ray.cluster_resources().get("CPU", 1)))
             self.cwd = os.getcwd()
         except BaseException:
@@ -298,20 +300,30 @@ class RayRunner:
         if self.connected:
             self.ray.shutdown()
 
-    def chunks(self, tasks: Sequence[ChunkTask]) -> Iterator[tuple[ChunkTask, ChunkResult]]:
+    def split_writer(self, folder: Path, split: str, config: str, specs: dict[str, Any], spill: Path):
+        """The shards of one (config, split): planned in the driver, written by shard tasks."""
+        options = self.options
+        return PlannedSplitWriter(
+            folder, split, config, specs, self, spill, options.max_shard_bytes, options.row_group_rows
+        )
+
+    def chunks(self, job: ChunkJob, tasks: Sequence[ChunkTask]) -> Iterator[tuple[ChunkTask, ChunkResult]]:
+        if self.job is not job:
+            self.job, self.job_ref = job, self.ray.put(job)  # once, for every task of the job
+        job_ref = self.job_ref
         pending: deque[tuple[ChunkTask, Any]] = deque()
         upcoming = iter(tasks)
 
         def submit() -> None:
             task = next(upcoming, None)
             if task is not None:
-                pending.append((task, self._track(self.encode.remote(self.job_ref, task, self.cwd))))
+                pending.append((task, self._track(self.encode.remote(job_ref, task, self.cwd))))
 
         for _ in range(self.window):
             submit()
         while pending:
             task, ref = pending.popleft()
-            result = self.result(ref, f"chunk {task.index} ({describe(self.job.files, task.chunk)})")
+            result = self.result(ref, f"chunk {task.index} ({describe(job.files, task.chunk)})")
             submit()
             yield task, result
 

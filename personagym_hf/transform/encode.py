@@ -34,9 +34,11 @@ class Encoder:
     """One export's settings for every record: which split a sample goes to, its row in the JSON files, the
     dataset configs whose Arrow tables are built, the audit. Picklable: worker processes get a copy.
 
-    `views`: build Arrow tables (for `hf_dataset/`); `configs`: of these dataset configs only (default: all).
-    `only_split`: samples of other splits are passed over (the `datasets` builder generates one split at a time).
-    `fields`: a row's fields (default: those the format flags export).
+    `views`: build Arrow tables (for `hf_dataset/`); `audit`: the leakage audit of the rows, "near", "exact" or None
+    (`measure.leakage.resolve_mode`); `groups`: under `split_by: persona_and_query`, the store's groups, resolved
+    (`groups.SplitGroups`). `configs`: of these dataset configs only (default: all). `only_split`: samples of other
+    splits are passed over (the `datasets` builder generates one split at a time). `fields`: a row's fields
+    (default: those the format flags export). `options`: the sizes of Arrow batches and of the split cache.
     """
 
     def __init__(
@@ -45,15 +47,15 @@ class Encoder:
         split: bool,
         views: bool,
         audit: str | None = None,
-        split_cache: int | None = None,
         *,
+        groups: Any = None,
         configs: Iterable[str] | None = None,
         only_split: str | None = None,
-        batch_rows: int | None = None,
         fields: Iterable[str] | None = None,
+        options: RunOptions = RunOptions(),
     ):
         self.cfg, self.split = cfg, split
-        self.audit = audit  # the leakage audit of the rows: "near", "exact" or None (audit.resolve_mode)
+        self.audit = audit
         self.split_names = SPLIT_NAMES if split else ("train",)
         self.fields = tuple(fields) if fields is not None else full_fields(cfg.format)  # a row's fields
         specs = config_specs(cfg.format) if views else {}
@@ -62,10 +64,17 @@ class Encoder:
             specs = {name: spec for name, spec in specs.items() if name in wanted}
         self.specs = specs  # dataset configs to build (none: no Parquet)
         self.only_split = only_split
-        self.batch_rows = batch_rows or RunOptions.batch_rows  # samples per Arrow batch
+        self.batch_rows = options.batch_rows  # samples per Arrow batch
         self.splits: dict[str, str] = {}  # split key -> split
-        self.split_cache = split_cache or RunOptions.split_cache
-        self.groups = None  # `groups.SplitGroups`, resolved, under split_by: persona_and_query
+        self.split_cache = options.split_cache
+        self.groups = groups
+        if cfg.split_by == "persona_and_query" and split and groups is None:
+            from .split import NeedsGroupsError
+
+            raise NeedsGroupsError(
+                "split_by persona_and_query groups the whole store before any split is given: export it with "
+                "`personagym-hf export` or `export_store`, or use split_by persona or sample here"
+            )
 
     def split_of(self, data: dict) -> str:
         """`split.split_of`, remembered per key: a persona has many samples, and a salted sha256 for each would be

@@ -3,13 +3,12 @@
 Each sample is converted once and fanned out to the JSON and JSONL files of its split, the statistics
 accumulator and (for a store export) the Parquet shards of every config in `hf_dataset/`. Samples arrive
 one at a time (`add`, the seed's API) or as chunks already encoded by workers (`add_chunk`, see
-`chunks.py`). Everything is written into the staging folder of an `OutputFolder` (transaction.py) and
-swapped in at the end, so a reader sees the complete old export or the complete new one, never a mix.
+`run/chunks.py`). Everything is written into the staging folder of an `OutputFolder` (`folder.py`), which the caller
+swaps in at the end, so a reader sees the complete old export or the complete new one, never a mix.
 
-An append (`append=True`) carries the earlier export over from its own files — JSON rows from its JSONL,
-Parquet rows from its shards, statistics from its manifest's exact state — after `manifest.check_append`
-has made sure it was made the same way; new samples follow. So an append that adds nothing writes the
-same bytes as the export it read.
+An append carries the earlier export over from its own files (`append.py`), after `manifest.check_append` has made
+sure it was made the same way; new samples follow. So an append that adds nothing writes the same bytes as the
+export it read.
 """
 
 from __future__ import annotations
@@ -20,20 +19,23 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 import orjson
 
-from ..config import FILE_PREFIX, SPLIT_NAMES, ExportConfig, RunOptions
+from ..config import FILE_PREFIX, SPLIT_NAMES
 from ..measure.stats import StatsAccumulator
+from ..request import ExportRequest, Layout, Outputs
 from ..schema import TrainingSample
 from ..transform.split import skew_warnings
+from .append import EarlierExport, export_layout
 from .files import JsonArrayWriter, JsonlWriter, OutputSet, dumps_line, pretty_item, write_json_atomic
 from .folder import OutputFolder
-from .manifest import MANIFEST_FILE, AppendError, Layout, check_append, manifest, read_earlier
+from .manifest import MANIFEST_FILE, AppendError, manifest
 
 if TYPE_CHECKING:
     from ..measure.tokens import Tokenizer
+    from ..transform.encode import Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -86,37 +88,6 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)  # about the export as a whole (e.g. lumpy splits)
 
 
-def _read_rows(path: Path) -> Iterator[dict]:
-    """Rows of an earlier export: its JSONL, line by line (or its JSON array when no JSONL is beside it)."""
-    jsonl = path.with_suffix(".jsonl")
-    if jsonl.exists():
-        with jsonl.open("rb") as f:
-            for number, line in enumerate(f, start=1):
-                if line.strip():
-                    try:
-                        yield orjson.loads(line)
-                    except orjson.JSONDecodeError as e:
-                        raise ValueError(f"{jsonl}, line {number}: cannot append to a damaged export ({e})") from None
-    elif path.exists():
-        from ..read.store import BadRecord, iter_file
-
-        for record in iter_file(path):
-            if isinstance(record, BadRecord):
-                raise ValueError(f"{record.describe()}: cannot append to a damaged export")
-            yield record.data
-
-
-def _without_valid_bitmaps(table):
-    """`table` as a fresh export builds it: Parquet readers give some nested columns validity bitmaps with no null
-    in them, which would change the card's `num_bytes`. An Arrow IPC round trip drops them."""
-    import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as stream:
-        stream.write_table(table)
-    return pa.ipc.open_stream(sink.getvalue()).read_all()
-
-
 class SplitFiles:
     """The JSON + JSONL files of each split, with append: earlier rows first, in their split, then new rows."""
 
@@ -128,19 +99,6 @@ class SplitFiles:
         }
         self.exported: set[str] = set()
 
-    def carry_over(self, output_dir: Path, split_files: dict[str, str]) -> Iterator[tuple[dict, str]]:
-        """Rows of the export already in `output_dir`, kept in the split file they are in."""
-        for name, file_name in split_files.items():
-            for row in _read_rows(output_dir / file_name):
-                if row.get("sample_id") in self.exported:
-                    raise AppendError(
-                        f"{output_dir / file_name}: cannot append: sample {row.get('sample_id')!r} is in the export "
-                        "twice; rebuild with --no-append"
-                    )
-                self.exported.add(row.get("sample_id"))
-                self.add_row(row, name)
-                yield row, name
-
     def add_row(self, row: dict, split: str) -> None:
         self.json[split].add(row)
         self.jsonl[split].add(row)
@@ -150,153 +108,131 @@ class SplitFiles:
         self.jsonl[split].add_lines(lines)
 
 
-class Exporter:
-    """One export run. `add()` samples (or encoded chunks), then `finish()`; on any error call `abort()`.
+class ShardWriting(Protocol):
+    """What writes the Parquet shards (a `run.runner.Runner`): here as rows arrive, or by workers."""
 
-    `split` and `hf_dataset` None mean: as the earlier export when appending, else `default_layout`'s.
-    """
+    def split_writer(self, folder: Path, split: str, config: str, specs: dict[str, Any], spill: Path) -> Any: ...
+
+
+@dataclass
+class Destination:
+    """An export's output folder, locked, with its staging folder open (`folder.OutputFolder`), the export already
+    there when appending (`append.EarlierExport`), the layout of this run's files, and the collector's name (which the
+    manifest records). `open_destination` makes it; the caller commits or aborts the folder."""
+
+    folder: OutputFolder
+    earlier: EarlierExport | None
+    layout: Layout
+    collector: str | None
+    shown: Path  # the folder as the user named it, for messages and results
+
+
+def managed_names(outputs: Outputs) -> Callable[[str], bool]:
+    """Which top-level names of the output folder this run replaces (`folder.OutputFolder`'s `managed`)."""
+    if outputs.timestamp:
+        return is_nothing
+    return is_export_file if outputs.statistics else is_sample_export_file
+
+
+def open_destination(request: ExportRequest, collector: str | None) -> Destination:
+    """Lock the output folder, open its staging folder and read the export there when appending; on any error the
+    folder is left as it was."""
+    folder = OutputFolder(request.output, managed_names(request.outputs), wait=request.run.wait).open()
+    try:
+        earlier = None
+        if request.outputs.append:
+            earlier = EarlierExport.read(folder.path, request.settings, request.outputs, collector, request.output)
+        stamp = timestamp() if request.outputs.timestamp else None
+        return Destination(folder, earlier, export_layout(request.outputs, earlier, stamp), collector, request.output)
+    except BaseException:
+        folder.abort()
+        raise
+
+
+class Exporter:
+    """The outputs of one export, in the staging folder of `destination`: `add()` samples or `add_chunk()` encoded
+    chunks, then `finish()`; on any error `abort()`. A fan-out: each sample's row to its split's JSON and JSONL
+    files, its tables to each config's Parquet shards (written as `shards` says), and the statistics, the audit and
+    the token budgets; the earlier export's rows first, when appending.
+
+    `encoder` is the run's (`transform.encode.Encoder`, made for `destination.layout`); `tokenizer` a loaded
+    `measure.tokens.Tokenizer` (`request.measures.tokenizer` loaded by the caller) or None."""
 
     def __init__(
         self,
-        cfg: ExportConfig,
-        output_dir: str | Path,
-        *,
-        split: bool | None = True,
-        use_timestamp: bool = False,
-        append: bool = False,
-        hf_dataset: bool | None = False,
-        default_layout: Layout = Layout(split=True, hf_dataset=False),
-        collector: str | None = None,
-        statistics_file: bool = True,
-        wait: bool = False,
-        audit: str | None = None,
-        options: RunOptions | None = None,
+        destination: Destination,
+        request: ExportRequest,
+        encoder: "Encoder",
+        shards: ShardWriting,
         tokenizer: "Tokenizer | None" = None,
-        max_length: int | None = None,
     ):
-        from ..measure.leakage import resolve_mode
+        from ..transform.encode import Step
 
-        if max_length is not None and max_length < 1:  # before the folder is locked
-            raise ValueError(f"Exporter: expected a max_length of at least 1, got {max_length!r}")
-        self.cfg, self.output_dir = cfg, Path(output_dir)
-        self.tokenizer, self.max_length = tokenizer, max_length  # a loaded `tokens.Tokenizer`, or None
-        self.options = options or RunOptions()  # how it runs: batch, row group and shard sizes, the split cache
-        self.audit_mode = resolve_mode(audit)
-        self.collector = collector
-        stamped = use_timestamp and not append  # timestamps are not applied when appending
-        managed = is_nothing if stamped else is_export_file if statistics_file else is_sample_export_file
-        self.folder = OutputFolder(self.output_dir, managed, wait=wait).open()
-        try:
-            earlier = read_earlier(self.folder.path) if append else None
-            if earlier is not None:
-                layout = check_append(self.output_dir, earlier, cfg, split, hf_dataset, collector)
-            else:
-                layout = Layout(
-                    default_layout.split if split is None else split,
-                    default_layout.hf_dataset if hf_dataset is None else hf_dataset,
-                )
-            self.stamp = timestamp() if stamped else None
-            # A version beside the current export has no hf_dataset/ of its own (that folder is the current one's).
-            self.layout = Layout(layout.split, layout.hf_dataset and not stamped, self.stamp)
-            self._open(earlier)
-        except BaseException:
-            self.abort()
-            raise
-
-    def _open(self, earlier) -> None:
-        from ..transform.encode import Encoder, Step
-
-        cfg, staging, options = self.cfg, self.folder.staging, self.options
+        self.destination, self.folder, self.layout = destination, destination.folder, destination.layout
+        self.cfg, self.output_dir, self.options = request.settings, destination.shown, request.run
+        self.stamp, self.collector, self.encoder = self.layout.stamp, destination.collector, encoder
+        self.tokenizer, self.max_length = tokenizer, request.measures.max_length
+        self.write_statistics = request.outputs.statistics
+        staging = self.folder.staging
         self.work = staging / ".chunks"  # workers' part files: inside the transaction, removed before it commits
         self.outputs = OutputSet()
         self.files = SplitFiles(staging, self.outputs, self.layout.split, self.stamp)
-        self.encoder = Encoder(
-            cfg,
-            self.layout.split,
-            self.layout.hf_dataset,
-            self.audit_mode,
-            split_cache=options.split_cache,
-            batch_rows=options.batch_rows,
-        )
+        self.exported: set[str] = set()  # sample ids written: the earlier export's, then those added one at a time
         self.stats = StatsAccumulator()
-        self.audit = None
-        if self.audit_mode is not None:
-            from ..measure.leakage import LeakageAudit
-
-            self.audit = LeakageAudit(near=self.audit_mode == "near")
-        self.audit_earlier: dict[str, str] | None = None  # split -> file of earlier rows not audited yet
+        self.audit = encoder.new_audit()
+        self.audit_earlier: EarlierExport | None = None  # earlier rows not audited yet
         # Token budgets are counted here, from the rows as written, one budget per split, merged in split order at
         # the end: the order `personagym-hf tokens --data` reads the export in, and the same for any num_proc and
         # for rows carried over by an append.
         self.tokens = None
-        if self.tokenizer is not None:
+        if tokenizer is not None:
             from ..measure.tokens import TokenBudget
 
-            self.tokens = {name: TokenBudget(self.tokenizer, self.max_length) for name in self.files.names}
-        self.groups = None  # split_by persona_and_query: the store's groups, given by the caller's pre-pass
-        if cfg.split_by == "persona_and_query" and self.layout.split:
-            from ..transform.groups import SplitGroups
-
-            self.groups = SplitGroups(cfg.seed, cfg.ratios)
+            self.tokens = {name: TokenBudget(tokenizer, self.max_length) for name in self.files.names}
         self.result = ExportResult()
         self.items: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # JSON items not yet written
         self.lines: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # and their JSONL lines
         # Samples added one at a time (`add`) go through the per-sample step of `encode`, into this exporter (a sink).
-        self.step = Step(self.encoder, self, self.stats, self.audit)
+        self.step = Step(encoder, self, self.stats, self.audit)
+        self.specs = encoder.specs
         self.parquet = None
         if self.layout.hf_dataset:
-            self.specs = self.encoder.specs
+            data = staging / HF_FOLDER / "data"
             self.parquet = {
-                config: {name: self._split_writer(config, name, specs) for name in self.files.names}
+                config: {
+                    name: shards.split_writer(data / config, name, config, specs, self.work / "tables")
+                    for name in self.files.names
+                }
                 for config, specs in self.specs.items()
             }
-        if earlier is not None:
-            self._carry_over(earlier)
+        if destination.earlier is not None:
+            self._carry_over(destination.earlier)
 
-    def _split_writer(self, config: str, split: str, specs: dict):
-        """Shards written here as rows arrive (one process), or planned here and written by workers (`shardwork.py`:
-        with `--num-proc` or Ray; `write_shards_with` gives the workers, else this process writes each shard)."""
-        options = self.options
-        folder = self.folder.staging / HF_FOLDER / "data" / config
-        if options.num_proc <= 1 and options.engine == "local":
-            from .parquet import ParquetSplitWriter
+    @property
+    def skip(self) -> frozenset[str]:
+        """The sample ids an earlier export holds: a chunk leaves them out (`run.chunks.ChunkJob.skip`)."""
+        return frozenset(self.exported)
 
-            return ParquetSplitWriter(folder, split, specs, options.max_shard_bytes, options.row_group_rows)
-        from .planned_shards import InProcess, PlannedSplitWriter
-
-        return PlannedSplitWriter(
-            folder,
-            split,
-            config,
-            specs,
-            InProcess(self.encoder.specs),
-            self.work / "tables",
-            options.max_shard_bytes,
-            options.row_group_rows,
-        )
-
-    def write_shards_with(self, runner) -> None:
-        """Have `runner`'s workers (`chunks.LocalRunner`, `ray_engine.RayRunner`) write the Parquet shards."""
-        for writers in (self.parquet or {}).values():
-            for writer in writers.values():
-                if hasattr(writer, "runner"):
-                    writer.runner = runner
-
-    def _carry_over(self, earlier) -> None:
-        """The earlier export's rows, each output from its own file (see the module docstring)."""
+    def _carry_over(self, earlier: EarlierExport) -> None:
+        """The earlier export's rows, each output from its own file (see `append.py`)."""
         from ..transform.collect import sample_id_for
 
         counts: dict[str, int] = {}
         if self.audit is not None:
-            self.audit_earlier = earlier.split_files  # read again by `_audit_earlier`, after any worker has forked
-        for row, split_name in self.files.carry_over(self.folder.path, earlier.split_files):
+            self.audit_earlier = earlier  # read again by `_audit_earlier`, after any worker has forked
+        schema_version = earlier.manifest.schema_version
+        for row, split_name in earlier.rows():
+            sample_id = row.get("sample_id")
+            if sample_id in self.exported:
+                raise AppendError(
+                    f"{self.output_dir / earlier.split_files[split_name]}: cannot append: sample {sample_id!r} is in "
+                    "the export twice; rebuild with --no-append"
+                )
+            self.exported.add(sample_id)
+            self.files.add_row(row, split_name)
             counts[split_name] = counts.get(split_name, 0) + 1
             record_id = (row.get("metadata") or {}).get("interaction_id")
-            if (
-                earlier.schema_version is None
-                and isinstance(record_id, str)
-                and sample_id_for(record_id) != row["sample_id"]
-            ):
+            if schema_version is None and isinstance(record_id, str) and sample_id_for(record_id) != row["sample_id"]:
                 # An export of an earlier version named this interaction otherwise: appending would add it twice.
                 raise AppendError(
                     f"{self.output_dir}: cannot append: the export there names interaction {record_id!r} "
@@ -306,37 +242,24 @@ class Exporter:
                 self.stats.add(row, split_name)
             if self.tokens is not None:
                 self.tokens[split_name].add(row)
-            if self.groups is not None:  # an append never moves a row: the groups start from where they are
-                self.groups.add(row, earlier=split_name)
             if self.parquet is not None and earlier.statistics_state is None:
                 self.step.batches.add(TrainingSample.from_dict(row).to_dict(), split_name)
             self.result.kept_samples += 1
         if earlier.statistics_state is not None:
             self.stats = self.step.stats = StatsAccumulator.from_state(earlier.statistics_state)
             if self.parquet is not None:
-                self._carry_parquet(counts)
+                self._carry_parquet(earlier, counts)
         else:
             self.step.flush()
 
-    def _carry_parquet(self, counts: dict[str, int]) -> None:
-        import pyarrow.parquet as pq
-
+    def _carry_parquet(self, earlier: EarlierExport, counts: dict[str, int]) -> None:
         data = self.folder.path / HF_FOLDER / "data"
         for config, writers in self.parquet.items():
             for split_name, writer in writers.items():
-                shards = sorted((data / config).glob(f"{split_name}-*-of-*.parquet"))
                 rows = 0
-                for shard in shards:
-                    parquet = pq.ParquetFile(shard)
-                    if not parquet.schema_arrow.remove_metadata().equals(writer.schema.remove_metadata()):
-                        raise AppendError(
-                            f"{shard}: cannot append: its columns are not those this version writes for "
-                            f"{config!r}; rebuild with --no-append"
-                        )
-                    for index in range(parquet.num_row_groups):
-                        table = _without_valid_bitmaps(parquet.read_row_group(index))
-                        rows += table.num_rows
-                        writer.add_table(table.replace_schema_metadata(writer.schema.metadata))
+                for table in earlier.tables(config, split_name, writer.schema):
+                    rows += table.num_rows
+                    writer.add_table(table)
                 if config in ("full", "minimal", "messages") and rows != counts.get(split_name, 0):
                     raise AppendError(
                         f"{data / config}: cannot append: {split_name} has {rows} rows in its shards and "
@@ -351,17 +274,16 @@ class Exporter:
         them audited."""
         if self.audit_earlier is None:
             return
-        split_files, self.audit_earlier = self.audit_earlier, None
-        for name, file_name in split_files.items():
-            for row in _read_rows(self.folder.path / file_name):
-                self.audit.add(row, name)
+        earlier, self.audit_earlier = self.audit_earlier, None
+        for row, name in earlier.rows():
+            self.audit.add(row, name)
 
     def add(self, sample: TrainingSample) -> str | None:
         """Write one sample; returns its split, or None when an earlier export already holds it."""
         self._audit_earlier()
-        if sample.sample_id in self.files.exported:
+        if sample.sample_id in self.exported:
             return None
-        self.files.exported.add(sample.sample_id)
+        self.exported.add(sample.sample_id)
         split = self.step.add(sample.to_dict())
         self.result.new_samples += 1
         return split
@@ -437,10 +359,8 @@ class Exporter:
             self.add(sample)
         return self
 
-    def finish(
-        self, *, statistics: bool = True, token_usage: dict | None = None, rejected: list[dict] | None = None
-    ) -> ExportResult:
-        """Close every file in the staging folder, then swap it in as the output folder."""
+    def finish(self, *, token_usage: dict | None = None, rejected: list[dict] | None = None) -> ExportResult:
+        """Close every file in the staging folder; the caller then commits the folder (`Destination.folder`)."""
         self._flush_items()
         self._audit_earlier()
         result = self.result
@@ -454,13 +374,13 @@ class Exporter:
             result.statistics["leakage"] = self.audit.to_dict()
         if self.tokens is not None:
             result.statistics["tokens"] = self.token_budgets()
-        if self.groups is not None:
-            result.statistics["split_groups"] = self.groups.to_dict()
+        if self.encoder.groups is not None:
+            result.statistics["split_groups"] = self.encoder.groups.to_dict()
         for name in self.files.names:
             result.json_files[name] = self.output_dir / self.files.json[name].path.name
             result.jsonl_files[name] = self.output_dir / self.files.jsonl[name].path.name
         small = {}  # kind -> JSON document
-        if statistics:
+        if self.write_statistics:
             small["statistics"] = result.statistics
         if token_usage is not None:
             small["token_usage"] = token_usage
@@ -492,7 +412,6 @@ class Exporter:
             )
             write_json_atomic(staging / MANIFEST_FILE, document)
         shutil.rmtree(self.work, ignore_errors=True)  # every shard is written: the chunks' part files are not needed
-        self.folder.commit()
         return result
 
     def _close_hf_dataset(self, statistics: dict) -> str:
@@ -542,10 +461,8 @@ class Exporter:
         return f"sha256:{digest.hexdigest()}"
 
     def abort(self) -> None:
-        """Drop everything this run wrote; the output folder stays as it was."""
-        for writers in (getattr(self, "parquet", None) or {}).values():
+        """Drop the files this run wrote; the caller then aborts the folder, which stays as it was."""
+        for writers in (self.parquet or {}).values():
             for writer in writers.values():
                 writer.abort()
-        if hasattr(self, "outputs"):
-            self.outputs.abort()
-        self.folder.abort()
+        self.outputs.abort()

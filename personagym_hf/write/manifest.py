@@ -19,6 +19,7 @@ from typing import Any, Callable
 import orjson
 
 from ..config import FILE_PREFIX, SPLIT_NAMES, ExportConfig
+from ..request import Layout
 
 MANIFEST_FILE = ".personagym-export.json"
 SCHEMA_VERSION = 1
@@ -27,13 +28,6 @@ SPLIT_SETTINGS = {"seed": "experiment.seed", "split_by": "training_data.split_by
 
 class AppendError(ValueError):
     """An append that would not fit the export already in the folder."""
-
-
-@dataclass(frozen=True)
-class Layout:
-    split: bool
-    hf_dataset: bool
-    stamp: str | None = None
 
 
 @dataclass

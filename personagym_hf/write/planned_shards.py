@@ -29,12 +29,11 @@ from .parquet import (
     commit_shards,
     final_names,
     row_sizes,
-    write_shard,
 )
 
 
 class ShardRunner(Protocol):
-    """What writes the planned shards: `chunks.LocalRunner` or `ray_engine.RayRunner`."""
+    """What writes the planned shards: `run.local.LocalRunner` or `run.ray_runner.RayRunner`."""
 
     def submit_shard(self, spec: ShardSpec) -> Any: ...
 
@@ -192,20 +191,3 @@ class PlannedSplitWriter:
             self.spill = None
         self.pending = []
 
-
-class InProcess:
-    """A `ShardRunner` that writes each shard at once, in this process (a run without workers)."""
-
-    def __init__(self, specs: dict[str, dict[str, Any]]):
-        self.specs = specs  # config -> its features' specs
-
-    def submit_shard(self, spec: ShardSpec) -> ShardWritten:
-        return write_shard(spec, self.specs[spec.config])
-
-    @staticmethod
-    def ready(handle: ShardWritten) -> bool:
-        return True
-
-    @staticmethod
-    def result(handle: ShardWritten, what: str) -> ShardWritten:
-        return handle

@@ -1,0 +1,129 @@
+"""What the commands share: the settings from `--config`, the store and the conversion they name, the store options
+every reading command takes, progress bars only on a terminal, and the argument types."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+
+class CliError(Exception):
+    """An error already phrased for the user (one line, with the fix)."""
+
+
+def load_settings(args: argparse.Namespace):
+    """The config dict (from --config, or empty) and its parsed settings, with CLI overrides applied."""
+    from dataclasses import replace
+
+    from ..config import load_config, parse_config
+
+    config = load_config(args.config) if args.config else {}
+    settings = parse_config(config)
+    if getattr(args, "on_bad_records", None):
+        settings = replace(settings, on_bad_records=args.on_bad_records)
+    return config, settings
+
+
+def store_path(args: argparse.Namespace, settings) -> str:
+    if getattr(args, "demo", False):
+        from ..read.demo import demo_store_path
+
+        return str(demo_store_path())
+    return args.interactions or settings.interactions_dir
+
+
+def make_convert(args: argparse.Namespace, config: dict):
+    """The conversion of records to samples: `--collector module:Class` (a `TrainingDataCollector` subclass, made
+    with the config), `--collector module:function` (interaction dict -> `TrainingSample`), or the built-in one."""
+    import inspect
+
+    from ..training_data import TrainingDataCollector
+
+    if not args.collector:
+        return TrainingDataCollector(config).interaction_to_training_sample
+    module_name, _, name = args.collector.partition(":")
+    if not name:
+        raise CliError(f"--collector {args.collector!r}: expected package.module:ClassName or package.module:function")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        found = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as e:
+        raise CliError(f"--collector {args.collector!r}: cannot import it ({e})") from None
+    if isinstance(found, type) and issubclass(found, TrainingDataCollector):
+        return found(config).interaction_to_training_sample
+    if inspect.isfunction(found):
+        return found
+    raise CliError(
+        f"--collector {args.collector!r}: expected a subclass of TrainingDataCollector or a function "
+        "(interaction dict -> TrainingSample)"
+    )
+
+
+def hf_folder(args: argparse.Namespace, settings) -> Path:
+    from ..write.exporter import HF_FOLDER
+
+    return Path(args.data) if args.data else Path(args.output or settings.output_dir) / HF_FOLDER
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--interactions",
+        metavar="PATH",
+        help="interaction store: a folder (searched recursively), "
+        ".json/.jsonl file or .gz of one (default: paths.interactions.output_dir or output/interactions)",
+    )
+    parser.add_argument("--demo", action="store_true", help="use the small demo store bundled with the package")
+    parser.add_argument(
+        "--config", metavar="YAML", help="upstream config.yaml (only training_data, paths and experiment are read)"
+    )
+    parser.add_argument(
+        "--collector",
+        metavar="MODULE:NAME",
+        help="convert interactions with a TrainingDataCollector subclass or a function (dict -> TrainingSample)",
+    )
+    parser.add_argument(
+        "--on-bad-records",
+        choices=["error", "warn", "skip"],
+        help="what a bad record does: stop the run, be logged and skipped (default), or be skipped quietly",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no warnings per record")
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Bars only on a terminal: in a log or a pipe they are carriage returns and a line of spaces."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
+    return int(text)
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 (0.05 is 5%), got {text!r}")
+    return value
+

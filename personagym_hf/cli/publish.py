@@ -1,0 +1,207 @@
+"""`personagym-hf push` and `card`: an export published to the Hub, and its dataset card."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..wording import plural
+from .common import (
+    CliError,
+    add_store_options,
+    count,
+    hf_folder,
+    load_settings,
+    make_convert,
+    seconds,
+    show_progress,
+    store_path,
+)
+
+
+def add_commands(sub) -> None:
+    push = sub.add_parser(
+        "push",
+        help="publish an export to the Hugging Face Hub in one commit, then verify it",
+        description="Upload hf_dataset/ (every config, the card, statistics.json, provenance.json) "
+        "in one commit; unchanged files are not uploaded and identical data makes no commit.",
+    )
+    push.add_argument("--repo", required=True, metavar="NAMESPACE/NAME", help="the dataset repo (created if missing)")
+    push.add_argument("--data", metavar="DIR", help="the exported folder (default: <output>/hf_dataset)")
+    push.add_argument(
+        "--output", metavar="DIR", help="the export folder whose hf_dataset/ to push (or to export into)"
+    )
+    add_store_options(push)
+    push.add_argument(
+        "--private",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="make the repo private (--no-private: public); also applied to an existing repo",
+    )
+    push.add_argument("--revision", default="main", help="branch to push to (default: main)")
+    push.add_argument("--create-pr", action="store_true", help="open a pull request instead of pushing to the branch")
+    push.add_argument("--commit-message", metavar="TEXT", help="the commit title")
+    push.add_argument("--token", metavar="TOKEN", help="Hub token (default: HF_TOKEN or the stored `hf auth login`)")
+    _add_card_options(push)
+    push.add_argument(
+        "--dry-run", action="store_true", help="show what would be added, changed and deleted; upload nothing"
+    )
+    push.add_argument(
+        "--allow-secrets", action="store_true", help="push even if strings look like API keys (e.g. fakes)"
+    )
+    push.add_argument("--no-verify", action="store_true", help="skip reloading every config after the push")
+    push.add_argument(
+        "--skip-viewer-checks",
+        action="store_true",
+        help="push even if the Hub's dataset viewer would reject the files (row groups, cells, names, YAML)",
+    )
+    _add_hub_options(push)
+    push.set_defaults(func=cmd_push)
+
+    card = sub.add_parser("card", help="render the dataset card of an export (stdout, or --write into its README.md)")
+    card.add_argument("--data", metavar="DIR", help="the exported folder (default: <output>/hf_dataset)")
+    card.add_argument("--output", metavar="DIR", help="the export folder whose hf_dataset/ to use")
+    card.add_argument("--config", metavar="YAML", help="upstream config.yaml (for paths.training_data.output_dir)")
+    card.add_argument("--repo", metavar="NAMESPACE/NAME", help="repo id for the load snippets")
+    _add_card_options(card)
+    card.add_argument("--write", action="store_true", help="write the card into the folder's README.md")
+    card.set_defaults(func=cmd_card)
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from ..hub.push import push_to_hub
+
+    config, settings = load_settings(args)
+    if args.interactions or args.demo:  # export first, with the defaults `export` has
+        from ..config import RunOptions
+        from ..request import ExportRequest, Outputs
+        from .export import run_export
+
+        output = args.output or ("output/demo_training_data" if args.demo else settings.output_dir)
+        outputs, run = Outputs(append=settings.incremental), RunOptions(show_progress=show_progress(args))
+        request = ExportRequest(store_path(args, settings), output, settings, outputs, run=run)
+        run_export(request, make_convert(args, config))
+    folder = hf_folder(args, settings)
+    result = push_to_hub(
+        folder,
+        args.repo,
+        revision=args.revision,
+        private=args.private,
+        create_pr=args.create_pr,
+        commit_message=args.commit_message,
+        token=args.token,
+        license=args.license,
+        languages=args.language,
+        allow_secrets=args.allow_secrets,
+        dry_run=args.dry_run,
+        verify=not args.no_verify,
+        viewer_checks=not args.skip_viewer_checks,
+        timeout=args.timeout,
+        max_attempts=args.retries + 1,
+        show_progress=show_progress(args),
+    )
+    print(result.plan.describe())
+    for notice in result.plan.notices:
+        print(notice)
+    if args.dry_run:
+        print("dry run: nothing was uploaded")
+        auth = result.plan.auth
+        if auth is not None and not auth.ok:
+            raise CliError(f"the push would fail: {auth.problem}")
+        if result.plan.refusal:
+            raise CliError(f"the push would fail: {result.plan.refusal}")
+    elif not result.committed:
+        print(f"{args.repo} already holds this data: no commit made")
+        if result.upload is not None:
+            print(_upload_line(result.upload))
+    else:
+        print(f"committed: {result.commit_url}")
+        if result.upload is not None:
+            print(_upload_line(result.upload))
+        if result.verified is not None:
+            configs = ", ".join(
+                f"{c} {plural(sum(v.values()), 'row', grouped=True)}" for c, v in result.verified.items()
+            )
+            print(f"verified at {result.commit_sha[:8]}: {configs}; features match")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from ..card.render import folder_card
+
+    _config, settings = load_settings(args)
+    folder = hf_folder(args, settings)
+    if not (folder / "README.md").is_file():
+        raise CliError(f"{folder}: no exported dataset here; run `personagym-hf export` first or pass --data")
+    card = folder_card(folder, repo_id=args.repo, license=args.license, languages=args.language)
+    if args.write:
+        from ..write.files import AtomicFile
+
+        out = AtomicFile(folder / "README.md")  # a card cut short by a kill or a full disk is never visible
+        try:
+            out.write(str(card).encode("utf-8"))
+        except BaseException:
+            out.abort()
+            raise
+        out.commit()
+        print(f"wrote {folder / 'README.md'}")
+    else:
+        sys.stdout.write(str(card))
+    _card_notes(card)
+    return 0
+
+
+def _upload_line(upload) -> str:
+    """What a push sent, and what it found on the Hub (unchanged files, or contents an earlier run uploaded)."""
+    line = f"  sent {plural(upload.sent, 'byte', grouped=True)}"
+    if upload.reused:
+        line += (
+            f"; {plural(upload.reused, 'byte', grouped=True)} ({plural(upload.reused_files, 'file')}) "
+            "already on the Hub, reused"
+        )
+    return line
+
+
+def _card_notes(card) -> None:
+    """What the card lacks that the Hub shows, on stderr (stdout may be the card itself)."""
+    from ..card.render import LICENSES_URL
+
+    if not card.data.get("license"):
+        print(f"personagym-hf card: note: no license set; pass --license with an identifier from {LICENSES_URL}",
+              file=sys.stderr)  # fmt: skip
+
+
+def _add_card_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--license",
+        metavar="ID",
+        help="a license identifier of the Hub (e.g. cc-by-4.0, mit, other; see "
+        "https://huggingface.co/docs/hub/repositories-licenses); default: the card's, else none",
+    )
+    parser.add_argument(
+        "--language",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        metavar="CODES",
+        help="the card's languages, comma-separated (e.g. en,de or en-GB); default: from persona_features",
+    )
+
+
+def _add_hub_options(parser: argparse.ArgumentParser) -> None:
+    from ..hub.connection import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT
+
+    parser.add_argument(
+        "--timeout",
+        type=seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up a Hub request after this long without an answer, then retry it (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--retries",
+        type=count,
+        default=DEFAULT_ATTEMPTS - 1,
+        metavar="N",
+        help="retry a Hub request that timed out or failed transiently up to N times "
+        f"(default {DEFAULT_ATTEMPTS - 1})",
+    )
+

@@ -1,0 +1,46 @@
+"""`export_store` with the keywords the tests use, turned into the one request the library takes
+(`personagym_hf.request.ExportRequest`): so each test says only what it varies."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from personagym_hf.config import ExportConfig, RunOptions
+from personagym_hf.request import ExportRequest, Measures, Outputs
+from personagym_hf.run import job
+
+
+def export_store(
+    store: Any,
+    out: str | Path,
+    cfg: ExportConfig,
+    convert,
+    *,
+    split: bool | None = True,
+    hf_dataset: bool | None = True,
+    append: bool = False,
+    use_timestamp: bool = False,
+    num_proc: int | None = None,
+    options: RunOptions | None = None,
+    wait: bool = False,
+    audit: str | None = "auto",
+    tokenizer: Any = None,
+    chat_template: Any = None,
+    max_length: int | None = None,
+) -> job.StoreExport:
+    options = options or RunOptions()
+    if num_proc is not None:
+        options = replace(options, num_proc=num_proc)
+    if wait:
+        options = replace(options, wait=True)
+    request = ExportRequest(
+        store,
+        out,
+        cfg,
+        Outputs(split=split, hf_dataset=hf_dataset, timestamp=use_timestamp, append=append),
+        Measures(audit=audit, tokenizer=tokenizer, chat_template=chat_template, max_length=max_length),
+        options,
+    )
+    return job.export_store(request, convert)
