@@ -20,7 +20,7 @@ Fixtures (conftest.py loads this module through `pytest_plugins`); a test that u
     ray_local    `ray.init` of a local instance (2 CPUs), reused by the module's tests that ask for it.
     ray_cluster  `cluster_utils.Cluster`: a head and one worker node, 1 CPU each, reused the same way.
 
-Module scope, because starting Ray takes seconds (README: Scale out on Ray) and a test module's tests can share it,
+Module scope, because starting Ray takes seconds (docs/performance.md: Ray) and a test module's tests can share it,
 as Ray's own `ray_start_regular_shared` fixture does; not session scope, because the environment it needs (another
 HOME) must not leak into the rest of the suite and its processes should not stay up through it. A driver is
 connected to one runtime at a time, so a module that uses both fixtures switches between them: group its tests by

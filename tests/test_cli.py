@@ -24,13 +24,14 @@ def test_help_explains_every_command_and_imports_no_heavy_library():
         assert f"    {command}" in out
 
 
-def test_every_command_is_documented_in_the_readme():
-    from pathlib import Path
-
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+def test_every_command_is_documented_in_the_readme_and_the_cli_page():
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    cli_page = (root / "docs" / "cli.md").read_text(encoding="utf-8")
     commands = build_parser()._subparsers._group_actions[0].choices
     for name in commands:
         assert f"personagym-hf {name}" in readme, name
+        assert f"\n## `personagym-hf {name}`\n" in cli_page, name
 
 
 def test_export_demo_prints_a_summary(tmp_path, capsys):

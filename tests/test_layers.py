@@ -1,8 +1,8 @@
 """The package's modules import downward only, and no import circle: checked on the source with `ast`.
 
 Every import counts, the ones inside functions too (they hide a dependency, they do not remove it). The layers are
-the table below, documented in the README ("How the code is laid out"): a module may import its own layer and the
-ones below it, never one above. A new module must be given a layer here.
+the table below, documented in docs/architecture.md ("How the code is laid out"): a module may import its own layer
+and the ones below it, never one above. A new module must be given a layer here.
 """
 
 from __future__ import annotations
@@ -205,8 +205,8 @@ def test_every_folder_is_small_and_says_what_each_module_owns():
 
 
 def test_the_layout_page_lists_every_module_in_its_layer():
-    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = page.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
     listed = {}
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]

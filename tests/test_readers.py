@@ -1,5 +1,5 @@
-"""The export's Parquet shards read by `datasets`, pandas, polars and duckdb: each reader's line is the README's own
-(run here as written), and gives the `Json` columns back as JSON text or objects that the reader can work with."""
+"""The export's Parquet shards read by `datasets`, pandas, polars and duckdb: each reader's line is docs/loading.md's
+own (run here as written), and gives the `Json` columns back as JSON text or objects that the reader can work with."""
 
 import json
 import re
@@ -14,14 +14,14 @@ from exporting import export_store
 from personagym_hf import TrainingDataCollector
 from personagym_hf.config import parse_config
 
-README = Path(__file__).parent.parent / "README.md"
+LOADING = Path(__file__).parent.parent / "docs" / "loading.md"
 
 
-def readme_lines() -> dict[str, str]:
-    """The README's reader snippet: its import line, and each reader's line by the name its comment starts with."""
-    text = README.read_text(encoding="utf-8")
-    block = re.search(r"Each other reader takes them in one line:\n\n```python\n(.*?)```", text, flags=re.S)
-    assert block, "README: the reader snippet under 'Loading with `datasets`' is missing"
+def reader_lines() -> dict[str, str]:
+    """docs/loading.md: the reader snippet's import line, and each reader's line by its comment's first word."""
+    text = LOADING.read_text(encoding="utf-8")
+    block = re.search(r"reader takes them in one line:\n\n```python\n(.*?)```", text, flags=re.S)
+    assert block, "docs/loading.md: the reader snippet under 'The Parquet shards' is missing"
     lines = [line for line in block[1].splitlines() if line.strip()]
     readers = {line.split("# ")[1].split(":")[0]: line for line in lines if "  # " in line}
     return {"import": lines[0], **readers}
@@ -38,8 +38,8 @@ def exported(tmp_path_factory):
     return out / "hf_dataset", rows
 
 
-def run_readme_line(reader: str, shard: Path) -> dict:
-    lines = readme_lines()
+def run_documented_line(reader: str, shard: Path) -> dict:
+    lines = reader_lines()
     scope: dict = {}
     exec(lines["import"], scope)
     scope["shard"] = shard.as_posix()
@@ -53,19 +53,19 @@ def shard_of(folder: Path) -> Path:
 
 def test_pandas_reads_json_columns_as_json_text(exported):
     folder, rows = exported
-    scope = run_readme_line("pandas", shard_of(folder))
+    scope = run_documented_line("pandas", shard_of(folder))
     assert scope["features"] == rows[0]["persona_features"]
     frame = scope["pd"].read_parquet(shard_of(folder))
     assert [json.loads(text) for text in frame["metadata"]] == [row["metadata"] for row in rows]
 
 
-def test_polars_reads_json_columns_as_strings_after_the_readme_line(exported, tmp_path):
+def test_polars_reads_json_columns_as_strings_after_the_documented_line(exported, tmp_path):
     folder, rows = exported
     raw = pl.read_parquet(shard_of(folder))
     assert str(raw.schema["persona_features"]).startswith("Extension('arrow.json'")
     with pytest.raises(pl.exceptions.SchemaError, match="expected `String`, got `ext\\[arrow.json\\]`"):
-        raw.select(pl.col("persona_features").str.len_chars())  # why the README's line is needed
-    frame = run_readme_line("polars", shard_of(folder))["frame"]
+        raw.select(pl.col("persona_features").str.len_chars())  # why the documented line is needed
+    frame = run_documented_line("polars", shard_of(folder))["frame"]
     assert frame.schema["persona_features"] == pl.String and frame.schema["metadata"] == pl.String
     assert [json.loads(text) for text in frame["persona_features"]] == [row["persona_features"] for row in rows]
     assert frame.select(pl.col("persona_features").str.contains("student")).to_series().sum() == 1
@@ -76,7 +76,7 @@ def test_polars_reads_json_columns_as_strings_after_the_readme_line(exported, tm
 
 def test_duckdb_reads_json_columns_as_its_json_type(exported):
     folder, rows = exported
-    scope = run_readme_line("duckdb", shard_of(folder))
+    scope = run_documented_line("duckdb", shard_of(folder))
     assert scope["roles"] == [(row["persona_features"]["role"],) for row in rows]
     types = scope["duckdb"].sql(f"SELECT typeof(persona_features), typeof(metadata) FROM '{shard_of(folder)}' LIMIT 1")
     assert types.fetchall() == [("JSON", "JSON")]
