@@ -20,11 +20,21 @@ from typing import Any, Iterator, Literal
 import datasets
 from datasets.builder import Key
 
-from .config import SPLIT_BY, SPLIT_NAMES, ExportConfig, RunOptions, choice, format_flags, split_ratios
+from .config import (
+    SPLIT_ASSIGNMENTS,
+    SPLIT_BY,
+    SPLIT_NAMES,
+    ExportConfig,
+    RunOptions,
+    choice,
+    format_flags,
+    split_names,
+    split_ratios,
+)
 from .read.plan import Chunk, iter_chunk, plan_chunks
 from .read.store import PathList, discover_paths, store_fingerprint
 from .run.chunks import ChunkJob, ChunkTask
-from .run.job import encode_store, group_store
+from .run.job import assign_store, encode_store
 from .run.runner import open_runner
 from .transform.collect import interaction_to_sample
 from .transform.encode import Encoder, encode
@@ -46,7 +56,8 @@ class PersonaGymConfig(datasets.BuilderConfig):
     interactions: str | list[str] | None = None
     format: dict[str, bool] | None = None
     ratios: dict[str, float] | None = None
-    split_by: Literal["persona", "sample", "persona_and_query"] = "persona"
+    split_by: Literal["persona", "query", "grid", "persona_and_query", "sample"] = "persona"
+    split_assignment: Literal["balanced", "hashed"] = "balanced"
     seed: int = 42
     split: bool = True
     on_bad_records: Literal["error", "warn", "skip"] = "warn"
@@ -65,6 +76,7 @@ class PersonaGymConfig(datasets.BuilderConfig):
             format=format_flags(self.format),
             ratios=split_ratios(self.ratios),
             split_by=choice(self.split_by, SPLIT_BY, "split_by"),
+            split_assignment=choice(self.split_assignment, SPLIT_ASSIGNMENTS, "split_assignment"),
             seed=self.seed,
             on_bad_records=choice(self.on_bad_records, ("error", "warn", "skip"), "on_bad_records"),
         )
@@ -125,7 +137,7 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
         cfg = self.config
         files = discover_paths(cfg.store())
-        names = SPLIT_NAMES if cfg.split else ("train",)
+        names = split_names(cfg.settings().split_by) if cfg.split else ("train",)
         num_proc = getattr(self, "_num_proc", 1)
         settings = cfg.settings()
         convert = cfg.convert()
@@ -133,9 +145,11 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
         # chunk must drop. The packed file list (no `list`), where those ids were first read, and the encoder go to
         # every job whole.
         chunks = store_chunks(files, num_proc, cfg.chunk_bytes)
-        groups = None
-        if cfg.split and settings.split_by == "persona_and_query":  # every sample's group first (groups.py)
-            groups = group_store(files, settings, convert, RunOptions(chunk_bytes=cfg.chunk_bytes))
+        assignment = None
+        if cfg.split:  # every group's split first (assign.py), with the export's pre-pass
+            options = RunOptions(num_proc=num_proc, chunk_bytes=cfg.chunk_bytes)
+            with open_runner(options, len(chunks)) as runner:
+                assignment = assign_store(files, settings, convert, runner, options)
         # Shards run apart, so a record whose id an earlier shard holds cannot see it: with more than one process,
         # a first pass (the export's own run, with no output) finds the ids each chunk must drop and where they
         # were first read, and every shard reports those as one process does. One process sees every chunk in
@@ -152,20 +166,20 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
                     "chunks": chunks,
                     "earlier": earlier,
                     "firsts": firsts,
-                    "encoder": self._encoder(settings, name, groups),
+                    "encoder": self._encoder(settings, name, assignment),
                 },
             )
             for name in names
         ]
 
-    def _encoder(self, settings: ExportConfig, split: str, groups: Any) -> Encoder:
+    def _encoder(self, settings: ExportConfig, split: str, assignment: Any) -> Encoder:
         """The export's encoder, building only this config's tables, of `split`'s samples only."""
         cfg = self.config
         return Encoder(
             settings,
             cfg.split,
             True,
-            groups=groups,
+            assignment=assignment,
             configs=[cfg.name],
             only_split=split if cfg.split else None,
             options=RunOptions(batch_rows=cfg.batch_rows),

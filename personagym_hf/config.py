@@ -19,11 +19,15 @@ FORMAT_FLAGS = (
     "include_metadata",
 )
 SPLIT_NAMES = ("train", "validation", "test")
-FILE_PREFIX = {"train": "train", "validation": "val", "test": "test"}  # the seed's file names
+GRID_SPLITS = ("test_unseen_persona", "test_unseen_query")  # `split_by: grid`'s test splits (transform/assign.py)
+# The split files' names: the seed's, and the grid's splits by their own name.
+FILE_PREFIX = {"train": "train", "validation": "val", "test": "test"} | {name: name for name in GRID_SPLITS}
 DEFAULT_RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 OnBadRecords = Literal["error", "warn", "skip"]
-SplitBy = Literal["persona", "sample", "persona_and_query"]
-SPLIT_BY = ("persona", "sample", "persona_and_query")
+SplitBy = Literal["persona", "query", "grid", "persona_and_query", "sample"]
+SPLIT_BY = ("persona", "query", "grid", "persona_and_query", "sample")
+SplitAssignment = Literal["balanced", "hashed"]
+SPLIT_ASSIGNMENTS = ("balanced", "hashed")
 StartMethod = Literal["fork", "spawn", "forkserver"]
 START_METHODS = ("fork", "spawn", "forkserver")
 Engine = Literal["local", "ray"]
@@ -34,11 +38,17 @@ class ConfigError(ValueError):
     """A config value is not what this stage can use."""
 
 
+def split_names(split_by: str) -> tuple[str, ...]:
+    """The splits a `split_by` mode writes (its files in this order)."""
+    return SPLIT_NAMES + GRID_SPLITS if split_by == "grid" else SPLIT_NAMES
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     format: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(FORMAT_FLAGS, True))
     ratios: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATIOS))
     split_by: SplitBy = "persona"
+    split_assignment: SplitAssignment = "balanced"  # how groups are given splits (transform/assign.py)
     seed: int = 42
     incremental: bool = False
     on_bad_records: OnBadRecords = "warn"
@@ -154,6 +164,9 @@ def parse_config(config: Mapping[str, Any] | None) -> ExportConfig:
         format=format_flags(training.get("format")),
         ratios=split_ratios(training.get("split")),
         split_by=choice(training.get("split_by", "persona"), SPLIT_BY, "training_data.split_by"),
+        split_assignment=choice(
+            training.get("split_assignment", "balanced"), SPLIT_ASSIGNMENTS, "training_data.split_assignment"
+        ),
         seed=seed,
         incremental=bool(experiment.get("incremental", False)),
         on_bad_records=choice(

@@ -96,11 +96,17 @@ class TrainingDataExporter:
             ),
             Measures(audit=None),
         )
+        samples = list(samples)  # the seed gives a list; a mode that balances its groups counts them first
         destination = open_destination(request, collector_name(self.collector.interaction_to_training_sample))
         exporter = None
         try:
             layout = destination.layout
-            encoder = Encoder(self.settings, layout.split, layout.hf_dataset, options=request.run)
+            assignment = None
+            if layout.split:
+                earlier = destination.earlier.manifest.assignment if destination.earlier is not None else None
+                assignment = self._assignment(samples, earlier)
+            options = request.run
+            encoder = Encoder(self.settings, layout.split, layout.hf_dataset, assignment=assignment, options=options)
             exporter = Exporter(destination, request, encoder, InProcess(request.run))
             result = exporter.add_all(samples).finish()
             destination.folder.commit()
@@ -115,15 +121,38 @@ class TrainingDataExporter:
 
     def compute_statistics(self, samples: Iterable[TrainingSample]) -> dict[str, Any]:
         """Dataset statistics, with each sample counted in the split it is exported to."""
+        from .config import split_names
         from .measure.stats import StatsAccumulator
         from .transform.split import split_of
 
-        stats = StatsAccumulator()
+        samples = list(samples)
         s = self.settings
+        assignment = self._assignment(samples)
+        stats = StatsAccumulator.of_splits(split_names(s.split_by))
         for sample in samples:
             data = sample.to_dict()
-            stats.add(data, split_of(data, s.seed, s.ratios, s.split_by))
+            if assignment is not None:
+                split = assignment.split_of(data)
+            else:
+                split = split_of(data, s.seed, s.ratios, s.split_by)
+            if split is None:
+                stats.hold_out(data)
+            else:
+                stats.add(data, split)
         return stats.to_dict()
+
+    def _assignment(self, samples: list[TrainingSample], earlier: dict | None = None):
+        """The split of each group of `samples` (`transform.assign`), for a mode that gives splits to groups."""
+        from .transform.assign import KeyCounts, resolve
+        from .transform.encode import needs_assignment
+
+        s = self.settings
+        if not needs_assignment(s):
+            return None
+        counts = KeyCounts()
+        for sample in samples:
+            counts.add(sample.to_dict())
+        return resolve(counts, s.split_by, s.split_assignment, s.ratios, s.seed, earlier)
 
     def export_statistics(self, samples: Iterable[TrainingSample], use_timestamp: bool = True) -> str:
         """Export dataset statistics; returns the file's path."""

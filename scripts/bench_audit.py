@@ -119,7 +119,8 @@ from personagym_hf.transform.collect import interaction_to_sample
 from personagym_hf.transform.encode import Encoder
 
 store, with_audit = sys.argv[1], sys.argv[2] == "audit"
-encoder = Encoder(parse_config({}), split=True, views=False)
+# Each persona in the split of its hash: no pre-pass to time here (this measures the audit alone).
+encoder = Encoder(parse_config({"training_data": {"split_assignment": "hashed"}}), split=True, views=False)
 audit = LeakageAudit() if with_audit else None
 spent = 0.0
 start = time.perf_counter()

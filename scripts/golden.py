@@ -32,6 +32,9 @@ CONFIGS = {
     "no-persona": "training_data:\n  format:\n    include_persona: false\n",
     "by-sample": "training_data:\n  split_by: sample\n",
     "persona-and-query": "training_data:\n  split_by: persona_and_query\n",
+    "query": "training_data:\n  split_by: query\n",
+    "grid": "training_data:\n  split_by: grid\n",
+    "hashed": "training_data:\n  split_assignment: hashed\n",
     "ratios": "training_data:\n  split: {train: 0.5, validation: 0.25, test: 0.25}\nexperiment:\n  seed: 7\n",
 }
 # (case name, config, extra options); every case runs with --num-proc 1 and 2
@@ -41,6 +44,9 @@ CASES = [
     ("no-persona", "no-persona", []),
     ("by-sample", "by-sample", []),
     ("persona-and-query", "persona-and-query", []),
+    ("query", "query", []),
+    ("grid", "grid", []),
+    ("hashed", "hashed", []),
     ("ratios", "ratios", []),
     ("no-split", "default", ["--no-split"]),
     ("no-hf-dataset", "default", ["--no-hf-dataset"]),

@@ -134,6 +134,18 @@ def leaky_store(tmp_path) -> Path:
     return write_files(tmp_path / "leaky", [leaky_interaction(key) for key in LEAKY])
 
 
+HASHED = {"training_data": {"split_assignment": "hashed"}}
+
+
+@pytest.fixture
+def hashed(tmp_path) -> Path:
+    """A config.yaml that gives each persona the split of its own hash (`split_assignment: hashed`): the placement the
+    hand-made stores above were designed for (the default balances personas, which moves them)."""
+    path = tmp_path / "hashed.yaml"
+    path.write_text("training_data:\n  split_assignment: hashed\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def token_store(tmp_path):
     """The store of `test_tokens.TOKEN_STORE`: interactions with known token counts."""

@@ -261,14 +261,15 @@ def test_an_empty_split_is_an_empty_dataset_with_the_configs_features(five_perso
 
     ratios = {"train": 0.8, "validation": 0.1, "test": 0.1}
     splits = {split_of({"persona_id": f"persona_{p:05d}"}, 42, ratios) for p in range(5)}
-    assert splits == {"train"}
-    dataset = load_dataset(five_personas, name, cache_dir=str(tmp_path))
+    assert splits == {"train"}  # each persona hashed on its own: all five in train
+    hashed = {"split_assignment": "hashed"}
+    dataset = load_dataset(five_personas, name, cache_dir=str(tmp_path), **hashed)
     assert list(dataset) == ["train", "validation", "test"]
     assert dataset["train"].num_rows >= 100
     for split in ("validation", "test"):
         assert dataset[split].num_rows == 0 and dataset[split].split == split
         assert dataset[split].features == features(config_specs(parse_config({}).format)[name])
-    builder = PersonaGymBuilder(config_name=name, data_dir=str(five_personas), cache_dir=str(tmp_path / "b"))
+    builder = PersonaGymBuilder(config_name=name, data_dir=str(five_personas), cache_dir=str(tmp_path / "b"), **hashed)
     builder.download_and_prepare()
     assert builder.as_dataset("validation").to_list() == []
 

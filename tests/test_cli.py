@@ -37,7 +37,7 @@ def test_every_command_is_documented_in_the_readme_and_the_cli_page():
 def test_export_demo_prints_a_summary(tmp_path, capsys):
     assert main(["export", "--demo", "--output", str(tmp_path / "out"), "-q"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "Exported 80 samples from 80 files (train 64, validation 12, test 4)"
+    assert out[0] == "Exported 80 samples from 80 files (train 64, validation 8, test 8)"  # 40 personas, balanced
     assert out[1] == "  noise rate 28.7%, 40 personas, avg 2.3125 turns"
     assert (tmp_path / "out" / "hf_dataset" / "README.md").exists()
     assert json.loads((tmp_path / "out" / "token_usage.json").read_text())["summary"]["total_calls"] == 32

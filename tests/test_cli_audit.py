@@ -27,8 +27,8 @@ def export(store, out, capsys, *extra):
     return out
 
 
-def test_audit_of_a_store_prints_the_report(leaky_store, capsys):
-    code, out, err = run(capsys, "audit", "--interactions", str(leaky_store), "-q")
+def test_audit_of_a_store_prints_the_report(leaky_store, hashed, capsys):
+    code, out, err = run(capsys, "audit", "--interactions", str(leaky_store), "-q", "--config", str(hashed))
     assert code == 0 and err == ""
     assert out == "\n".join(report_lines(LeakageAudit().add_all(leaky_samples()).to_dict())) + "\n"
     lines = out.splitlines()
@@ -41,8 +41,9 @@ def test_audit_of_a_store_prints_the_report(leaky_store, capsys):
 
 
 @pytest.mark.parametrize("max_leak, code", [("0.4", 1), ("1", 0)], ids=["leaks", "nothing_above"])
-def test_audit_max_leak_sets_the_exit_code(leaky_store, capsys, max_leak, code):
-    got, _out, err = run(capsys, "audit", "--interactions", str(leaky_store), "-q", "--max-leak", max_leak)
+def test_audit_max_leak_sets_the_exit_code(leaky_store, hashed, capsys, max_leak, code):
+    argv = ["audit", "--interactions", str(leaky_store), "-q", "--max-leak", max_leak, "--config", str(hashed)]
+    got, _out, err = run(capsys, *argv)
     assert got == code
     if code:
         assert err == (
@@ -67,8 +68,9 @@ def test_audit_max_leak_sets_the_exit_code(leaky_store, capsys, max_leak, code):
 def test_audit_of_an_export_is_the_audit_of_its_store(leaky_store, tmp_path, capsys, flags):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"training_data": {"format": flags}}), encoding="utf-8")
-    out = export(leaky_store, tmp_path / "out", capsys, "--config", str(config))
-    _, from_store, _ = run(capsys, "audit", "--interactions", str(leaky_store), "-q", "--json")
+    config = str(config)
+    out = export(leaky_store, tmp_path / "out", capsys, "--config", config)
+    _, from_store, _ = run(capsys, "audit", "--interactions", str(leaky_store), "-q", "--json", "--config", config)
     _, from_parquet, _ = run(capsys, "audit", "--data", str(out / "hf_dataset"), "--json")
     _, from_jsonl, _ = run(capsys, "audit", "--data", str(out), "--json")
     if not format_flags(flags)["include_persona"]:  # no config has persona_id or original_query then
@@ -81,8 +83,9 @@ def test_audit_of_an_export_is_the_audit_of_its_store(leaky_store, tmp_path, cap
         assert from_jsonl != from_store
 
 
-def test_audit_json_is_the_leakage_section(leaky_store, capsys):
-    _, out, _ = run(capsys, "audit", "--interactions", str(leaky_store), "-q", "--json", "--exact-only")
+def test_audit_json_is_the_leakage_section(leaky_store, hashed, capsys):
+    argv = ["audit", "--interactions", str(leaky_store), "-q", "--json", "--exact-only", "--config", str(hashed)]
+    _, out, _ = run(capsys, *argv)
     assert out == dumps_pretty(LeakageAudit(near=False).add_all(leaky_samples()).to_dict()).decode()
 
 
@@ -124,7 +127,7 @@ def test_audit_without_rensa_names_the_extra(leaky_store, capsys, monkeypatch):
 def test_audit_of_the_demo_store(capsys):
     code, out, _ = run(capsys, "audit", "--demo", "-q")
     assert code == 0
-    assert out.splitlines()[1] == "train <-> validation (64 and 12 samples): 0 personas shared"
+    assert out.splitlines()[1] == "train <-> validation (64 and 8 samples): 0 personas shared"
 
 
 TOKEN_REPORT = [
@@ -206,17 +209,21 @@ def test_python_api_on_the_demo_store_gives_what_the_cli_prints(tmp_path, capsys
     from personagym_hf.measure.tokens import TokenBudget, load_tokenizer
     from personagym_hf.read.demo import demo_store_path
     from personagym_hf.run.job import iter_store
+    from personagym_hf.transform.assign import KeyCounts, resolve
     from personagym_hf.transform.policy import Rejections, iter_samples
-    from personagym_hf.transform.split import split_of
 
     settings = parse_config({})
     samples = [
         sample.to_dict()
         for sample, _record in iter_samples(iter_store(demo_store_path()), interaction_to_sample, Rejections())
     ]
-    leakage = LeakageAudit().add_all((s, split_of(s, settings.seed, settings.ratios)) for s in samples).to_dict()
+    counts = KeyCounts()
+    for sample in samples:
+        counts.add(sample)
+    splits = resolve(counts, "persona", "balanced", settings.ratios, settings.seed)
+    leakage = LeakageAudit().add_all((s, splits.split_of(s)) for s in samples).to_dict()
     assert json.loads(run(capsys, "audit", "--demo", "-q", "--json")[1]) == leakage
-    assert leakage["samples"] == {"train": 64, "validation": 12, "test": 4}
+    assert leakage["samples"] == {"train": 64, "validation": 8, "test": 8}
     folder = tiny_tokenizer.build(tmp_path / "tiny-gen", tiny_tokenizer.GENERATION_TEMPLATE)
     tokenizer = load_tokenizer(folder)
     budget = TokenBudget(tokenizer, max_length=64).add_all(samples).to_dict()

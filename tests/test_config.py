@@ -101,7 +101,8 @@ def test_config_file_errors_name_the_file(tmp_path):
         load_config(tmp_path / "list.yaml")
     with pytest.raises(
         ConfigError,
-        match=r"training_data.split_by: expected one of \['persona', 'sample', 'persona_and_query'\], got 'user'",
+        match=r"training_data.split_by: expected one of \['persona', 'query', 'grid', 'persona_and_query', "
+        r"'sample'\], got 'user'",
     ):
         parse_config({"training_data": {"split_by": "user"}})
 

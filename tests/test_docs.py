@@ -27,6 +27,7 @@ import yaml
 from personagym_hf.cli import build_parser, main
 from personagym_hf.config import (
     FORMAT_FLAGS,
+    SPLIT_ASSIGNMENTS,
     SPLIT_BY,
     SPLIT_NAMES,
     ExportConfig,
@@ -53,12 +54,17 @@ KEYS_READ = [
     *(f"training_data.format.{flag}" for flag in FORMAT_FLAGS),
     *(f"training_data.split.{name}" for name in SPLIT_NAMES),
     "training_data.split_by",
+    "training_data.split_assignment",
     "training_data.on_bad_records",
     "experiment.seed",
     "experiment.incremental",
 ]
 # Keys with a fixed set of values: docs/config.yaml names every value.
-CHOICES = {"training_data.split_by": SPLIT_BY, "training_data.on_bad_records": typing.get_args(OnBadRecords)}
+CHOICES = {
+    "training_data.split_by": SPLIT_BY,
+    "training_data.split_assignment": SPLIT_ASSIGNMENTS,
+    "training_data.on_bad_records": typing.get_args(OnBadRecords),
+}
 
 
 def rel(path: Path) -> str:

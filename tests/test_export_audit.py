@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import LEAKY, leaky_interaction, write_files
+import yaml
+from conftest import HASHED, LEAKY, leaky_interaction, write_files
 from exporting import export_store
 from test_audit import EXPECTED_PAIRS, leaky_samples, strip_estimates
 
@@ -35,7 +36,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def export(capsys, store: Path, out: Path, *options: str) -> list[str]:
-    assert main(["export", "--interactions", str(store), "--output", str(out), "-q", *options]) == 0
+    """`export`, each persona in the split of its own hash: the placement the leaky store was designed for."""
+    config = out.parent / "hashed.yaml"
+    config.write_text(yaml.safe_dump(HASHED), encoding="utf-8")
+    argv = ["export", "--interactions", str(store), "--output", str(out), "-q", "--config", str(config), *options]
+    assert main(argv) == 0
     return capsys.readouterr().out.splitlines()
 
 
@@ -85,7 +90,7 @@ def test_without_rensa_the_export_audits_exact_duplicates(leaky_store, tmp_path,
         "`personagym-hf audit`)"
     )
     with pytest.raises(MissingExtra, match=r"^near-duplicate detection needs rensa, which is not installed: pip "):
-        export_store(leaky_store, tmp_path / "near", parse_config({}), CONVERT, audit="near")
+        export_store(leaky_store, tmp_path / "near", parse_config(HASHED), CONVERT, audit="near")
     assert not (tmp_path / "near").exists()
 
 

@@ -122,13 +122,14 @@ def test_the_kept_ids_are_indexed_in_bucket_actors_and_not_in_the_driver(ray_loc
     store = awkward_store(tmp_path / "s")  # its copy of the first interaction is read 8 chunks later
     cfg = parse_config({})
     export_store(store, tmp_path / "local", cfg, interaction_to_sample, options=SMALL_CHUNKS)
-    indexes = []
+    indexes, counts = [], []  # one index for the splits' pre-pass, one for the export's pass
     real_index = ray_engine.RayRunner.id_index
 
     def kept_index(self):
-        indexes.append(real_index(self))
-        real_close, indexes[-1].close = indexes[-1].close, lambda: indexes.append(indexes[-1].counts()) or real_close()
-        return indexes[0]
+        index = real_index(self)
+        real_close, index.close = index.close, lambda: counts.append(index.counts()) or real_close()
+        indexes.append(index)
+        return index
 
     def not_here(*args, **kwargs):
         raise AssertionError("the driver indexed the ids")
@@ -137,8 +138,9 @@ def test_the_kept_ids_are_indexed_in_bucket_actors_and_not_in_the_driver(ray_loc
     monkeypatch.setattr(SeenIds, "find_and_add", not_here)  # the driver's only: the actors import their own
     export_store(store, tmp_path / "ray", cfg, interaction_to_sample, options=replace(SMALL_CHUNKS, engine="ray"))
     assert sums(tmp_path / "local") == sums(tmp_path / "ray")
-    index, counts = indexes
-    assert len(index.buckets) == 2 and all(count > 10 for count in counts) and sum(counts) == 60, counts
+    assert len(indexes) == len(counts) == 2
+    for index, held in zip(indexes, counts):  # the pre-pass keeps the same samples as the export's pass
+        assert len(index.buckets) == 2 and all(count > 10 for count in held) and sum(held) == 60, held
     rejected = [json.loads(line) for line in (tmp_path / "ray" / "rejected.jsonl").read_text().splitlines()]
     first = sorted(store.glob("interaction_*.json"))[0].as_posix()
     assert [r["reason"] for r in rejected if r["file"].endswith("zz_copy.json")] == [
@@ -253,7 +255,7 @@ def test_a_node_that_cannot_see_the_output_folder_stops_with_one_line(tmp_path):
     from personagym_hf.run.ray_runner import NodeCannotSeeError, _encode_task
 
     store = write_store(tmp_path / "s", count=3, personas=2, seed=1, reply_chars=20)
-    job = ChunkJob(discover_paths(store), Encoder(parse_config({}), True, True), interaction_to_sample)
+    job = ChunkJob(discover_paths(store), Encoder(parse_config({}), False, True), interaction_to_sample)
     missing = tmp_path / "elsewhere" / ".chunks"
     with pytest.raises(
         NodeCannotSeeError, match=r"^node \S+ cannot see the export's staging folder .*elsewhere/\.chunks: "

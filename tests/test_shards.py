@@ -135,7 +135,7 @@ class WritesAtOnce:
 
 def test_a_chunk_file_is_removed_once_no_shard_needs_it_and_the_shards_are_those_of_one_writer(tmp_path):
     """The staging folder holds only the Arrow files of a split's open shard (and of shards being written)."""
-    specs = Encoder(parse_config({}), True, True).specs["minimal"]
+    specs = Encoder(parse_config({}), False, True).specs["minimal"]
     rows = [
         {"sample_id": f"s{i}", "initial_query": "q" * (i % 7), "prompt_trajectory": ["a"] * (i % 3), "num_turns": i}
         for i in range(40)
@@ -167,7 +167,7 @@ def test_a_chunk_file_is_removed_once_no_shard_needs_it_and_the_shards_are_those
 
 
 def test_a_split_without_rows_gets_no_shard_and_loses_the_earlier_ones(tmp_path):
-    specs = Encoder(parse_config({}), True, True).specs["minimal"]
+    specs = Encoder(parse_config({}), False, True).specs["minimal"]
     folder = tmp_path / "data"
     folder.mkdir()
     (folder / "test-00000-of-00001.parquet").write_bytes(b"an earlier export's shard")
@@ -269,7 +269,7 @@ sys.exit(main(["export", "--interactions", {str(store)!r}, "--output", {str(out)
 
 def test_a_shard_task_that_outlives_its_export_makes_no_folder_again(tmp_path):
     """A Ray task cancelled with its export may still run after the staging folder is removed: it fails instead."""
-    specs = Encoder(parse_config({}), True, True).specs["minimal"]
+    specs = Encoder(parse_config({}), False, True).specs["minimal"]
     table = pa.Table.from_pylist(
         [{"sample_id": "s", "initial_query": "q", "prompt_trajectory": [], "num_turns": 1}],
         schema=arrow_schema(specs),
@@ -300,7 +300,7 @@ def test_a_signal_handler_set_outside_python_is_left_alone_while_the_pool_forks(
     monkeypatch.setattr(signal, "getsignal", lambda number: None if number == signal.SIGTERM else real(number))
     monkeypatch.setattr(signal, "signal", as_if_set_in_c)
     before = real(signal.SIGTERM), real(signal.SIGINT)
-    job = chunks.ChunkJob((), Encoder(parse_config({}), True, True), CONVERT)
+    job = chunks.ChunkJob((), Encoder(parse_config({}), False, True), CONVERT)
     with LocalRunner(RunOptions(num_proc=2)) as runner:
         runner._start(job)
         assert runner._submit(len, "four").result(timeout=60) == 4

@@ -47,7 +47,7 @@ def test_the_encoder_remembers_splits_and_gives_the_same_ones(split_by):
     from personagym_hf.config import ExportConfig, RunOptions
     from personagym_hf.transform import encode as encode
 
-    cfg = ExportConfig(seed=5, split_by=split_by)
+    cfg = ExportConfig(seed=5, split_by=split_by, split_assignment="hashed")
     encoder = encode.Encoder(cfg, split=True, views=False, options=RunOptions(split_cache=7))  # cleared below
     rows = [{"persona_id": f"persona_{i % 20}", "sample_id": f"sample_{i}"} for i in range(100)]
     assert [encoder.split_of(row) for row in rows] == [split_of(row, 5, cfg.ratios, split_by) for row in rows]
@@ -70,40 +70,73 @@ def test_an_empty_split_of_few_personas_is_said_in_the_summary(tmp_path, capsys)
         if count == 0 or abs(count / 30 - ratio) > 0.04:
             state = "is empty" if not count else f"has {count / 30:.1%} of the samples"
             expected.append(
-                f"  warning: split {name} {state} ({count} of 30, ratio {ratio:.0%}): 3 personas are too few to split "
-                f"evenly; split_by: sample would give ~{round(ratio * 30)} but put a persona in several splits"
+                f"  warning: split {name} {state} ({count} of 30, ratio {ratio:.0%}): 3 personas are too few to come "
+                "closer to these ratios"
             )
-    assert 0 in counts.values() and warnings == expected
+    assert counts == {"train": 30, "validation": 0, "test": 0}  # three groups of 10 for targets of 24, 3 and 3
+    assert warnings == expected
+
+
+LUMPY = {"train": 946, "validation": 0, "test": 54}
 
 
 @pytest.mark.parametrize(
-    "counts, split_by, expected",
+    "counts, split_by, assignment, expected",
     [
-        ({"train": 800, "validation": 110, "test": 90}, "persona", []),
+        ({"train": 800, "validation": 110, "test": 90}, "persona", "balanced", []),
         (
-            {"train": 946, "validation": 0, "test": 54},
+            LUMPY,
             "persona",
+            "hashed",
             [
-                "split train has 94.6% of the samples (946 of 1000, ratio 80%): 7 personas are too few to split "
-                "evenly; split_by: sample would give ~800 but put a persona in several splits",
-                "split validation is empty (0 of 1000, ratio 10%): 7 personas are too few to split evenly; "
-                "split_by: sample would give ~100 but put a persona in several splits",
-                "split test has 5.4% of the samples (54 of 1000, ratio 10%): 7 personas are too few to split evenly; "
-                "split_by: sample would give ~100 but put a persona in several splits",
+                "split train has 94.6% of the samples (946 of 1000, ratio 80%): hashing 7 personas one at a time "
+                "gives lumpy splits; split_assignment: balanced (the default) keeps every split within about one "
+                "group's samples of its ratio",
+                "split validation is empty (0 of 1000, ratio 10%): hashing 7 personas one at a time gives lumpy "
+                "splits; split_assignment: balanced (the default) keeps every split within about one group's samples "
+                "of its ratio",
+                "split test has 5.4% of the samples (54 of 1000, ratio 10%): hashing 7 personas one at a time gives "
+                "lumpy splits; split_assignment: balanced (the default) keeps every split within about one group's "
+                "samples of its ratio",
+            ],
+        ),
+        (
+            LUMPY,
+            "persona",
+            "balanced",
+            [
+                "split train has 94.6% of the samples (946 of 1000, ratio 80%): 7 personas are too few to come "
+                "closer to these ratios",
+                "split validation is empty (0 of 1000, ratio 10%): 7 personas are too few to come closer to these "
+                "ratios",
+                "split test has 5.4% of the samples (54 of 1000, ratio 10%): 7 personas are too few to come closer "
+                "to these ratios",
             ],
         ),
         (
             {"train": 9, "validation": 0, "test": 1},
             "sample",
+            "hashed",
             [
                 "split train has 90.0% of the samples (9 of 10, ratio 80%)",
                 "split validation is empty (0 of 10, ratio 10%)",
             ],
         ),
+        (
+            {"train": 800, "validation": 100, "test": 0, "test_unseen_persona": 50, "test_unseen_query": 50},
+            "grid",
+            "balanced",
+            [],  # the test splits together hold 10%, the test ratio
+        ),
     ],
-    ids=["even", "lumpy", "by_sample"],
+    ids=["even", "lumpy_hashed", "lumpy_balanced", "by_sample", "grid"],
 )
-def test_skew_warnings(counts, split_by, expected):
+def test_skew_warnings(counts, split_by, assignment, expected):
     from personagym_hf.transform.split import skew_warnings
 
-    assert skew_warnings(counts, 7, {"train": 0.8, "validation": 0.1, "test": 0.1}, split_by) == expected
+    statistics = {
+        "samples_by_split": counts,
+        "total_personas": 7,
+        "split_assignment": {"groups": {"personas": 7, "queries": 3}},
+    }
+    assert skew_warnings(statistics, {"train": 0.8, "validation": 0.1, "test": 0.1}, split_by, assignment) == expected

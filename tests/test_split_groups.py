@@ -1,6 +1,7 @@
 """`split_by: persona_and_query`: samples sharing a persona, a normalised original_query or a query_id share a split;
 an append never moves a row, keeps a group where its rows are, and reports a group its new samples join across
-splits."""
+splits. `split_assignment: hashed` places each group where its hash says (as this mode did before groups were
+balanced); `balanced` keeps every split within about one group of its ratio."""
 
 import json
 from pathlib import Path
@@ -13,11 +14,12 @@ from exporting import export_store
 from personagym_hf import TrainingDataCollector
 from personagym_hf.cli.main import main
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.transform.groups import SplitGroups
+from personagym_hf.transform.assign import KeyCounts, resolve
 from personagym_hf.transform.split import NeedsGroupsError, split_of
 
 RATIOS = {"train": 0.4, "validation": 0.3, "test": 0.3}
 TRAINING = {"split_by": "persona_and_query", "split": RATIOS}
+HASHED = {**TRAINING, "split_assignment": "hashed"}
 # Groups: {p0, p1} (one query, case and punctuation aside), {p2}, {p3}, {p4, p5} (one query).
 GROUPED = [
     ("p0", "Explain compound interest"),
@@ -31,8 +33,8 @@ GROUPED = [
 ]
 SPLIT_FILES = ("train", "val", "test")
 TOO_BIG = (
-    "split groups: the largest group holds 37.5% of the samples (3 of 8), more than the smallest split ratio "
-    "(validation 0.3): the splits cannot follow the ratios"
+    "splits: split_by persona_and_query: one group holds 37.5% of the samples (its personas and queries are linked "
+    "into one); split_by: grid keeps personas and queries apart (0 of 8 samples in no split)"
 )
 
 
@@ -49,6 +51,13 @@ def store(tmp_path) -> Path:
 def config(tmp_path) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"training_data": TRAINING}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def hashed(tmp_path) -> Path:
+    path = tmp_path / "hashed.yaml"
+    path.write_text(yaml.safe_dump({"training_data": HASHED}), encoding="utf-8")
     return path
 
 
@@ -70,36 +79,50 @@ def statistics(out: Path) -> dict:
     return json.loads((out / "statistics.json").read_text(encoding="utf-8"))
 
 
-def test_groups_share_a_split(store, config, tmp_path, capsys):
+def test_hashed_groups_go_where_their_smallest_key_hashes(store, hashed, tmp_path, capsys):
+    """The placement this mode had before groups were balanced, byte for byte the same split for each group."""
     out = tmp_path / "out"
-    lines = export(capsys, store, out, config)
+    lines = export(capsys, store, out, hashed)
     assert personas_by_file(out) == {
         "train": ["p0:0", "p1:1", "p1:2", "p3:5"],
         "val": [],
         "test": ["p2:3", "p2:4", "p4:6", "p5:7"],
     }
-    stats = statistics(out)
-    assert stats["split_groups"] == {
-        "groups": 4,
-        "samples": 8,
-        "largest_group": {"samples": 3, "share": 0.375},
-        "kept_by_append": 0,
-        "across_splits": 0,
-        "warnings": [TOO_BIG],
-    }
+    section = statistics(out)["split_assignment"]
+    assert (section["groups"], section["largest_group"]) == (
+        {"personas": 6, "queries": 5, "persona_and_query": 4},
+        {"samples": 3, "share": 0.375},
+    )
     assert f"  {TOO_BIG}" in lines
-    pair = stats["leakage"]["pairs"]["train-test"]
+    pair = statistics(out)["leakage"]["pairs"]["train-test"]
     assert pair["personas"]["shared"] == 0 and pair["original_query"]["near"] == 0
 
 
-def test_a_query_id_groups_too(tmp_path):
+def test_balanced_groups_stay_whole_and_no_split_is_empty(store, config, tmp_path, capsys):
+    """Four groups of 3, 2, 1 and 2 samples for targets of 3.2, 2.4 and 2.4: validation and test first get a group
+    each (the smallest left: {p3}, then one of the two pairs), the rest goes to the split most samples short."""
+    out = tmp_path / "out"
+    export(capsys, store, out, config)
+    by_file = personas_by_file(out)
+    groups = [{"p0", "p1"}, {"p2"}, {"p3"}, {"p4", "p5"}]
+    placed = {name: {row.split(":")[0] for row in rows} for name, rows in by_file.items()}
+    for group in groups:
+        assert sum(bool(group & personas) for personas in placed.values()) == 1, group  # a group is in one split
+    sizes = {name: len(rows) for name, rows in by_file.items()}
+    targets = {"train": 3.2, "val": 2.4, "test": 2.4}
+    assert all(sizes[name] and abs(sizes[name] - target) <= 3 for name, target in targets.items()), sizes
+    assert placed["val"] & {"p3"} == {"p3"}  # the smallest group went to the smallest split without one
+
+
+def test_a_query_id_groups_too():
     records = [grouped(0, "p0", "One thing"), grouped(1, "p1", "Another thing")]
     for record in records:
         record["metadata"]["query_id"] = "query_7"
-    groups = SplitGroups(42, RATIOS)
+    counts = KeyCounts()
     for record in records:
-        groups.add(TrainingDataCollector().interaction_to_training_sample(record).to_dict())
-    assert groups.to_dict()["groups"] == 1
+        counts.add(TrainingDataCollector().interaction_to_training_sample(record).to_dict())
+    section = resolve(counts, "persona_and_query", "balanced", RATIOS, 42).section
+    assert section["groups"] == {"personas": 2, "queries": 1, "persona_and_query": 1}
 
 
 def test_num_proc_gives_the_same_bytes(tmp_path):
@@ -113,54 +136,51 @@ def test_num_proc_gives_the_same_bytes(tmp_path):
     export_store(store, tmp_path / "two", cfg, convert, options=RunOptions(chunk_files=7, num_proc=2))
     files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
     assert files and all((tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes() for f in files)
-    assert one.result.statistics["split_groups"]["samples"] == 48
+    assert one.result.statistics["total_samples"] == 48
 
 
-def test_an_append_that_joins_two_splits_keeps_every_row_and_reports_it(store, config, tmp_path, capsys):
+def test_an_append_that_joins_two_splits_keeps_every_row_and_reports_it(store, hashed, tmp_path, capsys):
     out = tmp_path / "out"
-    export(capsys, store, out, config)
+    export(capsys, store, out, hashed)
     before = personas_by_file(out)
     # p3 (train) asks p4 and p5's query (test): the new sample joins two groups already in different splits
     write_files(store, [grouped(8, "p3", "write a HAIKU about rain")])
-    lines = export(capsys, store, out, config, "--append")
+    lines = export(capsys, store, out, hashed, "--append")
     after = personas_by_file(out)
-    assert after == {"train": before["train"], "val": [], "test": [*before["test"], "p3:8"]}  # with most of its group
-    stats = statistics(out)
-    assert stats["split_groups"] == {
-        "groups": 3,
-        "samples": 9,
-        "largest_group": {"samples": 4, "share": 0.4444},
-        "kept_by_append": 0,
-        "across_splits": 1,
-        "warnings": [
-            "split groups: the largest group holds 44.4% of the samples (4 of 9), more than the smallest split ratio "
-            "(validation 0.3): the splits cannot follow the ratios",
-            "split groups: 1 groups have earlier rows in more than one split (a new sample shares a persona or query "
-            "with both); an append never moves a row: re-export with --no-append to regroup",
-        ],
+    assert after["train"] == before["train"] and after["val"] == [] and after["test"][:-1] == before["test"]
+    assert after["test"][-1] == "p3:8"  # ties between the two splits' keys go to the first: both hold two
+    section = statistics(out)["split_assignment"]
+    assert section["across_splits"] == 1
+    assert (
+        "  splits: 1 groups have earlier rows in more than one split (a new sample joins groups already apart); an "
+        "append never moves a row: re-export with --no-append to regroup"
+    ) in lines
+    assert statistics(out)["leakage"]["pairs"]["train-test"]["personas"] == {
+        "shared": 1,
+        "share": 0.3333,
+        "examples": ["p3"],
     }
-    assert f"  {stats['split_groups']['warnings'][1]}" in lines
-    assert stats["leakage"]["pairs"]["train-test"]["personas"] == {"shared": 1, "share": 0.3333, "examples": ["p3"]}
 
 
-def test_an_append_keeps_a_group_that_now_hashes_elsewhere(store, config, tmp_path, capsys):
+def test_an_append_keeps_a_group_a_rebuild_would_place_elsewhere(store, config, tmp_path, capsys):
+    """New personas make new groups; the earlier groups stay where they are, and the summary says how many samples
+    an export without --append would place in other splits."""
     out = tmp_path / "out"
     export(capsys, store, out, config)
-    earlier = {"sample_id": "a", "persona_id": "p3", "original_query": "Suggest a vegetarian dinner"}
-    for number in range(100):  # a new query of p3 that takes p3's group elsewhere in a fresh export
-        query = f"Another question {number}"
-        groups = SplitGroups(42, RATIOS)
-        groups.add(earlier)
-        groups.add({"sample_id": "b", "persona_id": "p3", "original_query": query})
-        groups.resolve()
-        if groups.split_of("a") != "train":
-            break
-    write_files(store, [grouped(8, "p3", query)])
-    export(capsys, store, out, config, "--append")
-    assert personas_by_file(out)["train"] == ["p0:0", "p1:1", "p1:2", "p3:5", "p3:8"]
-    assert statistics(out)["split_groups"]["kept_by_append"] == 1
-    export(capsys, store, tmp_path / "fresh", config)  # without --append, the group goes where it hashes
-    assert "p3:5" not in personas_by_file(tmp_path / "fresh")["train"]
+    before = personas_by_file(out)
+    write_files(store, [grouped(8 + i, f"q{i}", f"Brand new question {i}") for i in range(12)])
+    lines = export(capsys, store, out, config, "--append")
+    after = personas_by_file(out)
+    for name, rows in before.items():
+        assert after[name][: len(rows)] == rows  # every earlier row where it was, first
+    moved = statistics(out)["split_assignment"]["rebuild_would_move"]
+    export(capsys, store, tmp_path / "fresh", config)
+    fresh = personas_by_file(tmp_path / "fresh")
+    where = {row: name for name, rows in after.items() for row in rows}
+    elsewhere = [row for name, rows in fresh.items() for row in rows if where[row] != name]
+    assert moved["samples"] == len(elsewhere)
+    if elsewhere:
+        assert any(line.startswith("  splits: an export without --append would put") for line in lines)
 
 
 def test_one_sample_at_a_time_cannot_group():

@@ -161,8 +161,9 @@ def test_push_is_refused_with_one_line_per_problem_unless_skipped(hub, folder, m
     with pytest.raises(PushError) as refused:
         push_to_hub(folder, REPO, backoff=0)
     lines = str(refused.value).splitlines()
+    problems = f"{len(lines) - 1} problem{'s' if len(lines) > 2 else ''}"
     assert lines[0] == (
-        f"the Hub's dataset viewer would reject {folder}: {len(lines) - 1} problems "
+        f"the Hub's dataset viewer would reject {folder}: {problems} "
         "(fix them, or pass --skip-viewer-checks to push anyway):"
     )
     assert all(line.startswith("  data/") and "row group 0 holds" in line for line in lines[1:])

@@ -2,4 +2,5 @@
 
 - `render.py`: the card: metadata, `dataset_info`, configs and the template
 - `sections.py`: the card's Markdown for the leakage and token sections
+- `splits.py`: the card's words on its splits, and the grid's cells
 """

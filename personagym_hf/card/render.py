@@ -295,6 +295,7 @@ def render_card(
 
     distractor = statistics["distractor_stats"]
     from .sections import leakage_markdown, tokens_markdown
+    from .splits import split_summary, splits_markdown
 
     card = DatasetCard.from_template(
         card_data,
@@ -307,6 +308,9 @@ def render_card(
         avg_turns=statistics["avg_turns"],
         noise_pct=f"{distractor['noise_rate']:.1%}",
         split_by=settings["split_by"],
+        split_assignment=settings.get("split_assignment"),
+        split_summary=split_summary(settings),
+        splits_section=splits_markdown(statistics),
         seed=settings["seed"],
         ratios=settings["ratios"],
         configs=[

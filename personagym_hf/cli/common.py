@@ -23,6 +23,8 @@ def load_settings(args: argparse.Namespace):
     settings = parse_config(config)
     if getattr(args, "on_bad_records", None):
         settings = replace(settings, on_bad_records=args.on_bad_records)
+    if getattr(args, "split_by", None):
+        settings = replace(settings, split_by=args.split_by)
     return config, settings
 
 
@@ -87,6 +89,12 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
         "--on-bad-records",
         choices=["error", "warn", "skip"],
         help="what a bad record does: stop the run, be logged and skipped (default), or be skipped quietly",
+    )
+    parser.add_argument(
+        "--split-by",
+        choices=["persona", "query", "grid", "persona_and_query", "sample"],
+        help="what the splits keep apart (default: training_data.split_by, else persona): a persona, a target query, "
+        "both held out apart (grid), both together, or nothing (see docs/splits.md)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no warnings per record")
 

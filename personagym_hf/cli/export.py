@@ -142,6 +142,8 @@ def run_export(request: "ExportRequest", convert) -> None:
     by_split = ", ".join(
         f"{name} {count}" for name, count in stats["samples_by_split"].items() if name in result.json_files
     )
+    if stats.get("held_out"):
+        by_split += f"; {stats['held_out']} held out"
     print(f"Exported {plural(stats['total_samples'], 'sample')} from {plural(run.files_read, 'file')} ({by_split})")
     if append:
         print(f"  appended {plural(result.new_samples, 'new sample')} to {result.kept_samples} already exported")
@@ -166,8 +168,10 @@ def run_export(request: "ExportRequest", convert) -> None:
         from ..measure.tokens import summary_line as tokens_line
 
         print(f"  {tokens_line(key, budget)}")
-    for line in stats.get("split_groups", {}).get("warnings", ()):
-        print(f"  {line}")
+    from ..transform.split import split_notes
+
+    for line in split_notes(stats, request.settings.ratios):
+        print(f"  splits: {line}")
     if result.hf_dataset:
         print(f"  datasets folder: {result.hf_dataset}/ (load with datasets.load_dataset({str(result.hf_dataset)!r}))")
     for warning in result.warnings:

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="personagym-hf",
         description="Turn PersonaGym interaction stores into training datasets: JSON/JSONL exports with "
-        "persona-disjoint splits, a `datasets` folder, and Hugging Face Hub pushes.",
+        "leak-free splits (by persona, query or both), a `datasets` folder, and Hugging Face Hub pushes.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

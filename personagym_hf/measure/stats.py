@@ -13,7 +13,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import SPLIT_NAMES
+from ..config import GRID_SPLITS, SPLIT_NAMES
+
+ORDER = {name: number for number, name in enumerate(SPLIT_NAMES + GRID_SPLITS)}  # splits listed in this order
 
 LANGUAGE_KEYS = ("language", "locale", "lang")  # persona_features keys that name a persona's language
 
@@ -52,9 +54,21 @@ class StatsAccumulator:
     models: Counter = field(default_factory=Counter)
     created_at: str | None = None
     languages: Counter = field(default_factory=Counter)  # persona_features language values, for the card
+    held_out: SplitStats = field(default_factory=SplitStats)  # samples in no split (`split_by: grid`)
+
+    @classmethod
+    def of_splits(cls, names: tuple[str, ...]) -> "StatsAccumulator":
+        """Statistics that list `names` even when a split gets no sample."""
+        return cls(splits={name: SplitStats() for name in names})
+
+    def hold_out(self, sample: dict) -> None:
+        """A sample in no split: counted in the store's figures, not in any split's."""
+        self._add(sample, self.held_out)
 
     def add(self, sample: dict, split: str) -> None:
-        part = self.splits.setdefault(split, SplitStats())
+        self._add(sample, self.splits.setdefault(split, SplitStats()))
+
+    def _add(self, sample: dict, part: SplitStats) -> None:
         part.samples += 1
         part.turns += sample.get("num_turns", 0)
         part.trajectory_prompts += len(sample.get("prompt_trajectory") or ())
@@ -83,6 +97,7 @@ class StatsAccumulator:
     def merge(self, other: "StatsAccumulator") -> "StatsAccumulator":
         for name, part in other.splits.items():
             self.splits.setdefault(name, SplitStats()).merge(part)
+        self.held_out.merge(other.held_out)
         self.layers.update(other.layers)
         self.strategies.update(other.strategies)
         self.roles.update(other.roles)
@@ -95,20 +110,15 @@ class StatsAccumulator:
     def __add__(self, other: "StatsAccumulator") -> "StatsAccumulator":
         return StatsAccumulator().merge(self).merge(other)
 
+    def ordered(self) -> dict[str, SplitStats]:
+        """The splits in a fixed order (train, validation, test, the grid's), whatever order chunks brought them in."""
+        return dict(sorted(self.splits.items(), key=lambda item: (ORDER.get(item[0], len(ORDER)), item[0])))
+
     def to_state(self) -> dict[str, Any]:
         """Everything `to_dict` is computed from, exactly (persona ids included), as JSON: an append starts
         from the earlier export's state, since its rows may lack the fields (format flags) to recount it."""
-        return {
-            "splits": {
-                name: {
-                    "samples": part.samples,
-                    "turns": part.turns,
-                    "trajectory_prompts": part.trajectory_prompts,
-                    "noisy": part.noisy,
-                    "personas": sorted(part.personas),
-                }
-                for name, part in self.splits.items()
-            },
+        state = {
+            "splits": {name: _part_state(part) for name, part in self.ordered().items()},
             "layers": dict(sorted(self.layers.items())),
             "strategies": dict(sorted(self.strategies.items())),
             "roles": dict(sorted(self.roles.items())),
@@ -116,15 +126,13 @@ class StatsAccumulator:
             "created_at": self.created_at,
             "languages": dict(sorted(self.languages.items())),
         }
+        if self.held_out.samples:
+            state["held_out"] = _part_state(self.held_out)
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "StatsAccumulator":
-        splits = {
-            name: SplitStats(
-                part["samples"], part["turns"], part["trajectory_prompts"], part["noisy"], set(part["personas"])
-            )
-            for name, part in state["splits"].items()
-        }
+        splits = {name: _part_of(part) for name, part in state["splits"].items()}
         return cls(
             splits,
             Counter(state["layers"]),
@@ -133,17 +141,23 @@ class StatsAccumulator:
             Counter(state["models"]),
             state["created_at"],
             Counter(state.get("languages") or {}),
+            _part_of(state["held_out"]) if "held_out" in state else SplitStats(),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        total = sum(part.samples for part in self.splits.values())
-        turns = sum(part.turns for part in self.splits.values())
-        prompts = sum(part.trajectory_prompts for part in self.splits.values())
-        noisy = sum(part.noisy for part in self.splits.values())
-        personas = set().union(*(part.personas for part in self.splits.values()))
+        """The statistics. The store's figures count every sample, those held out too (`held_out`:
+        `samples_by_split` and `held_out` sum to `total_samples`); each split's, its own."""
+        splits = self.ordered()
+        every = [*splits.values(), self.held_out]
+        total = sum(part.samples for part in every)
+        turns = sum(part.turns for part in every)
+        prompts = sum(part.trajectory_prompts for part in every)
+        noisy = sum(part.noisy for part in every)
+        personas = set().union(*(part.personas for part in every))
         return {
             "total_samples": total,
-            "samples_by_split": {name: part.samples for name, part in self.splits.items()},
+            "samples_by_split": {name: part.samples for name, part in splits.items()},
+            "held_out": self.held_out.samples,
             "avg_turns": round(turns / total, 4) if total else 0.0,
             "avg_trajectory_length": round(prompts / total, 4) if total else 0.0,
             "distractor_stats": {
@@ -162,7 +176,22 @@ class StatsAccumulator:
                     "avg_turns": round(part.turns / part.samples, 4) if part.samples else 0.0,
                     "noise_rate": _rate(part.noisy, part.samples),
                 }
-                for name, part in self.splits.items()
+                for name, part in splits.items()
             },
             "created_at": self.created_at,
         }
+
+
+def _part_state(part: SplitStats) -> dict[str, Any]:
+    return {
+        "samples": part.samples,
+        "turns": part.turns,
+        "trajectory_prompts": part.trajectory_prompts,
+        "noisy": part.noisy,
+        "personas": sorted(part.personas),
+    }
+
+
+def _part_of(state: dict[str, Any]) -> SplitStats:
+    personas = set(state["personas"])
+    return SplitStats(state["samples"], state["turns"], state["trajectory_prompts"], state["noisy"], personas)

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 import orjson
 
-from ..config import FILE_PREFIX, SPLIT_NAMES
+from ..config import FILE_PREFIX
 
 BATCH_ROWS = 1024
 AUDIT_COLUMNS = (
@@ -35,7 +35,7 @@ def kind(folder: str | Path) -> str:
     folder = Path(folder)
     if any((folder / "data").glob("*/*.parquet")) or any((folder / "data").glob("*.parquet")):
         return "parquet"
-    if any((folder / f"{FILE_PREFIX[split]}_samples.jsonl").is_file() for split in SPLIT_NAMES):
+    if any((folder / f"{FILE_PREFIX[split]}_samples.jsonl").is_file() for split in FILE_PREFIX):
         return "jsonl"
     raise ExportReadError(
         f"{folder}: no export here (expected data/<config>/*.parquet of an hf_dataset/ folder, or "
@@ -52,7 +52,7 @@ def _split_files(folder: Path, config: str) -> list[tuple[str, list[Path]]]:
     splits: dict[str, list[Path]] = {}
     for path in sorted(base.glob("*.parquet")):
         splits.setdefault(path.name.split("-", 1)[0], []).append(path)
-    order = {name: number for number, name in enumerate(SPLIT_NAMES)}
+    order = {name: number for number, name in enumerate(FILE_PREFIX)}
     return sorted(splits.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
 
 
@@ -79,7 +79,7 @@ def iter_parquet(folder: str | Path, config: str, columns: Iterable[str]) -> Ite
 def iter_jsonl(folder: str | Path) -> Iterator[tuple[dict, str]]:
     """Rows of an export folder's `<split>_samples.jsonl` files, with their split."""
     folder = Path(folder)
-    for split in SPLIT_NAMES:
+    for split in FILE_PREFIX:  # every split's file a mode writes, in split order
         path = folder / f"{FILE_PREFIX[split]}_samples.jsonl"
         if not path.is_file():
             continue

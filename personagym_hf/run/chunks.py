@@ -7,7 +7,7 @@ not depend on `num_proc`, and any cut gives the same outputs. `encode_chunk` rea
 - in this process `InMemory`: the chunk's JSON items and JSONL lines stay in memory (one chunk at a time);
 - in a worker process `PartFiles`: per split a JSON fragment and a JSONL part, and per config and split an Arrow
   IPC file;
-- for a job without outputs (validate, stats, the pre-passes) the rows, or nothing.
+- for a job without outputs (validate, stats, the pre-passes) the rows, the samples' group keys, or nothing.
 The parent then appends each chunk to the outputs in chunk order (`Exporter.add_chunk`), so an export
 writes the same bytes either way, and memory holds about one chunk. With worker processes the parent does not
 write Parquet: it plans each split's shards from the row sizes the chunks report, and the same workers write each
@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from ..config import RunOptions
 from ..read.plan import Chunk, Files, iter_chunk, plan_chunks
+from ..transform.assign import KeyCounts, KeySink
 from ..transform.encode import Encoded, Encoder, NoOutput, Rows, Sink, encode
 from ..transform.policy import Convert
 from ..write.files import BUFFER_BYTES, ITEM_SEPARATOR, dumps_line, pretty_item
@@ -43,14 +44,14 @@ class ChunkJob:
     """What every chunk of one run needs: the store's files (packed, see `store.PathList`), the encoder, the
     conversion, the sample ids to skip (those an earlier export holds, when appending), and what becomes of the
     rows: "files" (the export's outputs: `InMemory` or `PartFiles`), "rows" (the row dicts, in
-    `ChunkResult.rows`) or "none". Handed to each worker once, as its pool's `initargs`: inherited under "fork",
-    pickled under "spawn"."""
+    `ChunkResult.rows`), "keys" (the samples' group keys, in `ChunkResult.keys`: the splits' pre-pass) or "none".
+    Handed to each worker once, as its pool's `initargs`: inherited under "fork", pickled under "spawn"."""
 
     files: Sequence[str]
     encoder: Encoder
     convert: Convert
     skip: frozenset[str] = frozenset()
-    outputs: Literal["files", "rows", "none"] = "files"
+    outputs: Literal["files", "rows", "keys", "none"] = "files"
 
 
 @dataclass
@@ -97,6 +98,7 @@ class ChunkResult:
     tables: dict[tuple[str, str], Path] = field(default_factory=dict)  # (config, split) -> Arrow IPC file
     table_sizes: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # its rows' `shards.row_sizes`
     rows: list[tuple[str, dict]] = field(default_factory=list)  # (split, row), for a job whose outputs are "rows"
+    keys: KeyCounts | None = None  # for a job whose outputs are "keys"
     firsts: dict[str, str] = field(default_factory=dict)  # a duplicate's id -> where it was first read (job.py)
 
     def json_part(self, split: str) -> Path:
@@ -185,7 +187,7 @@ def encode_chunk(job: ChunkJob, task: ChunkTask, in_memory: bool = False, earlie
     if job.outputs == "files":
         sink: Sink = PartFiles(result, names) if part_files else InMemory(result, names)
     else:
-        sink = Rows() if job.outputs == "rows" else NoOutput()
+        sink = Rows() if job.outputs == "rows" else KeySink() if job.outputs == "keys" else NoOutput()
     records = iter_chunk(job.files, task.chunk)
     try:
         result.encoded = encode(records, job.encoder, job.convert, sink, skip=job.skip, earlier=earlier)
@@ -194,4 +196,6 @@ def encode_chunk(job: ChunkJob, task: ChunkTask, in_memory: bool = False, earlie
             sink.close()
     if isinstance(sink, Rows):
         result.rows = sink.rows
+    if isinstance(sink, KeySink):
+        result.keys = sink.counts
     return result

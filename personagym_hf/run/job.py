@@ -1,14 +1,14 @@
 """Runs over a whole interaction store: read -> collect -> split -> every output.
 
-- `encode_store`: the store's chunks encoded (`encode.encode`: here, by `chunks.LocalRunner`'s worker processes or by
-  `ray_engine.RayRunner`'s Ray tasks) and taken in store order, with the keep-the-first rule for ids repeated across
-  chunks and every rejection reported in order: the one loop the runs below go through.
+- `encode_store`: the store's chunks encoded (`encode.encode`) by a runner (`runner.py`: this process, worker
+  processes, Ray tasks) and taken in store order, with the keep-the-first rule for ids repeated across chunks and
+  every rejection reported in order: the one loop the runs below go through.
 - `export_store`: what `personagym-hf export` runs: one streaming pass over the store (memory does not grow with its
   size), a progress bar over its files, the bad-record policy with a `rejected.jsonl` report, and merged token
   usage. With `on_bad_records: error` the first bad record stops the run; a run that fails in any way (a bad record
   under `error`, a full disk, a kill) leaves the output folder as it was.
-- `scan_store`: the same run without outputs (validate, stats, the audits of a store); `group_store`: the grouping
-  pre-pass of `split_by: persona_and_query`.
+- `scan_store`: the same run without outputs (validate, stats, the audits of a store); `assign_store`: the splits'
+  pre-pass (each group's split before any sample's, `transform/assign.py`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ..write.folder import OutputError
 from ..write.manifest import collector_name
 
 if TYPE_CHECKING:
-    from ..transform.groups import SplitGroups
+    from ..transform.assign import Assignment
     from .runner import Runner
 
 logger = logging.getLogger(__name__)
@@ -71,42 +71,39 @@ def iter_store(
         yield from iter_file(path)
 
 
-def group_store(
+def assign_store(
     files: Sequence[str],
     cfg: ExportConfig,
     convert: Convert,
+    runner: "Runner",
     options: RunOptions,
-    earlier: Iterable[tuple[dict, str]] = (),
-) -> "SplitGroups":
-    """The pre-pass of `split_by: persona_and_query`: the group keys of every sample the normal pass keeps
-    (`groups.SplitGroups`, from all its fields, whatever the format flags), after the rows of an earlier export
-    (`earlier`: (row, split), when appending: they keep their split), then the groups resolved. Bad records are left
-    to the normal pass, which reports them."""
-    from ..schema import FIELD_NAMES
-    from ..transform.encode import Encoder
-    from ..transform.groups import SplitGroups
+    earlier: dict | None = None,
+) -> "Assignment | None":
+    """The splits' pre-pass: every kept sample's group keys (`assign.KeyCounts`, the same samples as the export's
+    pass: bad records and repeated ids left out), then each group's split (`assign.resolve`); `earlier`: the
+    assignment of the export appended to (the manifest's), whose groups stay where they are. None for a mode that
+    splits sample by sample (`encode.needs_assignment`). Bad records are left to the normal pass, which reports
+    them."""
+    from ..transform.assign import KEY_FIELDS, KeyCounts, resolve
+    from ..transform.encode import Encoder, needs_assignment
     from .chunks import ChunkJob, plan_tasks
-    from .runner import InProcess
 
-    groups = SplitGroups(cfg.seed, cfg.ratios)
-    for row, split in earlier:  # an append never moves a row: the groups start from where they are
-        groups.add(row, earlier=split)
+    if not needs_assignment(cfg):
+        return None
     # Bad records do not stop the pre-pass, even under "error": the normal pass reports them in store order.
-    encoder = Encoder(replace(cfg, on_bad_records="skip"), split=False, views=False, fields=FIELD_NAMES)
-    job = ChunkJob(files, encoder, convert, outputs="rows")
+    encoder = Encoder(replace(cfg, on_bad_records="skip"), split=False, views=False, fields=KEY_FIELDS)
+    job = ChunkJob(files, encoder, convert, outputs="keys")
+    counts = KeyCounts()
     bar = progress(None, total=len(files), desc="Grouping", enabled=options.show_progress)
     try:
-        tasks = plan_tasks(files, options)
-        for task, chunk in encode_store(job, tasks, InProcess(options), Rejections("skip")):
-            for _split, row in chunk.rows:
-                groups.add(row)
+        for task, chunk in encode_store(job, plan_tasks(files, options), runner, Rejections("skip")):
+            counts.merge(chunk.keys)
             if bar is not None:
                 bar.update(chunk_files_count(task.chunk))
     finally:
         if bar is not None:
             bar.close()
-    groups.resolve()
-    return groups
+    return resolve(counts, cfg.split_by, cfg.split_assignment, cfg.ratios, cfg.seed, earlier)
 
 
 def encode_store(job, tasks, runner: "Runner", rejections: Rejections) -> Iterator:
@@ -173,13 +170,14 @@ def scan_store(
     from .runner import open_runner
 
     files = store_files(interactions)
-    groups = group_store(files, cfg, convert, options) if cfg.split_by == "persona_and_query" else None
-    encoder = Encoder(cfg, split=True, views=False, groups=groups, options=options)
-    job = ChunkJob(files, encoder, convert, outputs="rows" if rows else "none")
-    bar = progress(None, total=len(files), desc="Reading interactions", enabled=options.show_progress)
     tasks = plan_tasks(files, options)
+    bar = None
     try:
         with open_runner(options, len(tasks)) as runner:
+            assignment = assign_store(files, cfg, convert, runner, options)
+            encoder = Encoder(cfg, split=True, views=False, assignment=assignment, options=options)
+            job = ChunkJob(files, encoder, convert, outputs="rows" if rows else "none")
+            bar = progress(None, total=len(files), desc="Reading interactions", enabled=options.show_progress)
             for task, chunk in encode_store(job, tasks, runner, rejections):
                 yield chunk
                 if bar is not None:
@@ -252,13 +250,13 @@ def export_store(request: ExportRequest, convert: Convert) -> StoreExport:
         # Made here, not by the workers: a Ray node that cannot see it has no shared folder, and a task still running
         # after the export stopped (and removed it) fails instead of making it again.
         staging.mkdir(parents=True, exist_ok=True)
-        groups = None
-        if cfg.split_by == "persona_and_query" and layout.split:  # every sample's group before any split
-            earlier = destination.earlier.rows() if destination.earlier is not None else ()
-            groups = group_store(files, cfg, convert, options, earlier)
-        encoder = Encoder(cfg, layout.split, layout.hf_dataset, audit, groups=groups, options=options)
         # The runner lives until the export is finished: its workers write the last shards in `finish`.
         with open_runner(options, len(tasks)) as runner:
+            assignment = None
+            if layout.split:  # every group's split before any sample's (a pre-pass, for most modes)
+                earlier = destination.earlier.manifest.assignment if destination.earlier is not None else None
+                assignment = assign_store(files, cfg, convert, runner, options, earlier)
+            encoder = Encoder(cfg, layout.split, layout.hf_dataset, audit, assignment=assignment, options=options)
             exporter = Exporter(destination, request, encoder, runner, tokenizer)
             job = ChunkJob(files, encoder, convert, exporter.skip)
             for task, chunk in encode_store(job, tasks, runner, rejections):

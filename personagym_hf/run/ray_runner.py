@@ -79,8 +79,8 @@ def _encode_task(job: ChunkJob, task: ChunkTask, cwd: str) -> ChunkResult:
             "the store and the output folder at the same path (a shared file system), or give absolute paths"
         ) from None
     try:
-        staging = os.path.dirname(task.folder)
-        if not os.path.isdir(staging):
+        staging = os.path.dirname(task.folder) if task.folder is not None else None  # None: a job without files
+        if staging is not None and not os.path.isdir(staging):
             raise NodeCannotSeeError(
                 f"node {socket.gethostname()} cannot see the export's staging folder {os.path.abspath(staging)}: "
                 "every Ray node must see the output folder and the store at the same path (a shared file system)"

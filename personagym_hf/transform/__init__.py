@@ -2,8 +2,8 @@
 
 - `collect.py`: interaction dict -> `TrainingSample`, and `validate_sample`
 - `policy.py`: records -> valid samples under the bad-record policy; duplicates within a pass
-- `split.py`: the split of a sample: a salted hash of its persona (or of the sample)
-- `groups.py`: `split_by: persona_and_query`: samples grouped before they are split
+- `split.py`: a salted hash of a key as a split; what the summary says of the splits
+- `assign.py`: the split of each group (persona, query, both, or the grid's cells), balanced to the ratios
 - `views.py`: the dataset configs and their columns
 - `tables.py`: sample dicts -> one Arrow table per config
 - `encode.py`: the per-record pipeline, written once: records -> split rows, Arrow tables, statistics, audit

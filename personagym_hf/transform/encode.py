@@ -21,7 +21,7 @@ from typing import Any, Container, Iterable, Mapping, Protocol
 
 import pyarrow as pa
 
-from ..config import SPLIT_NAMES, ExportConfig, RunOptions
+from ..config import ExportConfig, RunOptions, split_names
 from ..measure.stats import StatsAccumulator
 from ..read.records import BadRecord, Record
 from .policy import Convert, Rejections, duplicate, iter_samples, record_id
@@ -30,13 +30,20 @@ from .tables import ViewTables
 from .views import config_specs, full_fields
 
 
+def needs_assignment(cfg: ExportConfig) -> bool:
+    """Whether a mode gives splits to groups of the whole store (a pre-pass, `assign.py`), or to each sample by a
+    hash of its own key (`split_by: sample`, and `persona` with `split_assignment: hashed`)."""
+    return cfg.split_by != "sample" and not (cfg.split_by == "persona" and cfg.split_assignment == "hashed")
+
+
 class Encoder:
     """One export's settings for every record: which split a sample goes to, its row in the JSON files, the
     dataset configs whose Arrow tables are built, the audit. Picklable: worker processes get a copy.
 
     `views`: build Arrow tables (for `hf_dataset/`); `audit`: the leakage audit of the rows, "near", "exact" or None
-    (`measure.leakage.resolve_mode`); `groups`: under `split_by: persona_and_query`, the store's groups, resolved
-    (`groups.SplitGroups`). `configs`: of these dataset configs only (default: all). `only_split`: samples of other
+    (`measure.leakage.resolve_mode`); `assignment`: the split of each group of the store (`assign.Assignment`, from
+    its pre-pass), which every mode but `sample` and hashed `persona` needs (`needs_assignment`). `configs`: of these
+    dataset configs only (default: all). `only_split`: samples of other
     splits are passed over (the `datasets` builder generates one split at a time). `fields`: a row's fields
     (default: those the format flags export). `options`: the sizes of Arrow batches and of the split cache.
     """
@@ -48,7 +55,7 @@ class Encoder:
         views: bool,
         audit: str | None = None,
         *,
-        groups: Any = None,
+        assignment: Any = None,
         configs: Iterable[str] | None = None,
         only_split: str | None = None,
         fields: Iterable[str] | None = None,
@@ -56,7 +63,7 @@ class Encoder:
     ):
         self.cfg, self.split = cfg, split
         self.audit = audit
-        self.split_names = SPLIT_NAMES if split else ("train",)
+        self.split_names = split_names(cfg.split_by) if split else ("train",)
         self.fields = tuple(fields) if fields is not None else full_fields(cfg.format)  # a row's fields
         specs = config_specs(cfg.format) if views else {}
         if configs is not None:
@@ -67,23 +74,24 @@ class Encoder:
         self.batch_rows = options.batch_rows  # samples per Arrow batch
         self.splits: dict[str, str] = {}  # split key -> split
         self.split_cache = options.split_cache
-        self.groups = groups
-        if cfg.split_by == "persona_and_query" and split and groups is None:
+        self.assignment = assignment
+        if split and assignment is None and needs_assignment(cfg):
             from .split import NeedsGroupsError
 
             raise NeedsGroupsError(
-                "split_by persona_and_query groups the whole store before any split is given: export it with "
-                "`personagym-hf export` or `export_store`, or use split_by persona or sample here"
+                f"split_by {cfg.split_by} with split_assignment {cfg.split_assignment} gives splits to groups of the "
+                "whole store, so it reads the store before any split is given: export it with `personagym-hf "
+                "export` or `export_store`, or set split_assignment: hashed (split_by persona or sample) here"
             )
 
-    def split_of(self, data: dict) -> str:
-        """`split.split_of`, remembered per key: a persona has many samples, and a salted sha256 for each would be
-        one of the per-record step's larger costs. Bounded, for stores whose keys are all different (`split_by:
-        sample`)."""
+    def split_of(self, data: dict) -> str | None:
+        """The sample's split (None: held out, under `split_by: grid`): its group's, or `split.split_of` remembered
+        per key (a persona has many samples, and a salted sha256 for each would be one of the per-record step's
+        larger costs; bounded, for stores whose keys are all different: `split_by: sample`)."""
         if not self.split:
             return "train"
-        if self.groups is not None:  # split_by: persona_and_query, grouped by a pre-pass (job.group_store)
-            return self.groups.split_of(data["sample_id"])
+        if self.assignment is not None:  # the groups' splits, from the pre-pass (assign.py)
+            return self.assignment.split_of(data)
         key = split_key(data, self.cfg.split_by)
         split = self.splits.get(key)
         if split is None:
@@ -172,11 +180,17 @@ class Step:
     def __init__(self, encoder: Encoder, sink: Sink, stats: StatsAccumulator, audit: Any = None):
         self.encoder, self.sink, self.stats, self.audit = encoder, sink, stats, audit
         self.batches = Batches(encoder, sink) if encoder.specs else None
+        self.held_out: list[str] = []  # ids of the samples in no split, for the manifest (an append skips them)
 
     def add(self, data: dict) -> str | None:
-        """Add one sample (`TrainingSample.to_dict()`); returns its split, or None when `only_split` passes it over."""
+        """Add one sample (`TrainingSample.to_dict()`); returns its split, or None when it is held out (counted in the
+        statistics only) or `only_split` passes it over."""
         encoder = self.encoder
         split = encoder.split_of(data)
+        if split is None:
+            self.stats.hold_out(data)
+            self.held_out.append(data["sample_id"])
+            return None
         if encoder.only_split is not None and split != encoder.only_split:
             return None
         row = encoder.row(data)
@@ -214,6 +228,7 @@ class Encoded:
     warnings: list[str] = field(default_factory=list)
     stats: StatsAccumulator = field(default_factory=StatsAccumulator)
     audit: Any = None  # the batch's `audit.LeakageAudit`, when the export audits
+    held_out: list[str] = field(default_factory=list)  # ids of kept samples in no split
 
     def report(self, rejections: Rejections, firsts: Mapping[str, str]) -> None:
         """Give `rejections` this batch's bad records, then its duplicates (`firsts`: where each duplicate's id was
@@ -253,5 +268,5 @@ def encode(
         step.add(sample.to_dict())
         result.kept.append(kept)  # under `only_split` too: what is kept does not depend on the split
     step.flush()
-    result.bad, result.warnings = rejections.bad, rejections.warnings
+    result.bad, result.warnings, result.held_out = rejections.bad, rejections.warnings, step.held_out
     return result

@@ -31,7 +31,7 @@ from ..transform.split import skew_warnings
 from .append import EarlierExport, export_layout
 from .files import JsonArrayWriter, JsonlWriter, OutputSet, dumps_line, pretty_item, write_json_atomic
 from .folder import OutputFolder
-from .manifest import MANIFEST_FILE, AppendError, manifest
+from .manifest import MANIFEST_FILE, AppendError, manifest, settings_of
 
 if TYPE_CHECKING:
     from ..measure.tokens import Tokenizer
@@ -42,7 +42,9 @@ logger = logging.getLogger(__name__)
 HF_FOLDER = "hf_dataset"
 REJECTED_FILE = "rejected.jsonl"
 ITEMS_PER_WRITE = 256  # samples' JSON items (and JSONL lines) written with one call
-SAMPLE_FILES = frozenset(f"{FILE_PREFIX[s]}_samples{suffix}" for s in SPLIT_NAMES for suffix in (".json", ".jsonl"))
+SAMPLE_FILES = frozenset(
+    f"{prefix}_samples{suffix}" for prefix in FILE_PREFIX.values() for suffix in (".json", ".jsonl")
+)
 EXPORT_FILES = SAMPLE_FILES | {"statistics.json", "token_usage.json", REJECTED_FILE, HF_FOLDER, MANIFEST_FILE}
 
 
@@ -91,8 +93,8 @@ class ExportResult:
 class SplitFiles:
     """The JSON + JSONL files of each split, with append: earlier rows first, in their split, then new rows."""
 
-    def __init__(self, output_dir: Path, outputs: OutputSet, split: bool, stamp: str | None):
-        self.names = SPLIT_NAMES if split else ("train",)
+    def __init__(self, output_dir: Path, outputs: OutputSet, names: tuple[str, ...], stamp: str | None):
+        self.names = names
         self.json = {s: outputs.open(JsonArrayWriter(output_dir / split_file_name(s, stamp))) for s in self.names}
         self.jsonl = {
             s: outputs.open(JsonlWriter(output_dir / split_file_name(s, stamp, ".jsonl"))) for s in self.names
@@ -176,9 +178,11 @@ class Exporter:
         staging = self.folder.staging
         self.work = staging / ".chunks"  # workers' part files: inside the transaction, removed before it commits
         self.outputs = OutputSet()
-        self.files = SplitFiles(staging, self.outputs, self.layout.split, self.stamp)
+        self.files = SplitFiles(staging, self.outputs, encoder.split_names, self.stamp)
         self.exported: set[str] = set()  # sample ids written: the earlier export's, then those added one at a time
-        self.stats = StatsAccumulator()
+        self.held_out: list[str] = []  # sample ids in no split, this run's and the earlier export's
+        # The statistics list every split of the mode, those left empty too (a file without a row is written too).
+        self.stats = StatsAccumulator.of_splits(encoder.split_names if self.layout.split else SPLIT_NAMES)
         self.audit = encoder.new_audit()
         self.audit_earlier: EarlierExport | None = None  # earlier rows not audited yet
         # Token budgets are counted here, from the rows as written, one budget per split, merged in split order at
@@ -245,6 +249,9 @@ class Exporter:
             if self.parquet is not None and earlier.statistics_state is None:
                 self.step.batches.add(TrainingSample.from_dict(row).to_dict(), split_name)
             self.result.kept_samples += 1
+        for sample_id in earlier.manifest.held_out:  # in no file, but exported: a chunk leaves them out too
+            self.exported.add(sample_id)
+            self.held_out.append(sample_id)
         if earlier.statistics_state is not None:
             self.stats = self.step.stats = StatsAccumulator.from_state(earlier.statistics_state)
             if self.parquet is not None:
@@ -330,6 +337,7 @@ class Exporter:
             self._count_tokens(chunk)
         chunk.discard(keep_tables=True)
         self.stats.merge(chunk.encoded.stats)
+        self.held_out.extend(chunk.encoded.held_out)
         if self.audit is not None:
             self.audit.merge(chunk.encoded.audit)
         # Not added to `files.exported`: the caller (job.py) tracks a chunk's ids, to find duplicates.
@@ -365,17 +373,16 @@ class Exporter:
         self._audit_earlier()
         result = self.result
         result.statistics = self.stats.to_dict()
+        assignment = self.encoder.assignment
+        if assignment is not None:
+            result.statistics["split_assignment"] = dict(assignment.section)
         if self.layout.split:
             stats = result.statistics
-            result.warnings = skew_warnings(
-                stats["samples_by_split"], stats["total_personas"], self.cfg.ratios, self.cfg.split_by
-            )
+            result.warnings = skew_warnings(stats, self.cfg.ratios, self.cfg.split_by, self.cfg.split_assignment)
         if self.audit is not None:
             result.statistics["leakage"] = self.audit.to_dict()
         if self.tokens is not None:
             result.statistics["tokens"] = self.token_budgets()
-        if self.encoder.groups is not None:
-            result.statistics["split_groups"] = self.encoder.groups.to_dict()
         for name in self.files.names:
             result.json_files[name] = self.output_dir / self.files.json[name].path.name
             result.jsonl_files[name] = self.output_dir / self.files.jsonl[name].path.name
@@ -407,9 +414,12 @@ class Exporter:
             report.commit()
         if self.stamp is None:  # the manifest describes the current export, which a version leaves alone
             split_files = {name: self.files.json[name].path.name for name in self.files.names}
+            state = assignment.to_state() if assignment is not None else None
             document = manifest(
-                self.layout, self.cfg, self.collector, self.fingerprint(), split_files, self.stats.to_state()
+                self.layout, self.cfg, self.collector, self.fingerprint(), split_files, self.stats.to_state(), state
             )
+            if self.held_out or self.step.held_out:
+                document["held_out"] = sorted({*self.held_out, *self.step.held_out})
             write_json_atomic(staging / MANIFEST_FILE, document)
         shutil.rmtree(self.work, ignore_errors=True)  # every shard is written: the chunks' part files are not needed
         return result
@@ -445,12 +455,7 @@ class Exporter:
             "generator": "personagym-hf",
             "version": __version__,
             "fingerprint": self.fingerprint(),
-            "settings": {
-                "seed": self.cfg.seed,
-                "split_by": self.cfg.split_by,
-                "ratios": self.cfg.ratios,
-                "format": self.cfg.format,
-            },
+            "settings": settings_of(self.cfg),
         }
 
     def fingerprint(self) -> str:

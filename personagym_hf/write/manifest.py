@@ -23,7 +23,14 @@ from ..request import Layout
 
 MANIFEST_FILE = ".personagym-export.json"
 SCHEMA_VERSION = 1
-SPLIT_SETTINGS = {"seed": "experiment.seed", "split_by": "training_data.split_by", "ratios": "training_data.split"}
+SPLIT_SETTINGS = {
+    "seed": "experiment.seed",
+    "split_by": "training_data.split_by",
+    "split_assignment": "training_data.split_assignment",
+    "ratios": "training_data.split",
+}
+# A setting an earlier version did not record: how it made its exports.
+UNRECORDED = {"split_assignment": "hashed"}
 
 
 class AppendError(ValueError):
@@ -40,10 +47,15 @@ class Earlier:
     schema_version: int | None
     statistics_state: dict[str, Any] | None
     split_files: dict[str, str]  # split -> JSON file name (its JSONL is beside it)
+    assignment: dict[str, Any] | None = None  # each group key's split (`transform.assign.Assignment.to_state`)
+    held_out: tuple[str, ...] = ()  # ids of the samples in no split (`split_by: grid`)
 
 
 def settings_of(cfg: ExportConfig) -> dict[str, Any]:
-    return {"seed": cfg.seed, "split_by": cfg.split_by, "ratios": cfg.ratios, "format": cfg.format}
+    settings = {"seed": cfg.seed, "split_by": cfg.split_by, "ratios": cfg.ratios, "format": cfg.format}
+    if cfg.split_by != "sample":  # how groups are given splits (sample splits are always hashed)
+        settings["split_assignment"] = cfg.split_assignment
+    return settings
 
 
 def collector_name(convert: Callable | None) -> str | None:
@@ -68,10 +80,11 @@ def manifest(
     fingerprint: str,
     split_files: dict[str, str],
     statistics_state: dict[str, Any],
+    assignment: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from ..version import __version__
 
-    return {
+    document = {
         "generator": "personagym-hf",
         "version": __version__,
         "schema_version": SCHEMA_VERSION,
@@ -82,6 +95,9 @@ def manifest(
         "split_files": split_files,
         "statistics_state": statistics_state,
     }
+    if assignment is not None:
+        document["assignment"] = assignment
+    return document
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -109,12 +125,14 @@ def read_earlier(folder: Path) -> Earlier | None:
                 data.get("schema_version"),
                 data.get("statistics_state"),
                 dict(data["split_files"]),
+                data.get("assignment"),
+                tuple(data.get("held_out") or ()),
             )
         except (KeyError, TypeError) as e:
             raise AppendError(
                 f"{folder / MANIFEST_FILE}: cannot append: the manifest lacks {e}; rebuild with --no-append"
             ) from None
-    names = {split: f"{FILE_PREFIX[split]}_samples.json" for split in SPLIT_NAMES}
+    names = {split: f"{FILE_PREFIX[split]}_samples.json" for split in SPLIT_NAMES}  # exports before the manifest
     present = {s: n for s, n in names.items() if (folder / n).exists() or (folder / n).with_suffix(".jsonl").exists()}
     if not present:
         return None
@@ -180,16 +198,26 @@ def check_append(
                 f"{where}: format flags differ from the export there ({'; '.join(flags)}); restore them in "
                 "training_data.format, or rebuild with --no-append"
             )
+        def there(key: str) -> Any:
+            return earlier.settings.get(key, UNRECORDED.get(key, now.get(key)))
+
         differ = [
-            f"{SPLIT_SETTINGS[key]}: {_show(earlier.settings.get(key))} there, {_show(now[key])} now"
+            f"{SPLIT_SETTINGS[key]}: {_show(there(key))} there, {_show(now[key])} now"
             for key in SPLIT_SETTINGS
-            if earlier.settings.get(key, now[key]) != now[key]
+            if key in now and there(key) != now[key]
         ]
         if differ:
             raise AppendError(
                 f"{where}: split settings differ from the export there ({'; '.join(differ)}), so samples would "
                 "change split; restore them, or rebuild with --no-append"
             )
+    grouped = cfg.split_by != "sample" and not (cfg.split_by == "persona" and cfg.split_assignment == "hashed")
+    if grouped and earlier.layout.split and earlier.assignment is None:
+        raise AppendError(
+            f"{where}: the export there was made by a version that did not record the split of each group, which "
+            f"split_by {cfg.split_by} with split_assignment {cfg.split_assignment} needs to keep them; rebuild with "
+            "--no-append"
+        )
     if earlier.collector != collector:
         raise AppendError(
             f"{where}: the export there was converted with {earlier.collector or 'the built-in conversion'}, this "
