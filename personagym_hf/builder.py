@@ -20,7 +20,16 @@ from typing import Any, Iterator, Literal
 import datasets
 from datasets.builder import Key
 
-from .config import SPLIT_BY, SPLIT_NAMES, ExportConfig, RunOptions, choice, format_flags, split_ratios
+from .config import (
+    SPLIT_BY,
+    SPLIT_NAMES,
+    ExportConfig,
+    RunOptions,
+    choice,
+    format_flags,
+    prompt_settings,
+    split_ratios,
+)
 from .read.plan import Chunk, iter_chunk, plan_chunks
 from .read.store import PathList, discover_paths, store_fingerprint
 from .run.chunks import ChunkJob, ChunkTask
@@ -35,7 +44,11 @@ DESCRIPTIONS = {
     "full": "Every TrainingSample field the format flags allow.",
     "minimal": "The seed's minimal format: sample_id, initial_query, prompt_trajectory, num_turns.",
     "messages": "TRL conversational format: messages of {role, content}, plus sample and persona ids.",
+    "last_turn": "TRL conversational prompt-completion: the conversation up to its last user turn, and the assistant "
+    "turn after it.",
     "query_rewrite": "One row per query variant (styled or noisy) with original_query as target (ppopt).",
+    "rewrite": "TRL conversational prompt-completion, one row per query variant: the instruction, persona and query "
+    "as prompt, original_query as completion.",
 }
 
 
@@ -51,6 +64,7 @@ class PersonaGymConfig(datasets.BuilderConfig):
     split: bool = True
     on_bad_records: Literal["error", "warn", "skip"] = "warn"
     collector: Any = None
+    prompts: dict[str, str] | None = None  # `training_data.prompts`: the chat configs' texts (`config.Prompts`)
     batch_rows: int = RunOptions.batch_rows
     chunk_bytes: int = (
         RunOptions.chunk_bytes
@@ -67,6 +81,7 @@ class PersonaGymConfig(datasets.BuilderConfig):
             split_by=choice(self.split_by, SPLIT_BY, "split_by"),
             seed=self.seed,
             on_bad_records=choice(self.on_bad_records, ("error", "warn", "skip"), "on_bad_records"),
+            prompts=prompt_settings(self.prompts),
         )
 
     def convert(self):
