@@ -27,6 +27,7 @@ import yaml
 from personagym_hf.cli import build_parser, main
 from personagym_hf.config import (
     FORMAT_FLAGS,
+    PERSONA_PLACEMENTS,
     SPLIT_BY,
     SPLIT_NAMES,
     ExportConfig,
@@ -43,6 +44,7 @@ CONFIG_EXAMPLE = DOCS / "config.yaml"
 # Python blocks that compile but are not run, by a line of the block: the reason.
 NOT_RUN: dict[str, str] = {
     "push_to_hub(": "pushes to the Hub (tests/test_hub.py runs push_to_hub against the local Hub server)",
+    "SFTTrainer(": "downloads a model (tests/test_trl_training.py trains each config with a tiny model built offline)",
 }
 
 # Every key personagym_hf/config.py reads, as a dotted path: the format flags and split names come from config.py's
@@ -54,11 +56,18 @@ KEYS_READ = [
     *(f"training_data.split.{name}" for name in SPLIT_NAMES),
     "training_data.split_by",
     "training_data.on_bad_records",
+    "training_data.prompts.rewrite_instruction",
+    "training_data.prompts.persona",
+    "training_data.prompts.persona_intro",
     "experiment.seed",
     "experiment.incremental",
 ]
 # Keys with a fixed set of values: docs/config.yaml names every value.
-CHOICES = {"training_data.split_by": SPLIT_BY, "training_data.on_bad_records": typing.get_args(OnBadRecords)}
+CHOICES = {
+    "training_data.split_by": SPLIT_BY,
+    "training_data.on_bad_records": typing.get_args(OnBadRecords),
+    "training_data.prompts.persona": PERSONA_PLACEMENTS,
+}
 
 
 def rel(path: Path) -> str:
