@@ -28,6 +28,7 @@ from .config import (
     RunOptions,
     choice,
     format_flags,
+    prompt_settings,
     split_names,
     split_ratios,
 )
@@ -45,7 +46,11 @@ DESCRIPTIONS = {
     "full": "Every TrainingSample field the format flags allow.",
     "minimal": "The seed's minimal format: sample_id, initial_query, prompt_trajectory, num_turns.",
     "messages": "TRL conversational format: messages of {role, content}, plus sample and persona ids.",
+    "last_turn": "TRL conversational prompt-completion: the conversation up to its last user turn, and the assistant "
+    "turn after it.",
     "query_rewrite": "One row per query variant (styled or noisy) with original_query as target (ppopt).",
+    "rewrite": "TRL conversational prompt-completion, one row per query variant: the instruction, persona and query "
+    "as prompt, original_query as completion.",
 }
 
 
@@ -62,6 +67,7 @@ class PersonaGymConfig(datasets.BuilderConfig):
     split: bool = True
     on_bad_records: Literal["error", "warn", "skip"] = "warn"
     collector: Any = None
+    prompts: dict[str, str] | None = None  # `training_data.prompts`: the chat configs' texts (`config.Prompts`)
     batch_rows: int = RunOptions.batch_rows
     chunk_bytes: int = (
         RunOptions.chunk_bytes
@@ -79,6 +85,7 @@ class PersonaGymConfig(datasets.BuilderConfig):
             split_assignment=choice(self.split_assignment, SPLIT_ASSIGNMENTS, "split_assignment"),
             seed=self.seed,
             on_bad_records=choice(self.on_bad_records, ("error", "warn", "skip"), "on_bad_records"),
+            prompts=prompt_settings(self.prompts),
         )
 
     def convert(self):

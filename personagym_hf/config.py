@@ -32,6 +32,12 @@ StartMethod = Literal["fork", "spawn", "forkserver"]
 START_METHODS = ("fork", "spawn", "forkserver")
 Engine = Literal["local", "ray"]
 ENGINES = ("local", "ray")
+PersonaPlacement = Literal["system", "none"]
+PERSONA_PLACEMENTS = ("system", "none")
+DEFAULT_REWRITE_INSTRUCTION = (
+    "Rewrite the user's message as the clear, explicit request they mean. Reply with the rewritten request only."
+)
+DEFAULT_PERSONA_INTRO = "The user's persona:"
 
 
 class ConfigError(ValueError):
@@ -41,6 +47,25 @@ class ConfigError(ValueError):
 def split_names(split_by: str) -> tuple[str, ...]:
     """The splits a `split_by` mode writes (its files in this order)."""
     return SPLIT_NAMES + GRID_SPLITS if split_by == "grid" else SPLIT_NAMES
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """The text of the chat configs' prompts (`training_data.prompts`; docs/training.md): the instruction of the
+    `rewrite` config's system message, where the persona goes (`system`: its features under `persona_intro`, in
+    that system message; `none`: left out) and the line above the features. Every setting is part of what an
+    export writes: an append with other values is refused."""
+
+    rewrite_instruction: str = DEFAULT_REWRITE_INSTRUCTION
+    persona: PersonaPlacement = "system"
+    persona_intro: str = DEFAULT_PERSONA_INTRO
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "rewrite_instruction": self.rewrite_instruction,
+            "persona": self.persona,
+            "persona_intro": self.persona_intro,
+        }
 
 
 @dataclass(frozen=True)
@@ -54,6 +79,7 @@ class ExportConfig:
     on_bad_records: OnBadRecords = "warn"
     interactions_dir: str = "output/interactions"
     output_dir: str = "output/training_data"
+    prompts: Prompts = field(default_factory=Prompts)
 
 
 @dataclass(frozen=True)
@@ -142,6 +168,27 @@ def split_ratios(block: Mapping[str, Any] | None) -> dict[str, float]:
     return ratios
 
 
+def prompt_settings(block: Mapping[str, Any] | None) -> Prompts:
+    """Validate `training_data.prompts` (every key optional; see `Prompts`)."""
+    if block is None:
+        return Prompts()
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"training_data.prompts: expected a mapping, got {type(block).__name__}")
+    known = ("rewrite_instruction", "persona", "persona_intro")
+    unknown = sorted(set(block) - set(known))
+    if unknown:
+        raise ConfigError(f"training_data.prompts: unknown key(s) {unknown}; expected any of {list(known)}")
+    for name in ("rewrite_instruction", "persona_intro"):
+        if name in block and not isinstance(block[name], str):
+            raise ConfigError(f"training_data.prompts.{name}: expected a string, got {block[name]!r}")
+    defaults = Prompts()
+    return Prompts(
+        rewrite_instruction=block.get("rewrite_instruction", defaults.rewrite_instruction),
+        persona=choice(block.get("persona", defaults.persona), PERSONA_PLACEMENTS, "training_data.prompts.persona"),
+        persona_intro=block.get("persona_intro", defaults.persona_intro),
+    )
+
+
 def choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
     if value not in allowed:
         raise ConfigError(f"{where}: expected one of {list(allowed)}, got {value!r}")
@@ -174,6 +221,7 @@ def parse_config(config: Mapping[str, Any] | None) -> ExportConfig:
         ),
         interactions_dir=str((paths.get("interactions") or {}).get("output_dir", "output/interactions")),
         output_dir=str((paths.get("training_data") or {}).get("output_dir", "output/training_data")),
+        prompts=prompt_settings(training.get("prompts")),
     )
 
 

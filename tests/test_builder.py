@@ -14,7 +14,7 @@ from personagym_hf.builder import PersonaGymBuilder, load_dataset
 from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.testing.synth import write_store
 
-CONFIGS = ["full", "minimal", "messages", "query_rewrite"]
+CONFIGS = ["full", "minimal", "messages", "last_turn", "query_rewrite", "rewrite"]
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +279,7 @@ def test_shards_are_written_as_datasets_writes_parquet_content_defined_with_a_pa
     import datasets.config
 
     shards = sorted((exported / "hf_dataset" / "data").glob("*/*.parquet"))
-    assert len(shards) == 12
+    assert len(shards) == 3 * len(CONFIGS)
     for path in shards:
         metadata = pq.ParquetFile(path).metadata
         assert json.loads(metadata.metadata[b"content_defined_chunking"]) == datasets.config.DEFAULT_CDC_OPTIONS

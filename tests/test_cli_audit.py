@@ -137,6 +137,15 @@ TOKEN_REPORT = [
     "  assistant tokens in the loss mask: 21.7%; rows left with none after truncation: 1",
     "  rows by tokens: 5-8: 1, 9-16: 3",
     "query_rewrite: 5 rows; query tokens p50 4, p95 11, max 11; original_query tokens p50 2, p95 2, max 2",
+    # test_tokens.py counts these by hand with a one-line instruction; the default one and the persona's three lines
+    # put 43 tokens before "<|user|>": k1 43 + 5 + 4 = 52, k2 49, k3 58, k4 58, every completion past the 10th
+    "last_turn: 3 of 3 rows rendered; tokens p50 12, p95 15, max 15; completion tokens p50 3, p95 7, max 7",
+    "  over --max-length 10: 2 rows; completion past it (TRL drops the row): 1 (e.g. sample_k4)",
+    "rewrite: 5 of 5 rows rendered; tokens p50 52, p95 58, max 58; completion tokens p50 4, p95 4, max 4",
+    "  over --max-length 10: 5 rows; completion past it (TRL drops the row): 5 (e.g. sample_k1/styled, "
+    "sample_k1/noisy_0, sample_k2/styled)",
+    "before training: TRL drops 7 rows whose completion lies past --max-length 10 (last_turn 1, rewrite 5, messages "
+    "with assistant_only_loss=True 1)",
 ]
 
 
@@ -211,6 +220,7 @@ def test_python_api_on_the_demo_store_gives_what_the_cli_prints(tmp_path, capsys
     from personagym_hf.run.job import iter_store
     from personagym_hf.transform.assign import KeyCounts, resolve
     from personagym_hf.transform.policy import Rejections, iter_samples
+    from personagym_hf.transform.views import chat_views
 
     settings = parse_config({})
     samples = [
@@ -226,7 +236,7 @@ def test_python_api_on_the_demo_store_gives_what_the_cli_prints(tmp_path, capsys
     assert leakage["samples"] == {"train": 64, "validation": 8, "test": 8}
     folder = tiny_tokenizer.build(tmp_path / "tiny-gen", tiny_tokenizer.GENERATION_TEMPLATE)
     tokenizer = load_tokenizer(folder)
-    budget = TokenBudget(tokenizer, max_length=64).add_all(samples).to_dict()
+    budget = TokenBudget(tokenizer, max_length=64, views=chat_views(settings)).add_all(samples).to_dict()
     cli = json.loads(
         run(capsys, "tokens", "--tokenizer", str(folder), "--max-length", "64", "--demo", "-q", "--json")[1]
     )

@@ -121,3 +121,29 @@ def test_run_options_are_checked(options, message):
 
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
         RunOptions(**options)
+
+
+def test_the_prompts_block_defaults_and_overrides():
+    from personagym_hf.config import DEFAULT_PERSONA_INTRO, DEFAULT_REWRITE_INSTRUCTION, Prompts
+
+    assert parse_config({}).prompts == Prompts(DEFAULT_REWRITE_INSTRUCTION, "system", DEFAULT_PERSONA_INTRO)
+    given = parse_config({"training_data": {"prompts": {"rewrite_instruction": "", "persona": "none"}}}).prompts
+    assert given == Prompts("", "none", DEFAULT_PERSONA_INTRO)
+
+
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        ({"persona": "user"}, "training_data.prompts.persona: expected one of ['system', 'none'], got 'user'"),
+        ({"rewrite_instruction": 3}, "training_data.prompts.rewrite_instruction: expected a string, got 3"),
+        ({"persona_intro": None}, "training_data.prompts.persona_intro: expected a string, got None"),
+        ({"instruction": "x"}, "training_data.prompts: unknown key(s) ['instruction']; expected any of "
+         "['rewrite_instruction', 'persona', 'persona_intro']"),
+        ("be brief", "training_data.prompts: expected a mapping, got str"),
+    ],
+    ids=["placement", "instruction_type", "intro_type", "unknown_key", "not_a_mapping"],
+)  # fmt: skip
+def test_bad_prompts_blocks_are_refused_in_one_line(block, message):
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"training_data": {"prompts": block}})
+    assert str(raised.value) == message

@@ -27,6 +27,7 @@ import yaml
 from personagym_hf.cli import build_parser, main
 from personagym_hf.config import (
     FORMAT_FLAGS,
+    PERSONA_PLACEMENTS,
     SPLIT_ASSIGNMENTS,
     SPLIT_BY,
     SPLIT_NAMES,
@@ -44,6 +45,7 @@ CONFIG_EXAMPLE = DOCS / "config.yaml"
 # Python blocks that compile but are not run, by a line of the block: the reason.
 NOT_RUN: dict[str, str] = {
     "push_to_hub(": "pushes to the Hub (tests/test_hub.py runs push_to_hub against the local Hub server)",
+    "SFTTrainer(": "downloads a model (tests/test_trl_training.py trains each config with a tiny model built offline)",
 }
 
 # Every key personagym_hf/config.py reads, as a dotted path: the format flags and split names come from config.py's
@@ -56,6 +58,9 @@ KEYS_READ = [
     "training_data.split_by",
     "training_data.split_assignment",
     "training_data.on_bad_records",
+    "training_data.prompts.rewrite_instruction",
+    "training_data.prompts.persona",
+    "training_data.prompts.persona_intro",
     "experiment.seed",
     "experiment.incremental",
 ]
@@ -64,6 +69,7 @@ CHOICES = {
     "training_data.split_by": SPLIT_BY,
     "training_data.split_assignment": SPLIT_ASSIGNMENTS,
     "training_data.on_bad_records": typing.get_args(OnBadRecords),
+    "training_data.prompts.persona": PERSONA_PLACEMENTS,
 }
 
 

@@ -134,6 +134,14 @@ def test_statistics_have_exact_values(tmp_path):
             "test": {"samples": 0, "personas": 0, "avg_turns": 0.0, "noise_rate": 0.0},
         },
         "created_at": "2026-02-06T10:03:00",
+        "configs": {  # what the export wrote of each config (its split only)
+            "full": {"rows": {"train": 3}},
+            "minimal": {"rows": {"train": 3}},
+            "messages": {"rows": {"train": 3}},
+            "last_turn": {"rows": {"train": 3}, "left_out_samples": 0},
+            "query_rewrite": {"rows": {"train": 4}},
+            "rewrite": {"rows": {"train": 4}, "left_out_variants": 0},
+        },
     }
 
 

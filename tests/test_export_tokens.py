@@ -7,6 +7,7 @@ import sys
 import pytest
 from exporting import export_store
 from test_append import snapshot
+from test_tokens import LAST_TURN, REWRITE
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.cli.main import main
@@ -14,6 +15,7 @@ from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.extras import MissingExtra
 from personagym_hf.measure.tokens import TokenBudget, load_tokenizer
 from personagym_hf.testing.synth import write_store
+from personagym_hf.transform.views import chat_views
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample
 
@@ -43,6 +45,18 @@ CARD_SECTION = """## Token budgets
 | 5–8 | 1 | `█████` 25.0% |
 | 9–16 (partly over max length) | 3 | `███████████████` 75.0% |
 
+`last_turn` and `rewrite` rows rendered as TRL's `SFTTrainer` renders prompt-completion rows: the prompt with the \
+generation prompt, then prompt and completion together.
+
+| config | rows | p50 | p95 | max | completion p50 | completion max | over 10 | completion past 10 (TRL drops the \
+row) | rejected by the template |
+|---|---|---|---|---|---|---|---|---|---|
+| `last_turn` | 3 | 12 | 15 | 15 | 3 | 7 | 2 | 1 | 0 |
+| `rewrite` | 5 | 12 | 18 | 18 | 4 | 4 | 4 | 2 | 0 |
+
+**Before training:** TRL drops 4 rows whose completion lies past --max-length 10 (last_turn 1, rewrite 2, messages \
+with assistant_only_loss=True 1).
+
 `query_rewrite` (5 rows), tokens without special tokens:
 
 | text | p50 | p95 | max |
@@ -58,9 +72,11 @@ def test_an_export_with_a_tokenizer_holds_the_budgets_the_tokens_command_reads_b
     token_store, tiny, tmp_path, capsys
 ):
     out = tmp_path / "out"
+    config = tmp_path / "config.yaml"  # the prompts of test_tokens.BRIEF, whose rows it counts by hand
+    config.write_text("training_data:\n  prompts: {rewrite_instruction: be brief, persona: none}\n", encoding="utf-8")
     code, printed, _err = run(
         capsys, "export", "--interactions", str(token_store), "--output", str(out), "-q", "--tokenizer", str(tiny),
-        "--max-length", "10",
+        "--max-length", "10", "--config", str(config),
     )  # fmt: skip
     assert code == 0
     sha = load_tokenizer(tiny).template_sha256
@@ -90,6 +106,7 @@ def test_an_export_with_a_tokenizer_holds_the_budgets_the_tokens_command_reads_b
         "mean": 6.0,
         "total": 30,
     }
+    assert (tokens[key]["last_turn"], tokens[key]["rewrite"]) == (LAST_TURN, REWRITE)
     assert json.loads((out / "hf_dataset" / "statistics.json").read_text(encoding="utf-8"))["tokens"] == tokens
     # Both code paths agree: the tokens command on the export's JSONL files and on its Parquet configs.
     for data in (out, out / "hf_dataset"):
@@ -102,8 +119,9 @@ def test_an_export_with_a_tokenizer_holds_the_budgets_the_tokens_command_reads_b
     assert "\n\n" + CARD_SECTION.format(sha=sha[:12], header=HEADER) + "\n\n## Provenance\n" in card
     assert (
         f"  tokens ({key}): messages p50 11, p95 15, max 15; 75.0% over 10; 1 row without assistant tokens\n"
-        in printed
-    )
+        "  before training: TRL drops 4 rows whose completion lies past --max-length 10 (last_turn 1, rewrite 2, "
+        "messages with assistant_only_loss=True 1)\n"
+    ) in printed
 
 
 def test_token_budgets_are_the_same_bytes_for_any_num_proc_and_a_no_op_append(tiny, tmp_path):
@@ -120,7 +138,7 @@ def test_token_budgets_are_the_same_bytes_for_any_num_proc_and_a_no_op_append(ti
     export_store(store, tmp_path / "one", cfg, CONVERT, append=True, options=chunked, tokenizer=tiny, max_length=64)
     assert snapshot(tmp_path / "one") == before
     # The rows as written, split after split, in one budget.
-    budget = TokenBudget(load_tokenizer(tiny), max_length=64)
+    budget = TokenBudget(load_tokenizer(tiny), max_length=64, views=chat_views(cfg))
     for name in ("train", "val", "test"):
         lines = (tmp_path / "one" / f"{name}_samples.jsonl").read_text(encoding="utf-8").splitlines()
         budget.add_all(json.loads(line) for line in lines)

@@ -16,7 +16,7 @@ from personagym_hf.hub.push import PushError, push_to_hub
 from personagym_hf.testing.synth import write_store
 
 REPO = "alice/personagym"
-CONFIGS = ["full", "minimal", "messages", "query_rewrite"]
+CONFIGS = ["full", "minimal", "messages", "last_turn", "query_rewrite", "rewrite"]
 
 
 def export(store, out, **options):
@@ -149,7 +149,7 @@ def test_secrets_block_the_push_unless_allowed(hub, tmp_path):
     with pytest.raises(PushError) as raised:
         push_to_hub(folder, REPO)
     message = str(raised.value)
-    assert message.startswith("refusing to push: 2 strings in ")  # the full and messages configs
+    assert message.startswith("refusing to push: 3 strings in ")  # the full, messages and last_turn configs
     assert (
         "data/full/train-00000-of-00001.parquet, row 0, full_conversation[].content: OpenAI/Anthropic-style API key "
         "(sk-abc…[35 chars])" in message
@@ -188,7 +188,7 @@ def test_user_card_sections_survive_a_repush(hub, store, tmp_path):
     assert after.text.rstrip().endswith("## Citation\n\nCite us, please.")
     assert after.data["annotations_creators"] == ["machine-generated"]
     assert [c["config_name"] for c in after.data["configs"]] == CONFIGS
-    assert len(after.data["dataset_info"]) == 4
+    assert len(after.data["dataset_info"]) == len(CONFIGS)
     assert "**41** samples" in after.text
 
 
@@ -374,8 +374,8 @@ def test_secrets_in_json_columns_block_the_push_too(hub, tmp_path):
     places = [line.strip() for line in str(raised.value).splitlines()[1:]]
     assert places == [
         f"data/{config}/train-00000-of-00001.parquet, row 0, persona_features: Hugging Face token (hf_abc…[39 chars])"
-        for config in ["full", "messages", "query_rewrite"]
-    ]
+        for config in ["full", "last_turn", "messages", "query_rewrite"]
+    ] + ["data/rewrite/train-00000-of-00001.parquet, row 0, prompt[].content: Hugging Face token (hf_abc…[39 chars])"]
     assert uploaded(hub) == 0
 
 
@@ -399,13 +399,17 @@ def test_push_counts_of_one_are_singular(hub, tmp_path, capsys):
     assert main(["push", "--repo", REPO, "--data", str(folder), "-q"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "  config full: train 1 row" in out
-    assert out[-1].endswith(": full 1 row, minimal 1 row, messages 1 row, query_rewrite 1 row; features match")
+    assert out[-1].endswith(
+        ": full 1 row, minimal 1 row, messages 1 row, last_turn 1 row, query_rewrite 1 row, rewrite 1 row; "
+        "features match"
+    )
     title = HfApi().list_repo_commits(REPO, repo_type="dataset")[0].title
     assert title == f"Upload dataset ({len(hub.files(REPO)) - 1} files) with personagym-hf"
     record = make_interaction(2, persona="persona_k")
     record["messages"][1]["content"] = "key " + "sk-" + "abcdefghijklmnopqrstuvwxyz123456"
     folder = export(write_files(tmp_path / "k", [record]), tmp_path / "k_out", split=False, hf_dataset=True)
-    (folder / "data" / "messages").rename(tmp_path / "gone")  # leave one config that holds the key
+    for config in ("messages", "last_turn"):  # leave one config that holds the key
+        (folder / "data" / config).rename(tmp_path / config)
     with pytest.raises(PushError, match=r"^refusing to push: 1 string in .* looks like an access token or API key; "):
         push_to_hub(folder, REPO)
 

@@ -5,6 +5,7 @@ import pytest
 import tiny_tokenizer
 from conftest import make_interaction, write_files
 
+from personagym_hf.config import Prompts
 from personagym_hf.extras import MissingExtra
 from personagym_hf.measure.tokens import (
     DEFAULT_CHAT_TEMPLATE,
@@ -15,8 +16,10 @@ from personagym_hf.measure.tokens import (
     report_lines,
     stats,
     summary_line,
+    training_line,
 )
 from personagym_hf.transform.collect import interaction_to_sample
+from personagym_hf.transform.views import ChatViews
 
 # persona, original_query, messages (role, content); k1 also has a noisy version of its first query
 TOKEN_STORE = {
@@ -129,16 +132,86 @@ def test_a_template_without_system_role_rejects_rows(no_system_tokenizer, token_
     }
 
 
-def test_rows_are_the_same_one_by_one_in_batches_and_merged(generation_tokenizer, token_samples, monkeypatch):
+def test_rows_are_the_same_one_by_one_in_batches_and_merged(generation_tokenizer, token_samples):
     tokenizer = load_tokenizer(generation_tokenizer)
-    whole = TokenBudget(tokenizer, max_length=10).add_all(token_samples).to_dict()
-    first = TokenBudget(tokenizer, max_length=10).add_all(token_samples[:2])
-    second = pickle.loads(pickle.dumps(TokenBudget(tokenizer, max_length=10).add_all(token_samples[2:])))
-    assert first.merge(second).to_dict() == whole
-    monkeypatch.setattr("personagym_hf.measure.tokens.BATCH", 1)
-    assert TokenBudget(tokenizer, max_length=10).add_all(token_samples).to_dict() == whole
+    whole = TokenBudget(tokenizer, max_length=10, views=BRIEF).add_all(token_samples).to_dict()
+    assert whole["last_turn"] == LAST_TURN and whole["rewrite"] == REWRITE
+    first = TokenBudget(tokenizer, max_length=10, views=BRIEF).add_all(token_samples[:2])
+    second = TokenBudget(tokenizer, max_length=10, views=BRIEF).add_all(token_samples[2:])
+    assert first.merge(pickle.loads(pickle.dumps(second))).to_dict() == whole
+    assert TokenBudget(tokenizer, max_length=10, views=BRIEF, batch=1).add_all(token_samples).to_dict() == whole
     with pytest.raises(ValueError, match=r"^TokenBudget.merge: both budgets need the same tokenizer, chat "):
         TokenBudget(tokenizer, max_length=10).merge(TokenBudget(tokenizer, max_length=11))
+    with pytest.raises(ValueError, match=r"^TokenBudget.merge: .* and views$"):
+        TokenBudget(tokenizer, views=BRIEF).merge(TokenBudget(tokenizer, views=ChatViews()))
+    with pytest.raises(ValueError, match=r"^TokenBudget: expected a batch of at least 1, got 0$"):
+        TokenBudget(tokenizer, batch=0)
+
+
+# The prompt-completion configs of TOKEN_STORE with max_length 10, under GENERATION_TEMPLATE (which has no generation
+# prompt, so a completion starts at its `<|assistant|>`) and a one-line instruction without the persona (`BRIEF`):
+# last_turn k1 "<|user|> hey can u help" (5) + "<|assistant|> Sure , here it is </s>" (7): 12, over 10, kept
+#           k2 "<|system|> be brief <|user|> help" (5) + "<|assistant|> ok </s>" (3): 8
+#           k3 ends with a user turn: not in last_turn
+#           k4 "<|user|> a b c d e f g h i j k" (12) + 3: 15, its completion past the 10th token: TRL drops it
+# rewrite   "<|system|> be brief <|user|> " (4) + the query, then "<|assistant|> <original_query> </s>":
+#           k1 styled 4 + 4 + 4 = 12, k1 noisy "hey cn u help" 12, k2 4 + 1 + 4 = 9, k3 4 + 10 + 4 = 18 (its
+#           completion after the 14th token: past), k4 4 + 11 + 3 = 18 (after the 15th: past)
+BRIEF = ChatViews(Prompts(rewrite_instruction="be brief", persona="none"))
+LAST_TURN = {
+    "rows": 3,
+    "rendered": 3,
+    "rejected": 0,
+    "rejected_examples": [],
+    "tokens": {"min": 8, "p50": 12, "p95": 15, "max": 15, "mean": 11.67, "total": 35},
+    "completion_tokens": {"min": 3, "p50": 3, "p95": 7, "max": 7, "mean": 4.33, "total": 13},
+    "over_max_length": 2,
+    "completion_past_max_length": 1,
+    "completion_past_examples": ["sample_k4"],
+}
+REWRITE = {
+    "rows": 5,
+    "rendered": 5,
+    "rejected": 0,
+    "rejected_examples": [],
+    "tokens": {"min": 9, "p50": 12, "p95": 18, "max": 18, "mean": 13.8, "total": 69},
+    "completion_tokens": {"min": 3, "p50": 4, "p95": 4, "max": 4, "mean": 3.8, "total": 19},
+    "over_max_length": 4,
+    "completion_past_max_length": 2,
+    "completion_past_examples": ["sample_k3/styled", "sample_k4/styled"],
+}
+
+
+def test_a_template_without_system_role_rejects_the_rewrite_rows(no_system_tokenizer, token_samples):
+    budget = TokenBudget(load_tokenizer(no_system_tokenizer), views=BRIEF).add_all(token_samples).to_dict()
+    assert budget["rewrite"]["rejected"] == budget["rewrite"]["rows"] == 5
+    assert budget["rewrite"]["rejected_examples"] == [
+        ["sample_k1/styled", "System role not supported"],
+        ["sample_k1/noisy_0", "System role not supported"],
+        ["sample_k2/styled", "System role not supported"],
+    ]
+    assert (budget["last_turn"]["rows"], budget["last_turn"]["rejected_examples"]) == (
+        3,
+        [["sample_k2", "System role not supported"]],
+    )
+    no_system = ChatViews(Prompts(rewrite_instruction="", persona="none"))  # no system message: rendered
+    assert (
+        TokenBudget(load_tokenizer(no_system_tokenizer), views=no_system)
+        .add_all(token_samples)
+        .to_dict()["rewrite"]["rejected"]
+        == 0
+    )
+
+
+def test_prompt_only_rewrite_rows_count_their_prompt(generation_tokenizer, token_samples):
+    views = ChatViews(Prompts(rewrite_instruction="be brief"), include_persona=False)
+    rows = [{key: value for key, value in s.items() if key not in ("original_query", "persona_features")}
+            for s in token_samples]  # fmt: skip
+    budget = TokenBudget(load_tokenizer(generation_tokenizer), max_length=10, views=views).add_all(rows).to_dict()
+    # "<|system|> be brief <|user|> " (4) + the query: k1 8 and 8, k2 5, k3 14, k4 15
+    assert budget["rewrite"]["tokens"] == {"min": 5, "p50": 8, "p95": 15, "max": 15, "mean": 10.0, "total": 50}
+    assert budget["rewrite"]["completion_tokens"]["total"] == 0
+    assert (budget["rewrite"]["over_max_length"], budget["rewrite"]["completion_past_max_length"]) == (2, 0)
 
 
 def test_a_bare_tokenizer_json_gets_the_default_or_a_given_template(generation_tokenizer, token_samples, tmp_path):
@@ -219,3 +292,31 @@ def test_report_and_summary_lines(generation_tokenizer, token_samples):
 def test_max_length_must_be_positive(generation_tokenizer):
     with pytest.raises(ValueError, match=r"^TokenBudget: expected a max_length of at least 1, got 0$"):
         TokenBudget(load_tokenizer(generation_tokenizer), max_length=0)
+
+
+def test_report_and_training_lines_of_the_prompt_completion_configs(
+    generation_tokenizer, no_system_tokenizer, token_samples
+):
+    tokenizer = load_tokenizer(generation_tokenizer)
+    budget = TokenBudget(tokenizer, max_length=10, views=BRIEF).add_all(token_samples).to_dict()
+    assert report_lines(tokenizer.key, budget)[-4:] == [
+        "last_turn: 3 of 3 rows rendered; tokens p50 12, p95 15, max 15; completion tokens p50 3, p95 7, max 7",
+        "  over --max-length 10: 2 rows; completion past it (TRL drops the row): 1 (e.g. sample_k4)",
+        "rewrite: 5 of 5 rows rendered; tokens p50 12, p95 18, max 18; completion tokens p50 4, p95 4, max 4",
+        "  over --max-length 10: 4 rows; completion past it (TRL drops the row): 2 (e.g. sample_k3/styled, "
+        "sample_k4/styled)",
+    ]
+    assert training_line(budget) == (
+        "before training: TRL drops 4 rows whose completion lies past --max-length 10 (last_turn 1, rewrite 2, "
+        "messages with assistant_only_loss=True 1)"
+    )
+    assert training_line(TokenBudget(tokenizer, views=BRIEF).add_all(token_samples).to_dict()) is None
+    unmarked = TokenBudget(load_tokenizer(no_system_tokenizer), views=BRIEF).add_all(token_samples).to_dict()
+    assert training_line(unmarked) == (
+        "before training: the chat template has no {% generation %} marks: assistant_only_loss=True on messages "
+        "needs a template TRL can patch, or --chat-template with one that has them"
+    )
+    assert report_lines(tokenizer.key, unmarked)[-2:] == [
+        "rewrite: 0 of 5 rows rendered; tokens p50 0, p95 0, max 0",
+        "  rejected by the template: 5 rows (e.g. sample_k1/styled: System role not supported)",
+    ]

@@ -73,10 +73,10 @@ def test_a_cell_bigger_than_the_preview(tmp_path):
     )
     problems = check_staged(_folder_files(tmp_path / "o" / "hf_dataset"))
     pattern = (
-        r"data/(full|messages)/train-00000-of-00001\.parquet, row 0, (full_conversation|messages): a cell of "
-        r"1,1\d\d,\d\d\d bytes; the viewer's preview of the first 100 rows holds 1,000,000 bytes in all"
+        r"data/(full|messages|last_turn)/train-00000-of-00001\.parquet, row 0, (full_conversation|messages|prompt): a "
+        r"cell of 1,1\d\d,\d\d\d bytes; the viewer's preview of the first 100 rows holds 1,000,000 bytes in all"
     )
-    assert len(problems) == 2 and all(re.fullmatch(pattern, problem) for problem in problems), problems
+    assert len(problems) == 3 and all(re.fullmatch(pattern, problem) for problem in problems), problems
 
 
 def test_too_many_splits(folder):

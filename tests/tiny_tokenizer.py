@@ -13,6 +13,13 @@ GENERATION_TEMPLATE = (
     "{%- for m in messages %}{% if m.role == 'assistant' %}<|assistant|> {% generation %}{{ m.content }} </s>"
     "{% endgeneration %}{% else %}<|{{ m.role }}|> {{ m.content }} {% endif %}{% endfor %}"
 )
+# as GENERATION_TEMPLATE, and `add_generation_prompt` ends a prompt with the assistant's marker, as real templates do:
+# TRL's prompt-completion rows then start their completion at the assistant's first token
+TRAINING_TEMPLATE = (
+    "{%- for m in messages %}{% if m.role == 'assistant' %}<|assistant|>{% generation %}{{ m.content }}</s>"
+    "{% endgeneration %}{% else %}<|{{ m.role }}|>{{ m.content }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 # no generation marks, and no system role: a row with a system message is rejected
 NO_SYSTEM_TEMPLATE = (
     "{%- if messages[0].role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"

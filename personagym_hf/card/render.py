@@ -24,13 +24,27 @@ from typing import Any, Iterable
 
 from ..measure.stats import LANGUAGE_KEYS
 from ..transform.views import CONFIG_NAMES
+from ..wording import plural
 
 START, END = "<!-- personagym-hf:generated:start -->", "<!-- personagym-hf:generated:end -->"
 DESCRIPTIONS = {
     "full": "one conversation with every field the format flags allow",
     "minimal": "the seed's minimal format: sample_id, initial_query, prompt_trajectory, num_turns",
     "messages": "TRL conversational format: `messages` of {role, content}",
+    "last_turn": "TRL conversational prompt-completion: the conversation up to its last user turn, and the "
+    "assistant's answer",
     "query_rewrite": "one query variant (styled or noisy), for query rewriting",
+    "rewrite": "TRL conversational prompt-completion for query rewriting: instruction, persona and query; "
+    "`original_query`",
+}
+PROMPT_ONLY_REWRITE = "TRL conversational prompt-only for query rewriting: instruction and query"
+LEFT_OUT = {  # config -> (its count in `statistics.json` `configs`, what it left out and why)
+    "last_turn": (
+        "left_out_samples",
+        "sample",
+        "whose conversation does not end with an assistant turn after a user turn",
+    ),
+    "rewrite": ("left_out_variants", "query variant", "of samples without an `original_query`"),
 }
 TAGS = ["synthetic", "persona", "conversational", "personagym"]
 # (upper bound, label) — the Hub's size_categories values
@@ -248,6 +262,16 @@ def card_dataset_info(infos: Infos) -> dict | list:
     return [entries[config] for config in sorted(entries)]
 
 
+def left_out_lines(configs: dict[str, dict[str, Any]]) -> list[str]:
+    """A sentence per config that left rows out (`views.config_rows`), for under the card's config table."""
+    lines = []
+    for config, (key, what, why) in LEFT_OUT.items():
+        count = (configs.get(config) or {}).get(key)
+        if count:
+            lines.append(f"`{config}` leaves out {plural(count, what)} {why}.")
+    return lines
+
+
 def _split_names(info: dict[str, Any]) -> list[str]:
     return [split["name"] for split in info["splits"]]
 
@@ -294,8 +318,10 @@ def render_card(
     card_data.dataset_info = card_dataset_info(infos)
 
     distractor = statistics["distractor_stats"]
-    from .sections import leakage_markdown, tokens_markdown
+    from .sections import leakage_markdown, tokens_markdown, training_markdown
     from .splits import split_summary, splits_markdown
+
+    columns = {config: [feature["name"] for feature in info["features"]] for config, info in infos.items()}
 
     card = DatasetCard.from_template(
         card_data,
@@ -317,14 +343,17 @@ def render_card(
             {
                 "name": c,
                 "default": c == "full",
-                "description": DESCRIPTIONS[c],
+                "description": (
+                    PROMPT_ONLY_REWRITE if c == "rewrite" and "completion" not in columns[c] else DESCRIPTIONS[c]
+                ),
                 "rows": sum(split["num_examples"] for split in infos[c]["splits"]),
             }
             for c in CONFIG_NAMES
             if c in infos
         ],
+        left_out=left_out_lines(statistics.get("configs") or {}),
         schema=[(feature["name"], _type_name(feature)) for feature in infos["full"]["features"]],
-        columns={config: [feature["name"] for feature in info["features"]] for config, info in infos.items()},
+        columns=columns,
         splits=[
             {"name": name, **values}
             for name, values in statistics["splits"].items()
@@ -348,6 +377,12 @@ def render_card(
         ],
         leakage_section=leakage_markdown(statistics["leakage"]) if "leakage" in statistics else "",
         tokens_section=tokens_markdown(statistics["tokens"]) if statistics.get("tokens") else "",
+        training_section=training_markdown(
+            columns,
+            {config: _split_names(info) for config, info in infos.items()},
+            settings.get("prompts"),
+            repo_id or "NAMESPACE/NAME",
+        ),
     )
     return keep_user_parts(card, before, after)
 

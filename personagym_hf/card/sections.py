@@ -1,4 +1,5 @@
-"""Markdown for the dataset card from the `leakage` and `tokens` sections of `statistics.json`.
+"""Markdown for the dataset card from the `leakage` and `tokens` sections of `statistics.json`, and how TRL trains
+each chat config (`training_markdown`).
 
 The token histogram is drawn as bars of block characters in a Markdown table, like the card's statistics
 tables: it renders wherever the card does (the Hub, GitHub, an editor), needs no file beside the card and no
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..measure.leakage import FIELDS
-from ..measure.tokens import template_phrase
+from ..measure.tokens import pair_configs, template_phrase, training_line
 
 BAR_WIDTH = 20  # as the card's statistics tables
 HEADERS = {"original_query": "`original_query`", "initial_query": "`initial_query`", "conversation": "conversation"}
@@ -112,6 +113,28 @@ def tokens_markdown(tokens: dict[str, dict[str, Any]]) -> str:
                 share = count / total if total else 0.0
                 lines.append(f"| {low}–{high}{over} | {count} | `{_bar(share)}` {_pct(share)} |")
             lines.append("")
+        pairs = pair_configs(budget)
+        if pairs:
+            lines += [
+                " and ".join(f"`{config}`" for config in pairs) + " rows rendered as TRL's `SFTTrainer` renders "
+                "prompt-completion rows: the prompt with the generation prompt, then prompt and completion together.",
+                "",
+                "| config | rows | p50 | p95 | max | completion p50 | completion max | "
+                + (f"over {limit} | completion past {limit} (TRL drops the row) | " if limit is not None else "")
+                + "rejected by the template |",
+                "|---" * (8 + 2 * (limit is not None)) + "|",
+            ]
+            for config in pairs:
+                pair = budget[config]
+                t, c = pair["tokens"], pair["completion_tokens"]
+                cells = [pair["rows"], t["p50"], t["p95"], t["max"], c["p50"], c["max"]]
+                if limit is not None:
+                    cells += [pair["over_max_length"], pair["completion_past_max_length"]]
+                lines.append(f"| `{config}` | " + " | ".join(map(str, [*cells, pair["rejected"]])) + " |")
+            lines.append("")
+        warning = training_line(budget)
+        if warning is not None:
+            lines += [f"**Before training:** {warning.removeprefix('before training: ')}.", ""]
         qq, qo = q["query"], q["original_query"]
         lines += [
             f"`query_rewrite` ({q['rows']} rows), tokens without special tokens:",
@@ -127,4 +150,91 @@ def tokens_markdown(tokens: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-__all__ = ["leakage_markdown", "tokens_markdown"]
+# config -> (TRL's name of its format, what the loss covers, the arguments that train it as is)
+TRAINING = {
+    "messages": (
+        "conversational language modeling",
+        "the assistant turns",
+        "`SFTConfig(assistant_only_loss=True)`: the chat template must mark them with `{% generation %}` (TRL swaps "
+        "in a marked copy of the templates it knows)",
+    ),
+    "last_turn": (
+        "conversational prompt-completion",
+        "the last assistant turn",
+        "`SFTConfig()`: a prompt-completion row trains on its completion",
+    ),
+    "rewrite": ("conversational prompt-completion", "`original_query`", "`SFTConfig()`"),
+}
+PROMPT_ONLY = (
+    "conversational prompt-only (`include_persona: false` leaves the target out)",
+    "your reward",
+    "an online trainer with a reward function of yours, e.g. `GRPOTrainer(reward_funcs=...)`",
+)
+EXAMPLE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def training_markdown(
+    columns: dict[str, list[str]], splits: dict[str, list[str]], prompts: dict[str, str] | None, repo_id: str
+) -> str:
+    """A section for the card: how TRL trains each chat config as exported (`columns`: config -> its columns;
+    `splits`: config -> its split names; `prompts`: the export's `training_data.prompts`)."""
+    chat = [config for config in TRAINING if config in columns]
+    if not chat:
+        return ""
+    lines = [
+        "## Training with TRL",
+        "",
+        "The chat configs are in formats TRL's `SFTTrainer` takes as they are: no formatting function, no column "
+        "mapping.",
+        "",
+        "| config | TRL format | the loss covers | arguments |",
+        "|---|---|---|---|",
+    ]
+    for config in chat:
+        kind, loss, arguments = TRAINING[config]
+        if config == "rewrite" and "completion" not in columns[config]:
+            kind, loss, arguments = PROMPT_ONLY
+        lines.append(f"| `{config}` | {kind} | {loss} | {arguments} |")
+    example = next((config for config in ("rewrite", "last_turn") if "completion" in columns.get(config, ())), None)
+    if example is not None:
+        names = splits.get(example) or ["train"]
+        train = "train" if "train" in names else names[0]
+        evaluate = f', eval_dataset={example}["validation"]' if "validation" in names else ""
+        lines += [
+            "",
+            "```python",
+            "from datasets import load_dataset",
+            "from trl import SFTConfig, SFTTrainer",
+            "",
+            f'{example} = load_dataset("{repo_id}", "{example}")',
+            f'trainer = SFTTrainer("{EXAMPLE_MODEL}", args=SFTConfig(max_length=1024), '
+            f'train_dataset={example}["{train}"]{evaluate})',
+            "trainer.train()",
+            "```",
+        ]
+    lines += [
+        "",
+        "TRL keeps a row's first `max_length` tokens and drops a row left with no token to train on; "
+        "`personagym-hf tokens --tokenizer PATH --max-length N --data .` counts those rows, for each config, before "
+        "a run.",
+    ]
+    if "rewrite" in columns and prompts is not None:
+        instruction = prompts["rewrite_instruction"]
+        persona = prompts["persona"] == "system" and "persona_id" in columns["rewrite"]
+        parts = []
+        if instruction:
+            parts.append(f"the instruction “{instruction}”")
+        if persona:
+            parts.append(
+                f"under “{prompts['persona_intro']}”, a `- feature: value` line per persona feature (keys sorted)"
+            )
+        system = f"a system message ({'; then '.join(parts)}), then " if parts else ""
+        lines += [
+            "",
+            f"A `rewrite` prompt is {system}the user's query, styled or noisy (`variant`). `provenance.json` holds "
+            "these settings (`prompts`).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["leakage_markdown", "tokens_markdown", "training_markdown"]

@@ -166,8 +166,12 @@ def run_export(request: "ExportRequest", convert) -> None:
             print(f"  {line}")
     for key, budget in stats.get("tokens", {}).items():
         from ..measure.tokens import summary_line as tokens_line
+        from ..measure.tokens import training_line
 
         print(f"  {tokens_line(key, budget)}")
+        line = training_line(budget)
+        if line is not None:
+            print(f"  {line}")
     from ..transform.split import split_notes
 
     for line in split_notes(stats, request.settings.ratios):
@@ -187,4 +191,3 @@ def _runtime_env(text: str) -> dict:
     if not isinstance(value, dict):
         raise CliError(f"--runtime-env-json: expected a JSON object ({{...}}), got a {type(value).__name__}")
     return value
-

@@ -183,17 +183,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
-    from ..measure.tokens import TokenBudget, load_tokenizer, report_lines
+    from ..measure.tokens import TokenBudget, load_tokenizer, report_lines, training_line
 
-    budget = TokenBudget(load_tokenizer(args.tokenizer, args.chat_template), max_length=args.max_length)
-    if args.data and not (args.interactions or args.demo):
+    tokenizer = load_tokenizer(args.tokenizer, args.chat_template)
+    exported = bool(args.data) and not (args.interactions or args.demo)
+    budget = TokenBudget(tokenizer, max_length=args.max_length, views=_chat_views(args, exported))
+    if exported:
         from ..read.exported import iter_parquet, iter_samples, kind
 
         if kind(args.data) == "parquet":  # the configs a trainer loads, as they were exported
             for row, _split in iter_parquet(args.data, "messages", ("sample_id", "messages")):
                 budget.add_messages(row["sample_id"], row["messages"])
             for row, _split in iter_parquet(args.data, "query_rewrite", ("query", "original_query")):
-                budget.add_query_rewrite(row["query"], row["original_query"])
+                if "original_query" in row:  # not without include_persona, as `TokenBudget.add` counts them
+                    budget.add_query_rewrite(row["query"], row["original_query"])
+            for config in budget.pairs:
+                for row, _split in iter_parquet(args.data, config, ("sample_id", "variant", "prompt", "completion")):
+                    row_id = f"{row['sample_id']}/{row['variant']}" if "variant" in row else row["sample_id"]
+                    budget.add_pair(config, row_id, row["prompt"], row.get("completion"))
         else:
             budget.add_all(sample for sample, _split in iter_samples(args.data))
     else:
@@ -205,5 +212,28 @@ def cmd_tokens(args: argparse.Namespace) -> int:
         sys.stdout.write(dumps_pretty({budget.tokenizer.key: result}).decode())
     else:
         print("\n".join(report_lines(budget.tokenizer.key, result)))
+        line = training_line(result)
+        if line is not None:
+            print(line)
     return 0
 
+
+def _chat_views(args: argparse.Namespace, exported: bool):
+    """The views of the prompt-completion configs whose rows the token budgets render: an export's own (its
+    manifest's or `provenance.json`'s settings; None for an export made before those configs), else the config's."""
+    import json
+    from pathlib import Path
+
+    from ..config import Prompts
+    from ..transform.views import ChatViews, chat_views
+
+    if not exported:
+        return chat_views(load_settings(args)[1])
+    folder = Path(args.data)
+    for path in (folder / ".personagym-export.json", folder / "provenance.json"):
+        if path.is_file():
+            settings = json.loads(path.read_text(encoding="utf-8")).get("settings") or {}
+            if "prompts" not in settings:
+                return None
+            return ChatViews(Prompts(**settings["prompts"]), settings["format"]["include_persona"])
+    return None

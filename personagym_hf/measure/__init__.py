@@ -3,6 +3,6 @@ merge to the same figures.
 
 - `stats.py`: the statistics of `statistics.json`
 - `leakage.py`: leakage between splits: personas, exact and near-duplicate queries and conversations
-- `tokens.py`: token budgets for a tokenizer
+- `tokens.py`: token budgets for a tokenizer, and the rows TRL would drop
 - `seen.py`: the sample ids kept so far across chunks, packed, to find duplicates
 """

@@ -4,7 +4,7 @@
 - `policy.py`: records -> valid samples under the bad-record policy; duplicates within a pass
 - `split.py`: a salted hash of a key as a split; what the summary says of the splits
 - `assign.py`: the split of each group (persona, query, both, or the grid's cells), balanced to the ratios
-- `views.py`: the dataset configs and their columns
+- `views.py`: the dataset configs, their columns and the chat configs' rows (prompts, persona text)
 - `tables.py`: sample dicts -> one Arrow table per config
 - `encode.py`: the per-record pipeline, written once: records -> split rows, Arrow tables, statistics, audit
 """

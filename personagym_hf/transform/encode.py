@@ -151,7 +151,7 @@ class Batches:
     """Each split's samples, turned into every config's Arrow table a batch at a time and handed to the sink."""
 
     def __init__(self, encoder: Encoder, sink: Sink):
-        self.tables, self.sink = ViewTables(encoder.cfg.format, encoder.specs), sink
+        self.tables, self.sink = ViewTables(encoder.cfg.format, encoder.specs, encoder.cfg.prompts), sink
         self.batch_rows = encoder.batch_rows
         self.samples: dict[str, list[dict]] = {}
 

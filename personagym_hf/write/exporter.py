@@ -191,8 +191,11 @@ class Exporter:
         self.tokens = None
         if tokenizer is not None:
             from ..measure.tokens import TokenBudget
+            from ..transform.views import chat_views
 
-            self.tokens = {name: TokenBudget(tokenizer, self.max_length) for name in self.files.names}
+            self.tokens = {
+                name: TokenBudget(tokenizer, self.max_length, chat_views(self.cfg)) for name in self.files.names
+            }
         self.result = ExportResult()
         self.items: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # JSON items not yet written
         self.lines: dict[str, list[bytes]] = {name: [] for name in self.files.names}  # and their JSONL lines
@@ -356,8 +359,9 @@ class Exporter:
     def token_budgets(self) -> dict:
         """The `tokens` section of `statistics.json`: the splits' budgets merged in split order."""
         from ..measure.tokens import TokenBudget
+        from ..transform.views import chat_views
 
-        merged = TokenBudget(self.tokenizer, self.max_length)
+        merged = TokenBudget(self.tokenizer, self.max_length, chat_views(self.cfg))
         for name in self.files.names:
             merged.merge(self.tokens[name])
         return {self.tokenizer.key: merged.to_dict()}
@@ -439,6 +443,10 @@ class Exporter:
             for name, writer in writers.items():
                 paths = writer.close()
                 splits[config][name] = (writer.num_examples, writer.num_bytes, paths)
+        from ..transform.views import config_rows
+
+        rows = {config: {name: counts[0] for name, counts in by_split.items()} for config, by_split in splits.items()}
+        statistics["configs"] = config_rows(rows, statistics["samples_by_split"])
         readme = self.folder.path / HF_FOLDER / "README.md"  # the earlier card: text its user added is kept
         existing = readme.read_text(encoding="utf-8") if readme.exists() else None
         infos = dataset_infos(self.specs, splits)

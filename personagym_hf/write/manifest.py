@@ -2,7 +2,8 @@
 
 An append adds samples to the rows of an earlier export, so it must be made exactly as that export was:
 the same layout (split or not, with `hf_dataset/` or not), the same format flags (or rows of two shapes
-would share a file) and the same split settings (or a persona would land in two splits). The manifest
+would share a file), the same split settings (or a persona would land in two splits) and, with `hf_dataset/`, the
+same prompt settings (or the `rewrite` config would hold rows of two prompts). The manifest
 records these, with the schema version, the collector and the statistics' exact state (the rows may lack
 the fields to recount them); an append reads it first and refuses, in one line, what would not fit.
 
@@ -55,6 +56,7 @@ def settings_of(cfg: ExportConfig) -> dict[str, Any]:
     settings = {"seed": cfg.seed, "split_by": cfg.split_by, "ratios": cfg.ratios, "format": cfg.format}
     if cfg.split_by != "sample":  # how groups are given splits (sample splits are always hashed)
         settings["split_assignment"] = cfg.split_assignment
+    settings["prompts"] = cfg.prompts.to_dict()
     return settings
 
 
@@ -218,12 +220,34 @@ def check_append(
             f"split_by {cfg.split_by} with split_assignment {cfg.split_assignment} needs to keep them; rebuild with "
             "--no-append"
         )
+    if earlier.settings is not None and earlier.layout.hf_dataset:
+        _check_prompts(where, earlier.settings.get("prompts"), settings_of(cfg)["prompts"])
     if earlier.collector != collector:
         raise AppendError(
             f"{where}: the export there was converted with {earlier.collector or 'the built-in conversion'}, this "
             f"run with {collector or 'the built-in conversion'}; use the same --collector, or rebuild with --no-append"
         )
     return Layout(earlier.layout.split, earlier.layout.hf_dataset)
+
+
+def _check_prompts(where: str, there: dict[str, str] | None, now: dict[str, str]) -> None:
+    """The chat configs' texts (`training_data.prompts`) of an export with `hf_dataset/`: its `rewrite` rows were
+    written with those there, so new rows must be too."""
+    if there is None:
+        raise AppendError(
+            f"{where}: the export there was made before the last_turn and rewrite configs (its hf_dataset/ has "
+            "none); rebuild with --no-append"
+        )
+    differ = [
+        f"training_data.prompts.{key}: {there.get(key)!r} there, {value!r} now"
+        for key, value in now.items()
+        if there.get(key) != value
+    ]
+    if differ:
+        raise AppendError(
+            f"{where}: prompt settings differ from the export there ({'; '.join(differ)}), so its rewrite rows would "
+            "have two prompts; restore them in training_data.prompts, or rebuild with --no-append"
+        )
 
 
 def _show(value: Any) -> str:
