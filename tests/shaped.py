@@ -15,15 +15,27 @@ def base_query(number: int) -> str:
 
 
 def write_shaped_store(
-    folder: Path, personas: int, queries: int, per_persona: int, *, with_ids: int = 2, start: int = 0
+    folder: Path,
+    personas: int,
+    queries: int,
+    per_persona: int,
+    *,
+    with_ids: int = 2,
+    start: int = 0,
+    drawn: bool = False,
 ) -> Path:
     """Persona p (from `start`) asks queries (p * per_persona + j) % `queries`, j < per_persona, so every query
-    reaches about personas * per_persona / queries personas; a query whose number is a multiple of `with_ids` carries
-    `metadata.query_id` (0: none does). One file per interaction, as upstream writes them."""
+    reaches exactly personas * per_persona / queries personas when that divides; with `drawn`, `per_persona` queries
+    drawn at random (seeded by the persona) as upstream's query stage assigns them, which links every persona to
+    every other through shared queries. A query whose number is a multiple of `with_ids` carries `metadata.query_id`
+    (0: none does). One file per interaction, as upstream writes them."""
+    import random
+
     folder.mkdir(parents=True, exist_ok=True)
     for persona in range(start, start + personas):
+        asked = random.Random(persona).sample(range(queries), per_persona) if drawn else None
         for turn in range(per_persona):
-            query = (persona * per_persona + turn) % queries
+            query = asked[turn] if drawn else (persona * per_persona + turn) % queries
             text = base_query(query)
             styled = STYLES[persona % len(STYLES)].format(q=text.lower())
             record = {
