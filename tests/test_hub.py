@@ -441,3 +441,23 @@ def test_a_re_export_in_the_other_layout_plans_the_deletes_of_what_it_no_longer_
     deleted = sorted(f.path for f in plan.files if f.action == "delete")
     assert deleted == sorted(p for p in pushed if p.startswith("data/") and "/train-" not in p)
     assert deleted and all("/validation-" in p or "/test-" in p for p in deleted)
+
+
+def test_a_grid_export_pushes_and_verifies_every_split(hub, tmp_path):
+    """`split_by: grid`'s extra splits are files, YAML entries and `dataset_info` splits like the others: the push
+    sends them, verifies them, and `datasets` loads them back from the repo."""
+    from shaped import write_shaped_store
+
+    store = write_shaped_store(tmp_path / "shaped", personas=40, queries=8, per_persona=2)
+    cfg = parse_config({"training_data": {"split_by": "grid"}})
+    export_store(store, tmp_path / "out", cfg, TrainingDataCollector().interaction_to_training_sample)
+    folder = tmp_path / "out" / "hf_dataset"
+    result = push_to_hub(folder, REPO, backoff=0)
+    assert result.committed and result.verified == result.plan.splits
+    assert {"test_unseen_persona", "test_unseen_query"} <= set(result.verified["full"])
+    assert "data/full/test_unseen_persona-00000-of-00001.parquet" in hub.files(REPO)
+    remote = datasets.load_dataset(REPO, "full", cache_dir=str(tmp_path / "c1"))
+    local = datasets.load_dataset(str(folder), "full", cache_dir=str(tmp_path / "c2"))
+    assert {split: remote[split]["sample_id"] for split in remote} == {
+        split: local[split]["sample_id"] for split in local
+    }
