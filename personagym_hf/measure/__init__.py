@@ -5,4 +5,5 @@ merge to the same figures.
 - `leakage.py`: leakage between splits: personas, exact and near-duplicate queries and conversations
 - `tokens.py`: token budgets for a tokenizer, and the rows TRL would drop
 - `seen.py`: the sample ids kept so far across chunks, packed, to find duplicates
+- `secrets.py`: what looks like a secret in a text: the rules, the placeholder filters, digests
 """
