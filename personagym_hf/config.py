@@ -80,6 +80,7 @@ class ExportConfig:
     interactions_dir: str = "output/interactions"
     output_dir: str = "output/training_data"
     prompts: Prompts = field(default_factory=Prompts)
+    redact_secrets: bool = False  # secrets in the samples replaced by <REDACTED:kind> at export (transform/redact.py)
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,9 @@ def parse_config(config: Mapping[str, Any] | None) -> ExportConfig:
     seed = experiment.get("seed", 42)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"experiment.seed: expected an integer, got {seed!r}")
+    redact_secrets = training.get("redact_secrets", False)
+    if not isinstance(redact_secrets, bool):
+        raise ConfigError(f"training_data.redact_secrets: expected true or false, got {redact_secrets!r}")
     return ExportConfig(
         format=format_flags(training.get("format")),
         ratios=split_ratios(training.get("split")),
@@ -222,6 +226,7 @@ def parse_config(config: Mapping[str, Any] | None) -> ExportConfig:
         interactions_dir=str((paths.get("interactions") or {}).get("output_dir", "output/interactions")),
         output_dir=str((paths.get("training_data") or {}).get("output_dir", "output/training_data")),
         prompts=prompt_settings(training.get("prompts")),
+        redact_secrets=redact_secrets,
     )
 
 

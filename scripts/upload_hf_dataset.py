@@ -1,7 +1,7 @@
 """Upload a ppopt JSONL to a Hub dataset repo with a generated card, so `load_dataset(repo)` loads it.
 
     python scripts/upload_hf_dataset.py --file hf_dataset.jsonl --repo your-name/ppopt-dataset \\
-        [--private] [--split train]
+        [--private] [--split train] [--allow-secrets]
 
 The token comes from --token, HF_TOKEN or `hf auth login`; it is never printed.
 """
@@ -12,7 +12,7 @@ import sys
 from personagym_hf.hub.auth import check_auth
 from personagym_hf.hub.connection import DEFAULT_TIMEOUT, HubUnreachableError, hub_session
 from personagym_hf.hub.ppopt import upload_jsonl
-from personagym_hf.hub.push import hub_api
+from personagym_hf.hub.push import PushError, hub_api
 
 
 def main(argv=None) -> int:
@@ -23,6 +23,11 @@ def main(argv=None) -> int:
     parser.add_argument("--private", action=argparse.BooleanOptionalAction, default=None, help="repo visibility")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
     parser.add_argument(
+        "--allow-secrets",
+        action="store_true",
+        help="upload even lines holding what looks like a key, token or password (real ones included)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds without an answer before a request is retried"
     )
     args = parser.parse_args(argv)
@@ -31,8 +36,15 @@ def main(argv=None) -> int:
             auth = check_auth(hub_api(args.token), args.token)
             if not auth.ok:
                 return error(f"cannot upload: {auth.problem}")
-            result = upload_jsonl(args.file, args.repo, split=args.split, private=args.private, token=args.token)
-    except (OSError, ValueError, HubUnreachableError) as e:
+            result = upload_jsonl(
+                args.file,
+                args.repo,
+                split=args.split,
+                private=args.private,
+                token=args.token,
+                allow_secrets=args.allow_secrets,
+            )
+    except (OSError, ValueError, HubUnreachableError, PushError) as e:
         return error(str(e))
     for notice in result.plan.notices:
         print(notice)

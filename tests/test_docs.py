@@ -61,6 +61,7 @@ KEYS_READ = [
     "training_data.prompts.rewrite_instruction",
     "training_data.prompts.persona",
     "training_data.prompts.persona_intro",
+    "training_data.redact_secrets",
     "experiment.seed",
     "experiment.incremental",
 ]

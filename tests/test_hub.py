@@ -13,6 +13,8 @@ from personagym_hf import TrainingDataCollector
 from personagym_hf.cli.main import main
 from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.hub.push import PushError, push_to_hub
+from personagym_hf.measure.secrets import digest
+from personagym_hf.testing.secrets_corpus import _Maker
 from personagym_hf.testing.synth import write_store
 
 REPO = "alice/personagym"
@@ -143,16 +145,16 @@ def test_dry_run_uploads_nothing(hub, store, tmp_path, capsys):
 
 def test_secrets_block_the_push_unless_allowed(hub, tmp_path):
     record = make_interaction(1)
-    fake_key = "sk-" + "abcdefghijklmnopqrstuvwxyz123456"  # built here so token scanners leave the repo alone
+    fake_key = _Maker(1).openai_legacy()  # made up from parts, so token scanners leave the repo alone
     record["messages"][1]["content"] = f"use the key {fake_key} for that"
     folder = export(write_files(tmp_path / "s", [record]), tmp_path / "out", split=False)
     with pytest.raises(PushError) as raised:
         push_to_hub(folder, REPO)
     message = str(raised.value)
-    assert message.startswith("refusing to push: 3 strings in ")  # the full, messages and last_turn configs
+    assert message.startswith(f"refusing to push: 3 strings in {folder} look like secrets (3 openai_api_key)")
     assert (
-        "data/full/train-00000-of-00001.parquet, row 0, full_conversation[].content: OpenAI/Anthropic-style API key "
-        "(sk-abc…[35 chars])" in message
+        "data/full/train-00000-of-00001.parquet, row 0 (sample sample_persona_001_0001), full_conversation[].content: "
+        f"openai_api_key (sk-{fake_key[3:6]}…[51 chars], sha256 {digest(fake_key)[:12]})" in message
     )
     assert fake_key not in message
     assert uploaded(hub) == 0 and hub.count_requests("POST", r"/api/repos/create") == 0
@@ -366,16 +368,20 @@ def test_quiet_push_on_a_terminal_draws_no_bars_and_still_shows_the_visibility_n
 
 
 def test_secrets_in_json_columns_block_the_push_too(hub, tmp_path):
-    fake_key = "hf_" + "abcdefghijklmnopqrstuvwxyz0123456789"  # built here so token scanners leave the repo alone
+    fake_key = _Maker(2).huggingface()  # made up from parts, so token scanners leave the repo alone
     record = make_interaction(1, persona_features={"role": "engineer", "notes": f"token {fake_key}"})
     folder = export(write_files(tmp_path / "s", [record]), tmp_path / "out", split=False)
     with pytest.raises(PushError) as raised:
         push_to_hub(folder, REPO)
-    places = [line.strip() for line in str(raised.value).splitlines()[1:]]
+    places = [line.strip() for line in str(raised.value).splitlines()[1:-1]]
     assert places == [
-        f"data/{config}/train-00000-of-00001.parquet, row 0, persona_features: Hugging Face token (hf_abc…[39 chars])"
+        f"data/{config}/train-00000-of-00001.parquet, row 0 (sample sample_persona_001_0001), persona_features: "
+        f"huggingface_token ({fake_key[:6]}…[37 chars], sha256 {digest(fake_key)[:12]})"
         for config in ["full", "last_turn", "messages", "query_rewrite"]
-    ] + ["data/rewrite/train-00000-of-00001.parquet, row 0, prompt[].content: Hugging Face token (hf_abc…[39 chars])"]
+    ] + [
+        "data/rewrite/train-00000-of-00001.parquet, row 0 (sample sample_persona_001_0001), prompt[].content: "
+        f"huggingface_token ({fake_key[:6]}…[37 chars], sha256 {digest(fake_key)[:12]})"
+    ]
     assert uploaded(hub) == 0
 
 
@@ -406,11 +412,12 @@ def test_push_counts_of_one_are_singular(hub, tmp_path, capsys):
     title = HfApi().list_repo_commits(REPO, repo_type="dataset")[0].title
     assert title == f"Upload dataset ({len(hub.files(REPO)) - 1} files) with personagym-hf"
     record = make_interaction(2, persona="persona_k")
-    record["messages"][1]["content"] = "key " + "sk-" + "abcdefghijklmnopqrstuvwxyz123456"
+    record["messages"][1]["content"] = "key " + _Maker(3).openai_legacy()
     folder = export(write_files(tmp_path / "k", [record]), tmp_path / "k_out", split=False, hf_dataset=True)
     for config in ("messages", "last_turn"):  # leave one config that holds the key
         (folder / "data" / config).rename(tmp_path / config)
-    with pytest.raises(PushError, match=r"^refusing to push: 1 string in .* looks like an access token or API key; "):
+    with pytest.raises(PushError, match=r"^refusing to push: 1 string in .* looks like secrets \(1 openai_api_key\) "
+                       "and is not accepted:\n"):  # fmt: skip
         push_to_hub(folder, REPO)
 
 

@@ -2,7 +2,6 @@
 
 Every key here is made up and built from parts (`testing/secrets_corpus.py`), so the repository trips no scanner."""
 
-import re
 from pathlib import Path
 
 import orjson

@@ -318,7 +318,7 @@ def render_card(
     card_data.dataset_info = card_dataset_info(infos)
 
     distractor = statistics["distractor_stats"]
-    from .sections import leakage_markdown, tokens_markdown, training_markdown
+    from .sections import leakage_markdown, secrets_markdown, tokens_markdown, training_markdown
     from .splits import split_summary, splits_markdown
 
     columns = {config: [feature["name"] for feature in info["features"]] for config, info in infos.items()}
@@ -383,6 +383,7 @@ def render_card(
             settings.get("prompts"),
             repo_id or "NAMESPACE/NAME",
         ),
+        secrets_section=secrets_markdown(statistics["redacted_secrets"]) if "redacted_secrets" in statistics else "",
     )
     return keep_user_parts(card, before, after)
 

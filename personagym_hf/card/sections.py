@@ -1,5 +1,5 @@
-"""Markdown for the dataset card from the `leakage` and `tokens` sections of `statistics.json`, and how TRL trains
-each chat config (`training_markdown`).
+"""Markdown for the dataset card from the `leakage`, `tokens` and `redacted_secrets` sections of `statistics.json`,
+and how TRL trains each chat config (`training_markdown`).
 
 The token histogram is drawn as bars of block characters in a Markdown table, like the card's statistics
 tables: it renders wherever the card does (the Hub, GitHub, an editor), needs no file beside the card and no
@@ -237,4 +237,18 @@ def training_markdown(
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["leakage_markdown", "tokens_markdown", "training_markdown"]
+def secrets_markdown(redacted: dict[str, Any]) -> str:
+    """A section for the card: what the export's redaction replaced (`--redact-secrets`), by kind."""
+    lines = [
+        "## Secrets",
+        "",
+        "Strings that looked like access tokens, API keys, private keys or passwords in URLs were replaced at export "
+        f"by a typed placeholder (`<REDACTED:kind>`): **{redacted['total']}** in all.",
+    ]
+    if redacted["by_kind"]:
+        lines += ["", "| kind | redacted |", "|---|---|"]
+        lines += [f"| `{kind}` | {count} |" for kind, count in redacted["by_kind"].items()]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["leakage_markdown", "secrets_markdown", "tokens_markdown", "training_markdown"]

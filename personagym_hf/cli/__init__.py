@@ -4,7 +4,7 @@
 - `common.py`: what the commands share: settings, the store, the conversion, argument types
 - `export.py`: `export`, and its summary
 - `inspect.py`: `validate`, `stats`, `audit`, `tokens`
-- `publish.py`: `push`, `card`
+- `publish.py`: `push`, `card`, `secrets`
 """
 
 from .main import build_parser, main

@@ -25,6 +25,8 @@ def load_settings(args: argparse.Namespace):
         settings = replace(settings, on_bad_records=args.on_bad_records)
     if getattr(args, "split_by", None):
         settings = replace(settings, split_by=args.split_by)
+    if getattr(args, "redact_secrets", None) is not None:
+        settings = replace(settings, redact_secrets=args.redact_secrets)
     return config, settings
 
 

@@ -67,6 +67,7 @@ def add_commands(sub) -> None:
         '\'{"py_modules": ["/path/to/personagym_hf"]}\' to ship this package to nodes that lack it (see README: On '
         "a real cluster)",
     )
+    add_redact_option(export, "")
     export.add_argument(
         "--no-audit",
         action="store_true",
@@ -151,6 +152,10 @@ def run_export(request: "ExportRequest", convert) -> None:
         f"  noise rate {stats['distractor_stats']['noise_rate']:.1%}, {plural(stats['total_personas'], 'persona')}, "
         f"avg {stats['avg_turns']} turns"
     )
+    if "redacted_secrets" in stats:
+        from ..transform.redact import summary_line as redacted_line
+
+        print(f"  {redacted_line(stats['redacted_secrets'])}")
     if run.rejections.bad or run.rejections.warnings:
         bad, warned = plural(len(run.rejections.bad), "bad record"), plural(len(run.rejections.warnings), "warning")
         print(f"  rejected {bad} ({run.rejected_report}), {warned}")
@@ -180,6 +185,17 @@ def run_export(request: "ExportRequest", convert) -> None:
         print(f"  datasets folder: {result.hf_dataset}/ (load with datasets.load_dataset({str(result.hf_dataset)!r}))")
     for warning in result.warnings:
         print(f"  warning: {warning}")
+
+
+def add_redact_option(parser: argparse.ArgumentParser, when: str) -> None:
+    """`--redact-secrets` (`export`, and `push` when it exports first)."""
+    parser.add_argument(
+        "--redact-secrets",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"{when}replace every string that looks like a key, token, private key or password in a URL by "
+        "<REDACTED:kind> in every output (default: training_data.redact_secrets, else off; see docs/security.md)",
+    )
 
 
 def _runtime_env(text: str) -> dict:

@@ -1,7 +1,7 @@
 """`personagym-hf`: the command line. Each command parses its options, calls the library and prints a
 short summary; errors become one line that says what to do. Heavy imports happen inside commands so
 `--help` stays fast. The commands live by group: `export.py`, `inspect.py` (validate, stats, audit, tokens),
-`publish.py` (push, card)."""
+`publish.py` (push, card, secrets)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ EPILOG = """examples:
   personagym-hf export --config config.yaml --append  # add new interactions to an earlier export
   personagym-hf validate --interactions output/interactions
   personagym-hf stats --interactions output/interactions
+  personagym-hf export --config config.yaml --redact-secrets  # keys and tokens in the dialogues -> <REDACTED:kind>
+  personagym-hf secrets --data output/training_data/hf_dataset  # what the push would refuse, for review
   personagym-hf push --repo your-name/personagym-dataset --dry-run
   personagym-hf audit --data output/training_data/hf_dataset --max-leak 0.05
   personagym-hf tokens --tokenizer path/to/tokenizer --max-length 2048 --data output/training_data/hf_dataset

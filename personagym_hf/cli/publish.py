@@ -1,4 +1,5 @@
-"""`personagym-hf push` and `card`: an export published to the Hub, and its dataset card."""
+"""`personagym-hf push`, `card` and `secrets`: an export published to the Hub, its dataset card, and the review of what
+in it looks like a secret."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .common import (
     show_progress,
     store_path,
 )
+from .export import add_redact_option
 
 
 def add_commands(sub) -> None:
@@ -47,8 +49,12 @@ def add_commands(sub) -> None:
         "--dry-run", action="store_true", help="show what would be added, changed and deleted; upload nothing"
     )
     push.add_argument(
-        "--allow-secrets", action="store_true", help="push even if strings look like API keys (e.g. fakes)"
+        "--allow-secrets",
+        action="store_true",
+        help="turn the secrets check off: push every string that looks like a key, token or password, real ones "
+        "included (rather: export --redact-secrets, or accept reviewed findings with `personagym-hf secrets`)",
     )
+    add_redact_option(push, "with --interactions or --demo: ")
     push.add_argument("--no-verify", action="store_true", help="skip reloading every config after the push")
     push.add_argument(
         "--skip-viewer-checks",
@@ -66,6 +72,7 @@ def add_commands(sub) -> None:
     _add_card_options(card)
     card.add_argument("--write", action="store_true", help="write the card into the folder's README.md")
     card.set_defaults(func=cmd_card)
+    _add_secrets_command(sub)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -149,6 +156,76 @@ def cmd_card(args: argparse.Namespace) -> int:
         sys.stdout.write(str(card))
     _card_notes(card)
     return 0
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    from ..hub.safety import accept, kinds_of, review, review_command, write_baseline
+
+    _config, settings = load_settings(args)
+    folder = hf_folder(args, settings)
+    if not (folder / "README.md").is_file() and (folder / "hf_dataset" / "README.md").is_file():
+        folder = folder / "hf_dataset"  # --data named the export's folder
+    if not (folder / "README.md").is_file():
+        raise CliError(f"{folder}: no exported dataset here; run `personagym-hf export` first or pass --data")
+    result = review(folder)
+    accept(result, args.accept or (), everything=args.accept_all)
+    if not result.findings:
+        print(f"no string in {folder} looks like a secret")
+    else:
+        print(f"{plural(len(result.findings), 'string')} in {folder} look like secrets ({kinds_of(result.findings)}):")
+        for finding in result.findings:
+            print(f"  {'accepted' if result.accepted(finding) else 'new':<8} {finding.describe()}")
+    if args.write_baseline:
+        stale = result.stale()
+        path = write_baseline(result)
+        dropped = f"; {plural(stale, 'entry', 'entries')} no longer found, dropped" if stale else ""
+        print(f"wrote {path}: {plural(len(result.baseline), 'accepted finding')}{dropped}")
+    unaccepted = result.unaccepted
+    if result.findings:
+        baseline = str(result.baseline_path) if result.has_baseline else "no baseline yet"
+        print(f"{len(result.findings) - len(unaccepted)} accepted ({baseline}), {len(unaccepted)} not")
+    if not unaccepted:
+        return 0
+    print(
+        f"to accept them once reviewed: {review_command(folder)} --accept-all --write-baseline "
+        "(or --accept KIND for some kinds); to publish without them: export again with --redact-secrets",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _add_secrets_command(sub) -> None:
+    from ..measure.secrets import KINDS
+
+    secrets = sub.add_parser(
+        "secrets",
+        help="list what in an export looks like a key or token; accept reviewed findings for push",
+        description="Scan what a push of the export would upload for keys, tokens, private keys and passwords in "
+        "URLs; list each finding (its kind, where, a preview and a digest, never the text) as accepted by the "
+        "folder's baseline or new; exit 1 while a finding is not accepted. --write-baseline records the accepted "
+        "ones in hf_dataset/.personagym-secrets-baseline.json, which push honours (see docs/security.md).",
+    )
+    secrets.add_argument(
+        "--data", metavar="DIR", help="the exported folder (its hf_dataset/, or the folder holding it)"
+    )
+    secrets.add_argument("--output", metavar="DIR", help="the export folder whose hf_dataset/ to scan")
+    secrets.add_argument("--config", metavar="YAML", help="upstream config.yaml (for paths.training_data.output_dir)")
+    secrets.add_argument(
+        "--accept",
+        nargs="+",
+        action="extend",
+        choices=KINDS,
+        metavar="KIND",
+        help=f"accept the findings of these kinds ({', '.join(KINDS)})",
+    )
+    secrets.add_argument("--accept-all", action="store_true", help="accept every finding listed")
+    secrets.add_argument(
+        "--write-baseline",
+        action="store_true",
+        help="record the accepted findings (the baseline's that are still found, and those accepted now) in the "
+        "baseline",
+    )
+    secrets.set_defaults(func=cmd_secrets)
 
 
 def _upload_line(upload) -> str:

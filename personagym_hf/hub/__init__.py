@@ -5,7 +5,7 @@
 - `auth.py`: who a push runs as
 - `uploads.py`: what a push sends, and what the Hub already has
 - `viewer.py`: the staged files against the dataset viewer's limits
-- `safety.py`: strings that look like tokens or keys, before a push
+- `safety.py`: the secrets gate before a push, and the reviewed exceptions (baseline) it honours
 - `ppopt.py`: the ppopt JSONL and its push
 """
 

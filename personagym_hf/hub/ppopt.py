@@ -19,6 +19,7 @@ from ..config import FORMAT_FLAGS
 from ..read.store import BadRecord, iter_file
 from ..schema import TrainingSample
 from ..transform.views import QUERY_REWRITE_SPECS, config_specs, query_rewrite_rows
+from ..wording import plural
 from ..write.files import JsonlWriter
 
 
@@ -142,16 +143,27 @@ def upload_jsonl(
     token: str | None = None,
     max_attempts: int = 5,
     backoff: float = 1.0,
+    allow_secrets: bool = False,
 ):
     """Upload a ppopt JSONL as `data/<split>.jsonl` with a card listing every split the repo then holds,
-    in one commit (other splits uploaded earlier stay)."""
+    in one commit (other splits uploaded earlier stay). Refused while a line holds what looks like a secret
+    (`safety.py`), unless `allow_secrets`."""
     from huggingface_hub import hf_hub_download
 
     from ..card.render import languages_of
-    from .push import commit_with_retries, ensure_repo, hub_api, plan_files, remote_state
+    from .push import PushError, commit_with_retries, ensure_repo, hub_api, plan_files, remote_state
+    from .safety import kinds_of, scan_text
 
     file = Path(file)
     columns = ppopt_columns(file)
+    found = [] if allow_secrets else scan_text(file, file.name)
+    if found:
+        places = "; ".join(finding.describe() for finding in found[:3]) + ("; ..." if len(found) > 3 else "")
+        raise PushError(
+            f"refusing to upload: {plural(len(found), 'string')} in {file} {'looks' if len(found) == 1 else 'look'} "
+            f"like secrets ({kinds_of(found)}): {places}; "
+            "export with --redact-secrets and prepare the file again, or pass --allow-secrets to upload them"
+        )
     api = hub_api(token)
     with tempfile.TemporaryDirectory(prefix="personagym_upload_") as staging:
 

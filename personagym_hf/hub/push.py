@@ -6,6 +6,8 @@ token check -> plan -> safety gate -> viewer checks -> one commit -> verify.
 - **Plan**: compare the folder with the repo at the branch head by content hash (git blob sha1, or
   sha256 for LFS files), so unchanged files are never uploaded and identical data makes no commit.
   Shards under `data/` that the folder no longer has are deleted in the same commit.
+- **Safety gate** (`safety.py`): every string of the files to upload, the staged card included, is scanned for
+  secrets; the push is refused, naming them, while any finding is not accepted by the folder's reviewed baseline.
 - **Viewer checks** (`viewer.py`): the staged files against the dataset viewer's limits, one line per problem.
 - **One commit** with `parentCommit` set: the card, the shards, `statistics.json` and `provenance.json`
   land together or not at all, so a card never describes files that are not there. Shards a stopped push
@@ -350,7 +352,7 @@ def push_to_hub(
     `timeout` seconds without an answer; failed reads and the commit are tried `max_attempts` times. With
     `show_progress`, one bar over the bytes uploaded (and the bars of `datasets` while it loads the data)."""
     from ..card.render import check_languages, check_license
-    from .safety import scan_folder
+    from .safety import BASELINE_FILE, gate, kinds_of
 
     folder = Path(folder)
     license = check_license(license)  # before any request
@@ -370,20 +372,14 @@ def push_to_hub(
 
         plan = replan()
         plan.auth = auth
-        if not allow_secrets:
-            findings = scan_folder(folder)
-            if findings:
-                places = "\n".join(f"  {finding.describe()}" for finding in findings[:20])
-                more = f"\n  ... and {len(findings) - 20} more" if len(findings) > 20 else ""
-                looks = (
-                    "looks like an access token or API key"
-                    if len(findings) == 1
-                    else "look like access tokens or API keys"
-                )
-                raise PushError(
-                    f"refusing to push: {plural(len(findings), 'string')} in {folder} {looks}; "
-                    f"remove them from the store and export again, or pass --allow-secrets if they are fake:\n"
-                    f"{places}{more}"
+        if not allow_secrets:  # every string of what would be uploaded, the card as staged included
+            secrets, refused = gate(folder, plan.local)
+            if refused:
+                raise PushError(refused)
+            if secrets.findings:
+                plan.notices.append(
+                    f"{plural(len(secrets.findings), 'string')} that look like secrets ({kinds_of(secrets.findings)}) "
+                    f"pushed as accepted by {folder / BASELINE_FILE}"
                 )
         if viewer_checks and plan.files:  # nothing to upload: the repo holds these files already
             plan.refusal = viewer_refusal(folder, plan)

@@ -55,6 +55,7 @@ class StatsAccumulator:
     created_at: str | None = None
     languages: Counter = field(default_factory=Counter)  # persona_features language values, for the card
     held_out: SplitStats = field(default_factory=SplitStats)  # samples in no split (`split_by: grid`)
+    redactions: Counter = field(default_factory=Counter)  # secrets redacted, by kind (transform/redact.py)
 
     @classmethod
     def of_splits(cls, names: tuple[str, ...]) -> "StatsAccumulator":
@@ -103,6 +104,7 @@ class StatsAccumulator:
         self.roles.update(other.roles)
         self.models.update(other.models)
         self.languages.update(other.languages)
+        self.redactions.update(other.redactions)
         if other.created_at and (self.created_at is None or other.created_at > self.created_at):
             self.created_at = other.created_at
         return self
@@ -125,6 +127,7 @@ class StatsAccumulator:
             "models": dict(sorted(self.models.items())),
             "created_at": self.created_at,
             "languages": dict(sorted(self.languages.items())),
+            **({"redactions": dict(sorted(self.redactions.items()))} if self.redactions else {}),
         }
         if self.held_out.samples:
             state["held_out"] = _part_state(self.held_out)
@@ -142,6 +145,7 @@ class StatsAccumulator:
             state["created_at"],
             Counter(state.get("languages") or {}),
             _part_of(state["held_out"]) if "held_out" in state else SplitStats(),
+            Counter(state.get("redactions") or {}),
         )
 
     def to_dict(self) -> dict[str, Any]:

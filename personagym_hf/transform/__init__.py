@@ -6,5 +6,6 @@
 - `assign.py`: the split of each group (persona, query, both, or the grid's cells), balanced to the ratios
 - `views.py`: the dataset configs, their columns and the chat configs' rows (prompts, persona text)
 - `tables.py`: sample dicts -> one Arrow table per config
+- `redact.py`: `--redact-secrets`: every secret in a sample replaced by a typed placeholder
 - `encode.py`: the per-record pipeline, written once: records -> split rows, Arrow tables, statistics, audit
 """

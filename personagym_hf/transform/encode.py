@@ -16,8 +16,9 @@ The seed's `Exporter.add` gives samples one at a time; it runs the same per-samp
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Container, Iterable, Mapping, Protocol
+from typing import Any, Container, Iterable, Iterator, Mapping, Protocol
 
 import pyarrow as pa
 
@@ -25,6 +26,7 @@ from ..config import ExportConfig, RunOptions, split_names
 from ..measure.stats import StatsAccumulator
 from ..read.records import BadRecord, Record
 from .policy import Convert, Rejections, duplicate, iter_samples, record_id
+from .redact import redact_sample, redacted_in_batches
 from .split import assign_split, split_key
 from .tables import ViewTables
 from .views import config_specs, full_fields
@@ -102,6 +104,12 @@ class Encoder:
 
     def row(self, data: dict) -> dict:
         return {name: data[name] for name in self.fields}
+
+    @property
+    def redacted_fields(self) -> tuple[str, ...] | None:
+        """What `--redact-secrets` looks at: every field when Arrow tables are built (a config may show a field the
+        rows leave out), else the rows' fields, all such a pass writes (the splits' pre-pass reads four)."""
+        return None if self.specs else self.fields
 
     def new_audit(self) -> Any:
         """An empty `audit.LeakageAudit` for this export's audit mode, or None when it does not audit."""
@@ -182,10 +190,13 @@ class Step:
         self.batches = Batches(encoder, sink) if encoder.specs else None
         self.held_out: list[str] = []  # ids of the samples in no split, for the manifest (an append skips them)
 
-    def add(self, data: dict) -> str | None:
+    def add(self, data: dict, redacted: Counter | None = None) -> str | None:
         """Add one sample (`TrainingSample.to_dict()`); returns its split, or None when it is held out (counted in the
-        statistics only) or `only_split` passes it over."""
+        statistics only) or `only_split` passes it over. `redacted`: the counts of a sample `redact.py` redacted
+        already (None: redact it here if the export does)."""
         encoder = self.encoder
+        if redacted is None and encoder.cfg.redact_secrets:  # before anything sees the sample (redact.py)
+            data, redacted = redact_sample(data, fields=encoder.redacted_fields)
         split = encoder.split_of(data)
         if split is None:
             self.stats.hold_out(data)
@@ -196,6 +207,8 @@ class Step:
         row = encoder.row(data)
         self.sink.row(split, row)
         self.stats.add(data, split)
+        if redacted:
+            self.stats.redactions.update(redacted)
         if self.audit is not None:  # the rows as written: what an append reads back (export.py)
             self.audit.add(row, split)
         if self.batches is not None:
@@ -257,15 +270,20 @@ def encode(
     result = Encoded(audit=encoder.new_audit())
     step = Step(encoder, sink, result.stats, result.audit)
     rejections = Rejections("error" if encoder.cfg.on_bad_records == "error" else "skip")
-    for sample, record in iter_samples(records, convert, rejections):
-        sample_id = sample.sample_id
-        if sample_id in skip:
-            continue
-        kept = Kept(sample_id, record.source, record.where, record_id(record))
-        if sample_id in earlier:
-            result.duplicates.append(kept)
-            continue
-        step.add(sample.to_dict())
+
+    def to_add() -> Iterator[tuple[dict, Kept]]:
+        for sample, record in iter_samples(records, convert, rejections):
+            sample_id = sample.sample_id
+            if sample_id in skip:
+                continue
+            kept = Kept(sample_id, record.source, record.where, record_id(record))
+            if sample_id in earlier:
+                result.duplicates.append(kept)
+                continue
+            yield sample.to_dict(), kept
+
+    for data, redacted, kept in redacted_in_batches(to_add(), encoder.cfg.redact_secrets, encoder.redacted_fields):
+        step.add(data, redacted)
         result.kept.append(kept)  # under `only_split` too: what is kept does not depend on the split
     step.flush()
     result.bad, result.warnings, result.held_out = rejections.bad, rejections.warnings, step.held_out

@@ -387,6 +387,10 @@ class Exporter:
             result.statistics["leakage"] = self.audit.to_dict()
         if self.tokens is not None:
             result.statistics["tokens"] = self.token_budgets()
+        if self.cfg.redact_secrets:
+            from ..transform.redact import redaction_summary
+
+            result.statistics["redacted_secrets"] = redaction_summary(self.stats.redactions)
         for name in self.files.names:
             result.json_files[name] = self.output_dir / self.files.json[name].path.name
             result.jsonl_files[name] = self.output_dir / self.files.jsonl[name].path.name
@@ -405,6 +409,7 @@ class Exporter:
             write_json_atomic(folder / "statistics.json", result.statistics)
             write_json_atomic(folder / "provenance.json", self.provenance())
             (folder / "README.md").write_text(card, encoding="utf-8")
+            self._keep_secrets_baseline(folder)
             result.hf_dataset = self.output_dir / HF_FOLDER
         self.outputs.commit()
         for kind, document in small.items():
@@ -453,6 +458,15 @@ class Exporter:
         languages = languages_of(({"language": value}, rows) for value, rows in self.stats.languages.items())
         settings = self.provenance()["settings"]
         return str(render_card(infos, statistics, settings, existing=existing, languages=languages or None))
+
+    def _keep_secrets_baseline(self, folder: Path) -> None:
+        """The reviewed exceptions of the earlier `hf_dataset/` (`hub/safety.py`) stay with the new one: they name
+        findings by sample id, which an export does not change."""
+        from ..measure.secrets import BASELINE_FILE
+
+        earlier = self.folder.path / HF_FOLDER / BASELINE_FILE
+        if earlier.is_file():
+            shutil.copyfile(earlier, folder / BASELINE_FILE)
 
     def provenance(self) -> dict:
         """Where the data came from: package version, settings (nothing secret is ever in them) and a

@@ -57,6 +57,8 @@ def settings_of(cfg: ExportConfig) -> dict[str, Any]:
     if cfg.split_by != "sample":  # how groups are given splits (sample splits are always hashed)
         settings["split_assignment"] = cfg.split_assignment
     settings["prompts"] = cfg.prompts.to_dict()
+    if cfg.redact_secrets:  # absent: not redacted (and the bytes of an export that does not redact are unchanged)
+        settings["redact_secrets"] = True
     return settings
 
 
@@ -212,6 +214,13 @@ def check_append(
             raise AppendError(
                 f"{where}: split settings differ from the export there ({'; '.join(differ)}), so samples would "
                 "change split; restore them, or rebuild with --no-append"
+            )
+        redacted = bool(earlier.settings.get("redact_secrets", False))  # an export before the setting: false
+        if redacted != cfg.redact_secrets:
+            flag = "--redact-secrets" if redacted else "--no-redact-secrets"
+            raise AppendError(
+                f"{where}: the export there was made {'with' if redacted else 'without'} redact_secrets, so its rows "
+                f"and the new ones would differ; append with {flag}, or rebuild with --no-append"
             )
     grouped = cfg.split_by != "sample" and not (cfg.split_by == "persona" and cfg.split_assignment == "hashed")
     if grouped and earlier.layout.split and earlier.assignment is None:
