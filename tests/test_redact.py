@@ -131,11 +131,12 @@ def test_redaction_gives_the_same_bytes_for_any_number_of_processes(store, tmp_p
 
 
 def test_an_append_carries_the_counts_and_gives_the_bytes_of_a_fresh_export(store, tmp_path):
+    hashed = replace(REDACT, split_assignment="hashed")  # balanced groups stay where an append found them
     with_secrets(store, 0, 2)
-    export_store(store, tmp_path / "out", REDACT, CONVERT)
+    export_store(store, tmp_path / "out", hashed, CONVERT)
     with_secrets(store, 10, 2, seed=1)
-    run = export_store(store, tmp_path / "out", REDACT, CONVERT, append=True)
-    fresh = export_store(store, tmp_path / "fresh", REDACT, CONVERT)
+    run = export_store(store, tmp_path / "out", hashed, CONVERT, append=True)
+    fresh = export_store(store, tmp_path / "fresh", hashed, CONVERT)
     assert run.result.statistics["redacted_secrets"] == fresh.result.statistics["redacted_secrets"]
     assert run.result.statistics["redacted_secrets"]["total"] == 12
     state = json.loads((tmp_path / "out" / ".personagym-export.json").read_text())
@@ -205,3 +206,25 @@ def test_summary_line_and_summary():
     summary = redaction_summary(Counter({"url_password": 1, "google_api_key": 2, "jwt": 1}))
     assert summary == {"total": 4, "by_kind": {"google_api_key": 2, "jwt": 1, "url_password": 1}}
     assert summary_line(summary) == "redacted 4 secrets (2 google_api_key, 1 jwt, 1 url_password)"
+
+
+def test_a_key_in_a_query_is_redacted_and_grouped_the_same_in_the_splits_pre_pass(tmp_path):
+    """`split_by: query` groups samples by their original_query in a pre-pass that writes no Parquet: it redacts the
+    fields it reads (`Encoder.redacted_fields`), so its groups are the redacted queries the export splits by."""
+    from personagym_hf.transform.encode import Encoder
+
+    key = _Maker(9).google()
+    asked = f"why is key={key} refused"
+    records = [make_interaction(n, persona=f"persona_q{n}", original_query=asked) for n in range(6)]
+    records += [make_interaction(n, persona=f"persona_r{n}") for n in range(6, 12)]
+    store = write_files(tmp_path / "store", records)
+    cfg = replace(REDACT, split_by="query")
+    run = export_store(store, tmp_path / "out", cfg, CONVERT)
+    rows = [json.loads(line) for path in sorted((tmp_path / "out").glob("*.jsonl")) for line in path.open()]
+    queried = {row["sample_id"]: row["original_query"] for row in rows if "REDACTED" in row["original_query"]}
+    assert len(queried) == 6 and set(queried.values()) == {"why is key=<REDACTED:google_api_key> refused"}
+    assert run.result.statistics["redacted_secrets"]["by_kind"] == {"google_api_key": 6}
+    splits = [{json.loads(line)["sample_id"] for line in path.open()} for path in (tmp_path / "out").glob("*.jsonl")]
+    assert sum(bool(set(queried) & ids) for ids in splits) == 1  # one query: one group, in one split
+    assert Encoder(cfg, split=False, views=False).redacted_fields == Encoder(cfg, split=False, views=False).fields
+    assert Encoder(cfg, split=False, views=True).redacted_fields is None
