@@ -122,6 +122,7 @@ def steps(store: Path, count: int, rounds: int) -> None:
     without and with redaction, then of the gate over that export. Less sensitive to a shared machine's load than
     the exports in their own processes."""
     import gc
+    from dataclasses import replace
 
     from personagym_hf.config import ExportConfig
     from personagym_hf.hub.safety import scan_folder
@@ -142,8 +143,8 @@ def steps(store: Path, count: int, rounds: int) -> None:
         work()
         best[name] = min(best.get(name, float("inf")), (time.process_time() - start) / len(files) * 1e6)
 
-    def run(redact: bool) -> None:
-        encoder = Encoder(configs[redact], split=True, views=True)
+    def run(redact: bool) -> None:  # `encode` alone: splits by a hash of the persona (no pre-pass to run first)
+        encoder = Encoder(replace(configs[redact], split_assignment="hashed"), split=True, views=True)
         sink = InMemory(ChunkResult(0, None), encoder.split_names)
         encode((record for path in files for record in iter_file(path)), encoder, interaction_to_sample, sink)
 
