@@ -59,10 +59,10 @@ def test_push_names_only_the_plausible_secrets(hub, chat_store, tmp_path):
         push_to_hub(folder, REPO, backoff=0)
     message = str(raised.value)
     assert message.splitlines()[0] == (
-        f"refusing to push: 8 strings in {folder} look like secrets (8 google_api_key) and are not accepted:"
+        f"refusing to push: 10 strings in {folder} look like secrets (10 google_api_key) and are not accepted:"
     )
     lines = named(message)
-    assert len(lines) == 8 and all(": google_api_key (AIzaSy…[39 chars], sha256 " in line for line in lines)
+    assert len(lines) == 10 and all(": google_api_key (AIzaSy…[39 chars], sha256 " in line for line in lines)
     assert {line.rsplit("sha256 ", 1)[1].rstrip(")") for line in lines} == {digest(key)[:12] for key in keys}
     assert lines[0] == (
         "  data/full/train-00000-of-00001.parquet, row 0 (sample sample_persona_00000_0000000), prompt_trajectory[]: "
@@ -78,7 +78,7 @@ def test_a_redacted_export_publishes_none_of_them(hub, chat_store, tmp_path):
     assert result.committed and result.verified == result.plan.splits and result.plan.notices == []
     stored = received(hub)
     assert [key for key in keys if key in stored] == []
-    assert stored.count("<REDACTED:google_api_key>") == 8  # 2 keys, each in 4 columns of 3 configs
+    assert stored.count("<REDACTED:google_api_key>") == 10  # 2 keys, each in 5 columns of 4 configs
     assert json.loads(hub.files(REPO)["statistics.json"])["redacted_secrets"] == {
         "total": 4,
         "by_kind": {"google_api_key": 4},
@@ -91,7 +91,7 @@ def test_a_reviewed_baseline_lets_exactly_the_accepted_findings_through(hub, cha
     folder = export(store, out)
     assert main(["secrets", "--data", str(folder), "--accept", "google_api_key", "--write-baseline"]) == 0
     baseline = json.loads((folder / BASELINE_FILE).read_text())
-    assert baseline["format"] == 1 and len(baseline["accepted"]) == 8
+    assert baseline["format"] == 1 and len(baseline["accepted"]) == 10
     assert baseline["accepted"][0] == {
         "column": "full_conversation[].content",
         "config": "full",
@@ -107,7 +107,7 @@ def test_a_reviewed_baseline_lets_exactly_the_accepted_findings_through(hub, cha
     result = push_to_hub(folder, REPO, backoff=0)
     assert result.committed
     assert result.plan.notices == [
-        f"8 strings that look like secrets (8 google_api_key) pushed as accepted by {folder / BASELINE_FILE}"
+        f"10 strings that look like secrets (10 google_api_key) pushed as accepted by {folder / BASELINE_FILE}"
     ]
     assert BASELINE_FILE not in hub.files(REPO) and all(key in received(hub) for key in keys)
 
@@ -121,8 +121,8 @@ def test_a_reviewed_baseline_lets_exactly_the_accepted_findings_through(hub, cha
     with pytest.raises(PushError) as raised:
         push_to_hub(folder, REPO, backoff=0)
     message = str(raised.value)
-    assert "(8 more accepted by .personagym-secrets-baseline.json)" in message.splitlines()[0]
-    assert len(named(message)) == 4 and all(f"sha256 {digest(third)[:12]})" in line for line in named(message))
+    assert "(10 more accepted by .personagym-secrets-baseline.json)" in message.splitlines()[0]
+    assert len(named(message)) == 5 and all(f"sha256 {digest(third)[:12]})" in line for line in named(message))
 
 
 def test_every_hint_runs_as_printed(hub, chat_store, tmp_path, capsys):
@@ -137,14 +137,14 @@ def test_every_hint_runs_as_printed(hub, chat_store, tmp_path, capsys):
     ]
     assert main(shlex.split(hints[0])[1:]) == 1  # the review: findings not accepted yet
     out, err = capsys.readouterr()
-    assert out.splitlines()[0] == f"8 strings in {folder} look like secrets (8 google_api_key):"
-    assert out.splitlines()[-1] == "0 accepted (no baseline yet), 8 not"
+    assert out.splitlines()[0] == f"10 strings in {folder} look like secrets (10 google_api_key):"
+    assert out.splitlines()[-1] == "0 accepted (no baseline yet), 10 not"
     (again,) = re.findall(r"(personagym-hf secrets [^(]+?) \(", err)
     assert again == hints[1]
     assert main(shlex.split(again)[1:]) == 0
     assert capsys.readouterr().out.splitlines()[-2:] == [
-        f"wrote {folder / BASELINE_FILE}: 8 accepted findings",
-        f"8 accepted ({folder / BASELINE_FILE}), 0 not",
+        f"wrote {folder / BASELINE_FILE}: 10 accepted findings",
+        f"10 accepted ({folder / BASELINE_FILE}), 0 not",
     ]
     assert push_to_hub(folder, REPO, backoff=0).committed
     assert "export again with --redact-secrets" in str(raised.value)  # that hint: test_a_redacted_export_...
@@ -159,19 +159,19 @@ def test_the_review_command_accepts_by_kind_and_drops_entries_that_are_gone(chat
     export(store, out)
     assert main(["secrets", "--output", str(out), "--accept", "url_password", "--write-baseline"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"10 strings in {out / 'hf_dataset'} look like secrets (8 google_api_key, 2 url_password):"
-    assert sum(line.startswith("  accepted ") for line in lines) == 2
-    assert sum(line.startswith("  new      ") for line in lines) == 8
-    assert lines[-1] == f"2 accepted ({out / 'hf_dataset' / BASELINE_FILE}), 8 not"
+    assert lines[0] == f"13 strings in {out / 'hf_dataset'} look like secrets (10 google_api_key, 3 url_password):"
+    assert sum(line.startswith("  accepted ") for line in lines) == 3  # full, messages, last_turn
+    assert sum(line.startswith("  new      ") for line in lines) == 10
+    assert lines[-1] == f"3 accepted ({out / 'hf_dataset' / BASELINE_FILE}), 10 not"
     assert main(["secrets", "--data", str(out), "--accept-all"]) == 0  # accepted, not written
-    assert len(json.loads((out / "hf_dataset" / BASELINE_FILE).read_text())["accepted"]) == 2
+    assert len(json.loads((out / "hf_dataset" / BASELINE_FILE).read_text())["accepted"]) == 3
     capsys.readouterr()
 
     export(store, out, redact=True)  # the findings are gone; the baseline came along
     assert main(["secrets", "--data", str(out / "hf_dataset"), "--write-baseline"]) == 0
     assert capsys.readouterr().out == (
         f"no string in {out / 'hf_dataset'} looks like a secret\n"
-        f"wrote {out / 'hf_dataset' / BASELINE_FILE}: 0 accepted findings; 2 entries no longer found, dropped\n"
+        f"wrote {out / 'hf_dataset' / BASELINE_FILE}: 0 accepted findings; 3 entries no longer found, dropped\n"
     )
 
 
