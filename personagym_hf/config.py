@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping
 
 FORMAT_FLAGS = (
     "include_persona",
@@ -24,6 +24,7 @@ GRID_SPLITS = ("test_unseen_persona", "test_unseen_query")  # `split_by: grid`'s
 FILE_PREFIX = {"train": "train", "validation": "val", "test": "test"} | {name: name for name in GRID_SPLITS}
 DEFAULT_RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 OnBadRecords = Literal["error", "warn", "skip"]
+ON_BAD_RECORDS = ("error", "warn", "skip")
 SplitBy = Literal["persona", "query", "grid", "persona_and_query", "sample"]
 SPLIT_BY = ("persona", "query", "grid", "persona_and_query", "sample")
 SplitAssignment = Literal["balanced", "hashed"]
@@ -196,38 +197,111 @@ def choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
     return value
 
 
+Parser = Callable[[Any, str], Any]  # (the value in the file, its dotted name) -> the setting's value
+
+
+def mapping(value: Any, where: str) -> Mapping[str, Any]:
+    """A block of the file (None, as `key:` with nothing under it, is an empty one)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {value!r}")
+    return value
+
+
+def boolean(value: Any, where: str) -> bool:
+    # Not bool(value): bool("false") is True.
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def integer(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    return value
+
+
+def one_of(allowed: tuple[str, ...]) -> Parser:
+    return lambda value, where: choice(value, allowed, where)
+
+
+def output_dir(value: Any, where: str) -> str | None:
+    """`paths.<stage>: {output_dir: PATH}` -> PATH (None when the block has none: the default)."""
+    if value is not None and not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping like {{output_dir: PATH}}, got {value!r}")
+    block = mapping(value, where)
+    unknown_keys(block, ("output_dir",), where, own=False)
+    path = block.get("output_dir")
+    if path is not None and (not isinstance(path, str) or not path):
+        raise ConfigError(f"{where}.output_dir: expected a path, got {path!r}")
+    return path
+
+
+@dataclass(frozen=True)
+class Section:
+    """The keys this stage reads in one section of config.yaml: each key's `ExportConfig` field and the parser of
+    its value (None from a parser, or a key left out: the field's default). `own`: the section is this stage's
+    alone, so any other key is refused; in a section other stages of upstream read too, only a near miss of one
+    of these keys is (a typo), the rest being theirs."""
+
+    keys: Mapping[str, tuple[str, Parser]]
+    own: bool
+
+
+# What parse_config reads: a new setting is a field of ExportConfig, a row here and a line of docs/config.yaml.
+SECTIONS: dict[str, Section] = {
+    "training_data": Section(
+        {
+            "format": ("format", lambda value, where: format_flags(mapping(value, where))),
+            "split": ("ratios", lambda value, where: split_ratios(None if value is None else mapping(value, where))),
+            "split_by": ("split_by", one_of(SPLIT_BY)),
+            "split_assignment": ("split_assignment", one_of(SPLIT_ASSIGNMENTS)),
+            "on_bad_records": ("on_bad_records", one_of(ON_BAD_RECORDS)),
+            "prompts": ("prompts", lambda value, where: prompt_settings(value)),
+            "redact_secrets": ("redact_secrets", boolean),
+        },
+        own=True,
+    ),
+    "experiment": Section({"seed": ("seed", integer), "incremental": ("incremental", boolean)}, own=False),
+    "paths": Section(
+        {"interactions": ("interactions_dir", output_dir), "training_data": ("output_dir", output_dir)}, own=False
+    ),
+}
+
+
+def unknown_keys(block: Mapping[str, Any], known: Iterable[str], where: str, own: bool) -> None:
+    """Refuse a key of `block` that is not `known` (`own`), or (not `own`) one that is a near miss of a known key."""
+    import difflib
+
+    known = list(known)
+    for key in block:
+        if key in known:
+            continue
+        near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6 if own else 0.8)
+        name = f"{where}.{key}" if where else str(key)
+        if near:
+            meant = f"{where}.{near[0]}" if where else near[0]
+            raise ConfigError(f"{name}: unknown key; did you mean {meant}?")
+        if own:
+            raise ConfigError(f"{name}: unknown key; expected any of {known}")
+
+
 def parse_config(config: Mapping[str, Any] | None) -> ExportConfig:
-    """Accept the whole upstream config dict, or just its `training_data` part."""
-    config = dict(config or {})
-    if "training_data" in config or "paths" in config or "experiment" in config:
-        training = dict(config.get("training_data") or {})
-    else:
-        training = config
-    paths = config.get("paths") or {}
-    experiment = config.get("experiment") or {}
-    seed = experiment.get("seed", 42)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"experiment.seed: expected an integer, got {seed!r}")
-    redact_secrets = training.get("redact_secrets", False)
-    if not isinstance(redact_secrets, bool):
-        raise ConfigError(f"training_data.redact_secrets: expected true or false, got {redact_secrets!r}")
-    return ExportConfig(
-        format=format_flags(training.get("format")),
-        ratios=split_ratios(training.get("split")),
-        split_by=choice(training.get("split_by", "persona"), SPLIT_BY, "training_data.split_by"),
-        split_assignment=choice(
-            training.get("split_assignment", "balanced"), SPLIT_ASSIGNMENTS, "training_data.split_assignment"
-        ),
-        seed=seed,
-        incremental=bool(experiment.get("incremental", False)),
-        on_bad_records=choice(
-            training.get("on_bad_records", "warn"), ("error", "warn", "skip"), "training_data.on_bad_records"
-        ),
-        interactions_dir=str((paths.get("interactions") or {}).get("output_dir", "output/interactions")),
-        output_dir=str((paths.get("training_data") or {}).get("output_dir", "output/training_data")),
-        prompts=prompt_settings(training.get("prompts")),
-        redact_secrets=redact_secrets,
-    )
+    """Accept the whole upstream config dict, or just its `training_data` part (a dict with a training_data key
+    and none of the sections). Other sections are ignored; a misspelt key of the ones read is an error."""
+    config = mapping(config, "config")
+    if not set(config) & set(SECTIONS) and set(config) & set(SECTIONS["training_data"].keys):
+        config = {"training_data": config}
+    unknown_keys(config, SECTIONS, "", own=False)
+    values = {}
+    for name, section in SECTIONS.items():
+        block = mapping(config.get(name), name)
+        unknown_keys(block, section.keys, name, section.own)
+        for key, (field_name, parse) in section.keys.items():
+            if key in block and (value := parse(block[key], f"{name}.{key}")) is not None:
+                values[field_name] = value
+    return ExportConfig(**values)
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

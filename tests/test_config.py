@@ -147,3 +147,123 @@ def test_bad_prompts_blocks_are_refused_in_one_line(block, message):
     with pytest.raises(ConfigError) as raised:
         parse_config({"training_data": {"prompts": block}})
     assert str(raised.value) == message
+
+
+TRAINING_DATA_KEYS = ["format", "split", "split_by", "split_assignment", "on_bad_records", "prompts", "redact_secrets"]
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (
+            {"training_data": {"splt_by": "sample"}},
+            "training_data.splt_by: unknown key; did you mean training_data.split_by?",
+        ),
+        ({"training_data": {"formats": {}}}, "training_data.formats: unknown key; did you mean training_data.format?"),
+        (
+            {"training_data": {"shuffle": True}},
+            f"training_data.shuffle: unknown key; expected any of {TRAINING_DATA_KEYS}",
+        ),
+        (
+            {"trainingdata": {"split_by": "sample"}, "api": {}},
+            "trainingdata: unknown key; did you mean training_data?",
+        ),
+        (
+            {"experiment": {"incremntal": True}},
+            "experiment.incremntal: unknown key; did you mean experiment.incremental?",
+        ),
+        (
+            {"paths": {"interaction": {"output_dir": "s"}}},
+            "paths.interaction: unknown key; did you mean paths.interactions?",
+        ),
+        (
+            {"paths": {"training_data": {"ouput_dir": "o"}}},
+            "paths.training_data.ouput_dir: unknown key; did you mean paths.training_data.output_dir?",
+        ),
+        (
+            {"split_by": "sample", "shufle": 1},
+            f"training_data.shufle: unknown key; expected any of {TRAINING_DATA_KEYS}",
+        ),
+    ],
+    ids=["split_by", "format", "no-near-key", "section", "experiment", "paths", "output_dir", "training-data-part"],
+)
+def test_a_misspelt_key_of_the_sections_read_is_an_error(config, message):
+    """They were ignored: the export ran with the defaults and exited 0."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config(config)
+    assert str(raised.value) == message
+
+
+def test_the_keys_of_other_stages_stay_ignored():
+    """Upstream's other sections, and the keys its other stages read in the sections shared with them."""
+    config = {
+        "api": {"openai": {"api_key": "${OPENAI_API_KEY}"}},
+        **dict.fromkeys(["persona_generation", "formulation", "query_generation", "interaction_generation"], {}),
+        "distractor": {"enabled": True},
+        "paths": {"personas": {"output_dir": "output/personas"}, "interactions": {"output_dir": "store"}},
+        "experiment": {"name": "pilot", "seed": 7},
+    }
+    settings = parse_config(config)
+    assert (settings.interactions_dir, settings.seed) == ("store", 7)
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"experiment": {"incremental": "false"}}, "experiment.incremental: expected true or false, got 'false'"),
+        ({"experiment": {"incremental": 1}}, "experiment.incremental: expected true or false, got 1"),
+        ({"experiment": {"seed": "42"}}, "experiment.seed: expected an integer, got '42'"),
+        ({"experiment": {"seed": True}}, "experiment.seed: expected an integer, got True"),
+        (
+            {"training_data": {"split_by": ["persona"]}},
+            "training_data.split_by: expected one of ['persona', 'query', 'grid', 'persona_and_query', 'sample'], got "
+            "['persona']",
+        ),
+        (
+            {"training_data": {"format": ["include_persona"]}},
+            "training_data.format: expected a mapping of keys, got ['include_persona']",
+        ),
+        ({"training_data": {"split": 0.8}}, "training_data.split: expected a mapping of keys, got 0.8"),
+        ({"training_data": "defaults"}, "training_data: expected a mapping of keys, got 'defaults'"),
+        (
+            {"paths": {"interactions": "store"}},
+            "paths.interactions: expected a mapping like {output_dir: PATH}, got 'store'",
+        ),
+        ({"paths": {"training_data": {"output_dir": 5}}}, "paths.training_data.output_dir: expected a path, got 5"),
+        ({"paths": {"training_data": {"output_dir": ""}}}, "paths.training_data.output_dir: expected a path, got ''"),
+    ],
+    ids=[
+        "bool-string",
+        "bool-int",
+        "seed-string",
+        "seed-bool",
+        "split_by",
+        "format",
+        "split",
+        "section",
+        "paths",
+        "path-int",
+        "path-empty",
+    ],
+)
+def test_every_setting_is_type_checked(config, message):
+    """`incremental: "false"` turned appending on: bool("false") is True."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config(config)
+    assert str(raised.value) == message
+
+
+def test_a_section_or_block_with_nothing_under_it_is_the_defaults():
+    from personagym_hf.config import ExportConfig
+
+    empty = {"training_data": {"format": None, "split": None}, "experiment": None, "paths": {"interactions": None}}
+    assert parse_config(empty) == ExportConfig()
+
+
+def test_every_section_key_sets_a_field_of_the_settings():
+    from dataclasses import fields
+
+    from personagym_hf.config import SECTIONS, ExportConfig
+
+    targets = [target for section in SECTIONS.values() for target, _parse in section.keys.values()]
+    assert sorted(targets) == sorted(f.name for f in fields(ExportConfig))
