@@ -188,6 +188,48 @@ def test_a_full_disk_is_one_line_and_keeps_the_earlier_export(small_disk, tmp_pa
     assert sorted(p.name for p in small_disk.iterdir()) == ["out"]  # no staging folder, no temp file
 
 
+@pytest.fixture
+def sized_disk(tmp_path, size):
+    """A disk of `size` (the test's parameter), to fill."""
+    yield from mounted_tmpfs(tmp_path / "disk", size)
+
+
+@pytest.mark.parametrize("hf_dataset", [True, False], ids=["hf_dataset", "no_hf_dataset"])
+@pytest.mark.parametrize("size", ["1m", "2m", "3m"])
+def test_a_full_disk_of_any_size_is_one_line(sized_disk, tmp_path, capsys, size, hf_dataset):
+    """On 1 and 2 MB the disk filled up while the JSON was written, and the abort ended in a traceback: closing the
+    aborted file flushed a buffer the disk could not take (`AtomicFile.abort`)."""
+    small = write_files(tmp_path / "small", [make_interaction(i, persona=f"p_{i % 3:03d}") for i in range(6)])
+    big = write_store(tmp_path / "big", count=800, personas=40, seed=2, reply_chars=400)
+    out = sized_disk / "out"
+    options = () if hf_dataset else ("--no-hf-dataset",)
+    assert export(small, out, *options) == 0
+    before = snapshot(out)
+    assert export(big, out, *options) == 1
+    line = error_line(capsys)
+    assert line.startswith(f"personagym-hf export: error: no space left on device writing {out} (needed ~")
+    assert line.endswith(" MB); free some space or choose another --output (the earlier export there is unchanged)")
+    assert snapshot(out) == before
+    assert sorted(p.name for p in sized_disk.iterdir()) == ["out"]  # no staging folder, no temp file
+
+
+def test_aborting_a_file_whose_buffer_the_disk_refuses_raises_nothing(tmp_path):
+    """The mechanism: /dev/full refuses every write with ENOSPC, as a full disk does."""
+    from personagym_hf.write.files import AtomicFile, OutputSet
+
+    files = OutputSet()
+    for name in ("a.json", "b.json"):
+        out = files.open(AtomicFile(tmp_path / name))
+        out.file.close()
+        out.file = open("/dev/full", "wb", buffering=1 << 20)  # closed by abort
+        out.write(b"x" * 1000)  # buffered: the disk is asked at the flush
+        with pytest.raises(OSError):
+            out.file.flush()
+    files.abort()
+    assert all(out.file.closed for out in files.files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_a_read_only_output_is_one_line_before_any_work(small_disk, tmp_path, capsys):
     small = write_files(tmp_path / "small", [make_interaction(i, persona=f"persona_{i % 3:03d}") for i in range(6)])
     out = small_disk / "out"

@@ -301,7 +301,8 @@ def export_store(request: ExportRequest, convert: Convert) -> StoreExport:
 
 
 def _abort(exporter: Exporter | None, folder) -> None:
-    """Drop what the run wrote: the exporter's files (when it was made), then the folder's staging."""
+    """Drop what the run wrote: the exporter's files (when it was made), then the folder's staging. Neither raises
+    (each writer's `abort` never does): the error being handled is the one to report."""
     if exporter is not None:
         exporter.abort()
     folder.abort()

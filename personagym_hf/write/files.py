@@ -8,6 +8,7 @@ non-ASCII as is) and gives the same text as `json.dumps(rows, indent=2, ensure_a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -47,8 +48,12 @@ class AtomicFile:
         return self.path
 
     def abort(self) -> None:
-        self.file.close()
-        self.temp.unlink(missing_ok=True)
+        """Drop the file. Never raises: it runs while another error unwinds, often a full disk, where closing the file
+        flushes a buffer the disk cannot take (the descriptor is closed all the same) and that error is the cause."""
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(OSError):
+            self.temp.unlink(missing_ok=True)
 
 
 def pretty_item(row: Any) -> bytes:

@@ -16,6 +16,7 @@ worker process or a Ray task, see `chunks.ShardWork`). Shards are renamed to `<s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -249,10 +250,14 @@ class ParquetSplitWriter:
         return commit_shards(self.folder, self.split, self.temps, self.close())
 
     def abort(self) -> None:
+        """Drop the shards. Never raises: closing a shard writes its footer, which a full disk refuses."""
         self.groups = RowGroups(self.plan.row_group_rows)
-        self._close_shard()
+        with contextlib.suppress(OSError):
+            self._close_shard()
+        self.shard = None
         for temp in self.temps:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
 
 
 def final_names(folder: Path, split: str, count: int) -> list[Path]:

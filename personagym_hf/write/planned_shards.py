@@ -14,6 +14,7 @@ one shard's rows per config and split (plus the chunks in flight), not the store
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -187,7 +188,8 @@ class PlannedSplitWriter:
     def abort(self) -> None:
         """The shards stay in the staging folder, which the export's abort removes; the runner stops the workers."""
         if self.spill is not None:
-            self.spill.close()
+            with contextlib.suppress(OSError):  # its footer, which a full disk refuses: never raise here
+                self.spill.close()
             self.spill = None
         self.pending = []
 
