@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_interaction, write_files
+from holds import held, hold_env
 
 from personagym_hf.cli.main import main
 from personagym_hf.testing.synth import write_store
@@ -344,16 +345,15 @@ def test_sigterm_unwinds_and_leaves_the_earlier_export(kill_setup, tmp_path):
     new, seed_out, old_state, _, _ = kill_setup
     out = tmp_path / "out"
     subprocess.run(["cp", "-a", str(seed_out), str(out)], check=True)
-    process = cli("export", "--interactions", str(new), "--output", str(out), "-q", "--num-proc", "2")
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".out.staging-*")):  # the export is under way (its handler is set)
-        assert time.monotonic() < deadline and process.poll() is None, "the export never started writing"
-        time.sleep(0.01)
+    hold = tmp_path / "hold"
+    args = ["export", "--interactions", str(new), "--output", str(out), "-q", "--num-proc", "2"]
+    process = cli(*args, env=hold_env(hold))
+    held(hold, 2, process)  # the export is under way, its workers held in their first chunks until the signal
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 143
     assert process.stderr.read() == "personagym-hf: terminated; earlier outputs are unchanged\n"
     assert snapshot(out) == old_state
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hold", "out"]
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import make_interaction, write_files
 from exporting import export_store
+from holds import held, hold_env
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.config import RunOptions, parse_config
@@ -333,20 +334,24 @@ def _running(pids: list[int]) -> list[int]:
     return running
 
 
+def held_export(tmp_path: Path, **popen) -> tuple[subprocess.Popen, Path]:
+    """An export with two workers, each held at the start of its first chunk (`write.folder.hold`)."""
+    store = write_store(tmp_path / "store", count=3000, personas=100, seed=7, reply_chars=200)  # 3 chunks
+    hold = tmp_path / "hold"
+    command = [sys.executable, "-m", "personagym_hf", "export", "--interactions", str(store), "--output"]
+    export = subprocess.Popen([*command, str(tmp_path / "out"), "-q", "--num-proc", "2"], env=hold_env(hold), **popen)
+    return export, hold
+
+
 def test_the_workers_die_with_a_parent_killed_with_sigkill(tmp_path):
     """A `concurrent.futures` worker holds its own task queue open, so it would wait for a next task forever."""
     import time
 
-    store = write_store(tmp_path / "store", count=3000, personas=100, seed=7, reply_chars=200)
-    command = [sys.executable, "-m", "personagym_hf", "export", "--interactions", str(store), "--output"]
-    export = subprocess.Popen([*command, str(tmp_path / "out"), "-q", "--num-proc", "2"], stderr=subprocess.DEVNULL)
+    export, hold = held_export(tmp_path, stderr=subprocess.DEVNULL)
     workers: list[int] = []
     try:
-        deadline = time.monotonic() + 60
-        while len(workers) < 2:  # bounded: the export runs for seconds, its workers start in the first
-            assert export.poll() is None and time.monotonic() < deadline, "the export ended before its workers ran"
-            workers = _children(export.pid)
-            time.sleep(0.01)
+        workers = held(hold, 2, export)
+        assert sorted(workers) == sorted(_children(export.pid))  # the hold is in the workers
         export.kill()
         export.wait(timeout=60)
         deadline = time.monotonic() + 10
@@ -354,30 +359,24 @@ def test_the_workers_die_with_a_parent_killed_with_sigkill(tmp_path):
             time.sleep(0.05)
         assert _running(workers) == []
     finally:
+        if export.poll() is None:
+            export.kill()
         for pid in _running(workers):
             os.kill(pid, signal.SIGKILL)
 
 
 def test_ctrl_c_on_an_export_with_workers_is_one_line(tmp_path):
-    """A terminal's Ctrl-C goes to every process of the export: the workers leave it to the parent."""
-    import time
-
-    store = write_store(tmp_path / "store", count=3000, personas=100, seed=7, reply_chars=200)
-    command = [sys.executable, "-m", "personagym_hf", "export", "--interactions", str(store), "--output"]
-    export = subprocess.Popen(
-        [*command, str(tmp_path / "out"), "-q", "--num-proc", "2"],
+    """A terminal's Ctrl-C goes to every process of the export: the workers leave it to the parent. The workers are
+    held in their first chunks until the signal is sent: a run that finished first made this test flaky."""
+    export, hold = held_export(
+        tmp_path,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # a process group of its own, as a terminal's job is
     )
     workers: list[int] = []
     try:
-        deadline = time.monotonic() + 60
-        while len(workers) < 2:
-            assert export.poll() is None and time.monotonic() < deadline, "the export ended before its workers ran"
-            workers = _children(export.pid)
-            time.sleep(0.01)
-        time.sleep(0.2)  # the workers are into their chunks
+        workers = held(hold, 2, export)
         for pid in workers:  # the mechanism: each worker ignores SIGINT (bit 2 of SigIgn is signal 2)
             ignored = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if "SigIgn" in line)
             assert int(ignored.split()[1], 16) & (1 << (signal.SIGINT - 1)), ignored

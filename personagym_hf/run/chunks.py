@@ -36,6 +36,7 @@ from ..transform.assign import KeyCounts, KeySink
 from ..transform.encode import Encoded, Encoder, NoOutput, Rows, Sink, encode
 from ..transform.policy import Convert
 from ..write.files import BUFFER_BYTES, ITEM_SEPARATOR, dumps_line, pretty_item
+from ..write.folder import hold
 from ..write.parquet import row_sizes
 
 
@@ -179,6 +180,7 @@ def encode_chunk(job: ChunkJob, task: ChunkTask, in_memory: bool = False, earlie
     """`encode` the records of one chunk's files into the job's outputs: for "files" `InMemory`, or `PartFiles` in
     the task's folder. Samples whose id is in `earlier` (ids of earlier chunks) are dropped and listed as
     duplicates."""
+    hold("chunk")  # the signal tests hold the run here (write/folder.py)
     part_files = job.outputs == "files" and not in_memory
     if part_files and task.folder is None:
         raise ValueError(f"chunk {task.index}: part files need a folder (plan_tasks with a staging folder)")

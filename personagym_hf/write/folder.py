@@ -67,6 +67,19 @@ def checkpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def hold(name: str) -> None:
+    """A named instant where the signal tests hold the process until a signal ends it (`PERSONAGYM_HF_HOLD_AT=
+    name:FOLDER`): it makes `FOLDER/name.<pid>`, which says to the test that it is there, and waits. A test that
+    sends its signal once every process it waits for is held cannot see the run finish first, however loaded the
+    machine. Unset, it costs one look-up."""
+    spec = os.environ.get("PERSONAGYM_HF_HOLD_AT")
+    if spec is None or spec.partition(":")[0] != name:
+        return
+    (Path(spec.partition(":")[2]) / f"{name}.{os.getpid()}").touch()
+    while True:
+        signal.pause()  # a handler that raises (Ctrl-C, the CLI's SIGTERM) ends it; a worker dies of SIGTERM
+
+
 def _exchange(a: str, b: str) -> bool:
     """Swap two paths atomically; False where the kernel or file system cannot."""
     try:
