@@ -21,6 +21,7 @@ import datasets
 from datasets.builder import Key
 
 from .config import (
+    FILE_PREFIX,
     SPLIT_ASSIGNMENTS,
     SPLIT_BY,
     SPLIT_NAMES,
@@ -107,7 +108,35 @@ class PersonaGymConfig(datasets.BuilderConfig):
         source = self.interactions or self.data_dir
         if not source:
             raise ValueError("PersonaGymBuilder needs the interaction store: pass data_dir= (or interactions=)")
+        for path in [source] if isinstance(source, (str, Path)) else source:
+            refuse_an_export(Path(path))
         return source
+
+
+def refuse_an_export(folder: Path) -> None:
+    """An export is not a store: read as one, its statistics.json and samples are bad records, and every split comes
+    out empty. It loads with `datasets.load_dataset`, as its card shows."""
+    from .read.exported import ExportReadError, kind
+    from .write.exporter import HF_FOLDER
+    from .write.manifest import MANIFEST_FILE
+
+    if not folder.is_dir():
+        return
+    try:
+        found = kind(folder)
+    except ExportReadError:
+        if not (folder / MANIFEST_FILE).is_file():
+            return
+        found = "jsonl"
+    if found == "parquet":
+        load = f"datasets.load_dataset({str(folder)!r})"
+    elif (folder / HF_FOLDER / "README.md").is_file():
+        load = f"datasets.load_dataset({str(folder / HF_FOLDER)!r})"
+    else:
+        files = {split: str(folder / f"{prefix}_samples.jsonl") for split, prefix in FILE_PREFIX.items()}
+        files = {split: path for split, path in files.items() if Path(path).is_file()}
+        load = f"datasets.load_dataset('json', data_files={files!r})"
+    raise ValueError(f"{folder} is an export, not an interaction store: load it with {load}")
 
 
 class PersonaGymBuilder(datasets.ArrowBasedBuilder):
@@ -131,6 +160,22 @@ class PersonaGymBuilder(datasets.ArrowBasedBuilder):
     def download_and_prepare(self, *args: Any, num_proc: int | None = None, **kwargs: Any) -> None:
         self._num_proc = num_proc or 1  # read by _split_generators
         super().download_and_prepare(*args, num_proc=num_proc, **kwargs)
+        if self.info.splits and not sum(split.num_examples for split in self.info.splits.values()):
+            self._no_sample()
+
+    def _no_sample(self) -> None:
+        """Not one sample in any split: a store whose every record is bad is an error, as it is to `export`, not
+        empty splits (bad records are only logged). The first of them is found again, for the message."""
+        from .run.job import AllRejected, scan_store
+
+        cfg = self.config
+        source = cfg.store()
+        stores = [source] if isinstance(source, (str, Path)) else list(source)
+        rejections = Rejections("skip")
+        settings = replace(cfg.settings(), on_bad_records="skip")
+        for _chunk in scan_store(source, settings, cfg.convert(), rejections, options=RunOptions()):
+            if rejections.bad:
+                raise AllRejected(stores, rejections.bad) from None
 
     def _as_dataset(self, split: Any = datasets.Split.TRAIN, in_memory: bool = False) -> datasets.Dataset:
         """A split without rows is an empty `Dataset` with the config's features, not an error: few personas can

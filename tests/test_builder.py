@@ -323,3 +323,43 @@ def test_big_files_are_read_in_pieces_with_the_exports_rows(tmp_path, layout):
         rows = jsonl(tmp_path / "out" / f"{prefix}_samples.jsonl")
         assert [row["sample_id"] for row in built[split]] == [row["sample_id"] for row in rows]
     assert sum(built.num_rows.values()) == (450 if layout == "jsonl" else 449)  # the array store's last is cut short
+
+
+@pytest.mark.parametrize("where", ["hf_dataset", "export", "export_without_hf_dataset"])
+def test_an_export_given_as_the_store_is_an_error_naming_its_loader(store, tmp_path, where):
+    """`load_dataset(export/hf_dataset)` gave empty splits (statistics.json read as a bad record, and so on): its name
+    is `datasets.load_dataset`'s, so an export is an easy thing to pass."""
+    out = tmp_path / "out"
+    export_store(store, out, parse_config({}), TrainingDataCollector().interaction_to_training_sample,
+                 hf_dataset=where != "export_without_hf_dataset")  # fmt: skip
+    folder = out / "hf_dataset" if where == "hf_dataset" else out
+    loader = {
+        "hf_dataset": f"datasets.load_dataset({str(out / 'hf_dataset')!r})",
+        "export": f"datasets.load_dataset({str(out / 'hf_dataset')!r})",
+        "export_without_hf_dataset": "datasets.load_dataset('json', data_files={"
+        + ", ".join(f"{split!r}: {str(out / f'{prefix}_samples.jsonl')!r}" for split, prefix in
+                    [("train", "train"), ("validation", "val"), ("test", "test")])
+        + "})",
+    }[where]  # fmt: skip
+    with pytest.raises(ValueError) as raised:
+        load_dataset(folder, "full", cache_dir=str(tmp_path / "cache"))
+    assert str(raised.value) == f"{folder} is an export, not an interaction store: load it with {loader}"
+    if where != "export_without_hf_dataset":  # the loader named runs as written
+        assert datasets.load_dataset(str(out / "hf_dataset"), "full", cache_dir=str(tmp_path / "c2"))["train"].num_rows
+
+
+def test_a_store_whose_every_record_is_bad_is_an_error(tmp_path):
+    """As it is to `export`: the builder gave empty splits and only logged each record."""
+    from personagym_hf.run.job import AllRejected
+
+    store = tmp_path / "bad"
+    store.mkdir()
+    (store / "a.json").write_text("{", encoding="utf-8")
+    (store / "b.json").write_text("[1]", encoding="utf-8")
+    for attempt in ("built", "cached"):  # the second finds the (empty) cache: still an error
+        with pytest.raises(AllRejected) as raised:
+            load_dataset(store, "full", cache_dir=str(tmp_path / "cache"))
+        assert str(raised.value) == (
+            f"all 2 records of {store} were rejected (the first: {store}/a.json, line 1, column 2: invalid JSON "
+            f"(unexpected end of data)); run `personagym-hf validate --interactions {store}` to list them"
+        ), attempt

@@ -121,7 +121,7 @@ def test_a_store_whose_every_record_is_rejected_is_an_error(tmp_path, capsys):
     line = error_line(capsys)
     first = f"{store}/a.json"
     assert line.startswith(f"personagym-hf export: error: all 2 records of {store} were rejected (the first: {first}")
-    assert line.endswith("); run `personagym-hf validate` to list them")
+    assert line.endswith(f"); run `personagym-hf validate --interactions {store}` to list them")
     assert not (tmp_path / "out").exists()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
@@ -44,6 +45,17 @@ INTERACTION_LAYOUTS = (
 
 class NoInteractionsError(FileNotFoundError):
     """A store with nothing to export."""
+
+
+class AllRejected(BadInputError):
+    """Every record of a store was bad: `summary` says how many and the first reason; the message adds the command
+    that lists them (the command line gives its own, with the options it ran with)."""
+
+    def __init__(self, stores: Sequence[str | Path], bad: Sequence[BadRecord]):
+        where = ", ".join(map(str, stores))
+        self.summary = f"all {len(bad)} records of {where} were rejected (the first: {bad[0].describe()})"
+        validate = f"personagym-hf validate --interactions {shlex.quote(str(stores[0]))}" if len(stores) == 1 else None
+        super().__init__(f"{self.summary}; run `{validate}` to list them" if validate else self.summary)
 
 
 @dataclass
@@ -265,11 +277,7 @@ def export_store(request: ExportRequest, convert: Convert) -> StoreExport:
                 if bar is not None:
                     bar.update(chunk_files_count(task.chunk))
             if rejections.bad and not exporter.result.new_samples and not exporter.result.kept_samples:
-                first = rejections.bad[0]
-                raise BadInputError(
-                    f"all {len(rejections.bad)} records of {request.store_name()} were rejected (the first: "
-                    f"{first.describe()}); run `personagym-hf validate` to list them"
-                )
+                raise AllRejected(request.stores, rejections.bad)
             usage, bad_usage = merge_token_usage(token_usage_files(request.stores))
             for bad in bad_usage:
                 rejections.reject(bad)
@@ -308,4 +316,12 @@ def _abort(exporter: Exporter | None, folder) -> None:
     folder.abort()
 
 
-__all__ = ["NoInteractionsError", "StoreExport", "encode_store", "export_store", "iter_store", "scan_store"]
+__all__ = [
+    "AllRejected",
+    "NoInteractionsError",
+    "StoreExport",
+    "encode_store",
+    "export_store",
+    "iter_store",
+    "scan_store",
+]
