@@ -75,8 +75,18 @@ def test_the_license_list_is_the_hubs_documented_table():
             f"license 'Apache-2.0' is not a license identifier of the Hub (did you mean apache-2.0?); "
             f"pick one from {LICENSES_URL}",
         ),  # fmt: skip
+        (
+            "cc-by",  # a family: its versions are the identifiers (it had no suggestion)
+            "license 'cc-by' is not a license identifier of the Hub (did you mean one of cc-by-2.0, cc-by-2.5, "
+            f"cc-by-3.0, cc-by-4.0?); pick one from {LICENSES_URL}",
+        ),
+        (
+            "CC-BY-SA",
+            "license 'CC-BY-SA' is not a license identifier of the Hub (did you mean one of cc-by-sa-3.0, "
+            f"cc-by-sa-4.0?); pick one from {LICENSES_URL}",
+        ),
     ],
-    ids=["unknown", "close_match", "case"],
+    ids=["unknown", "close_match", "case", "family", "family_in_capitals"],
 )
 @pytest.mark.parametrize("command", ["card", "push"])
 def test_a_license_that_is_not_a_hub_identifier_is_refused_before_any_request(
@@ -173,3 +183,17 @@ def test_the_ppopt_card_takes_its_languages_from_every_split(hub, tmp_path):
     upload_jsonl(tmp_path / "test.jsonl", "bob/pp", split="test", backoff=0)
     data = card_data(hub.files("bob/pp")["README.md"].decode())
     assert (data["language"], data["language_details"]) == (["de", "ja"], ["de", "de-AT", "ja"])
+
+
+def test_the_card_rounds_turns_and_gives_noise_rates_as_percentages(tmp_path, capsys):
+    """It showed `2.3125 user turns` and noise rates as fractions in the splits table (0.375) beside 28.7% in the
+    text."""
+    assert main(["export", "--demo", "--output", str(tmp_path / "out"), "-q"]) == 0
+    card = (tmp_path / "out" / "hf_dataset" / "README.md").read_text(encoding="utf-8")
+    assert "- **80** samples from **40** personas; 2.31 user turns on average;\n  28.7% of samples" in card
+    rows = [
+        "| train | 64 | 32 | 2.30 | 28.1% |",
+        "| validation | 8 | 4 | 2.12 | 37.5% |",
+        "| test | 8 | 4 | 2.62 | 25.0% |",
+    ]
+    assert "\n".join(rows) in card

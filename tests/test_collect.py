@@ -170,6 +170,10 @@ def test_declared_num_turns_that_disagrees_is_a_warning_not_an_error(example):
     sample = interaction_to_sample(example)
     assert sample.num_turns == 2
     assert record_warnings(example, sample) == ["num_turns is 5 in the record but the messages hold 2 user turns"]
+    example["messages"] = example["messages"][:2]  # one user turn: it said "1 user turns"
+    assert record_warnings(example, interaction_to_sample(example)) == [
+        "num_turns is 5 in the record but the messages hold 1 user turn"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -92,8 +92,10 @@ def check_license(license: str | None) -> str | None:
     """`license` if it is one of the Hub's identifiers (or None); else a `CardError` with the closest ones."""
     if license is None or license in hub_licenses():
         return license
-    near = difflib.get_close_matches(license.lower(), hub_licenses(), n=1, cutoff=0.8)
-    hint = f" (did you mean {near[0]}?)" if near else ""
+    # `cc-by` is a family: its versions (cc-by-4.0, ...) are the identifiers; otherwise the closest spelling.
+    versions = [name for name in hub_licenses() if re.fullmatch(rf"{re.escape(license.lower())}-\d[\d.]*", name)]
+    near = versions or difflib.get_close_matches(license.lower(), hub_licenses(), n=1, cutoff=0.8)
+    hint = f" (did you mean {'one of ' if len(near) > 1 else ''}{', '.join(near)}?)" if near else ""
     raise CardError(f"license {license!r} is not a license identifier of the Hub{hint}; pick one from {LICENSES_URL}")
 
 
@@ -331,7 +333,7 @@ def render_card(
         repo_id=repo_id or "NAMESPACE/NAME",
         total_samples=total,
         total_personas=statistics.get("total_personas", 0),
-        avg_turns=statistics["avg_turns"],
+        avg_turns=f"{statistics['avg_turns']:.2f}",
         noise_pct=f"{distractor['noise_rate']:.1%}",
         split_by=settings["split_by"],
         split_assignment=settings.get("split_assignment"),
@@ -354,8 +356,13 @@ def render_card(
         left_out=left_out_lines(statistics.get("configs") or {}),
         schema=[(feature["name"], _type_name(feature)) for feature in infos["full"]["features"]],
         columns=columns,
-        splits=[
-            {"name": name, **values}
+        splits=[  # rounded, and the noise rate a percentage, as the summary above shows them
+            {
+                **values,
+                "name": name,
+                "avg_turns": f"{values['avg_turns']:.2f}",
+                "noise_rate": f"{values['noise_rate']:.1%}",
+            }
             for name, values in statistics["splits"].items()
             if name in _split_names(infos["full"])
         ],

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import orjson
 
 from ..schema import FIELD_NAMES, TrainingSample
+from ..wording import plural
 
 ROLES = ("system", "user", "assistant")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -277,7 +278,8 @@ def record_warnings(interaction: dict, sample: TrainingSample) -> list[str]:
     declared = interaction.get("num_turns")
     if declared is not None and declared != sample.num_turns:
         warnings.append(
-            f"num_turns is {_shown(declared)} in the record but the messages hold {sample.num_turns} user turns"
+            f"num_turns is {_shown(declared)} in the record but the messages hold "
+            f"{plural(sample.num_turns, 'user turn')}"
         )
     return warnings
 
