@@ -38,7 +38,7 @@ def test_export_demo_prints_a_summary(tmp_path, capsys):
     assert main(["export", "--demo", "--output", str(tmp_path / "out"), "-q"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "Exported 80 samples from 80 files (train 64, validation 8, test 8)"  # 40 personas, balanced
-    assert out[1] == "  noise rate 28.7%, 40 personas, avg 2.3125 turns"
+    assert out[1] == "  noise rate 28.7%, 40 personas, avg 2.31 user turns"  # was 2.3125, unrounded
     assert (tmp_path / "out" / "hf_dataset" / "README.md").exists()
     assert json.loads((tmp_path / "out" / "token_usage.json").read_text())["summary"]["total_calls"] == 32
 
@@ -238,7 +238,7 @@ def test_counts_of_one_are_singular(tmp_path, capsys):
     assert main(["export", "--interactions", str(store), "--output", str(out), "-q", "--no-split"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Exported 1 sample from 2 files (train 1)"
-    assert lines[1] == "  noise rate 0.0%, 1 persona, avg 2.0 turns"
+    assert lines[1] == "  noise rate 0.0%, 1 persona, avg 2.00 user turns"
     assert lines[2] == f"  rejected 1 bad record ({out / 'rejected.jsonl'}), 1 warning"
     write_files(store, [make_interaction(2, persona="persona_002")])
     assert main(["export", "--interactions", str(store), "--output", str(out), "-q", "--no-split", "--append"]) == 0
@@ -246,7 +246,9 @@ def test_counts_of_one_are_singular(tmp_path, capsys):
     assert main(["validate", "--interactions", str(store), "-q"]) == 1
     assert capsys.readouterr().out.splitlines()[-1] == "2 valid interactions, 1 bad (1 invalid), 1 warning"
     assert main(["stats", "--interactions", str(store), "-q"]) == 0
-    assert capsys.readouterr().err == "(1 bad record not counted; run `personagym-hf validate` to list them)\n"
+    assert capsys.readouterr().err == (
+        f"(1 bad record not counted; run `personagym-hf validate --interactions {store}` to list them)\n"
+    )
 
 
 @pytest.mark.parametrize("command", ["export", "validate", "stats"])
@@ -394,3 +396,127 @@ def test_validate_on_an_empty_folder_says_what_it_looked_for(tmp_path, capsys):
         "InteractionStorage files (*.json, one interaction each), JSON Lines (*.jsonl), JSON arrays (*.json), or .gz "
         "of any of them, in the folder and its subfolders\n"
     )
+
+
+# Found by following the README as a new user would (issue 25).
+
+TWO_STORES = "--demo and --interactions name two stores: pass one of them"
+TWO_SOURCES = "pass either --data or --interactions/--demo, not both"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["export", "--demo", "--interactions", "{store}"], TWO_STORES),
+        (["validate", "--interactions", "{store}", "--demo"], TWO_STORES),
+        (["tokens", "--tokenizer", "t", "--data", "{out}", "--demo"], TWO_SOURCES),
+        (["push", "--repo", "a/b", "--data", "{out}", "--interactions", "{store}"], TWO_SOURCES),
+    ],
+    ids=["export", "validate", "tokens", "push"],
+)  # fmt: skip
+def test_two_sources_are_refused_before_any_work(small_store, tmp_path, monkeypatch, capsys, argv, message):
+    """`export --demo --interactions PATH` exported the demo and ignored the path; `tokens --data --demo` read the
+    demo; `push --data --interactions` exported the store and pushed --data."""
+    monkeypatch.chdir(tmp_path)  # where the default output folders would be made
+    argv = [part.format(store=small_store, out=tmp_path / "out") for part in argv]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == f"personagym-hf {argv[0]}: error: {message}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interactions"]  # nothing exported
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["audit", "--demo"], ["audit", "--interactions", "{store}"], ["tokens", "--tokenizer", "{tiny}", "--demo"]],
+    ids=["audit-demo", "audit-store", "tokens-demo"],
+)
+def test_no_progress_bar_in_a_file_from_the_audits(small_store, tiny, tmp_path, command):
+    """They drew a bar into a file given as stderr (`2>log`), between the warnings; now only on a terminal."""
+    args = [sys.executable, "-m", "personagym_hf", *(part.format(store=small_store, tiny=tiny) for part in command)]
+    with (tmp_path / "log").open("w") as log:
+        done = subprocess.run(args, stdout=subprocess.PIPE, stderr=log, env=with_progress_bars(dict(os.environ)))
+    assert done.returncode == 0
+    assert not BAR.search((tmp_path / "log").read_text(encoding="utf-8"))
+    drawn = run_with_terminal_stderr(args, env=with_progress_bars(dict(os.environ)), cwd=str(tmp_path))
+    assert drawn.returncode == 0 and BAR.search(drawn.terminal)  # the bars themselves are still there
+
+
+def test_every_data_option_takes_the_export_folder_or_its_hf_dataset(small_store, tmp_path, capsys):
+    """`card --data EXPORT` said "no exported dataset here ... or pass --data" though --data was passed."""
+    out = tmp_path / "out"
+    assert main(["export", "--interactions", str(small_store), "--output", str(out), "-q"]) == 0
+    capsys.readouterr()
+    cards = []
+    for data in (out, out / "hf_dataset"):
+        assert main(["card", "--data", str(data)]) == 0
+        cards.append(capsys.readouterr().out)
+    assert cards[0] == cards[1] and cards[0].startswith("---\n")
+    for data in (out, out / "hf_dataset"):
+        assert main(["audit", "--data", str(data), "--json", "--exact-only"]) == 0
+    assert main(["export", "--interactions", str(small_store), "--output", str(out), "-q", "--no-hf-dataset"]) == 0
+    capsys.readouterr()
+    assert main(["card", "--data", str(out)]) == 1
+    assert capsys.readouterr().err == (
+        f"personagym-hf card: error: {out}: this export has no hf_dataset/ folder (it was made with --no-hf-dataset); "
+        "export it again without --no-hf-dataset\n"
+    )
+    assert main(["card", "--data", str(tmp_path / "nothing")]) == 1
+    assert capsys.readouterr().err == (
+        f"personagym-hf card: error: {tmp_path / 'nothing'}: no such folder; --data takes an export folder or its "
+        "hf_dataset/\n"
+    )
+
+
+def test_a_timestamped_append_is_one_line(small_store, tmp_path, capsys):
+    argv = ["export", "--interactions", str(small_store), "--output", str(tmp_path / "out"), "-q"]
+    assert main([*argv, "--timestamp", "--append"]) == 1
+    assert capsys.readouterr().err == (
+        "personagym-hf export: error: --timestamp writes a version beside the export and --append adds to the export "
+        "itself: pass one of them (an append keeps no timestamp)\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, suggestion",
+    [
+        (["export", "--demo", "--outptu", "o"], "unrecognized arguments: --outptu o; did you mean --output?"),
+        (
+            ["validate", "--interactoins", "s"],
+            "unrecognized arguments: --interactoins s; did you mean --interactions?",
+        ),
+        (["audit", "--demo", "--max-leek=0"], "unrecognized arguments: --max-leek=0; did you mean --max-leak?"),
+        (["stats", "--demo", "--zzz"], "unrecognized arguments: --zzz"),
+    ],
+    ids=["output", "interactions", "with-value", "nothing-near"],
+)
+def test_a_mistyped_option_gets_the_nearest_one(capsys, argv, suggestion):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"personagym-hf {argv[0]}: error: {suggestion}"
+
+
+def test_a_config_key_that_is_not_read_stops_the_export_naming_the_file(small_store, tmp_path, capsys):
+    """`splt_by: sample` exported with the defaults and exit 0."""
+    config = tmp_path / "config.yaml"
+    config.write_text("training_data:\n  splt_by: sample\n", encoding="utf-8")
+    argv = ["export", "--interactions", str(small_store), "--output", str(tmp_path / "out"), "--config", str(config)]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == (
+        f"personagym-hf export: error: {config}: training_data.splt_by: unknown key; did you mean "
+        "training_data.split_by?\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_append_that_adds_nothing_says_so(small_store, tmp_path, capsys):
+    argv = ["export", "--interactions", str(small_store), "--output", str(tmp_path / "out"), "-q"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main([*argv, "--append"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [
+        "Appended nothing: the export already holds every sample of the 12 files (12 samples: train 8, validation 2, "
+        "test 2)",
+        "  noise rate 0.0%, 6 personas, avg 2.00 user turns",
+    ]

@@ -23,7 +23,7 @@ CONVERT = TrainingDataCollector().interaction_to_training_sample
 SUMMARY = (
     "  leakage: train <-> validation: 100.0% of validation original_queries have an exact or near duplicate in train; "
     "train <-> validation: 100.0% of validation initial_queries have an exact or near duplicate in train (+4 more; "
-    "run `personagym-hf audit`)"
+    "run `personagym-hf audit --data {out}`)"  # the export's folder: the hint runs as printed (tests/test_hints.py)
 )
 
 
@@ -54,7 +54,7 @@ def test_an_export_holds_the_leakage_of_its_rows(leaky_store, tmp_path, capsys):
     assert read_json(out / "hf_dataset" / "statistics.json")["leakage"] == leakage
     card = (out / "hf_dataset" / "README.md").read_text(encoding="utf-8")
     assert "\n\n" + leakage_markdown(leakage) + "\n\n## Provenance\n" in card
-    assert lines[3] == SUMMARY
+    assert lines[3] == SUMMARY.format(out=out)
     # what `personagym-hf audit --data` finds in the export, from its JSONL files or its Parquet shards
     for data in (out, out / "hf_dataset"):
         assert main(["audit", "--data", str(data), "--json"]) == 0
@@ -87,7 +87,7 @@ def test_without_rensa_the_export_audits_exact_duplicates(leaky_store, tmp_path,
     assert lines[3] == (
         "  leakage: train <-> validation: 100.0% of validation original_queries have an exact duplicate in train; "
         "train <-> test: 33.3% of test original_queries have an exact duplicate in train (+1 more; run "
-        "`personagym-hf audit`)"
+        f"`personagym-hf audit --data {out}`)"
     )
     with pytest.raises(MissingExtra, match=r"^near-duplicate detection needs rensa, which is not installed: pip "):
         export_store(leaky_store, tmp_path / "near", parse_config(HASHED), CONVERT, audit="near")

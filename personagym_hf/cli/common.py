@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from pathlib import Path
 
@@ -17,10 +18,15 @@ def load_settings(args: argparse.Namespace):
     """The config dict (from --config, or empty) and its parsed settings, with CLI overrides applied."""
     from dataclasses import replace
 
-    from ..config import load_config, parse_config
+    from ..config import ConfigError, load_config, parse_config
 
     config = load_config(args.config) if args.config else {}
-    settings = parse_config(config)
+    try:
+        settings = parse_config(config)
+    except ConfigError as error:
+        if not args.config:
+            raise
+        raise ConfigError(f"{args.config}: {error}") from None
     if getattr(args, "on_bad_records", None):
         settings = replace(settings, on_bad_records=args.on_bad_records)
     if getattr(args, "split_by", None):
@@ -28,6 +34,15 @@ def load_settings(args: argparse.Namespace):
     if getattr(args, "redact_secrets", None) is not None:
         settings = replace(settings, redact_secrets=args.redact_secrets)
     return config, settings
+
+
+def check_sources(args: argparse.Namespace) -> None:
+    """One source per command: a store (`--interactions` or `--demo`) or an export (`--data`), never two."""
+    demo, interactions, data = (getattr(args, name, None) for name in ("demo", "interactions", "data"))
+    if demo and interactions:
+        raise CliError("--demo and --interactions name two stores: pass one of them")
+    if data and (demo or interactions):
+        raise CliError("pass either --data or --interactions/--demo, not both")
 
 
 def store_path(args: argparse.Namespace, settings) -> str:
@@ -66,9 +81,60 @@ def make_convert(args: argparse.Namespace, config: dict):
 
 
 def hf_folder(args: argparse.Namespace, settings) -> Path:
+    """The `hf_dataset/` folder a command reads: `--data` (an export folder or its `hf_dataset/`, as every command's
+    `--data`), else the one in `--output` (default `paths.training_data.output_dir`)."""
     from ..write.exporter import HF_FOLDER
 
-    return Path(args.data) if args.data else Path(args.output or settings.output_dir) / HF_FOLDER
+    if args.data:
+        return hf_dataset_folder(Path(args.data))
+    folder = Path(args.output or settings.output_dir) / HF_FOLDER
+    if not (folder / "README.md").is_file():
+        export = command_line("export", *given(args, "--config", "--output"))
+        raise CliError(f"{folder}: no exported dataset here; run `{export}` first, or pass --data with an export")
+    return folder
+
+
+def hf_dataset_folder(data: Path) -> Path:
+    """The `hf_dataset/` folder of `--data`: an export folder, or its `hf_dataset/` itself."""
+    from ..write.exporter import HF_FOLDER
+    from ..write.manifest import MANIFEST_FILE
+
+    if (data / HF_FOLDER / "README.md").is_file():
+        return data / HF_FOLDER
+    if (data / "README.md").is_file() and (data / "data").is_dir():
+        return data
+    if (data / MANIFEST_FILE).is_file():
+        raise CliError(
+            f"{data}: this export has no {HF_FOLDER}/ folder (it was made with --no-hf-dataset); export it again "
+            "without --no-hf-dataset"
+        )
+    what = f"not an export (no {HF_FOLDER}/README.md, nor data/ and README.md)" if data.exists() else "no such folder"
+    raise CliError(f"{data}: {what}; --data takes an export folder or its {HF_FOLDER}/")
+
+
+def command_line(command: str, *options: str) -> str:
+    """`personagym-hf COMMAND OPTIONS`, each quoted for a shell: a hint that runs as printed."""
+    return " ".join(["personagym-hf", command, *map(shlex.quote, options)])
+
+
+def given(args: argparse.Namespace, *options: str) -> list[str]:
+    """Those of `options` (`--config`, ...) the user passed, with their values, as they were given."""
+    found = []
+    for option in options:
+        value = getattr(args, option.lstrip("-").replace("-", "_"), None)
+        if value is True:
+            found.append(option)
+        elif value:
+            found += [option, str(value)]
+    return found
+
+
+def validate_hint(args: argparse.Namespace, settings) -> str:
+    """The `validate` command that lists the bad records of the store `args` read, as it read them."""
+    options = given(args, "--demo", "--interactions", "--config", "--collector")
+    if settings.on_bad_records != "warn":  # error stops at the first, skip lists none
+        options += ["--on-bad-records", "warn"]
+    return command_line("validate", *options)
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..wording import plural
-from .common import CliError, add_store_options, load_settings, make_convert, positive, show_progress, store_path
+from .common import (
+    CliError,
+    add_store_options,
+    command_line,
+    given,
+    load_settings,
+    make_convert,
+    positive,
+    show_progress,
+    store_path,
+    validate_hint,
+)
 
 if TYPE_CHECKING:
     from ..request import ExportRequest
@@ -96,7 +107,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from ..extras import require
 
         require("ray", "ray", "--engine ray")  # before anything is read or locked
-    run_export(request, make_convert(args, config))
+    run_export(request, make_convert(args, config), args)
     return 0
 
 
@@ -133,11 +144,15 @@ def export_request(args: argparse.Namespace, settings) -> "ExportRequest":
     )
 
 
-def run_export(request: "ExportRequest", convert) -> None:
-    """Export as `request` says, then print the summary: what was written, the warnings, where it is."""
-    from ..run.job import export_store
+def run_export(request: "ExportRequest", convert, args: argparse.Namespace) -> None:
+    """Export as `request` says (the options `args`), then print the summary: what was written, the warnings, where
+    it is, and the commands that show more, as they run."""
+    from ..run.job import AllRejected, export_store
 
-    run = export_store(request, convert)
+    try:
+        run = export_store(request, convert)
+    except AllRejected as error:
+        raise CliError(f"{error.summary}; run `{validate_hint(args, request.settings)}` to list them") from None
     output, append = request.output, request.outputs.append
     result, stats = run.result, run.result.statistics
     by_split = ", ".join(
@@ -145,12 +160,16 @@ def run_export(request: "ExportRequest", convert) -> None:
     )
     if stats.get("held_out"):
         by_split += f"; {stats['held_out']} held out"
-    print(f"Exported {plural(stats['total_samples'], 'sample')} from {plural(run.files_read, 'file')} ({by_split})")
-    if append:
+    samples, files = plural(stats["total_samples"], "sample"), plural(run.files_read, "file")
+    if append and not result.new_samples:
+        print(f"Appended nothing: the export already holds every sample of the {files} ({samples}: {by_split})")
+    else:
+        print(f"Exported {samples} from {files} ({by_split})")
+    if append and result.new_samples:
         print(f"  appended {plural(result.new_samples, 'new sample')} to {result.kept_samples} already exported")
     print(
         f"  noise rate {stats['distractor_stats']['noise_rate']:.1%}, {plural(stats['total_personas'], 'persona')}, "
-        f"avg {stats['avg_turns']} turns"
+        f"avg {stats['avg_turns']:.2f} user turns"
     )
     if "redacted_secrets" in stats:
         from ..transform.redact import summary_line as redacted_line
@@ -166,7 +185,10 @@ def run_export(request: "ExportRequest", convert) -> None:
     if "leakage" in stats:
         from ..measure.leakage import summary_line
 
-        line = summary_line(stats["leakage"])
+        # The version a --timestamp run writes is not what `audit --data` reads (the current export): its store is.
+        source = given(args, "--demo", "--interactions", "--config", "--collector")
+        audit = command_line("audit", *(source if request.outputs.timestamp else ["--data", str(output)]))
+        line = summary_line(stats["leakage"], audit=audit)
         if line is not None:
             print(f"  {line}")
     for key, budget in stats.get("tokens", {}).items():

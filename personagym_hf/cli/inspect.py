@@ -8,7 +8,6 @@ import sys
 from ..config import RunOptions
 from ..wording import plural
 from .common import (
-    CliError,
     add_store_options,
     load_settings,
     make_convert,
@@ -16,6 +15,7 @@ from .common import (
     share,
     show_progress,
     store_path,
+    validate_hint,
 )
 
 
@@ -44,7 +44,11 @@ def add_audit_commands(sub) -> None:
         metavar="SHARE",
         help="exit 1 when any share (personas, or rows with a duplicate) is above SHARE, e.g. 0 or 0.05 (for CI)",
     )
-    audit.add_argument("--exact-only", action="store_true", help="exact duplicates only (no MinHash, no rensa)")
+    audit.add_argument(
+        "--exact-only",
+        action="store_true",
+        help="exact duplicates only (default: near ones too with the [audit] extra, as export does, exact without it)",
+    )
     audit.set_defaults(func=cmd_audit)
 
     tokens = sub.add_parser(
@@ -81,7 +85,7 @@ def _add_audit_source_options(parser: argparse.ArgumentParser) -> None:
 
 def _scan(args: argparse.Namespace, quiet_rejections: bool = False):
     """Read and validate the store as an export does, without writing anything; returns (statistics, rejections,
-    policy). The bad-record policy applies as in an export (`error` stops at the first); with `quiet_rejections`
+    settings). The bad-record policy applies as in an export (`error` stops at the first); with `quiet_rejections`
     bad records and warnings are only collected, for the caller to show, not logged as well."""
     from ..measure.stats import StatsAccumulator
     from ..run.job import scan_store
@@ -96,7 +100,7 @@ def _scan(args: argparse.Namespace, quiet_rejections: bool = False):
     chunks = scan_store(store_path(args, settings), settings, convert, rejections, options=options)
     for chunk in chunks:
         stats.merge(chunk.encoded.stats)
-    return stats.to_dict(), rejections, policy
+    return stats.to_dict(), rejections, settings
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -104,7 +108,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from ..read.records import KINDS
 
-    stats, rejections, policy = _scan(args, quiet_rejections=True)
+    stats, rejections, settings = _scan(args, quiet_rejections=True)
+    policy = settings.on_bad_records
     if policy == "warn":  # listed here once, on stdout (not logged to stderr too)
         for bad in rejections.bad:
             print(bad.describe())
@@ -125,21 +130,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from ..write.files import dumps_pretty
 
-    stats, rejections, _policy = _scan(args)
+    stats, rejections, settings = _scan(args)
     sys.stdout.write(dumps_pretty(stats).decode())
     if rejections.bad:
-        print(
-            f"({plural(len(rejections.bad), 'bad record')} not counted; run `personagym-hf validate` to list them)",
-            file=sys.stderr,
-        )
+        bad = plural(len(rejections.bad), "bad record")
+        print(f"({bad} not counted; run `{validate_hint(args, settings)}` to list them)", file=sys.stderr)
     return 0
 
 
 def _audited_samples(args: argparse.Namespace):
     """(sample dict, split) from --data (an export) or the store, converted and split as `export` would."""
-    if args.data:
-        if args.interactions or args.demo:
-            raise CliError("pass either --data or --interactions/--demo, not both")
+    if args.data:  # not with --interactions or --demo: `common.check_sources`
         from ..read.exported import iter_samples
 
         return iter_samples(args.data)
@@ -161,9 +162,13 @@ def _audited_samples(args: argparse.Namespace):
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from ..measure.leakage import LeakageAudit, leaks, report_lines
+    from ..measure.leakage import LeakageAudit, leaks, report_lines, resolve_mode
 
-    leakage = LeakageAudit(near=not args.exact_only).add_all(_audited_samples(args)).to_dict()
+    near = not args.exact_only and resolve_mode("auto") == "near"  # the export's rule: near ones with rensa
+    if not near and not args.exact_only and not args.quiet:
+        note = "exact duplicates only; near ones need rensa: pip install 'personagym-hf[audit]'"
+        print(f"personagym-hf audit: note: {note}", file=sys.stderr)
+    leakage = LeakageAudit(near=near).add_all(_audited_samples(args)).to_dict()
     if args.json:
         from ..write.files import dumps_pretty
 
@@ -186,7 +191,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     from ..measure.tokens import TokenBudget, load_tokenizer, report_lines, training_line
 
     tokenizer = load_tokenizer(args.tokenizer, args.chat_template)
-    exported = bool(args.data) and not (args.interactions or args.demo)
+    exported = bool(args.data)  # not with --interactions or --demo: `common.check_sources`
     budget = TokenBudget(tokenizer, max_length=args.max_length, views=_chat_views(args, exported))
     if exported:
         from ..read.exported import iter_parquet, iter_samples, kind

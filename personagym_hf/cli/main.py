@@ -13,7 +13,7 @@ import sys
 from typing import Any, Callable
 
 from . import export, inspect, publish
-from .common import CliError
+from .common import CliError, check_sources
 
 logger = logging.getLogger("personagym_hf")
 
@@ -114,9 +114,24 @@ def _terminate(signum, frame) -> None:
     raise _Terminated
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """`parser.parse_args`, and for an option the command does not have, the one it has that is spelt closest."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        import difflib
+
+        command = parser._subparsers._group_actions[0].choices[args.command]  # argparse keeps them there only
+        options = [name for action in command._actions for name in action.option_strings if name.startswith("--")]
+        typed = [word.split("=", 1)[0] for word in unknown if word.startswith("--")]
+        near = [match for word in typed for match in difflib.get_close_matches(word, options, n=1, cutoff=0.7)]
+        hint = f"; did you mean {' or '.join(dict.fromkeys(near))}?" if near else ""
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     logging.basicConfig(
         level=logging.ERROR if getattr(args, "quiet", False) else logging.WARNING,
         format="%(levelname)s: %(message)s",
@@ -127,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     _MAIN_PID = os.getpid()
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        check_sources(args)
         return func(args)
     except KeyboardInterrupt:
         print("personagym-hf: interrupted; earlier outputs are unchanged", file=sys.stderr)

@@ -29,7 +29,7 @@ def add_commands(sub) -> None:
         "in one commit; unchanged files are not uploaded and identical data makes no commit.",
     )
     push.add_argument("--repo", required=True, metavar="NAMESPACE/NAME", help="the dataset repo (created if missing)")
-    push.add_argument("--data", metavar="DIR", help="the exported folder (default: <output>/hf_dataset)")
+    push.add_argument("--data", metavar="DIR", help="an export folder or its hf_dataset/ (default: <output>)")
     push.add_argument(
         "--output", metavar="DIR", help="the export folder whose hf_dataset/ to push (or to export into)"
     )
@@ -65,7 +65,7 @@ def add_commands(sub) -> None:
     push.set_defaults(func=cmd_push)
 
     card = sub.add_parser("card", help="render the dataset card of an export (stdout, or --write into its README.md)")
-    card.add_argument("--data", metavar="DIR", help="the exported folder (default: <output>/hf_dataset)")
+    card.add_argument("--data", metavar="DIR", help="an export folder or its hf_dataset/ (default: <output>)")
     card.add_argument("--output", metavar="DIR", help="the export folder whose hf_dataset/ to use")
     card.add_argument("--config", metavar="YAML", help="upstream config.yaml (for paths.training_data.output_dir)")
     card.add_argument("--repo", metavar="NAMESPACE/NAME", help="repo id for the load snippets")
@@ -87,7 +87,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         output = args.output or ("output/demo_training_data" if args.demo else settings.output_dir)
         outputs, run = Outputs(append=settings.incremental), RunOptions(show_progress=show_progress(args))
         request = ExportRequest(store_path(args, settings), output, settings, outputs, run=run)
-        run_export(request, make_convert(args, config))
+        run_export(request, make_convert(args, config), args)
     folder = hf_folder(args, settings)
     result = push_to_hub(
         folder,
@@ -138,8 +138,6 @@ def cmd_card(args: argparse.Namespace) -> int:
 
     _config, settings = load_settings(args)
     folder = hf_folder(args, settings)
-    if not (folder / "README.md").is_file():
-        raise CliError(f"{folder}: no exported dataset here; run `personagym-hf export` first or pass --data")
     card = folder_card(folder, repo_id=args.repo, license=args.license, languages=args.language)
     if args.write:
         from ..write.files import AtomicFile

@@ -652,12 +652,13 @@ def leaks(leakage: dict[str, Any], max_share: float) -> list[str]:
     return found
 
 
-def summary_line(leakage: dict[str, Any], max_share: float = 0.0) -> str | None:
-    """One line for an export's summary when anything leaks above `max_share`, else None."""
+def summary_line(leakage: dict[str, Any], max_share: float = 0.0, audit: str = "personagym-hf audit") -> str | None:
+    """One line for an export's summary when anything leaks above `max_share`, else None; `audit`: the command
+    that shows the rest, for this export."""
     found = leaks(leakage, max_share)
     if not found:
         return None
-    more = f" (+{len(found) - 2} more; run `personagym-hf audit`)" if len(found) > 2 else ""
+    more = f" (+{len(found) - 2} more; run `{audit}`)" if len(found) > 2 else ""
     return "leakage: " + "; ".join(found[:2]) + more
 
 
