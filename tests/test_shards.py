@@ -308,6 +308,26 @@ def test_a_signal_handler_set_outside_python_is_left_alone_while_the_pool_forks(
     assert (real(signal.SIGTERM), real(signal.SIGINT)) == before
 
 
+def test_a_task_submitted_after_a_worker_died_is_one_line_too(tmp_path):
+    """Under load the parent took a chunk's result, then submitted the next chunk to a pool a worker had just broken:
+    BrokenProcessPool came out of the submit as a traceback, where a result says WorkerDied (found by running this
+    file's kill test three times with both cores busy)."""
+    import personagym_hf.run.chunks as chunks
+    from personagym_hf.run.local import LocalRunner, WorkerDied
+
+    job = chunks.ChunkJob((), Encoder(parse_config({}), False, True), CONVERT)
+    with LocalRunner(RunOptions(num_proc=2)) as runner:
+        runner._start(job)
+        with pytest.raises(WorkerDied):
+            runner.result(runner._submit(os._exit, 1), "the task that dies")
+        with pytest.raises(WorkerDied) as raised:
+            runner._submit(len, "four")  # the pool is broken now: it takes no task
+    assert str(raised.value) == (
+        "a worker process died (killed, or out of memory); the earlier export is unchanged: rerun, with fewer "
+        "--num-proc if memory ran out"
+    )
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

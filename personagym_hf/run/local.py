@@ -95,6 +95,12 @@ def check_sendable(job: ChunkJob, start_method: str) -> None:
 class WorkerDied(RuntimeError):
     """A worker process ended without finishing its task (killed, or out of memory)."""
 
+    def __init__(self) -> None:
+        super().__init__(
+            "a worker process died (killed, or out of memory); the earlier export is unchanged: rerun, with fewer "
+            "--num-proc if memory ran out"
+        )
+
 
 WINDOW_PER_WORKER = 2  # chunk tasks in flight per worker: every worker busy, and few results (part files) waiting
 
@@ -192,7 +198,10 @@ class LocalRunner:
         """`pool.submit`, with `HELD_SIGNALS` held: a submit may fork the workers (all of them at the first, under
         "fork"); a signal that comes meanwhile is raised again, to its own handler, once the submit is done."""
         if threading.current_thread() is not threading.main_thread():  # handlers can be set in the main thread only
-            return self.pool.submit(function, argument)
+            try:
+                return self.pool.submit(function, argument)
+            except BrokenProcessPool:
+                raise WorkerDied() from None
         came: list[int] = []
 
         def hold(number: int, frame) -> None:
@@ -203,6 +212,8 @@ class LocalRunner:
         handlers = {number: signal.signal(number, hold) for number in held}
         try:
             return self.pool.submit(function, argument)
+        except BrokenProcessPool:  # a worker died since the last result was taken: the pool takes no new task
+            raise WorkerDied() from None
         finally:
             for number, handler in handlers.items():
                 signal.signal(number, handler)
@@ -218,7 +229,4 @@ class LocalRunner:
             return handle.result()
         except BrokenProcessPool:
             # Every task not yet done fails with it, so `what` (the first of them) may not be what the worker ran.
-            raise WorkerDied(
-                "a worker process died (killed, or out of memory); the earlier export is unchanged: rerun, with "
-                "fewer --num-proc if memory ran out"
-            ) from None
+            raise WorkerDied() from None
