@@ -131,7 +131,7 @@ def given(args: argparse.Namespace, *options: str) -> list[str]:
 
 def validate_hint(args: argparse.Namespace, settings) -> str:
     """The `validate` command that lists the bad records of the store `args` read, as it read them."""
-    options = given(args, "--demo", "--interactions", "--config", "--collector")
+    options = given(args, "--demo", "--interactions", "--config", "--collector", "--split-by")
     if settings.on_bad_records != "warn":  # error stops at the first, skip lists none
         options += ["--on-bad-records", "warn"]
     return command_line("validate", *options)

@@ -186,7 +186,7 @@ def run_export(request: "ExportRequest", convert, args: argparse.Namespace) -> N
         from ..measure.leakage import summary_line
 
         # The version a --timestamp run writes is not what `audit --data` reads (the current export): its store is.
-        source = given(args, "--demo", "--interactions", "--config", "--collector")
+        source = given(args, "--demo", "--interactions", "--config", "--collector", "--split-by")
         audit = command_line("audit", *(source if request.outputs.timestamp else ["--data", str(output)]))
         line = summary_line(stats["leakage"], audit=audit)
         if line is not None:
