@@ -201,8 +201,8 @@ def test_allow_secrets_pushes_everything_and_says_so_in_its_help(hub, chat_store
 def test_the_review_command_without_an_export(tmp_path, capsys):
     assert main(["secrets", "--data", str(tmp_path)]) == 1
     assert capsys.readouterr().err == (
-        f"personagym-hf secrets: error: {tmp_path}: no exported dataset here; run `personagym-hf export` first or "
-        "pass --data\n"
+        f"personagym-hf secrets: error: {tmp_path}: not an export (no hf_dataset/README.md, nor data/ and README.md); "
+        "--data takes an export folder or its hf_dataset/\n"
     )
 
 

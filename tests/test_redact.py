@@ -198,7 +198,7 @@ def test_the_cli_flag_and_the_config_key(store, tmp_path, capsys):
     assert main(["export", "--interactions", str(store), "--output", str(tmp_path / "d"), "-q", "--config",
                  str(config)]) == 1  # fmt: skip
     assert capsys.readouterr().err == (
-        "personagym-hf export: error: training_data.redact_secrets: expected true or false, got 1\n"
+        f"personagym-hf export: error: {config}: training_data.redact_secrets: expected true or false, got 1\n"
     )
 
 
