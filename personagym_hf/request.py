@@ -52,8 +52,8 @@ class Outputs:
 
 @dataclass(frozen=True)
 class Measures:
-    """What an export measures beside its rows. `audit`: the leakage audit, "near" (MinHash, the `[audit]` extra),
-    "exact", "auto" (near when rensa is installed) or None (none). `tokenizer`: token budgets for a local tokenizer
+    """What an export measures beside its rows. `audit`: the leakage audit, "near" (exact and near duplicates),
+    "exact", "auto" (near) or None (none). `tokenizer`: token budgets for a local tokenizer
     folder or tokenizer.json (or a loaded `measure.tokens.Tokenizer`), rendered with `chat_template` (a Jinja file)
     when given, the rows over `max_length` tokens counted."""
 

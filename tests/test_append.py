@@ -205,15 +205,13 @@ def test_an_append_onto_an_earlier_versions_export_with_other_sample_ids_is_refu
 
 
 def test_an_append_with_worker_processes_and_the_near_audit_finishes(tmp_path):
-    """The append audits the earlier export's rows. Signed in the parent before the workers fork, rensa's thread pool
-    started there, and every worker hung on it (a forked child has none of its threads). Each run is a process of
-    its own, bounded in time: a hang fails the test instead of the suite."""
+    """The append audits the earlier export's rows, in the parent, while workers forked from it encode the new
+    ones. Each run is a process of its own, bounded in time: a hang fails the test instead of the suite."""
     import os
     import signal
     import subprocess
     import sys
 
-    pytest.importorskip("rensa")
     store = write_store(tmp_path / "s", count=3000, personas=300, seed=8, reply_chars=40)
     half = tmp_path / "half"
     half.mkdir()
@@ -233,4 +231,4 @@ def test_an_append_with_worker_processes_and_the_near_audit_finishes(tmp_path):
         assert process.returncode == 0, stderr
     statistics = json.loads((out / "statistics.json").read_text(encoding="utf-8"))
     assert statistics["total_samples"] == 3000
-    assert "threshold" in statistics["leakage"]["method"]  # the near audit, with rensa
+    assert "threshold" in statistics["leakage"]["method"]  # the near audit

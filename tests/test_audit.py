@@ -1,17 +1,17 @@
+import os
 import pickle
 import random
-import sys
 
 import numpy as np
 import pytest
-import rensa
 from conftest import LEAKY, leaky_interaction
 
 from personagym_hf.config import DEFAULT_RATIOS, SPLIT_NAMES
-from personagym_hf.extras import MissingExtra
 from personagym_hf.measure import leakage as audit_module
+from personagym_hf.measure import minhash
 from personagym_hf.measure.leakage import (
     LeakageAudit,
+    LeakageOptions,
     leaks,
     normalise,
     report_lines,
@@ -19,6 +19,7 @@ from personagym_hf.measure.leakage import (
     summary_line,
     texts_of,
 )
+from personagym_hf.measure.minhash import PIECE_CHARS, RecentSignatures, Sketcher, digest, pieces
 from personagym_hf.transform.collect import interaction_to_sample
 from personagym_hf.transform.split import split_of
 
@@ -53,94 +54,110 @@ def test_normalise(text, expected):
     assert normalise(text) == expected
 
 
+def test_a_long_text_is_normalised_a_piece_at_a_time():
+    words = " ".join(f"Wörd{i}," for i in range(PIECE_CHARS // 4))  # 2.5 pieces of text with spaces
+    parts = list(pieces(words))
+    assert len(parts) == 3 and all(len(part) <= PIECE_CHARS for part in parts)
+    assert normalise(words) == " ".join(parts) == minhash._normalise(words)  # cut at spaces: as if whole
+    # no whitespace: cut where the next character does not combine with the one before it (é stays whole)
+    glued = "a" * (PIECE_CHARS - 1) + "e\u0301" + "B" * 10
+    assert list(pieces(glued)) == ["a" * (PIECE_CHARS - 1) + "é", "b" * 10]
+    assert normalise(glued) == "a" * (PIECE_CHARS - 1) + "é " + "b" * 10
+
+
 def test_shingles_are_character_3_grams_or_the_whole_short_text():
     assert shingles("plan a") == ["pla", "lan", "an ", "n a"]
     assert shingles("ok") == ["ok"]
 
 
-# The texts of one batch: common ASCII; accents, CJK and an emoji (four UTF-8 bytes) in and next to common
-# characters; ASCII that `normalise` can leave but is not common (a control character, DEL); texts shorter than a
-# 3-gram first, in the middle and last (a window must not cross into the next text, nor wrap around).
+def splitmix(x: int) -> int:
+    mask = (1 << 64) - 1
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & mask
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & mask
+    return x ^ (x >> 31)
+
+
+def gram_hash(gram: str) -> int:
+    """The sketch's hash of a 3-gram (or of a shorter text), written out in plain Python."""
+    points = ([ord(c) for c in gram] + [0x1FFFFF] * 3)[:3]
+    key = points[0] << 42 | points[1] << 21 | points[2]
+    return splitmix(key ^ (minhash.SEED * 0x9E3779B97F4A7C15 & (1 << 64) - 1))
+
+
+def reference_signature(turns: list[str]) -> list[int]:
+    """One-permutation MinHash of the union of the turns' 3-grams, with improved densification, in plain Python:
+    what the vectorised `signatures` must give."""
+    bins = [None] * minhash.BINS
+    for gram in {gram for turn in turns for gram in shingles(turn)}:
+        h = gram_hash(gram)
+        at, value = h >> 57, h >> 16 & 0xFFFF
+        bins[at] = value if bins[at] is None else min(bins[at], value)
+    filled = []
+    for i, value in enumerate(bins):
+        distance = 0
+        while value is None:
+            distance += 1
+            j = (i + distance if minhash._RIGHTWARDS[i] else i - distance) % minhash.BINS
+            if bins[j] is not None:
+                value = (bins[j] + distance * int(minhash._OFFSET)) & 0xFFFF
+        filled.append(value & 0xFF)
+    return filled
+
+
+# The texts of one batch: common ASCII; accents, CJK and an emoji (outside the BMP) in and next to common characters;
+# control characters; texts shorter than a 3-gram first, in the middle and last (a window must not cross into the
+# next text, nor wrap around).
 TOKEN_TEXTS = ["a", "abcd", "café au lait", "日本", "日本語で", "xy😀z", "hi\nbye", "\x01ab\x7f", "ok", "z", "plan a"]
 
 
-def rensa_hashes(texts: list[str]) -> list[list[int]]:
-    """rensa's own hashes of the audit's shingles, as Python strings."""
-    return rensa.RMinHash.hash_token_sets([shingles(text) for text in texts])
+def test_gram_hashes_are_the_hashes_of_the_shingles():
+    hashes, owners = minhash.gram_hashes(TOKEN_TEXTS)
+    expected = [(number, gram_hash(gram)) for number, text in enumerate(TOKEN_TEXTS) for gram in shingles(text)]
+    assert sorted(zip(owners.tolist(), hashes.tolist())) == sorted(expected)
 
 
-def test_token_hashes_are_rensas_hashes_of_the_shingles():
-    hashes, offsets = audit_module.token_hashes(TOKEN_TEXTS)
-    assert offsets.tolist() == [0, 1, 3, 13, 14, 16, 18, 22, 24, 25, 26, 30]
-    expected = rensa_hashes(TOKEN_TEXTS)
-    assert [len(tokens) for tokens in expected] == np.diff(offsets).tolist()
-    assert hashes.dtype == np.uint64 and hashes.tolist() == [h for tokens in expected for h in tokens]
-    for text in TOKEN_TEXTS:  # alone, and (remembered by now) again
-        single, single_offsets = audit_module.token_hashes([text])
-        assert single.tolist() == rensa_hashes([text])[0] and single_offsets.tolist() == [0, len(shingles(text))]
+def test_signatures_are_a_one_permutation_minhash_of_the_shingles():
+    signed = minhash.signatures(TOKEN_TEXTS, np.arange(len(TOKEN_TEXTS)), len(TOKEN_TEXTS))
+    assert signed.dtype == np.uint8 and signed.shape == (len(TOKEN_TEXTS), 128)
+    assert signed.tolist() == [reference_signature([text]) for text in TOKEN_TEXTS]
 
 
-def test_token_hashes_when_the_remembered_grams_are_emptied(monkeypatch):
-    grams = audit_module._GramHashes()
-    monkeypatch.setattr(audit_module, "_GRAMS", grams)
-    monkeypatch.setattr(audit_module._GramHashes, "OTHER_GRAMS", 3)
-    hashes, _ = audit_module.token_hashes(["日本語で", "café"])
-    assert hashes.tolist() == [h for tokens in rensa_hashes(["日本語で", "café"]) for h in tokens]
-    assert sorted(grams.other.values()) == sorted(rensa.RMinHash.hash_token_sets([["日本語", "本語で", "afé"]])[0])
-    assert grams.table[grams.table != 0].tolist() == rensa_hashes(["caf"])[0]  # the one common gram
-    again, _ = audit_module.token_hashes(["語で", "é日本"])  # one more gram than 3: emptied first
-    assert again.tolist() == [h for tokens in rensa_hashes(["語で", "é日本"]) for h in tokens]
-    assert list(grams.other.values()) == rensa_hashes(["é日本"])[0]
+def test_a_conversation_is_signed_as_the_union_of_its_turns_grams():
+    sketcher = Sketcher(1000, 4000, recent=RecentSignatures())
+    key = sketcher.add(["Plan a trip", "to Kyoto!", "?!"])  # the last turn normalises to nothing
+    assert key == digest("plan a trip\nto kyoto\n")
+    assert sketcher.samples == ["plan a trip", "to kyoto"]
+    assert sketcher.sign().tolist() == [reference_signature(["plan a trip", "to kyoto"])]  # no gram spans turns
 
 
-def test_signatures_are_rensas_minhash_of_the_shingles():
-    expected = rensa.RMinHash.digest_matrix_from_token_sets([shingles(t) for t in TOKEN_TEXTS], 120, 42).to_rows()
-    signed = audit_module.signatures(TOKEN_TEXTS)
-    assert signed.dtype == np.uint16 and signed.shape == (len(TOKEN_TEXTS), 120)
-    assert signed.tolist() == [[value & 0xFFFF for value in row] for row in expected]
+def test_the_shingled_sample_of_a_text_is_bounded_and_its_digest_is_of_the_whole():
+    sketcher = Sketcher(turn_chars=4, text_chars=6, recent=RecentSignatures())
+    assert sketcher.add(["Hello world", "Second turn", "third"]) == digest("hello world\nsecond turn\nthird")
+    assert sketcher.samples == ["hell", "se"]  # 4 of the first turn, what is left of 6 of the second, none after
+    long_turn = " ".join(f"Word{i}" for i in range(PIECE_CHARS // 3))  # normalised a piece at a time
+    assert sketcher.add([long_turn]) == digest(normalise(long_turn))
+    assert sketcher.samples[2:] == ["word"]
+    assert sketcher.add(["?!", ""]) is None  # nothing left after normalising: no text
+    assert sketcher.sign().shape == (2, 128)
 
 
-def counting_signatures(monkeypatch) -> list[list[str]]:
-    """Every batch of texts `signatures` is asked for, from now on."""
-    asked, sign = [], audit_module.signatures
-
-    def counted(texts):
-        asked.append(list(texts))
-        return sign(texts)
-
-    monkeypatch.setattr(audit_module, "signatures", counted)
-    return asked
-
-
-def test_recent_signatures_sign_each_text_once(monkeypatch):
-    recent = audit_module._RecentSignatures()
-    asked = counting_signatures(monkeypatch)
-    texts = ["one text", "two texts", "three texts", "four texts"]
-    keys = [audit_module._digest(text) for text in texts]
-    assert recent.sign(keys[:2], texts[:2]).tolist() == audit_module.signatures(texts[:2]).tolist()
-    assert recent.sign(keys[1:], texts[1:]).tolist() == audit_module.signatures(texts[1:]).tolist()
-    assert asked == [texts[:2], texts[:2], ["three texts", "four texts"], texts[1:]]  # (and the two references)
-    monkeypatch.setattr(audit_module._RecentSignatures, "SIZE", 5)
-    asked.clear()
-    assert recent.sign(keys[:1] + [7, 8], ["one text", "five", "six"]).tolist() == (
-        audit_module.signatures(["one text", "five", "six"]).tolist()
-    )
-    assert asked[0] == ["five", "six"] and recent.slots == {7: 0, 8: 1}  # 4 + 2 is above 5: emptied first
-
-
-def test_a_chunk_of_this_process_signs_nothing_and_a_text_is_signed_once(monkeypatch):
-    asked = counting_signatures(monkeypatch)
-    rows = [({"sample_id": f"s{i}", "initial_query": text}, "train") for i, text in enumerate("aaa bbb ccc".split())]
-    first, second = LeakageAudit().add_all(rows[:2]), LeakageAudit().add_all(rows[1:])
-    merged = LeakageAudit().merge(first).merge(second)
-    assert asked == []
-    merged.to_dict()
-    assert asked == [["aaa", "bbb", "ccc"]]
-    asked.clear()
-    monkeypatch.setattr(audit_module, "_RECENT", audit_module._RecentSignatures())  # a fresh worker's
-    pickle.dumps(LeakageAudit().add_all(rows[1:]))  # as a worker hands a chunk back: signed
-    pickle.dumps(LeakageAudit().add_all(rows))  # its next chunk: only the text new to the worker is signed
-    assert asked == [["bbb", "ccc"], ["aaa"]]
+def test_a_text_is_signed_once_while_it_is_recent():
+    recent = RecentSignatures(size=3)
+    first = Sketcher(1000, 4000, recent=recent)
+    for text in ("aaa", "bbb", "aaa"):  # the same text twice in one batch
+        first.add([text])
+    signed = first.sign()
+    assert first.signed == 2 and signed[0].tolist() == signed[2].tolist() == reference_signature(["aaa"])
+    second = Sketcher(1000, 4000, recent=recent)  # another audit of this process (a chunk's)
+    second.add(["bbb"])
+    second.add(["ccc"])
+    assert second.sign().tolist() == [reference_signature(["bbb"]), reference_signature(["ccc"])]
+    assert second.signed == 1 and sorted(recent.rows) == sorted(digest(t) for t in ("aaa", "bbb", "ccc"))
+    second.add(["ddd"])  # one more than 3: emptied first
+    second.sign()
+    assert list(recent.rows) == [digest("ddd")]
 
 
 def test_texts_of_reads_what_a_row_has():
@@ -216,10 +233,14 @@ def test_leaky_store_figures():
     assert leakage["max_share"] == 1.0
     assert leakage["method"] == {
         "normalisation": "NFKC, case folded, punctuation as spaces, whitespace collapsed",
+        "exact": "the whole normalised text (a conversation: its user turns), by 64-bit blake2b digest",
         "threshold": 0.8,
-        "shingles": "character 3-grams",
-        "minhash": f"rensa {audit_module.method()['minhash'].split()[1]} RMinHash, 120 permutations, seed 42",
-        "lsh": "20 bands of 6 rows, 4 checks per bucket",
+        "shingles": "character 3-grams of the first 1000 characters of each user turn or query, at most 4000 of a "
+        "text",
+        "minhash": "one-permutation MinHash, 128 bins, improved densification, 8 bits a bin, seed 42",
+        "lsh": "21 bands of 6 bins; each text of the smaller split checked against at most 4 texts of the other "
+        "split per band, the first in row order",
+        "compared": "each pair's smaller split indexed, the other streamed against it",
     }
     estimates = {
         (key, name): example[2]
@@ -238,15 +259,13 @@ def test_leaky_store_figures():
     assert strip_estimates(leakage)["pairs"] == EXPECTED_PAIRS
 
 
-def test_exact_only_audit_needs_no_rensa(monkeypatch):
-    monkeypatch.setitem(sys.modules, "rensa", None)  # as if it were not installed
-    with pytest.raises(MissingExtra) as error:
-        LeakageAudit()
-    assert str(error.value) == (
-        "near-duplicate detection needs rensa, which is not installed: pip install 'personagym-hf[audit]'"
-    )
+def test_exact_only_audit():
     leakage = LeakageAudit(near=False).add_all(leaky_samples()).to_dict()
-    assert leakage["method"] == {"normalisation": "NFKC, case folded, punctuation as spaces, whitespace collapsed"}
+    assert leakage["method"] == {
+        "normalisation": "NFKC, case folded, punctuation as spaces, whitespace collapsed",
+        "exact": "the whole normalised text (a conversation: its user turns), by 64-bit blake2b digest",
+        "compared": "each pair's smaller split indexed, the other streamed against it",
+    }
     expected = {
         key: {
             name: {k: v for k, v in part.items() if not k.startswith("near")} if name in audit_module.FIELDS else part
@@ -269,7 +288,7 @@ def test_personas_in_two_splits_are_counted():
     assert pair["original_query"]["rows"] == 0 and pair["original_query"]["exact_share"] == 0.0
 
 
-def test_same_figures_for_any_order_chunking_and_batch_size(monkeypatch):
+def test_same_figures_for_any_chunking_and_any_sizes(tmp_path):
     samples = leaky_samples() * 3  # repeats are samples too: three rows per text
     whole = LeakageAudit().add_all(samples).to_dict()
     chunks = [LeakageAudit().add_all(samples[i : i + 4]) for i in range(0, len(samples), 4)]
@@ -277,18 +296,69 @@ def test_same_figures_for_any_order_chunking_and_batch_size(monkeypatch):
     for chunk in chunks[1:]:
         merged = merged + pickle.loads(pickle.dumps(chunk))  # as a worker process would hand it back
     assert merged.to_dict() == whole
-    # chunks of this process (texts waiting) and of workers (signed) in any mix, also with texts waiting here when
-    # a signed chunk comes
+    # chunks of this process (texts waiting) and of workers (signed) in any mix
     mixed = LeakageAudit()
     for number, chunk in enumerate(LeakageAudit().add_all(samples[i : i + 4]) for i in range(0, len(samples), 4)):
         mixed.merge(pickle.loads(pickle.dumps(chunk)) if number % 2 else chunk)
     assert mixed.to_dict() == whole
-    monkeypatch.setattr(audit_module, "BATCH", 2)  # signatures computed two texts at a time
-    assert LeakageAudit().add_all(samples).to_dict() == whole
-    shuffled = samples[:]
-    random.Random(7).shuffle(shuffled)
-    again = LeakageAudit().add_all(shuffled).to_dict()
-    assert again == whole  # each text's first sample per split is the same sample here
+    # two texts signed at a time, rows spilled two at a time, compared three at a time against indexes of two
+    # texts (several passes over the larger split)
+    small = LeakageOptions(batch_chars=10, spill_rows=2, block_rows=3, index_texts=2)
+    spilling = LeakageAudit(options=small, spill_dir=tmp_path / "spill").add_all(samples)
+    (folder,) = (tmp_path / "spill").iterdir()
+    assert sorted(path.name for path in folder.iterdir()) == [
+        f"{split}-{name}.rows" for split in range(3) for name in sorted(audit_module.FIELDS)
+    ]
+    assert spilling.to_dict() == whole
+    spilled = pickle.loads(pickle.dumps(spilling))  # with its spilled rows in it
+    assert spilled.to_dict() == whole and spilled._folder is None
+    spilling.close()
+    assert not folder.exists()
+
+
+def test_the_figures_depend_on_each_splits_row_order_only():
+    """What `personagym-hf audit --data` relies on: it reads an export split by split, the export audited the rows
+    as the store gave them, splits interleaved."""
+    samples = leaky_samples() * 2
+    by_split = sorted(samples, key=lambda row: SPLIT_NAMES.index(row[1]))  # stable: each split's order kept
+    assert by_split != samples
+    assert LeakageAudit().add_all(by_split).to_dict() == LeakageAudit().add_all(samples).to_dict()
+
+
+def test_the_spill_folder_is_removed_by_the_process_that_made_it_only(tmp_path):
+    folder = tmp_path / "leakage-x"
+    folder.mkdir()
+    audit_module._remove_folder(str(folder), os.getpid() + 1)  # a forked worker's copy of the audit
+    assert folder.exists()
+    audit_module._remove_folder(str(folder), os.getpid())
+    assert not folder.exists()
+
+
+def crafted_rows(signatures: list[np.ndarray], digests: list[int], samples: list[int]) -> np.ndarray:
+    rows = np.zeros(len(digests), dtype=audit_module.NEAR_ROW)
+    rows["digest"], rows["sample"], rows["signature"] = digests, samples, np.array(signatures, dtype=np.uint8)
+    return rows
+
+
+@pytest.mark.parametrize("checks, found", [(5, False), (6, True)], ids=["checks_run_out", "enough_checks"])
+def test_a_text_is_checked_against_at_most_checks_texts_per_band(checks, found):
+    """One text of the smaller split; in the other, five texts that share its first band but are not similar, then
+    one that shares only that band and is (108 of 128 bins agree). Each text is checked once, however often it
+    comes back: the five take five checks, in row order, whatever the blocks."""
+    mine = np.zeros(128, dtype=np.uint8)
+    decoys = [np.r_[np.zeros(6), np.full(122, 200)] for _ in range(5)]
+    twin = mine.copy()
+    twin[6:126:6] = 7  # one bin of every band but the first differs
+    index = audit_module._Index(
+        audit_module._Distinct(crafted_rows([mine], [1], [0])), slice(None), True, LeakageOptions(checks=checks)
+    )
+    first = crafted_rows(decoys, [10, 11, 12, 13, 14], [1, 2, 3, 4, 5])
+    index.near_block(first, np.arange(5))
+    again = crafted_rows([decoys[0], twin], [10, 20], [6, 7])  # a decoy again, then the twin
+    index.near_block(again, np.arange(2))
+    assert index.reached.tolist() == [found]
+    assert (index.match.tolist(), index.equal.tolist()) == (([7], [108]) if found else ([-1], [0]))
+    assert index.budget.tolist() == [checks - 5 - found] + [checks] * 20  # the decoy again took no check
 
 
 def test_near_duplicates_match_exact_jaccard_on_template_queries():
@@ -333,7 +403,11 @@ def test_report_lines_and_leaks():
         for name in audit_module.FIELDS:
             pair[name]["near_examples"] = [[*example[:2], 0.9] for example in pair[name]["near_examples"]]
     lines = report_lines(leakage)
-    assert lines[0].startswith("near duplicates: estimated Jaccard >= 0.8 over character 3-grams (rensa ")
+    assert lines[0] == (
+        "near duplicates: estimated Jaccard >= 0.8 over character 3-grams of the first 1000 characters of each user "
+        "turn or query, at most 4000 of a text (one-permutation MinHash, 128 bins, improved densification, 8 bits a "
+        "bin, seed 42), after normalising case, whitespace and punctuation"
+    )
     assert lines[1:] == [
         "train <-> validation (3 and 1 samples): 0 personas shared",
         "  original_query: 1 of 1 validation rows (100.0%) have an exact duplicate in train, 1 (100.0%) an exact or "
@@ -385,14 +459,13 @@ def test_split_names_are_reported_in_split_order():
     ]  # fmt: skip
 
 
-def test_a_process_forked_after_rensa_batches_signs_one_text_at_a_time_with_the_same_signatures(monkeypatch):
-    from personagym_hf.measure import leakage as audit
-
-    texts = [
-        audit.normalise(t) for t in ("Plan a trip to Kyoto", "plan a trip to kyoto!", "ok", "Ünïcödé 東京 🙂 text")
-    ]
-    batched = audit.signatures(texts)
-    assert audit._batches_run
-    monkeypatch.setattr(audit, "_pool_lost", True)
-    monkeypatch.setattr(audit, "token_hashes", None)  # the one-at-a-time path hashes no batch
-    assert np.array_equal(audit.signatures(texts), batched)
+def test_options_are_checked_and_audits_to_merge_agree():
+    with pytest.raises(ValueError, match=r"^LeakageOptions: expected a threshold in \(0, 1\], got 0$"):
+        LeakageOptions(threshold=0)
+    with pytest.raises(ValueError, match=r"^LeakageOptions: expected spill_rows to be an integer >= 1, got 0$"):
+        LeakageOptions(spill_rows=0)
+    with pytest.raises(ValueError, match=r"^LeakageOptions: expected checks <= 255, got 256$"):
+        LeakageOptions(checks=256)
+    with pytest.raises(ValueError, match=r"^LeakageAudit.merge: both audits need the same near setting and options$"):
+        LeakageAudit().merge(LeakageAudit(options=LeakageOptions(turn_chars=10)))
+    LeakageAudit().merge(LeakageAudit(options=LeakageOptions(spill_rows=7)))  # sizes change no figure

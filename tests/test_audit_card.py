@@ -20,9 +20,12 @@ def test_leakage_section_of_the_leaky_store():
         "| validation ↔ test | 0 | 0.0% / 0.0% | 0.0% / 0.0% | 0.0% / 0.0% |\n"
         "\n"
         "A share is of the rows of the smaller split of the pair (validation, test): those whose text has a "
-        "duplicate in the other split, after normalising case, whitespace and punctuation; near duplicates have an "
-        "estimated Jaccard similarity of at least 0.8 over character 3-grams (MinHash with LSH). `conversation` is "
-        "a sample's user turns. `statistics.json` (`leakage`) holds the counts and example sample ids.\n"
+        "duplicate in the other split, after normalising case, whitespace and punctuation. An exact duplicate is the "
+        "same whole text; a near duplicate has an estimated Jaccard similarity of at least 0.8 over character "
+        "3-grams of the first 1000 characters of each user turn or query, at most 4000 of a text (MinHash with LSH: "
+        "21 bands of 6 bins; each text of the smaller split checked against at most 4 texts of the other split per "
+        "band, the first in row order). `conversation` is a sample's user turns. `statistics.json` (`leakage`) "
+        "holds the counts, example sample ids and the method.\n"
         "\n"
         "- train ↔ validation: 0 personas shared, 100.0% of validation `original_query` values have an exact or "
         "near duplicate in train.\n"
@@ -39,8 +42,9 @@ def test_leakage_section_exact_only_and_one_split():
     )
     assert exact[4] == "| train ↔ validation | 0 | 100.0% | 0.0% | 0.0% |"
     assert exact[8].endswith(
-        "after normalising case, whitespace and punctuation. `conversation` is a sample's user turns. "
-        "`statistics.json` (`leakage`) holds the counts and example sample ids."
+        "after normalising case, whitespace and punctuation. An exact duplicate is the same whole text. "
+        "`conversation` is a sample's user turns. `statistics.json` (`leakage`) holds the counts, example sample "
+        "ids and the method."
     )
     one = LeakageAudit().add_all([({"sample_id": "a", "initial_query": "x"}, "train")]).to_dict()
     assert leakage_markdown(one) == "## Leakage between splits\n\nOne split only: nothing to compare.\n"

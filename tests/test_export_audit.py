@@ -15,7 +15,6 @@ from personagym_hf import TrainingDataCollector
 from personagym_hf.card.sections import leakage_markdown
 from personagym_hf.cli.main import main
 from personagym_hf.config import RunOptions, parse_config
-from personagym_hf.extras import MissingExtra
 from personagym_hf.measure.leakage import LeakageAudit, method
 from personagym_hf.write.files import dumps_pretty
 
@@ -77,21 +76,42 @@ def test_nothing_leaks_no_summary_line(tmp_path, capsys):
     assert not [line for line in lines if "leakage" in line]
 
 
-def test_without_rensa_the_export_audits_exact_duplicates(leaky_store, tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "rensa", None)  # as if the [audit] extra were not installed
+def test_near_duplicates_need_no_extra_and_exact_only_is_an_option(leaky_store, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rensa", None)  # what the [audit] extra used to bring is not needed
     out = tmp_path / "out"
-    lines = export(capsys, leaky_store, out)
-    leakage = read_json(out / "statistics.json")["leakage"]
+    export(capsys, leaky_store, out)
+    assert read_json(out / "statistics.json")["leakage"]["method"] == method(near=True)
+    done = export_store(leaky_store, tmp_path / "exact", parse_config(HASHED), CONVERT, audit="exact")
+    leakage = done.result.statistics["leakage"]
     assert leakage["method"] == method(near=False)
     assert leakage == LeakageAudit(near=False).add_all(leaky_samples()).to_dict()
-    assert lines[3] == (
-        "  leakage: train <-> validation: 100.0% of validation original_queries have an exact duplicate in train; "
-        "train <-> test: 33.3% of test original_queries have an exact duplicate in train (+1 more; run "
-        f"`personagym-hf audit --data {out}`)"
+
+
+def test_the_audit_spills_its_rows_into_the_staging_folder(leaky_store, tmp_path):
+    """Rows past `spill_rows` go to a folder inside the export's staging folder, which the commit leaves behind."""
+    from personagym_hf.measure.leakage import LeakageOptions
+    from personagym_hf.request import ExportRequest, Measures
+    from personagym_hf.run.runner import InProcess
+    from personagym_hf.transform.encode import Encoder
+    from personagym_hf.write.exporter import Exporter, open_destination
+
+    request = ExportRequest(None, tmp_path / "out", parse_config(HASHED), measures=Measures(audit="near"))
+    destination = open_destination(request, None)
+    layout = destination.layout
+    encoder = Encoder(request.settings, layout.split, layout.hf_dataset, "near", options=request.run)
+    exporter = Exporter(destination, request, encoder, InProcess(request.run))
+    assert exporter.audit.spill_dir == str(exporter.work / "leakage")
+    exporter.audit = exporter.step.audit = LeakageAudit(
+        options=LeakageOptions(spill_rows=1), spill_dir=exporter.work / "leakage"
     )
-    with pytest.raises(MissingExtra, match=r"^near-duplicate detection needs rensa, which is not installed: pip "):
-        export_store(leaky_store, tmp_path / "near", parse_config(HASHED), CONVERT, audit="near")
-    assert not (tmp_path / "near").exists()
+    for sample, _split in leaky_samples():
+        exporter.add(CONVERT(leaky_interaction(sample["sample_id"].removeprefix("sample_"))))
+    (spilled,) = (exporter.work / "leakage").iterdir()
+    assert len(list(spilled.iterdir())) == 9  # 3 splits x 3 texts
+    result = exporter.finish()
+    destination.folder.commit()
+    assert result.statistics["leakage"] == LeakageAudit().add_all(leaky_samples()).to_dict()
+    assert not exporter.work.exists() and not [p for p in (tmp_path / "out").rglob("*") if "leakage" in p.name]
 
 
 def test_the_leakage_is_the_same_bytes_for_any_num_proc(tmp_path):
@@ -139,14 +159,13 @@ def test_an_append_recomputes_the_leakage_from_the_rows_it_carries(leaky_store, 
 
 
 def test_an_export_with_workers_after_one_in_this_process_finishes(tmp_path):
-    """A notebook's second export: the first, in one process, ran rensa's batches (its thread pool started); the
-    second's workers fork from that process, where the pool has no threads, and hung on it until they signed one
-    text at a time (audit._pool_lost). A process of its own, bounded in time, so a hang fails this test only."""
+    """A notebook's second export: the first ran in this process; the second's workers fork from it, with its
+    state (the signatures it remembers; the exporter's audit and its spill folder, which a worker's exit must not
+    remove). A process of its own, bounded in time, so a hang fails this test only."""
     import os
     import signal
     import subprocess
 
-    pytest.importorskip("rensa")
     script = f"""
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})

@@ -191,20 +191,38 @@ def test_bench_parent_cpu_measures_the_parent_of_the_workers_alone(tmp_path):
     assert not (tmp_path / "s1100").exists()  # the store is removed without --keep
 
 
-def test_bench_audit_measures_the_libraries_and_the_audit_on_a_store(tmp_path):
+def test_bench_compares_the_export_with_its_component_floor(tmp_path):
     figures = tmp_path / "figures.json"
-    command = [sys.executable, "scripts/bench_audit.py", "--libraries", "300", "--store", "200"]
+    command = [sys.executable, "scripts/bench.py", "-n", "200", "--skip-naive", "--store-dir", str(tmp_path / "s{n}")]
+    done = subprocess.run([*command, "--json", str(figures)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(figures.read_text(encoding="utf-8"))
+    steps = {step["name"]: step for step in figures["steps"]}
+    assert list(steps) == [
+        "read+parse", "serialise rows (JSON)", "write Parquet", "component floor", "export (1 process)", "--help"
+    ]  # fmt: skip
+    parts = ("read+parse", "serialise rows (JSON)", "write Parquet")
+    assert steps["component floor"]["seconds"] == pytest.approx(sum(steps[name]["seconds"] for name in parts))
+    assert all(step["seconds"] > 0 for step in steps.values()) and figures["profile"] == "realistic"
+    assert figures["targets"]["export <= 1.5x component floor (1 process)"]["result"] in ("PASS", "FAIL")
+    assert figures["targets"]["export <= 0.6x naive datasets (1 process)"] == {"value": "skipped", "result": "SKIP"}
+    assert "store: " in done.stdout and "(realistic profile, 200 interactions" in done.stdout
+    assert not (tmp_path / "s200").exists()  # the store is removed without --keep
+
+
+def test_bench_audit_measures_the_sketch_the_recall_and_the_audit_on_a_store(tmp_path):
+    figures = tmp_path / "figures.json"
+    command = [sys.executable, "scripts/bench_audit.py", "--sketch", "300", "--recall", "300", "--store", "200"]
     command += ["--store-dir", str(tmp_path / "s{n}"), "--json", str(figures)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     measured = json.loads(figures.read_text(encoding="utf-8"))
-    libraries = [name for name in ("datasketch", "rensa", "audit") if name in measured["libraries"]]
-    assert libraries[-2:] == ["rensa", "audit"]  # datasketch only where it is installed
-    assert measured["libraries"]["rensa"]["candidates"] >= 300  # every query finds itself at least
-    assert 0 < measured["libraries"]["audit"]["near_share"] <= 1
+    assert measured["sketch"]["audit"]["texts"] > 300 and measured["sketch"]["audit"]["seconds"] > 0
+    exact_both, exact_true, exact_found = measured["recall"]["totals"]["exact"]
+    assert exact_both == exact_true == exact_found > 0  # exact duplicates: every one, and nothing else
     assert measured["store"]["audit"]["audit_seconds"] > 0 and 0 <= measured["store"]["audit"]["max_share"] <= 1
-    assert done.stdout.splitlines()[0] == "300 synthetic queries: 281 distinct"
-    assert "audit: " in done.stdout and "% of the export; +" in done.stdout
+    assert "all rows with a near duplicate and no exact one: recall " in done.stdout
+    assert "audit: " in done.stdout and " us per interaction; +" in done.stdout
     assert not (tmp_path / "s200").exists()  # the store is removed without --keep
 
 
@@ -222,7 +240,9 @@ def test_bench_audit_times_whole_exports_with_and_without_the_audit_alternating(
         assert len(measured) == 2
         assert all(run["seconds"] > 0 and run["cpu_seconds"] > 0 and run["peak_rss_mb"] > 8 for run in measured)
     lines = done.stdout.splitlines()
-    ran = [re.fullmatch(r"round (\d): (.+?) +[\d.]+ s +[\d.]+ s CPU +\d+ MB", line) for line in lines[1:9]]
+    ran = [
+        re.fullmatch(r"round (\d): (.+?) +[\d.]+ s +[\d.]+ s CPU +\d+ MB \(load [\d.]+\)", line) for line in lines[1:9]
+    ]
     assert [(int(m[1]), m[2]) for m in ran] == [(r, name) for r in (1, 2) for name in names]  # alternating
     assert [line.split(":")[0] for line in lines if " CPU time (best against best), " in line] == names[1::2]
     assert not (tmp_path / "s120").exists()  # the store is removed without --keep

@@ -53,15 +53,15 @@ def leakage_markdown(leakage: dict[str, Any]) -> str:
         "",
         "A share is of the rows of the smaller split of the pair "
         f"({', '.join(smaller)}): those whose text has a duplicate in the other split, after normalising case, "
-        "whitespace and punctuation"
+        "whitespace and punctuation. An exact duplicate is the same whole text"
         + (
-            f"; near duplicates have an estimated Jaccard similarity of at least {method['threshold']} over "
-            f"{method['shingles']} (MinHash with LSH)."
+            f"; a near duplicate has an estimated Jaccard similarity of at least {method['threshold']} over "
+            f"{method['shingles']} (MinHash with LSH: {method['lsh']})."
             if near
             else "."
         )
-        + " `conversation` is a sample's user turns. `statistics.json` (`leakage`) holds the counts and example "
-        "sample ids.",
+        + " `conversation` is a sample's user turns. `statistics.json` (`leakage`) holds the counts, example "
+        "sample ids and the method.",
         "",
     ]
     for key, pair in leakage["pairs"].items():

@@ -82,8 +82,7 @@ def add_commands(sub) -> None:
     export.add_argument(
         "--no-audit",
         action="store_true",
-        help="leave the leakage audit out of statistics.json and the card (default: near duplicates with the "
-        "[audit] extra, exact duplicates without it)",
+        help="leave the leakage audit out of statistics.json and the card (default: exact and near duplicates)",
     )
     export.add_argument(
         "--tokenizer",

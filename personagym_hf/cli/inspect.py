@@ -47,7 +47,7 @@ def add_audit_commands(sub) -> None:
     audit.add_argument(
         "--exact-only",
         action="store_true",
-        help="exact duplicates only (default: near ones too with the [audit] extra, as export does, exact without it)",
+        help="exact duplicates only (default: near ones too, as export does; exact only is cheaper)",
     )
     audit.set_defaults(func=cmd_audit)
 
@@ -164,10 +164,7 @@ def _audited_samples(args: argparse.Namespace):
 def cmd_audit(args: argparse.Namespace) -> int:
     from ..measure.leakage import LeakageAudit, leaks, report_lines, resolve_mode
 
-    near = not args.exact_only and resolve_mode("auto") == "near"  # the export's rule: near ones with rensa
-    if not near and not args.exact_only and not args.quiet:
-        note = "exact duplicates only; near ones need rensa: pip install 'personagym-hf[audit]'"
-        print(f"personagym-hf audit: note: {note}", file=sys.stderr)
+    near = not args.exact_only and resolve_mode("auto") == "near"  # the export's rule
     leakage = LeakageAudit(near=near).add_all(_audited_samples(args)).to_dict()
     if args.json:
         from ..write.files import dumps_pretty

@@ -1,395 +1,229 @@
 """Leakage between splits, as a mergeable accumulator: `add(sample, split)`, `merge(other)`, `to_dict()`.
 
-For every pair of splits it counts the personas they share (none under `split_by: persona`) and, for three
-texts of a sample — `original_query` (the `query_rewrite` target), `initial_query` and the conversation (its
-user turns) — the rows of the smaller split whose text has an exact or a near duplicate in the other.
+For every pair of splits it counts the personas they share (none under `split_by: persona`) and, for three texts
+of a sample — `original_query` (the `query_rewrite` target), `initial_query` and the conversation (its user
+turns) — the rows of the smaller split whose text has an exact or a near duplicate in the other.
 
-Texts are compared after `normalise` (NFKC, case folded, punctuation as spaces, whitespace collapsed). Exact
-duplicates share the 64-bit blake2b digest of that text. Near duplicates have an estimated Jaccard similarity of
-at least `THRESHOLD` over character 3-grams (whole words would give a three-word query one shingle; 3-grams
-keep a one-typo variant of a short query above 0.8, and long turns work the same way). Signatures are rensa's
-MinHash (`RMinHash`, fixed seed) of each distinct text, kept as their low 16 bits (a random match of two 16-bit
-values adds (1 - J) / 65536 to the estimate). `token_hashes` gives rensa the 3-grams already hashed, by rensa's
-own hash of each distinct gram, from the texts' code points: no Python string per gram.
+What is compared (`minhash.py` has the details): texts after `normalise`; an exact duplicate shares the 64-bit
+digest of the whole normalised text; a near duplicate has an estimated Jaccard similarity of at least the
+threshold over the character 3-grams of a bounded sample of the text (the first `turn_chars` characters of each
+user turn, `text_chars` in all), estimated by one-permutation MinHash signatures. Candidates come from LSH bands of
+the signatures; each text of the smaller split is checked against at most `checks` texts of the other split per
+band (the first in row order that fall in its bucket, each distinct text once), until one verifies. `to_dict`'s
+`method` says all of this with the values used.
 
-Each distinct text is signed once where it can be: an audit merged into another (a chunk into the export's)
-hands over the texts still waiting for their signatures, and the audit they join signs only those it does not
-hold yet; a chunk pickled by a worker process is signed there, in parallel, taking the signatures of texts
-that worker signed for its earlier chunks (`_RecentSignatures`).
+How, with memory and time bounded by design rather than by how repetitive the data is:
+- `add` normalises and digests a sample's texts, and keeps the sample of each to shingle; the samples are signed a
+  batch at a time (`batch_chars`). Every row (digest, sample number, signature: 140 bytes; 12 without near
+  duplicates) goes to its split's and field's rows, which are written to a spill folder (`spill_dir`: the export's
+  staging folder) past `spill_rows`. A chunk's audit in a worker process is signed there, in parallel, and merged
+  into the export's in store order.
+- `to_dict` takes each pair's smaller split, indexes its distinct texts (at most `index_texts` at once: a bigger one
+  is indexed a slice at a time, each slice a pass), and streams the other split's rows against it `block_rows` at
+  a time (a split that is the larger of several pairs is streamed once for all of them). So memory holds a split's
+  distinct texts and one block, never every split's texts; the work is bounded per row (the sample of a text) and
+  per text of the smaller split (`checks` per band).
+Every figure depends on each split's rows in their order only (not on how splits interleave, nor on chunks): the
+same for any `--num-proc`, engine, and for `personagym-hf audit --data`, which reads an export split by split.
 
-Candidates come from LSH bands over the stored signatures, sorted with numpy rather than from rensa's or
-datasketch's LSH index: their `query` returns every text of every matching bucket, and queries written from
-templates fill buckets with thousands of texts (measured in the README: gigabytes of candidate lists for 100k
-queries). Here a text is checked against the first `REPS` texts of the other split in each bucket it falls in,
-in content order, until one verifies; every decision depends on the texts only, not on the order samples
-arrive in, so the figures are the same for any chunking.
-
-Memory: per sample its id (packed) and, per text, 9 bytes of row (text number, split, sample number); per
-distinct text an 8-byte digest, a dict entry and a 240-byte signature. No text is kept, but the at most `BATCH`
-distinct texts waiting for their signatures (a chunk's, until it is merged: at most its own distinct texts) and
-the `NORMALISED_CACHE` texts `normalise` remembers. Per process, at most 2 MB of common 3-gram hashes and
-`OTHER_GRAMS` others, and in a worker at most `_RecentSignatures.SIZE` signatures (3.9 MB).
+Memory besides: per sample its id (packed); per persona an entry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import re
-import unicodedata
+import shutil
+import tempfile
+import weakref
 from array import array
-from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from ..config import SPLIT_NAMES
-from ..extras import require
+from .minhash import BINS, SEED, SHINGLE_CHARS, Sketcher, normalise, pieces, shingles
 
 FIELDS = ("original_query", "initial_query", "conversation")
 PLURALS = {"original_query": "original_queries", "initial_query": "initial_queries", "conversation": "conversations"}
-SHINGLE_CHARS = 3
-NUM_PERM = 120
-BANDS, ROWS_PER_BAND = 20, 6  # a pair of similarity s shares a band with probability 1 - (1 - s^6)^20
-THRESHOLD = 0.8
-SEED = 42
-REPS = 4  # texts of the other split a candidate is checked against, per bucket
-BATCH = 1024  # distinct texts waiting for their signatures (their shingles and digests are built at once)
+BANDS, ROWS_PER_BAND = 21, 6  # a pair of similarity s shares a band with probability 1 - (1 - s^6)^21
 EXAMPLES = 3
-NORMALISED_CACHE = 4096  # texts
 MAX_SPLITS = 8  # splits are bits of a uint8
-_VERIFY_ROWS = 1 << 15  # signature pairs compared at once
+MODES = ("auto", "near", "exact")
 
-_PUNCTUATION = re.compile(r"[^\w\s]|_")
-_ASCII_PUNCTUATION = str.maketrans(dict.fromkeys("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", " "))
-
-
-@lru_cache(maxsize=NORMALISED_CACHE)
-def normalise(text: str) -> str:
-    """Case, whitespace and punctuation out of the way: NFKC, case folded, punctuation as spaces, single spaces.
-
-    Remembered for recent texts: the same query and follow-up turns come back across personas."""
-    if text.isascii():
-        return " ".join(text.lower().translate(_ASCII_PUNCTUATION).split())
-    return " ".join(_PUNCTUATION.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split())
+NEAR_ROW = np.dtype([("digest", "<u8"), ("sample", "<u4"), ("signature", "u1", (BINS,))])
+EXACT_ROW = np.dtype([("digest", "<u8"), ("sample", "<u4")])
 
 
-def shingles(text: str) -> list[str]:
-    """Character 3-grams of a normalised text (the text itself when it is shorter)."""
-    k = SHINGLE_CHARS
-    return [text[i : i + k] for i in range(len(text) - k + 1)] or [text]
+@dataclass(frozen=True)
+class LeakageOptions:
+    """What the audit compares (`threshold`, `checks`, `turn_chars`, `text_chars`: `to_dict`'s `method` states them)
+    and how much it holds at once (the rest: they change no figure)."""
+
+    threshold: float = 0.8  # estimated Jaccard similarity of a near duplicate
+    checks: int = 4  # texts of the other split a text is checked against, per LSH band
+    turn_chars: int = 1000  # characters of a normalised user turn (or query) that are shingled
+    text_chars: int = 4000  # characters of a text (a conversation's turns together) that are shingled
+    batch_chars: int = 1 << 16  # characters of samples signed at once
+    spill_rows: int = 1 << 12  # rows of a split and field held in memory before they go to the spill folder
+    block_rows: int = 1 << 12  # rows of the larger split compared at once
+    index_texts: int = 1 << 18  # distinct texts of the smaller splits indexed at once (more: several passes)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"LeakageOptions: expected a threshold in (0, 1], got {self.threshold!r}")
+        for name in ("checks", "turn_chars", "text_chars", "batch_chars", "spill_rows", "block_rows", "index_texts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"LeakageOptions: expected {name} to be an integer >= 1, got {value!r}")
+        if self.checks > 255:
+            raise ValueError(f"LeakageOptions: expected checks <= 255, got {self.checks!r}")
+
+    def results(self) -> tuple:
+        """The options the figures depend on (audits to merge must agree on the signing ones)."""
+        return self.threshold, self.checks, self.turn_chars, self.text_chars
+
+
+def resolve_mode(mode: str | None) -> str | None:
+    """An export's audit: "near" (exact and near duplicates), "exact" (exact duplicates only, cheaper) or None
+    (off); "auto" is "near" (it was "exact" when near duplicates needed an extra: kept for callers that pass it)."""
+    if mode is None or mode in ("near", "exact"):
+        return mode
+    if mode != "auto":
+        raise ValueError(f"audit: expected one of {list(MODES)} or None, got {mode!r}")
+    return "near"
+
+
+def method(near: bool = True, options: "LeakageOptions | None" = None) -> dict[str, Any]:
+    """How the figures were made, as `to_dict()` reports it."""
+    o = options or LeakageOptions()
+    described: dict[str, Any] = {
+        "normalisation": "NFKC, case folded, punctuation as spaces, whitespace collapsed",
+        "exact": "the whole normalised text (a conversation: its user turns), by 64-bit blake2b digest",
+    }
+    if near:
+        described.update(
+            threshold=o.threshold,
+            shingles=(
+                f"character {SHINGLE_CHARS}-grams of the first {o.turn_chars} characters of each user turn or "
+                f"query, at most {o.text_chars} of a text"
+            ),
+            minhash=f"one-permutation MinHash, {BINS} bins, improved densification, 8 bits a bin, seed {SEED}",
+            lsh=(
+                f"{BANDS} bands of {ROWS_PER_BAND} bins; each text of the smaller split checked against at most "
+                f"{o.checks} texts of the other split per band, the first in row order"
+            ),
+        )
+    described["compared"] = "each pair's smaller split indexed, the other streamed against it"
+    return described
 
 
 def texts_of(sample: dict) -> dict[str, str]:
-    """The normalised texts the audit compares, of those the sample has (empty ones left out)."""
+    """The normalised texts the audit compares, of those the sample has (empty ones left out): the reference for
+    what `LeakageAudit` digests (near duplicates are judged on a sample of each, see the module docstring)."""
     texts = {}
-    for name in ("original_query", "initial_query"):
+    for name, turns in _turns_of(sample):
+        parts = [normalise(turn) for turn in turns]
+        if any(parts):  # a normalised turn is empty or has no space at its ends
+            texts[FIELDS[name]] = "\n".join(parts)
+    return texts
+
+
+def _turns_of(sample: dict) -> Iterator[tuple[int, list[str]]]:
+    """(field number, its raw turns) of the texts a sample has: a query is one turn."""
+    for number, name in enumerate(FIELDS[:2]):
         value = sample.get(name)
-        if isinstance(value, str) and (text := normalise(value)):
-            texts[name] = text
+        if isinstance(value, str):
+            yield number, [value]
     turns = sample.get("prompt_trajectory")
     if turns is None:
         messages = sample.get("full_conversation") or sample.get("messages") or ()
         turns = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     if turns:
-        parts = [normalise(turn) for turn in turns if isinstance(turn, str)]
-        if any(parts):  # a normalised turn is empty or has no space at its ends
-            texts["conversation"] = "\n".join(parts)
-    return texts
+        texts = [turn for turn in turns if isinstance(turn, str)]
+        if texts:
+            yield 2, texts
 
 
-@lru_cache(maxsize=NORMALISED_CACHE)
-def _digest(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+class _Rows:
+    """One split's rows of one field, in row order: the first ones in a spill file, the others in memory."""
 
+    def __init__(self, dtype: np.dtype):
+        self.dtype = dtype
+        self.blocks: list[np.ndarray] = []
+        self.held = 0  # rows in `blocks`
+        self.path: str | None = None
+        self.spilled = 0  # rows in the file
 
-# rensa's batch functions run on a pool of Rust threads, started in the process at its first big batch. A process
-# forked after that (a `--num-proc` worker of a Python session that exported before) has the pool but none of its
-# threads: its next big batch would wait for them forever. Such a process signs one text at a time instead, with
-# the same signatures (`RMinHash.update` hashes the same shingles with the same hash).
-_batches_run = False  # this process called a batch function (its pool may have threads)
-_pool_lost = False  # this process was forked after that: the pool has no threads here
+    def __len__(self) -> int:
+        return self.spilled + self.held
 
+    def append(self, rows: np.ndarray) -> None:
+        if len(rows):
+            self.blocks.append(rows)
+            self.held += len(rows)
 
-def _forked() -> None:
-    global _pool_lost
-    _pool_lost = _pool_lost or _batches_run
+    def spill(self, path: str) -> None:
+        with open(path, "ab") as f:
+            for block in self.blocks:
+                f.write(block.tobytes())
+        self.path, self.spilled = path, self.spilled + self.held
+        self.blocks, self.held = [], 0
 
-
-os.register_at_fork(after_in_child=_forked)
-
-
-def signatures(texts: list[str]) -> np.ndarray:
-    """MinHash signatures of normalised texts: (len(texts), NUM_PERM) uint16."""
-    global _batches_run
-    rensa = require("rensa", "audit", "near-duplicate detection")
-    if _pool_lost:
-        rows = []
-        for text in texts:
-            minhash = rensa.RMinHash(NUM_PERM, SEED)
-            minhash.update(shingles(text))
-            rows.append(minhash.digest())
-    else:
-        _batches_run = True
-        hashes, offsets = token_hashes(texts)
-        matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, NUM_PERM, SEED)
-        rows = matrix.to_rows()  # the matrix has no buffer: a list of lists is the only way out
-    return (np.array(rows, dtype=np.uint32) & 0xFFFF).astype(np.uint16).reshape(len(texts), NUM_PERM)
-
-
-def token_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """rensa's token hash of each of the texts' `shingles`, in order, as one uint64 array, and where each text's
-    tokens start (len(texts) + 1 offsets): what `RMinHash.digest_matrix_from_flat_token_hashes` takes.
-
-    The 3-grams are windows over the texts' code points, not Python strings (a string per character of every text
-    was most of the audit's time). rensa hashes a token's UTF-8 bytes, so its hash of each distinct 3-gram is asked
-    once (`_GramHashes` remembers it) and looked up by the gram's code points."""
-    k = SHINGLE_CHARS
-    joined = "".join(texts)
-    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-    ends = np.cumsum(lengths)
-    counts = np.where(lengths >= k, lengths - (k - 1), 1)  # a shorter text is its one token
-    offsets = np.zeros(len(texts) + 1, dtype=np.uint64)
-    np.cumsum(counts, out=offsets[1:])
-    inside = np.ones(max(len(codes) - (k - 1), 0), dtype=bool)  # the windows that start and end in one text
-    for back in range(1, k):
-        last = ends - back
-        inside[last[(last >= 0) & (last < len(inside))]] = False
-    hashes = _GRAMS.hashes(codes, inside)
-    short = np.flatnonzero(lengths < k)
-    if len(short):
-        whole = np.zeros(int(offsets[-1]), dtype=bool)
-        whole[offsets[short].astype(np.int64)] = True
-        spread = np.empty(len(whole), dtype=np.uint64)
-        spread[~whole], spread[whole] = hashes, _rensa_hashes([texts[i] for i in short])
-        hashes = spread
-    return hashes, offsets
-
-
-def _rensa_hashes(tokens: list[str]) -> list[int]:
-    rensa = require("rensa", "audit", "near-duplicate detection")
-    return rensa.RMinHash.hash_token_sets([tokens])[0]
-
-
-class _GramHashes:
-    """rensa's hash of every 3-gram met so far, by its code points. Grams of what `normalise` leaves of ASCII (lower
-    case letters, digits, the space, the newline between turns: `COMMON`) are in a table indexed by 6 bits a
-    character (2^18 hashes, 2 MB: numpy gives bigger arrays huge pages, which would take memory for a table mostly
-    empty; 0 is "not known yet"); the others in a dict of at most `OTHER_GRAMS` (emptied when full)."""
-
-    COMMON = "abcdefghijklmnopqrstuvwxyz0123456789 \n"
-    OTHER_GRAMS = 1 << 16
-
-    def __init__(self) -> None:
-        self.code = np.full(128, 63, dtype=np.uint32)  # code point (below 128) -> 6-bit code, 63: not common
-        self.code[[ord(c) for c in self.COMMON]] = np.arange(len(self.COMMON), dtype=np.uint32)
-        self.table: np.ndarray | None = None
-        self.other: dict[int, int] = {}
-
-    def hashes(self, codes: np.ndarray, inside: np.ndarray) -> np.ndarray:
-        """The hashes of the 3-grams that start at each code point of `codes` where `inside`."""
-        small = self.code[np.minimum(codes, 127)]
-        keys = ((small[:-2] << 12) | (small[1:-1] << 6) | small[2:])[inside]
-        common = (small[:-2] | small[1:-1] | small[2:])[inside] < 63
-        if common.all():
-            return self._common(keys)
-        out = np.empty(len(keys), dtype=np.uint64)
-        out[common] = self._common(keys[common])
-        wide = codes.astype(np.uint64)
-        rest = ((wide[:-2] << 42) | (wide[1:-1] << 21) | wide[2:])[inside][~common]
-        other, inverse = np.unique(rest, return_inverse=True)
-        other = other.tolist()
-        if len(self.other) + len(other) > self.OTHER_GRAMS:
-            self.other.clear()
-        unknown = [key for key in other if key not in self.other]
-        if unknown:
-            mask = (1 << 21) - 1
-            grams = [chr(key >> 42) + chr(key >> 21 & mask) + chr(key & mask) for key in unknown]
-            self.other.update(zip(unknown, _rensa_hashes(grams)))
-        values = np.fromiter(map(self.other.__getitem__, other), dtype=np.uint64, count=len(other))
-        out[~common] = values[inverse.reshape(-1)]
-        return out
-
-    def _common(self, keys: np.ndarray) -> np.ndarray:
-        if self.table is None:
-            self.table = np.zeros(1 << 18, dtype=np.uint64)
-        found = self.table[keys]
-        missing = found == 0
-        if missing.any():
-            unknown = np.unique(keys[missing])
-            grams = ["".join(self.COMMON[key >> shift & 63] for shift in (12, 6, 0)) for key in unknown.tolist()]
-            self.table[unknown] = _rensa_hashes(grams)
-            found[missing] = self.table[keys[missing]]
-        return found
-
-
-_GRAMS = _GramHashes()
-
-
-MODES = ("auto", "near", "exact")
-
-
-def resolve_mode(mode: str | None) -> str | None:
-    """An export's audit: "near" (rensa's MinHash), "exact" (digests only) or None (off); "auto" is "near" when
-    rensa is installed, else "exact"."""
-    if mode is None or mode in ("near", "exact"):
-        return mode
-    if mode != "auto":
-        raise ValueError(f"audit: expected one of {list(MODES)} or None, got {mode!r}")
-    from importlib.util import find_spec
-
-    return "near" if find_spec("rensa") is not None else "exact"
-
-
-def method(near: bool = True, threshold: float = THRESHOLD) -> dict[str, Any]:
-    """How the figures were made, as `to_dict()` reports it."""
-    described: dict[str, Any] = {"normalisation": "NFKC, case folded, punctuation as spaces, whitespace collapsed"}
-    if near:
-        from importlib.metadata import version
-
-        described.update(
-            threshold=threshold,
-            shingles=f"character {SHINGLE_CHARS}-grams",
-            minhash=f"rensa {version('rensa')} RMinHash, {NUM_PERM} permutations, seed {SEED}",
-            lsh=f"{BANDS} bands of {ROWS_PER_BAND} rows, {REPS} checks per bucket",
-        )
-    return described
-
-
-@dataclass
-class _Texts:
-    """The distinct texts of one field (digest, signature) and one row per sample that has the field."""
-
-    index: dict[int, int] = field(default_factory=dict)  # digest -> text number
-    keys: array = field(default_factory=lambda: array("Q"))  # digest of each text number
-    blocks: list[np.ndarray] = field(default_factory=list)  # signatures of the first texts, in text order
-    pending: list[str] = field(default_factory=list)  # texts after those, waiting for their signatures
-    row_text: array = field(default_factory=lambda: array("I"))
-    row_split: array = field(default_factory=lambda: array("B"))
-    row_sample: array = field(default_factory=lambda: array("I"))
-
-    def add(self, text: str, split: int, sample: int, near: bool) -> None:
-        key = _digest(text)
-        number = self.index.get(key)
-        if number is None:
-            number = self.index[key] = len(self.keys)
-            self.keys.append(key)
-            if near:
-                self.pending.append(text)
-                if len(self.pending) >= BATCH:
-                    self.flush()
-        self.row_text.append(number)
-        self.row_split.append(split)
-        self.row_sample.append(sample)
-
-    def flush(self, recent: "_RecentSignatures | None" = None) -> None:
-        if self.pending:
-            if recent is None:
-                self.blocks.append(signatures(self.pending))
-            else:
-                self.blocks.append(recent.sign(self.keys[len(self.keys) - len(self.pending) :], self.pending))
-            self.pending = []
+    def iter_blocks(self, rows: int) -> Iterator[np.ndarray]:
+        """The rows in order, about `rows` at a time."""
+        if self.spilled:
+            with open(self.path, "rb") as f:
+                while True:
+                    block = np.fromfile(f, dtype=self.dtype, count=rows)
+                    if not len(block):
+                        break
+                    yield block
+        gathered, size = [], 0
+        for block in self.blocks:
+            gathered.append(block)
+            size += len(block)
+            if size >= rows:
+                yield np.concatenate(gathered)
+                gathered, size = [], 0
+        if gathered:
+            yield np.concatenate(gathered)
 
     def __getstate__(self) -> dict:
-        """Pickled (a worker's chunk) with its signatures made and without `index`, which `keys` rebuilds."""
-        self.flush(_RECENT)
-        return {name: value for name, value in self.__dict__.items() if name != "index"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self.index = {key: number for number, key in enumerate(self.keys)}
-
-    def signature_matrix(self) -> np.ndarray:
-        self.flush()
-        if len(self.blocks) != 1:
-            self.blocks = [np.concatenate(self.blocks) if self.blocks else np.zeros((0, NUM_PERM), np.uint16)]
-        return self.blocks[0]
-
-    def merge(self, other: "_Texts", split_map: np.ndarray, sample_offset: int, near: bool) -> None:
-        """Add `other`'s texts and rows after these. Texts new here take `other`'s signature when it has one (a
-        worker's chunk comes pickled, signed), else wait here for theirs: a chunk of this process signs nothing, and
-        a text already here is not signed again."""
-        index, keys = self.index, self.keys
-        mine, new = [], []
-        for number, key in enumerate(other.keys):
-            found = index.get(key)
-            if found is None:
-                found = index[key] = len(keys)
-                keys.append(key)
-                new.append(number)
-            mine.append(found)
-        if near and new:
-            signed = sum(len(block) for block in other.blocks)  # other's first texts; the rest wait in `pending`
-            ready = [number for number in new if number < signed]
-            if ready:
-                self.flush()  # the texts waiting here come before these
-                self.blocks.append(np.concatenate(other.blocks)[ready])
-            for number in new[len(ready) :]:
-                self.pending.append(other.pending[number - signed])
-                if len(self.pending) >= BATCH:
-                    self.flush()
-        texts = np.array(mine, dtype=np.uint32)[np.frombuffer(other.row_text, dtype=np.uint32)]
-        self.row_text.frombytes(texts.tobytes())
-        self.row_split.frombytes(split_map[np.frombuffer(other.row_split, dtype=np.uint8)].tobytes())
-        samples = np.frombuffer(other.row_sample, dtype=np.uint32).astype(np.int64) + sample_offset
-        self.row_sample.frombytes(samples.astype(np.uint32).tobytes())
+        """Pickled (a worker's chunk) with its spilled rows read back: the file stays with the process."""
+        blocks = list(self.iter_blocks(1 << 16))
+        return {"dtype": self.dtype, "blocks": blocks, "held": len(self), "path": None, "spilled": 0}
 
 
-class _RecentSignatures:
-    """The signatures this process made for the chunks it pickled, by digest (at most `SIZE`, emptied when full): a
-    worker meets the same texts in chunk after chunk, and signs each once."""
-
-    SIZE = 1 << 14  # 3.9 MB of signatures: under the size numpy gives huge pages, which would all be taken
-
-    def __init__(self) -> None:
-        self.slots: dict[int, int] = {}
-        self.rows: np.ndarray | None = None
-
-    def sign(self, keys: Iterable[int], texts: list[str]) -> np.ndarray:
-        """`signatures(texts)`, taking those of the texts (by their digests, `keys`) signed here before."""
-        keys = list(keys)
-        found = [self.slots.get(key, -1) for key in keys]
-        missing = [i for i, slot in enumerate(found) if slot < 0]
-        if len(missing) == len(keys):
-            made = result = signatures(texts)
-        else:
-            result = np.empty((len(keys), NUM_PERM), dtype=np.uint16)
-            hit = [i for i, slot in enumerate(found) if slot >= 0]
-            result[hit] = self.rows[[found[i] for i in hit]]
-            made = signatures([texts[i] for i in missing]) if missing else result[:0]
-            result[missing] = made
-        if 0 < len(missing) <= self.SIZE:
-            if self.rows is None:
-                self.rows = np.empty((self.SIZE, NUM_PERM), dtype=np.uint16)
-            if len(self.slots) + len(missing) > self.SIZE:
-                self.slots.clear()
-            start = len(self.slots)
-            self.slots.update((keys[i], start + j) for j, i in enumerate(missing))
-            self.rows[start : start + len(missing)] = made
-        return result
-
-
-_RECENT = _RecentSignatures()
+def _remove_folder(path: str, owner: int) -> None:
+    if os.getpid() == owner:  # not in a forked worker, whose copy of the audit is no owner of the folder
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class LeakageAudit:
-    """Leakage between splits (see the module docstring). `near=False` finds exact duplicates only, without rensa."""
+    """Leakage between splits (see the module docstring). `near=False` finds exact duplicates only (cheaper).
+    `spill_dir`: where rows past `options.spill_rows` are written (a folder made inside it, removed with the audit
+    or by `close`); None: the system's temporary folder."""
 
-    def __init__(self, *, near: bool = True, threshold: float = THRESHOLD):
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"LeakageAudit: expected a threshold in (0, 1], got {threshold!r}")
-        if near:
-            require("rensa", "audit", "near-duplicate detection")
-        self.near, self.threshold = near, threshold
+    def __init__(
+        self, *, near: bool = True, options: LeakageOptions | None = None, spill_dir: str | Path | None = None
+    ):
+        self.near = near
+        self.options = options or LeakageOptions()
+        self.spill_dir = None if spill_dir is None else str(spill_dir)
         self.split_names: list[str] = []
         self.samples: list[int] = []  # per split number
         self.personas: dict[str, int] = {}  # persona_id -> bits of the splits it is in
         self.ids = bytearray()  # sample ids, one after another ...
         self.id_ends = array("Q")  # ... and where each ends
-        self.fields = {name: _Texts() for name in FIELDS}
+        self.rows: dict[tuple[int, int], _Rows] = {}  # (split number, field number) -> rows
+        self.sketcher = Sketcher(self.options.turn_chars, self.options.text_chars, near)
+        self.waiting: list[tuple[int, int, int, int]] = []  # rows whose signatures are to be made: field, split, ...
+        self._folder: str | None = None
+
+    # -- adding --------------------------------------------------------------------------------------------------
 
     def _split_number(self, split: str) -> int:
         try:
@@ -410,186 +244,381 @@ class LeakageAudit:
         persona = sample.get("persona_id")
         if persona:
             self.personas[persona] = self.personas.get(persona, 0) | (1 << number)
-        for name, text in texts_of(sample).items():
-            self.fields[name].add(text, number, ordinal, self.near)
+        sketcher, waiting = self.sketcher, self.waiting
+        for field, turns in _turns_of(sample):
+            digest = sketcher.add(turns)
+            if digest is not None:
+                waiting.append((field, number, ordinal, digest))
+        if sketcher.chars >= self.options.batch_chars or len(waiting) >= self.options.spill_rows:
+            self._flush()
 
     def add_all(self, samples: Iterable[tuple[dict, str]]) -> "LeakageAudit":
         for sample, split in samples:
             self.add(sample, split)
         return self
 
+    def _flush(self) -> None:
+        """Sign the texts waiting and hand their rows to their splits' and fields' rows."""
+        if not self.waiting:
+            return
+        waiting = np.array(self.waiting, dtype=np.uint64)
+        self.waiting = []
+        rows = np.empty(len(waiting), dtype=NEAR_ROW if self.near else EXACT_ROW)
+        rows["digest"], rows["sample"] = waiting[:, 3], waiting[:, 2]
+        if self.near:
+            rows["signature"] = self.sketcher.sign()
+        where = waiting[:, 0].astype(np.int64) * MAX_SPLITS + waiting[:, 1].astype(np.int64)
+        for key in np.unique(where).tolist():
+            self._append(key % MAX_SPLITS, key // MAX_SPLITS, rows[where == key])
+
+    def _append(self, split: int, field: int, rows: np.ndarray) -> None:
+        store = self.rows.get((split, field))
+        if store is None:
+            store = self.rows[split, field] = _Rows(rows.dtype)
+        store.append(rows)
+        if store.held >= self.options.spill_rows:
+            store.spill(store.path or os.path.join(self._spill_folder(), f"{split}-{FIELDS[field]}.rows"))
+
+    def _spill_folder(self) -> str:
+        if self._folder is None:
+            base = self.spill_dir or tempfile.gettempdir()
+            os.makedirs(base, exist_ok=True)
+            self._folder = tempfile.mkdtemp(prefix="leakage-", dir=base)
+            self._finalizer = weakref.finalize(self, _remove_folder, self._folder, os.getpid())
+        return self._folder
+
+    def close(self) -> None:
+        """Remove the spill folder (the audit cannot be used after)."""
+        if self._folder is not None:
+            self._finalizer()
+
+    def __getstate__(self) -> dict:
+        """Pickled (a worker's chunk) signed, its rows in memory, without the spill folder (this process's)."""
+        self._flush()
+        state = {name: value for name, value in self.__dict__.items() if name not in ("_folder", "_finalizer")}
+        state["_folder"] = None
+        return state
+
     def merge(self, other: "LeakageAudit") -> "LeakageAudit":
         """Add `other`'s samples after this one's (as if they had been added here, in that order)."""
-        if (other.near, other.threshold) != (self.near, self.threshold):
-            raise ValueError("LeakageAudit.merge: both audits need the same near and threshold settings")
-        split_map = np.array([self._split_number(name) for name in other.split_names] or [0], dtype=np.uint8)
+        if other.near != self.near or other.options.results() != self.options.results():
+            raise ValueError("LeakageAudit.merge: both audits need the same near setting and options")
+        self._flush()
+        other._flush()
+        split_map = [self._split_number(name) for name in other.split_names]
         for theirs, count in enumerate(other.samples):
             self.samples[split_map[theirs]] += count
         for persona, bits in other.personas.items():
             mine = 0
             for theirs in range(len(other.split_names)):
                 if bits >> theirs & 1:
-                    mine |= 1 << int(split_map[theirs])
+                    mine |= 1 << split_map[theirs]
             self.personas[persona] = self.personas.get(persona, 0) | mine
         offset, id_offset = len(self.id_ends), len(self.ids)
         self.ids += other.ids
         ends = np.frombuffer(other.id_ends, dtype=np.uint64) + np.uint64(id_offset)
         self.id_ends.frombytes(ends.tobytes())
-        for name in FIELDS:
-            self.fields[name].merge(other.fields[name], split_map, offset, self.near)
+        for (split, field), store in sorted(other.rows.items()):
+            for block in store.iter_blocks(self.options.block_rows):
+                block = block.copy()
+                block["sample"] += np.uint32(offset)
+                self._append(split_map[split], field, block)
         return self
 
     def __add__(self, other: "LeakageAudit") -> "LeakageAudit":
-        return LeakageAudit(near=self.near, threshold=self.threshold).merge(self).merge(other)
+        return LeakageAudit(near=self.near, options=self.options, spill_dir=self.spill_dir).merge(self).merge(other)
 
     def sample_id(self, ordinal: int) -> str:
         start = self.id_ends[ordinal - 1] if ordinal else 0
         return self.ids[start : self.id_ends[ordinal]].decode()
 
+    # -- the figures ---------------------------------------------------------------------------------------------
+
     def to_dict(self) -> dict[str, Any]:
         """The `leakage` section of `statistics.json`."""
+        self._flush()
         order = sorted(
             range(len(self.split_names)),
             key=lambda s: (SPLIT_NAMES.index(n) if (n := self.split_names[s]) in SPLIT_NAMES else 99, n),
         )
-        fields = {name: _FieldFigures.of(self.fields[name], len(self.split_names), self) for name in FIELDS}
-        pairs = {}
+        pairs: list[tuple[int, int, int, int]] = []  # (x, y, smaller, other) in report order
         for i, x in enumerate(order):
             for y in order[i + 1 :]:
                 if self.samples[x] and self.samples[y]:
-                    pairs[f"{self.split_names[x]}-{self.split_names[y]}"] = self._pair(x, y, fields)
+                    # The smaller split's rows are counted (ties: the later split, the more held-out one).
+                    small, other = (x, y) if self.samples[x] < self.samples[y] else (y, x)
+                    pairs.append((x, y, small, other))
+        figures = {
+            field: self._compare(field, [(small, other) for _, _, small, other in pairs]) for field in (0, 1, 2)
+        }
+        result = {}
+        for x, y, small, other in pairs:
+            pair = result[f"{self.split_names[x]}-{self.split_names[y]}"] = self._personas(x, y, small)
+            for field, name in enumerate(FIELDS):
+                pair[name] = figures[field][small, other]
         shares = [
             figure
-            for pair in pairs.values()
+            for pair in result.values()
             for part in pair.values()
             if isinstance(part, dict)
             for key, figure in part.items()
             if key.endswith("share")
         ]
         return {
-            "method": method(self.near, self.threshold),
+            "method": method(self.near, self.options),
             "samples": {self.split_names[s]: self.samples[s] for s in order},
-            "pairs": pairs,
+            "pairs": result,
             "max_share": max(shares, default=0.0),
         }
 
-    def _pair(self, x: int, y: int, fields: dict[str, "_FieldFigures"]) -> dict[str, Any]:
-        # The smaller split's rows are counted (ties: the later split, the more held-out one).
-        small, other = (x, y) if self.samples[x] < self.samples[y] else (y, x)
-        names = self.split_names
+    def _personas(self, x: int, y: int, small: int) -> dict[str, Any]:
         both = sorted(p for p, bits in self.personas.items() if bits >> x & 1 and bits >> y & 1)
         in_small = sum(1 for bits in self.personas.values() if bits >> small & 1)
-        result: dict[str, Any] = {
-            "smaller": names[small],
+        return {
+            "smaller": self.split_names[small],
             "personas": {"shared": len(both), "share": _share(len(both), in_small), "examples": both[:EXAMPLES]},
         }
-        for name, figures in fields.items():
-            result[name] = figures.pair(small, other, self.near)
-        return result
+
+    def _compare(self, field: int, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
+        """One field's figures for each (smaller, other) pair: each split that is the larger of some pairs is
+        streamed once per pass against the indexes of their smaller splits (see the module docstring)."""
+        empty = np.zeros(0, dtype=NEAR_ROW if self.near else EXACT_ROW)
+        tallies = {pair: _Tally() for pair in pairs}
+        for other in sorted({other for _, other in pairs}):
+            slices = []  # (smaller split, its distinct texts, a slice of them)
+            for small in sorted(small for small, o in pairs if o == other):
+                rows = self.rows.get((small, field))
+                distinct = _Distinct(np.concatenate([empty, *rows.iter_blocks(1 << 16)]) if rows else empty)
+                for start in range(0, max(len(distinct), 1), self.options.index_texts):
+                    slices.append((small, distinct, slice(start, start + self.options.index_texts)))
+            while slices:  # a pass: as many slices as `index_texts` holds (at least one)
+                taken, size = [], 0
+                while slices and (not taken or size + _width(slices[0]) <= self.options.index_texts):
+                    taken.append(slices.pop(0))
+                    size += _width(taken[-1])
+                indexes = [(small, _Index(distinct, part, self.near, self.options)) for small, distinct, part in taken]
+                stream = self.rows.get((other, field))
+                for block in stream.iter_blocks(self.options.block_rows) if stream else ():
+                    first = _first_occurrences(block["digest"]) if self.near else None
+                    for _small, index in indexes:
+                        index.exact_block(block)
+                        if self.near:
+                            index.near_block(block, first)
+                for small, index in indexes:
+                    tallies[small, other].add(index)
+        return {pair: tally.figures(self, self.near) for pair, tally in tallies.items()}
+
+
+def _width(entry: tuple) -> int:
+    _small, distinct, part = entry
+    return len(range(*part.indices(len(distinct))))
 
 
 def _share(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-@dataclass
-class _FieldFigures:
-    """One field's texts resolved: in which splits each text is (`present`) and has an exact or near duplicate
-    (`reach`), and the first verified near match per (text, split)."""
+def _first_occurrences(keys: np.ndarray) -> np.ndarray:
+    """Positions of the first occurrence of each distinct key, in order."""
+    _, first = np.unique(keys, return_index=True)
+    return np.sort(first)
 
-    audit: LeakageAudit
-    row_text: np.ndarray
-    row_split: np.ndarray
-    present: np.ndarray
-    reach: np.ndarray
-    first: np.ndarray  # (texts, splits): the first sample of each text in each split
-    match: dict[int, tuple[np.ndarray, np.ndarray]]  # split -> (matched text or -1, equal signature values)
 
-    @classmethod
-    def of(cls, texts: _Texts, splits: int, audit: LeakageAudit) -> "_FieldFigures":
-        row_text = np.frombuffer(texts.row_text, dtype=np.uint32)
-        row_split = np.frombuffer(texts.row_split, dtype=np.uint8)
-        n = len(texts.keys)
-        present = np.zeros(n, dtype=np.uint8)
-        np.bitwise_or.at(present, row_text, (1 << row_split.astype(np.uint8)).astype(np.uint8))
-        first = np.full((n, max(splits, 1)), np.iinfo(np.uint32).max, dtype=np.uint32)
-        np.minimum.at(first, (row_text, row_split), np.frombuffer(texts.row_sample, dtype=np.uint32))
-        figures = cls(audit, row_text, row_split, present, present.copy(), first, {})
-        if audit.near and n > 1:
-            figures._near(texts.signature_matrix(), np.frombuffer(texts.keys, dtype=np.uint64), splits)
-        return figures
+def _member(keys: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    if not len(sorted_set):
+        return np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, keys), len(sorted_set) - 1)
+    return sorted_set[at] == keys
 
-    def _near(self, sig: np.ndarray, keys: np.ndarray, splits: int) -> None:
-        """Mark each text's splits where a near duplicate verifies (see the module docstring)."""
-        n, need = len(keys), math.ceil(self.audit.threshold * NUM_PERM - 1e-9)
-        self.match = {y: (np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64)) for y in range(splits)}
-        for band in range(BANDS):
-            columns = sig[:, band * ROWS_PER_BAND : (band + 1) * ROWS_PER_BAND].astype(np.uint64)
-            bucket = np.zeros(n, dtype=np.uint64)
-            for column in columns.T:
-                bucket = bucket * np.uint64(0x9E3779B97F4A7C15) + column
-            order = np.lexsort((keys, bucket))  # by bucket, then by content: independent of arrival order
-            starts = np.flatnonzero(np.r_[True, bucket[order][1:] != bucket[order][:-1]])
-            group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
-            shared = np.bincount(group)[group] > 1
-            bits = self.present[order]
-            for y in range(splits):
-                self._band(sig, need, order, starts, group, shared, bits, y)
 
-    def _band(self, sig, need, order, starts, group, shared, bits, y: int) -> None:
-        in_y = (bits >> y & 1).astype(bool)
-        counted = np.cumsum(in_y)
-        rank = counted - (counted[starts] - in_y[starts])[group]  # 1-based rank of a y text in its bucket
-        is_rep = in_y & shared & (rank <= REPS)
-        reps = np.full((len(starts), REPS), -1, dtype=np.int64)
-        reps[group[is_rep], rank[is_rep] - 1] = np.flatnonzero(is_rep)
-        waiting = np.flatnonzero(shared & ~in_y & ~(self.reach[order] >> y & 1).astype(bool))
-        matched, equal = self.match[y]
-        for k in range(REPS):
-            rep = reps[group[waiting], k]
-            tried = rep >= 0
-            a, b = order[waiting[tried]], order[rep[tried]]
-            counts = np.concatenate(
-                [
-                    (sig[a[i : i + _VERIFY_ROWS]] == sig[b[i : i + _VERIFY_ROWS]]).sum(1)
-                    for i in range(0, len(a), _VERIFY_ROWS)
-                ]
-                or [np.zeros(0, dtype=np.int64)]
-            )
-            hit = counts >= need
-            self.reach[a[hit]] |= np.uint8(1 << y)
-            matched[a[hit]], equal[a[hit]] = b[hit], counts[hit]
-            done = np.zeros(len(waiting), dtype=bool)
-            done[np.flatnonzero(tried)[hit]] = True
-            waiting = waiting[~done]
+def _band_keys(signature: np.ndarray) -> np.ndarray:
+    """(texts, BANDS) uint64: each band's `ROWS_PER_BAND` bytes of a signature and the band's number as one key."""
+    padded = np.zeros((len(signature), BANDS, 8), dtype=np.uint8)
+    padded[:, :, :ROWS_PER_BAND] = signature[:, : BANDS * ROWS_PER_BAND].reshape(-1, BANDS, ROWS_PER_BAND)
+    padded[:, :, 7] = np.arange(BANDS, dtype=np.uint8)
+    return padded.view("<u8").reshape(len(signature), BANDS)
 
-    def pair(self, small: int, other: int, near: bool) -> dict[str, Any]:
-        rows = self.row_split == small
-        total = int(rows.sum())
-        exact_texts = (self.present >> other & 1).astype(bool)
-        exact = int((rows & exact_texts[self.row_text]).sum())
-        figures: dict[str, Any] = {"rows": total, "exact": exact, "exact_share": _share(exact, total)}
-        in_small = (self.present >> small & 1).astype(bool)
-        sample_id = self.audit.sample_id
-        examples = [
-            (sample_id(int(self.first[t, small])), sample_id(int(self.first[t, other])))
-            for t in np.flatnonzero(in_small & exact_texts)
+
+def _ranks(groups: np.ndarray) -> np.ndarray:
+    """The rank of each element within its run of equal values (`groups` sorted)."""
+    at = np.arange(len(groups))
+    if not len(groups):
+        return at
+    starts = np.empty(len(groups), dtype=bool)
+    starts[0] = True
+    np.not_equal(groups[1:], groups[:-1], out=starts[1:])
+    return at - np.maximum.accumulate(np.where(starts, at, 0))
+
+
+class _SortedSet:
+    """A set of uint64 keys as a few sorted arrays (each at least twice the size of the next: adding is amortised
+    O(log n) a key, not a sort of the whole set each time)."""
+
+    def __init__(self) -> None:
+        self.levels: list[np.ndarray] = []
+
+    def add(self, keys: np.ndarray) -> None:
+        level = np.unique(keys)
+        while self.levels and len(self.levels[-1]) <= 2 * len(level):
+            level = np.union1d(self.levels.pop(), level)
+        self.levels.append(level)
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        found = np.zeros(len(keys), dtype=bool)
+        for level in self.levels:
+            found |= _member(keys, level)
+        return found
+
+
+class _Distinct:
+    """A split's rows of a field as distinct texts (sorted by digest): how many rows each has, its first sample
+    and (near) its signature."""
+
+    def __init__(self, rows: np.ndarray):
+        self.keys, first, inverse = np.unique(rows["digest"], return_index=True, return_inverse=True)
+        self.counts = np.bincount(inverse.reshape(-1), minlength=len(self.keys))
+        self.first = rows["sample"][first].astype(np.int64)
+        self.signature = rows["signature"][first] if "signature" in rows.dtype.names else None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class _Index:
+    """A slice of a smaller split's distinct texts, with what the other split's rows have shown of them so far."""
+
+    def __init__(self, distinct: _Distinct, part: slice, near: bool, options: LeakageOptions):
+        self.keys, self.counts, self.first = distinct.keys[part], distinct.counts[part], distinct.first[part]
+        n = len(self.keys)
+        self.exact_first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)  # first sample of the text in other
+        self.reached = np.zeros(n, dtype=bool)  # a near duplicate verified
+        self.done = np.zeros(n, dtype=bool)  # reached, or an exact duplicate seen: no more checks
+        self.match = np.full(n, -1, dtype=np.int64)  # the sample of the first one that verified ...
+        self.equal = np.zeros(n, dtype=np.int64)  # ... and how many bins agree
+        self.near = near
+        if not near:
+            return
+        self.checks = options.checks
+        self.need = math.ceil(options.threshold * BINS - 1e-9)
+        self.signature = distinct.signature[part]
+        self.seen = _SortedSet()  # digests of the other split's texts checked so far
+        # An entry is a text in a band (text * BANDS + band), keyed by the band's bins and the band's number.
+        self.budget = np.full(n * BANDS, options.checks, dtype=np.uint8)  # checks left, per entry
+        self.entry_keys = _band_keys(self.signature).reshape(-1)
+        self._live()
+
+    def _live(self) -> None:
+        """The entries still live (text not reached, checks left), sorted by key."""
+        live = np.flatnonzero((self.budget > 0) & ~np.repeat(self.done, BANDS))
+        keys = self.entry_keys[live]
+        order = np.argsort(keys, kind="stable")
+        self.sorted_keys, self.sorted_entries = keys[order], live[order]
+        # A bit per hash of the live keys (~1 in 16 set): most keys of the other split match none, and testing a bit
+        # is cheaper than searching the sorted keys.
+        self.shift = np.uint64(64 - max(16, int(len(keys) * 16).bit_length()))
+        self.bits = np.zeros(1 << (64 - int(self.shift) - 3), dtype=np.uint8)
+        where = self._hashed(keys)
+        np.bitwise_or.at(self.bits, where >> np.uint64(3), np.left_shift(1, where & np.uint64(7)).astype(np.uint8))
+
+    def _hashed(self, keys: np.ndarray) -> np.ndarray:
+        return (keys * np.uint64(0x9E3779B97F4A7C15)) >> self.shift
+
+    def exact_block(self, block: np.ndarray) -> None:
+        if not len(self.keys):
+            return
+        digests = block["digest"]
+        at = np.minimum(np.searchsorted(self.keys, digests), len(self.keys) - 1)
+        hit = self.keys[at] == digests
+        np.minimum.at(self.exact_first, at[hit], block["sample"][hit].astype(np.int64))
+        self.done[at[hit]] = True
+        if self.near:
+            self._prune()
+
+    def near_block(self, rows: np.ndarray, first: np.ndarray) -> None:
+        """Check the texts of a block of the other split's rows (`first`: the first row of each distinct text in
+        it) against this index, each text not checked in an earlier block."""
+        if not len(self.sorted_keys):
+            return
+        block = rows[first[~self.seen.contains(rows["digest"][first])]]
+        if not len(block):
+            return
+        keys = _band_keys(block["signature"]).reshape(-1)  # entry o * BANDS + band of the block
+        where = self._hashed(keys)
+        maybe = np.flatnonzero((self.bits[where >> np.uint64(3)] >> (where & np.uint64(7)).astype(np.uint8)) & 1)
+        low = np.zeros(len(keys), dtype=np.int64)
+        high = np.zeros(len(keys), dtype=np.int64)
+        low[maybe] = np.searchsorted(self.sorted_keys, keys[maybe], "left")
+        high[maybe] = np.searchsorted(self.sorted_keys, keys[maybe], "right")
+        hits = maybe[high[maybe] > low[maybe]]
+        if not len(hits):
+            return
+        # A text takes the first texts of its bucket, at most `checks`: only those of each bucket matter.
+        by_key = hits[np.argsort(keys[hits], kind="stable")]
+        hits = by_key[_ranks(keys[by_key]) < self.checks]
+        lengths = (high - low)[hits]
+        o = np.repeat(hits // BANDS, lengths)
+        entries = self.sorted_entries[
+            np.repeat(low[hits] - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
         ]
-        figures["exact_examples"] = [list(pair) for pair in sorted(examples)[:EXAMPLES]]
+        live = ~self.done[entries // BANDS] & (self.budget[entries] > 0)
+        o, entries = o[live], entries[live]
+        order = np.lexsort((o, entries))  # per entry, the block's texts in row order
+        o, entries = o[order], entries[order]
+        taken = _ranks(entries) < self.budget[entries]
+        o, entries = o[taken], entries[taken]
+        if not len(o):
+            return
+        np.subtract.at(self.budget, entries, 1)
+        # A text checked against a text of the index is not checked again: its checks would be the same.
+        self.seen.add(block["digest"][np.unique(o)])
+        pairs = np.unique((entries // BANDS) * len(block) + o)  # a pair found in several bands is verified once
+        s, o = pairs // len(block), pairs % len(block)
+        equal = (block["signature"][o] == self.signature[s]).sum(axis=1)
+        good = equal >= self.need
+        s, o, equal = s[good], o[good], equal[good]
+        first_match = np.r_[True, s[1:] != s[:-1]][: len(s)]  # sorted by (s, o): the first verified in row order
+        s, o, equal = s[first_match], o[first_match], equal[first_match]
+        self.reached[s] = self.done[s] = True
+        self.match[s] = block["sample"][o]
+        self.equal[s] = equal
+        self._prune()
+
+    def _prune(self) -> None:
+        dead = self.done[self.sorted_entries // BANDS] | (self.budget[self.sorted_entries] == 0)
+        if dead.sum() * 4 > len(dead):  # rebuild the sorted entries when a quarter of them is no longer live
+            self._live()
+
+
+class _Tally:
+    """One pair's figures for one field, over the slices of the smaller split's texts."""
+
+    def __init__(self) -> None:
+        self.rows = self.exact = self.near = 0
+        self.exact_examples: list[tuple[int, int]] = []
+        self.near_examples: list[tuple[int, int, int]] = []
+
+    def add(self, index: _Index) -> None:
+        exact = index.exact_first != np.iinfo(np.int64).max
+        near = index.reached & ~exact
+        self.rows += int(index.counts.sum())
+        self.exact += int(index.counts[exact].sum())
+        self.near += int(index.counts[exact | near].sum())
+        self.exact_examples += zip(index.first[exact].tolist(), index.exact_first[exact].tolist())
+        self.near_examples += zip(index.first[near].tolist(), index.match[near].tolist(), index.equal[near].tolist())
+
+    def figures(self, audit: LeakageAudit, near: bool) -> dict[str, Any]:
+        sample_id = audit.sample_id
+        figures: dict[str, Any] = {
+            "rows": self.rows,
+            "exact": self.exact,
+            "exact_share": _share(self.exact, self.rows),
+        }
+        examples = sorted((sample_id(a), sample_id(b)) for a, b in self.exact_examples)
+        figures["exact_examples"] = [list(example) for example in examples[:EXAMPLES]]
         if near:
-            reach = (self.reach >> other & 1).astype(bool)
-            count = int((rows & reach[self.row_text]).sum())
-            figures.update(near=count, near_share=_share(count, total))
-            matched, equal = self.match.get(other, (np.full(len(self.present), -1), None))
-            near_examples = [
-                (
-                    sample_id(int(self.first[t, small])),
-                    sample_id(int(self.first[matched[t], other])),
-                    round(int(equal[t]) / NUM_PERM, 4),
-                )
-                for t in np.flatnonzero(in_small & (matched >= 0))
-            ]
-            figures["near_examples"] = [list(example) for example in sorted(near_examples)[:EXAMPLES]]
+            figures.update(near=self.near, near_share=_share(self.near, self.rows))
+            found = sorted((sample_id(a), sample_id(b), round(e / BINS, 4)) for a, b, e in self.near_examples)
+            figures["near_examples"] = [list(example) for example in found[:EXAMPLES]]
         return figures
 
 
@@ -666,10 +695,13 @@ __all__ = [
     "FIELDS",
     "MODES",
     "LeakageAudit",
-    "resolve_mode",
+    "LeakageOptions",
     "leaks",
+    "method",
     "normalise",
+    "pieces",
     "report_lines",
+    "resolve_mode",
     "shingles",
     "summary_line",
     "texts_of",

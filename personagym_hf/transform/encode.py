@@ -111,13 +111,14 @@ class Encoder:
         rows leave out), else the rows' fields, all such a pass writes (the splits' pre-pass reads four)."""
         return None if self.specs else self.fields
 
-    def new_audit(self) -> Any:
-        """An empty `audit.LeakageAudit` for this export's audit mode, or None when it does not audit."""
+    def new_audit(self, spill_dir: Any = None) -> Any:
+        """An empty `audit.LeakageAudit` for this export's audit mode, or None when it does not audit. `spill_dir`:
+        where its rows go past a few thousand (see `LeakageAudit`)."""
         if self.audit is None:
             return None
         from ..measure.leakage import LeakageAudit
 
-        return LeakageAudit(near=self.audit == "near")
+        return LeakageAudit(near=self.audit == "near", spill_dir=spill_dir)
 
 
 class Sink(Protocol):

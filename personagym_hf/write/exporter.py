@@ -183,7 +183,8 @@ class Exporter:
         self.held_out: list[str] = []  # sample ids in no split, this run's and the earlier export's
         # The statistics list every split of the mode, those left empty too (a file without a row is written too).
         self.stats = StatsAccumulator.of_splits(encoder.split_names if self.layout.split else SPLIT_NAMES)
-        self.audit = encoder.new_audit()
+        # Its rows past a few thousand per split go to a folder in the staging folder (removed before the commit).
+        self.audit = encoder.new_audit(spill_dir=self.work / "leakage")
         self.audit_earlier: EarlierExport | None = None  # earlier rows not audited yet
         # Token budgets are counted here, from the rows as written, one budget per split, merged in split order at
         # the end: the order `personagym-hf tokens --data` reads the export in, and the same for any num_proc and
@@ -277,11 +278,8 @@ class Exporter:
                     )
 
     def _audit_earlier(self) -> None:
-        """Audit the earlier export's rows (an append), before any new one. Not while they are carried over: that
-        runs before the worker processes of `--num-proc` fork, and rensa's MinHash threads, started in a parent
-        that signed texts, do not exist in a forked child, where its next batch then waits for them forever. Here,
-        at the first sample or chunk added, the workers run already. The rows as written: what a fresh export of
-        them audited."""
+        """Audit the earlier export's rows (an append), before any new one, at the first sample or chunk added. The
+        rows as written: what a fresh export of them audited."""
         if self.audit_earlier is None:
             return
         earlier, self.audit_earlier = self.audit_earlier, None
