@@ -264,7 +264,7 @@ def _iter_range(source: str, piece: Range) -> Iterator[Record | BadRecord]:
             yield BadRecord(source, "", changed, kind=UNREADABLE)
             return
         with io.BufferedReader(_Window(fd, piece.stop - piece.start), _READ_BUFFER) as f:
-            yield from _jsonl_records(source, enumerate(f, start=piece.first_line))
+            yield from _jsonl_records(source, f, piece.first_line)
     except OSError as e:  # as `iter_file`: the records read so far stand
         yield BadRecord(source, "", _read_failure(e), kind=UNREADABLE)
     finally:

@@ -262,20 +262,26 @@ def _file(source: str, fd: int) -> IO[bytes]:
 
 def _iter_jsonl(source: str, fd: int) -> Iterator[Record | BadRecord]:
     with _file(source, fd) as f:
-        yield from _jsonl_records(source, enumerate(f, start=1))
+        yield from _jsonl_records(source, f)
 
 
-def _jsonl_records(source: str, lines: Iterable[tuple[int, bytes]]) -> Iterator[Record | BadRecord]:
-    """Records of JSON Lines, given as (line number, line with its newline): a whole file's (`_iter_jsonl`) or a
-    byte range's (`plan.iter_chunk`), which must read the same records."""
-    for number, line in lines:
-        if not line.strip():
+def _jsonl_records(source: str, lines: Iterable[bytes], first_line: int = 1) -> Iterator[Record | BadRecord]:
+    """Records of JSON Lines, given as lines with their newline, the first one line `first_line` of its file: a
+    whole file's (`_iter_jsonl`) or a byte range's (`plan.iter_chunk`), which must read the same records.
+
+    A line's bytes are let go before its record is handed on (not kept by `enumerate`'s reused tuple either), and
+    no copy of a line is made to see if it is blank: a record costs its parsed value, not that and its text too."""
+    number = first_line - 1
+    for line in lines:
+        number += 1
+        if not line or line.isspace():
             continue
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError as e:
             yield BadRecord(source, *_parse_error(e, line, number), kind=INVALID_JSON)
             continue
+        line = None
         yield _record_or_bad(source, f"line {number}", value)
 
 
@@ -315,6 +321,7 @@ def _iter_json(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
             return
     try:
         value = orjson.loads(raw)
+        raw = None  # its records cost their parsed values, not those and the file's text too
     except orjson.JSONDecodeError as e:
         from .jsonscan import blocks_of, ends_at, plan_array  # numpy: not for `--help`, and only for a damaged file
 

@@ -90,8 +90,8 @@ class ChunkResult:
     folder: Path | None  # of its part files (None: in memory, or no output)
     encoded: Encoded = field(default_factory=Encoded)
     # Encoded samples, in memory (`InMemory`: this process) ...
-    items: dict[str, list[bytes]] = field(default_factory=dict)  # split -> JSON items
-    lines: dict[str, list[bytes]] = field(default_factory=dict)  # split -> JSONL lines
+    items: dict[str, list[bytes | dict]] = field(default_factory=dict)  # split -> JSON items (a big row: the row)
+    lines: dict[str, list[bytes | dict]] = field(default_factory=dict)  # split -> JSONL lines (a big row: the row)
     batches: list[tuple[str, str, pa.Table]] = field(default_factory=list)  # (config, split, table)
     # ... or in part files (`PartFiles`: worker processes)
     samples: dict[str, int] = field(default_factory=dict)  # split -> samples in its parts
@@ -121,8 +121,12 @@ class ChunkResult:
             self.jsonl_part(split).unlink(missing_ok=True)
 
 
+HELD_ROW_BYTES = 1 << 20  # a row whose JSON item is bigger is kept as the row until it is written (`InMemory`)
+
+
 class InMemory:
-    """A sink that keeps a chunk's encoded samples in its `ChunkResult`."""
+    """A sink that keeps a chunk's encoded samples in its `ChunkResult`: JSON items and JSONL lines, or for a big
+    row the row itself."""
 
     def __init__(self, result: ChunkResult, split_names: tuple[str, ...]):
         self.result = result
@@ -130,7 +134,14 @@ class InMemory:
         result.lines = {split: [] for split in split_names}
 
     def row(self, split: str, row: dict) -> None:
-        self.result.items[split].append(pretty_item(row))
+        item = pretty_item(row)
+        if len(item) > HELD_ROW_BYTES:
+            # A big row is held as itself (its strings are the sample's, no copy) and encoded when it is written,
+            # one output at a time: its JSON item and JSONL line are not both held with it for a whole chunk.
+            self.result.items[split].append(row)
+            self.result.lines[split].append(row)
+            return
+        self.result.items[split].append(item)
         self.result.lines[split].append(dumps_line(row))
 
     def table(self, config: str, split: str, table: pa.Table) -> None:

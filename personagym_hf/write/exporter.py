@@ -105,7 +105,7 @@ class SplitFiles:
         self.json[split].add(row)
         self.jsonl[split].add(row)
 
-    def add_items(self, split: str, items: list[bytes], lines: list[bytes]) -> None:
+    def add_items(self, split: str, items: list[bytes | dict], lines: list[bytes | dict]) -> None:
         self.json[split].add_items(items)
         self.jsonl[split].add_lines(lines)
 
@@ -348,7 +348,7 @@ class Exporter:
         """The token budgets of a chunk's rows, read back from its JSONL lines (in memory or in its part files)."""
         for split, lines in chunk.lines.items():
             for line in lines:
-                self.tokens[split].add(orjson.loads(line))
+                self.tokens[split].add(line if isinstance(line, dict) else orjson.loads(line))
         for split in chunk.samples:
             with chunk.jsonl_part(split).open("rb") as f:
                 for line in f:

@@ -94,11 +94,18 @@ class JsonArrayWriter(AtomicFile):
     def add(self, row: dict) -> None:
         self.add_items([pretty_item(row)])
 
-    def add_items(self, items: list[bytes]) -> None:
-        """Append items already encoded by `pretty_item`."""
+    def add_items(self, items: list[bytes | dict]) -> None:
+        """Append items already encoded by `pretty_item`, or rows to encode here, one at a time (a big row is
+        held as itself until it is written: see `chunks.InMemory`)."""
         if items:
             self.write(b"[\n" if self.count == 0 else ITEM_SEPARATOR)
-            self.write(ITEM_SEPARATOR.join(items))
+            if any(isinstance(item, dict) for item in items):
+                for number, item in enumerate(items):
+                    self.write(
+                        (ITEM_SEPARATOR if number else b"") + (pretty_item(item) if isinstance(item, dict) else item)
+                    )
+            else:
+                self.write(ITEM_SEPARATOR.join(items))
             self.count += len(items)
 
     def add_fragment(self, fragment: Path, count: int) -> None:
@@ -131,12 +138,18 @@ class JsonlWriter(AtomicFile):
     def add(self, row: dict) -> None:
         self.add_lines([dumps_line(row)])
 
-    def add_lines(self, lines: list[bytes]) -> None:
-        """Append lines already encoded by `dumps_line`."""
-        if lines:
-            self.write(b"".join(lines))
-            self.sha256.update(line_digests(lines))
-            self.count += len(lines)
+    def add_lines(self, lines: list[bytes | dict]) -> None:
+        """Append lines already encoded by `dumps_line`, or rows to encode here, one at a time (a big row is held
+        as itself until it is written: see `chunks.InMemory`)."""
+        if not lines:
+            return
+        if any(isinstance(line, dict) for line in lines):
+            for line in lines:
+                self.add_lines([dumps_line(line) if isinstance(line, dict) else line])
+            return
+        self.write(b"".join(lines))
+        self.sha256.update(line_digests(lines))
+        self.count += len(lines)
 
     def add_file(self, part: Path, count: int, digests: bytes) -> None:
         """Append a part of `count` lines written elsewhere, with the `line_digests` its writer computed."""
