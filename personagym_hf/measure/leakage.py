@@ -44,7 +44,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ..config import SPLIT_NAMES
-from .minhash import BINS, SEED, SHINGLE_CHARS, Sketcher, normalise, pieces, shingles
+from .minhash import BINS, SEED, SHINGLE_CHARS, SLOTS, Sketcher, normalise, pieces, shingles
 
 FIELDS = ("original_query", "initial_query", "conversation")
 PLURALS = {"original_query": "original_queries", "initial_query": "initial_queries", "conversation": "conversations"}
@@ -110,7 +110,10 @@ def method(near: bool = True, options: "LeakageOptions | None" = None) -> dict[s
                 f"character {SHINGLE_CHARS}-grams of the first {o.turn_chars} characters of each user turn or "
                 f"query, at most {o.text_chars} of a text"
             ),
-            minhash=f"one-permutation MinHash, {BINS} bins, improved densification, 8 bits a bin, seed {SEED}",
+            minhash=(
+                f"one-permutation MinHash, {BINS} bins, {SLOTS} bins a gram, optimal densification, 8 bits a bin, "
+                f"seed {SEED}"
+            ),
             lsh=(
                 f"{BANDS} bands of {ROWS_PER_BAND} bins; each text of the smaller split checked against at most "
                 f"{o.checks} texts of the other split per band, the first in row order"
