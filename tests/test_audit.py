@@ -471,3 +471,13 @@ def test_options_are_checked_and_audits_to_merge_agree():
     with pytest.raises(ValueError, match=r"^LeakageAudit.merge: both audits need the same near setting and options$"):
         LeakageAudit().merge(LeakageAudit(options=LeakageOptions(turn_chars=10)))
     LeakageAudit().merge(LeakageAudit(options=LeakageOptions(spill_rows=7)))  # sizes change no figure
+
+
+def test_a_pickled_audit_leaves_the_signatures_this_process_remembers_behind():
+    """A worker's chunk is pickled to the parent: not with the (up to 16,384) signatures its process remembers."""
+    rows = [({"sample_id": f"s{i}", "initial_query": f"query number {i}"}, "train") for i in range(500)]
+    LeakageAudit().add_all(rows)._flush()  # this process now remembers at least 500 signatures (64 KB)
+    assert len(minhash.RECENT.rows) >= 500
+    audit = LeakageAudit().add_all(leaky_samples())
+    assert len(pickle.dumps(audit)) < 8192
+    assert pickle.loads(pickle.dumps(audit)).sketcher.recent is minhash.RECENT

@@ -182,6 +182,17 @@ class Sketcher:
             self._wait(key, heads)
         return key
 
+    def __getstate__(self) -> dict:
+        """Pickled (a worker's chunk, signed) without `recent`: the receiving process has its own."""
+        state = dict(self.__dict__)
+        state["recent"] = None if self.recent is RECENT else self.recent
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.recent is None:
+            self.recent = RECENT
+
     def _wait(self, key: int, turns: Sequence[str]) -> None:
         """Keep the sample of a text's normalised turns — the first `turn_chars` of each, `text_chars` in all —
         unless its signature is known or on its way."""
