@@ -68,7 +68,7 @@ class LeakageOptions:
     text_chars: int = 4000  # characters of a text (a conversation's turns together) that are shingled
     batch_chars: int = 1 << 16  # characters of samples signed at once
     spill_rows: int = 1 << 12  # rows of a split and field held in memory before they go to the spill folder
-    block_rows: int = 1 << 12  # rows of the larger split compared at once
+    block_rows: int = 1 << 13  # rows of the larger split compared at once
     index_texts: int = 1 << 18  # distinct texts of the smaller splits indexed at once (more: several passes)
 
     def __post_init__(self) -> None:
@@ -223,7 +223,8 @@ class LeakageAudit:
         self.id_ends = array("Q")  # ... and where each ends
         self.rows: dict[tuple[int, int], _Rows] = {}  # (split number, field number) -> rows
         self.sketcher = Sketcher(self.options.turn_chars, self.options.text_chars, near)
-        self.waiting: list[tuple[int, int, int, int]] = []  # rows whose signatures are to be made: field, split, ...
+        self.waiting_keys = array("Q")  # the digests of the rows waiting for their signatures ...
+        self.waiting_places = array("Q")  # ... and their sample number << 8 | split * 4 | field
         self._folder: str | None = None
 
     # -- adding --------------------------------------------------------------------------------------------------
@@ -247,12 +248,13 @@ class LeakageAudit:
         persona = sample.get("persona_id")
         if persona:
             self.personas[persona] = self.personas.get(persona, 0) | (1 << number)
-        sketcher, waiting = self.sketcher, self.waiting
+        sketcher, place = self.sketcher, ordinal << 8 | number * 4  # a row's sample, split and field in one number
         for field, turns in _turns_of(sample):
             digest = sketcher.add(turns)
             if digest is not None:
-                waiting.append((field, number, ordinal, digest))
-        if sketcher.chars >= self.options.batch_chars or len(waiting) >= self.options.spill_rows:
+                self.waiting_keys.append(digest)
+                self.waiting_places.append(place + field)
+        if sketcher.chars >= self.options.batch_chars or len(self.waiting_keys) >= self.options.spill_rows:
             self._flush()
 
     def add_all(self, samples: Iterable[tuple[dict, str]]) -> "LeakageAudit":
@@ -262,17 +264,18 @@ class LeakageAudit:
 
     def _flush(self) -> None:
         """Sign the texts waiting and hand their rows to their splits' and fields' rows."""
-        if not self.waiting:
+        if not self.waiting_keys:
             return
-        waiting = np.array(self.waiting, dtype=np.uint64)
-        self.waiting = []
-        rows = np.empty(len(waiting), dtype=NEAR_ROW if self.near else EXACT_ROW)
-        rows["digest"], rows["sample"] = waiting[:, 3], waiting[:, 2]
+        rows = np.empty(len(self.waiting_keys), dtype=NEAR_ROW if self.near else EXACT_ROW)
+        rows["digest"] = np.frombuffer(self.waiting_keys, dtype=np.uint64)
+        places = np.frombuffer(self.waiting_places, dtype=np.uint64)
+        rows["sample"] = places >> np.uint64(8)
         if self.near:
             rows["signature"] = self.sketcher.sign()
-        where = waiting[:, 0].astype(np.int64) * MAX_SPLITS + waiting[:, 1].astype(np.int64)
+        self.waiting_keys, self.waiting_places = array("Q"), array("Q")
+        where = (places & np.uint64(0xFF)).astype(np.int64)
         for key in np.unique(where).tolist():
-            self._append(key % MAX_SPLITS, key // MAX_SPLITS, rows[where == key])
+            self._append(key // 4, key % 4, rows[where == key])
 
     def _append(self, split: int, field: int, rows: np.ndarray) -> None:
         store = self.rows.get((split, field))

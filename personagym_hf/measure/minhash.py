@@ -44,12 +44,18 @@ SLOTS = 3  # bins each gram goes to (3 x 7 bits of its hash for the bins, 3 x 14
 _PROBES = np.random.default_rng(SEED).integers(0, BINS, size=(64, BINS))  # densification: each empty bin's probes
 
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
-_ASCII_PUNCTUATION = str.maketrans(dict.fromkeys("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", " "))
+# ASCII text, a byte at a time: upper case to lower, punctuation and what `str.split` takes for whitespace to spaces
+# (then runs of spaces to one): the same as the general rule, several times faster than `str.translate`.
+_ASCII_TABLE = bytes(
+    32 if chr(b) in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~" or chr(b).isspace() else ord(chr(b).lower())
+    for b in range(128)
+) + bytes(range(128, 256))
+_SPACE_RUNS = re.compile(b"  +")
 
 
 def _normalise(text: str) -> str:
     if text.isascii():
-        return " ".join(text.lower().translate(_ASCII_PUNCTUATION).split())
+        return _SPACE_RUNS.sub(b" ", text.encode().translate(_ASCII_TABLE)).strip(b" ").decode()
     return " ".join(_PUNCTUATION.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split())
 
 
