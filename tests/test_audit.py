@@ -305,12 +305,13 @@ def test_same_figures_for_any_chunking_and_any_sizes(tmp_path):
     assert mixed.to_dict() == whole
     # two texts signed at a time, rows spilled two at a time, compared three at a time against indexes of two
     # texts (several passes over the larger split)
-    small = LeakageOptions(batch_chars=10, spill_rows=2, block_rows=3, index_texts=2)
+    small = LeakageOptions(batch_chars=10, spill_rows=2, spill_id_bytes=20, block_rows=3, index_texts=2)
     spilling = LeakageAudit(options=small, spill_dir=tmp_path / "spill").add_all(samples)
     (folder,) = (tmp_path / "spill").iterdir()
     assert sorted(path.name for path in folder.iterdir()) == [
         f"{split}-{name}.rows" for split in range(3) for name in sorted(audit_module.FIELDS)
-    ]
+    ] + ["ids"]
+    assert spilling.ids_spilled > 150 and spilling.sample_id(0) == samples[0][0]["sample_id"]
     assert spilling.to_dict() == whole
     spilled = pickle.loads(pickle.dumps(spilling))  # with its spilled rows in it
     assert spilled.to_dict() == whole and spilled._folder is None

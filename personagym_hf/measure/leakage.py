@@ -68,13 +68,15 @@ class LeakageOptions:
     text_chars: int = 4000  # characters of a text (a conversation's turns together) that are shingled
     batch_chars: int = 1 << 16  # characters of samples signed at once
     spill_rows: int = 1 << 12  # rows of a split and field held in memory before they go to the spill folder
+    spill_id_bytes: int = 1 << 20  # bytes of sample ids held in memory before they go to the spill folder
     block_rows: int = 1 << 13  # rows of the larger split compared at once
-    index_texts: int = 1 << 18  # distinct texts of the smaller splits indexed at once (more: several passes)
+    index_texts: int = 1 << 17  # distinct texts of the smaller splits indexed at once (more: several passes)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"LeakageOptions: expected a threshold in (0, 1], got {self.threshold!r}")
-        for name in ("checks", "turn_chars", "text_chars", "batch_chars", "spill_rows", "block_rows", "index_texts"):
+        names = ("checks", "turn_chars", "text_chars", "batch_chars", "spill_rows", "spill_id_bytes", "block_rows")
+        for name in (*names, "index_texts"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"LeakageOptions: expected {name} to be an integer >= 1, got {value!r}")
@@ -219,8 +221,9 @@ class LeakageAudit:
         self.split_names: list[str] = []
         self.samples: list[int] = []  # per split number
         self.personas: dict[str, int] = {}  # persona_id -> bits of the splits it is in
-        self.ids = bytearray()  # sample ids, one after another ...
+        self.ids = bytearray()  # sample ids, one after another (those after the first `ids_spilled` bytes) ...
         self.id_ends = array("Q")  # ... and where each ends
+        self.ids_spilled = 0  # bytes of ids in the spill folder's `ids` file
         self.rows: dict[tuple[int, int], _Rows] = {}  # (split number, field number) -> rows
         self.sketcher = Sketcher(self.options.turn_chars, self.options.text_chars, near)
         self.waiting_keys = array("Q")  # the digests of the rows waiting for their signatures ...
@@ -244,7 +247,9 @@ class LeakageAudit:
         ordinal = len(self.id_ends)
         self.samples[number] += 1
         self.ids += str(sample.get("sample_id") or "").encode()
-        self.id_ends.append(len(self.ids))
+        self.id_ends.append(self.ids_spilled + len(self.ids))
+        if len(self.ids) >= self.options.spill_id_bytes:
+            self._spill_ids()
         persona = sample.get("persona_id")
         if persona:
             self.personas[persona] = self.personas.get(persona, 0) | (1 << number)
@@ -302,7 +307,7 @@ class LeakageAudit:
         """Pickled (a worker's chunk) signed, its rows in memory, without the spill folder (this process's)."""
         self._flush()
         state = {name: value for name, value in self.__dict__.items() if name not in ("_folder", "_finalizer")}
-        state["_folder"] = None
+        state.update(_folder=None, ids=bytearray(self._all_ids()), ids_spilled=0)
         return state
 
     def merge(self, other: "LeakageAudit") -> "LeakageAudit":
@@ -320,10 +325,12 @@ class LeakageAudit:
                 if bits >> theirs & 1:
                     mine |= 1 << split_map[theirs]
             self.personas[persona] = self.personas.get(persona, 0) | mine
-        offset, id_offset = len(self.id_ends), len(self.ids)
-        self.ids += other.ids
+        offset, id_offset = len(self.id_ends), self.ids_spilled + len(self.ids)
+        self.ids += other._all_ids()
         ends = np.frombuffer(other.id_ends, dtype=np.uint64) + np.uint64(id_offset)
         self.id_ends.frombytes(ends.tobytes())
+        if len(self.ids) >= self.options.spill_id_bytes:
+            self._spill_ids()
         for (split, field), store in sorted(other.rows.items()):
             for block in store.iter_blocks(self.options.block_rows):
                 block = block.copy()
@@ -335,8 +342,25 @@ class LeakageAudit:
         return LeakageAudit(near=self.near, options=self.options, spill_dir=self.spill_dir).merge(self).merge(other)
 
     def sample_id(self, ordinal: int) -> str:
-        start = self.id_ends[ordinal - 1] if ordinal else 0
-        return self.ids[start : self.id_ends[ordinal]].decode()
+        start, end = self.id_ends[ordinal - 1] if ordinal else 0, self.id_ends[ordinal]
+        if start >= self.ids_spilled:
+            return self.ids[start - self.ids_spilled : end - self.ids_spilled].decode()
+        with open(os.path.join(self._folder, "ids"), "rb") as f:
+            f.seek(start)
+            return f.read(end - start).decode()
+
+    def _spill_ids(self) -> None:
+        with open(os.path.join(self._spill_folder(), "ids"), "ab") as f:
+            f.write(self.ids)
+        self.ids_spilled += len(self.ids)
+        self.ids = bytearray()
+
+    def _all_ids(self) -> bytes:
+        """Every sample id, one after another (those spilled read back)."""
+        if not self.ids_spilled:
+            return bytes(self.ids)
+        with open(os.path.join(self._folder, "ids"), "rb") as f:
+            return f.read() + self.ids
 
     # -- the figures ---------------------------------------------------------------------------------------------
 
@@ -438,11 +462,17 @@ def _member(keys: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
 
 
 def _band_keys(signature: np.ndarray) -> np.ndarray:
-    """(texts, BANDS) uint64: each band's `ROWS_PER_BAND` bytes of a signature and the band's number as one key."""
-    padded = np.zeros((len(signature), BANDS, 8), dtype=np.uint8)
-    padded[:, :, :ROWS_PER_BAND] = signature[:, : BANDS * ROWS_PER_BAND].reshape(-1, BANDS, ROWS_PER_BAND)
-    padded[:, :, 7] = np.arange(BANDS, dtype=np.uint8)
-    return padded.view("<u8").reshape(len(signature), BANDS)
+    """(texts, BANDS) uint32: each band's key (`_entry_keys`) for each signature."""
+    bins = signature[:, : BANDS * ROWS_PER_BAND].reshape(-1, ROWS_PER_BAND)
+    return _entry_keys(bins, np.tile(np.arange(BANDS), len(signature))).reshape(len(signature), BANDS)
+
+
+def _entry_keys(bins: np.ndarray, bands: np.ndarray) -> np.ndarray:
+    """uint32: a hash of a band's `ROWS_PER_BAND` bins (a row of `bins`) and the band's number."""
+    padded = np.zeros((len(bins), 8), dtype=np.uint8)
+    padded[:, :ROWS_PER_BAND] = bins
+    padded[:, 7] = bands
+    return ((padded.view("<u8").reshape(-1) * np.uint64(0xD6E8FEB86659FD93)) >> np.uint64(32)).astype(np.uint32)
 
 
 def _ranks(groups: np.ndarray) -> np.ndarray:
@@ -508,15 +538,17 @@ class _Index:
         self.need = math.ceil(options.threshold * BINS - 1e-9)
         self.signature = distinct.signature[part]
         self.seen = _SortedSet()  # digests of the other split's texts checked so far
-        # An entry is a text in a band (text * BANDS + band), keyed by the band's bins and the band's number.
+        # An entry is a text in a band (text * BANDS + band), keyed by a 32-bit hash of the band's bins and number
+        # (two buckets of one key only cost a check more: every candidate is verified on the whole signature).
         self.budget = np.full(n * BANDS, options.checks, dtype=np.uint8)  # checks left, per entry
-        self.entry_keys = _band_keys(self.signature).reshape(-1)
         self._live()
 
     def _live(self) -> None:
         """The entries still live (text not reached, checks left), sorted by key."""
-        live = np.flatnonzero((self.budget > 0) & ~np.repeat(self.done, BANDS))
-        keys = self.entry_keys[live]
+        live = np.flatnonzero((self.budget > 0) & ~np.repeat(self.done, BANDS)).astype(np.uint32)
+        texts, bands = live // BANDS, (live % BANDS).astype(np.int64)
+        bins = self.signature[texts[:, None], bands[:, None] * ROWS_PER_BAND + np.arange(ROWS_PER_BAND)]
+        keys = _entry_keys(bins, bands)
         order = np.argsort(keys, kind="stable")
         self.sorted_keys, self.sorted_entries = keys[order], live[order]
         # A bit per hash of the live keys (~1 in 16 set): most keys of the other split match none, and testing a bit
@@ -527,7 +559,7 @@ class _Index:
         np.bitwise_or.at(self.bits, where >> np.uint64(3), np.left_shift(1, where & np.uint64(7)).astype(np.uint8))
 
     def _hashed(self, keys: np.ndarray) -> np.ndarray:
-        return (keys * np.uint64(0x9E3779B97F4A7C15)) >> self.shift
+        return (keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> self.shift
 
     def exact_block(self, block: np.ndarray) -> None:
         if not len(self.keys):
@@ -562,7 +594,7 @@ class _Index:
         by_key = hits[np.argsort(keys[hits], kind="stable")]
         hits = by_key[_ranks(keys[by_key]) < self.checks]
         lengths = (high - low)[hits]
-        o = np.repeat(hits // BANDS, lengths)
+        o = np.repeat(hits // BANDS, lengths)  # the block's texts (hits: o * BANDS + band)
         entries = self.sorted_entries[
             np.repeat(low[hits] - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
         ]
@@ -577,7 +609,7 @@ class _Index:
         np.subtract.at(self.budget, entries, 1)
         # A text checked against a text of the index is not checked again: its checks would be the same.
         self.seen.add(block["digest"][np.unique(o)])
-        pairs = np.unique((entries // BANDS) * len(block) + o)  # a pair found in several bands is verified once
+        pairs = np.unique((entries // BANDS).astype(np.int64) * len(block) + o)  # verified once, found in any band
         s, o = pairs // len(block), pairs % len(block)
         equal = (block["signature"][o] == self.signature[s]).sum(axis=1)
         good = equal >= self.need
