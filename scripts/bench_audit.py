@@ -94,7 +94,7 @@ from personagym_hf.transform.collect import interaction_to_sample
 from personagym_hf.transform.encode import Encoder
 
 n, with_audit = int(sys.argv[1]), sys.argv[2] == "audit"
-encoder = Encoder(parse_config({}), split=True, views=False)
+encoder = Encoder(parse_config({"training_data": {"split_assignment": "hashed"}}), split=True, views=False)
 with tempfile.TemporaryDirectory(prefix="bench_audit_") as spill:
     audit = LeakageAudit(spill_dir=spill) if with_audit else None
     for record in iter_realistic_interactions(n, max(1, n // 5), max(1, n // 50)):
@@ -207,7 +207,7 @@ def recall(n: int) -> dict:
     from personagym_hf.transform.collect import interaction_to_sample
     from personagym_hf.transform.encode import Encoder
 
-    encoder = Encoder(parse_config({}), split=True, views=False)
+    encoder = Encoder(parse_config({"training_data": {"split_assignment": "hashed"}}), split=True, views=False)
     with tempfile.TemporaryDirectory(prefix="bench_recall_") as folder:
         store = write_realistic_store(Path(folder) / "store", n, max(1, n // 5), max(1, n // 50), seed=1)
         rows = []
