@@ -33,8 +33,8 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from personagym_hf.read import plan as plan  # noqa: E402
 from personagym_hf.read.plan import Items, Range, iter_chunk, plan_chunks  # noqa: E402
+from personagym_hf.read.sizes import READ_SIZES, ReadSizes  # noqa: E402
 from personagym_hf.read.store import iter_file  # noqa: E402
 from personagym_hf.testing.synth import iter_interactions  # noqa: E402
 
@@ -109,15 +109,9 @@ def bench_reading(path: Path, chunk_sizes: list[int], repeat: int) -> None:
         assert all(isinstance(chunk, (Range, Items)) for chunk in chunks)
         assert count(record for chunk in chunks for record in iter_chunk([source], chunk)) == whole
 
-    def ranges(chunks: list, buffer: int = plan._READ_BUFFER):
-        def read() -> None:
-            plan._READ_BUFFER, kept = buffer, plan._READ_BUFFER
-            try:
-                count(record for chunk in chunks for record in iter_chunk([source], chunk))
-            finally:
-                plan._READ_BUFFER = kept
-
-        return read
+    def ranges(chunks: list, buffer: int = READ_SIZES.range_buffer):
+        sizes = ReadSizes(range_buffer=buffer)
+        return lambda: count(record for chunk in chunks for record in iter_chunk([source], chunk, sizes))
 
     # iter_file reads through `open(fd, "rb")`, whose buffer is the file system's block size: the last step reads
     # ranges through a buffer of that size too, to tell the cost of the ranges from the cost of the buffer.
@@ -132,7 +126,7 @@ def bench_reading(path: Path, chunk_sizes: list[int], repeat: int) -> None:
         for name, step in steps.items():
             times[name].append(best(step, 1))
     base = min(times["iter_file, whole"])
-    print(f"| read ({plan._READ_BUFFER // MB} MiB buffer unless said) | best s | records/s | vs whole |")
+    print(f"| read ({READ_SIZES.range_buffer // MB} MiB buffer unless said) | best s | records/s | vs whole |")
     print("|---|---|---|---|")
     for name, runs in times.items():
         print(f"| {name} | {min(runs):.3f} | {whole[0] / min(runs):,.0f} | {min(runs) / base - 1:+.1%} |")

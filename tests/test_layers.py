@@ -220,3 +220,40 @@ def test_the_layout_page_lists_every_module_in_its_layer():
             continue  # a subpackage's face: its docstring lists its modules (test above)
         expected[path.relative_to(PACKAGE).with_suffix("").as_posix()] = rank[1]
     assert listed == expected
+
+
+def constants_patched(source: str) -> list[str]:
+    """The module constants (UPPER_CASE names, `_` first or not) that `monkeypatch.setattr(x, "NAME", ...)` sets in
+    a test's source."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "setattr"):
+            continue
+        owner = node.func.value
+        if not (isinstance(owner, ast.Name) and owner.id == "monkeypatch") or len(node.args) < 2:
+            continue
+        name = node.args[1]
+        if (
+            isinstance(name, ast.Constant)
+            and isinstance(name.value, str)
+            and re.fullmatch(r"_?[A-Z][A-Z0-9_]*", name.value)
+        ):
+            found.append(name.value)
+    return found
+
+
+def test_no_test_tunes_the_package_by_patching_a_module_constant():
+    """Tuning values are fields of the options they tune (e.g. `ReadSizes`, `LeakageOptions`, a parameter with its
+    default), so a test passes them as a caller would. A patched constant is also invisible to a worker process.
+    (Tests still patch functions to inject faults: a failing `os.readv`, a full disk.)"""
+    assert constants_patched('monkeypatch.setattr(m, "_PLAN_BLOCK", 3)\nmonkeypatch.setattr(m, "readv", f)') == [
+        "_PLAN_BLOCK"
+    ]
+    tests = Path(__file__).parent
+    patched = {
+        path.relative_to(tests).as_posix(): names
+        for path in sorted(tests.rglob("*.py"))
+        if (names := constants_patched(path.read_text(encoding="utf-8")))
+    }
+    # huggingface_hub reads HF_ENDPOINT once, at import: setting its constant is how a test sets that variable
+    assert patched == {"test_hub_connection.py": ["ENDPOINT"], "test_hub_timeouts.py": ["ENDPOINT"]}

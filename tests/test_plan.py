@@ -19,6 +19,7 @@ from personagym_hf.read.plan import (
     plan_chunks,
 )
 from personagym_hf.read.records import UNREADABLE, BadRecord, Record
+from personagym_hf.read.sizes import ReadSizes
 from personagym_hf.read.store import discover_paths, iter_file
 
 # Every kind of line the reader tells apart, cut anywhere: blank and whitespace-only lines, CRLF, a lone \r inside
@@ -55,8 +56,8 @@ def oracle_cuts(data: bytes, chunk_bytes: int) -> list[tuple[int, int, int]]:
     return cuts
 
 
-def records_of(files) -> list:
-    return [record for path in files for record in iter_file(path)]
+def records_of(files, sizes=ReadSizes()) -> list:
+    return [record for path in files for record in iter_file(path, sizes)]
 
 
 def read_plan(files, chunks) -> list:
@@ -70,8 +71,8 @@ def test_oracle_cuts_sanity():
 
 
 @pytest.mark.parametrize("block", [3, 16, 8 << 20], ids=["block3", "block16", "block8M"])
-def test_any_cut_of_a_tricky_file_reads_what_the_whole_file_reads(tmp_path, monkeypatch, block):
-    monkeypatch.setattr(plan_module, "_PLAN_BLOCK", block)
+def test_any_cut_of_a_tricky_file_reads_what_the_whole_file_reads(tmp_path, block):
+    sizes = ReadSizes(plan_block=block)
     path = tmp_path / "tricky.jsonl"
     path.write_bytes(TRICKY)
     files = discover_paths(path)
@@ -93,7 +94,7 @@ def test_any_cut_of_a_tricky_file_reads_what_the_whole_file_reads(tmp_path, monk
         ("line 15", 7),
     ]
     for chunk_bytes in range(1, len(TRICKY) + 2):
-        chunks = plan_chunks(files, chunk_files=1000, chunk_bytes=chunk_bytes)
+        chunks = plan_chunks(files, chunk_files=1000, chunk_bytes=chunk_bytes, sizes=sizes)
         cuts = oracle_cuts(TRICKY, chunk_bytes)
         if len(cuts) > 1:
             assert chunks == [Range(0, *cut, len(TRICKY)) for cut in cuts], chunk_bytes
@@ -324,7 +325,6 @@ def test_a_file_rewritten_with_its_lines_moved_says_so_from_each_range_that_sees
 def test_a_read_error_inside_a_range_is_a_bad_record_after_the_records_read(tmp_path, monkeypatch):
     path, files, chunks = big_file(tmp_path)
     line = len(json.dumps(make_interaction(0))) + 1
-    monkeypatch.setattr(plan_module, "_READ_BUFFER", 64)
     real_readv = os.readv
 
     def failing_readv(fd, buffers):  # fails once the first line is read
@@ -334,8 +334,9 @@ def test_a_read_error_inside_a_range_is_a_bad_record_after_the_records_read(tmp_
 
     monkeypatch.setattr(plan_module.os, "readv", failing_readv)
     source = path.as_posix()
-    assert [(r.source, r.where) for r in iter_chunk(files, chunks[0])][:1] == [(source, "line 1")]
-    assert list(iter_chunk(files, chunks[0]))[1:] == [
+    sizes = ReadSizes(range_buffer=64)  # a read a line: the failure comes after the first record
+    assert [(r.source, r.where) for r in iter_chunk(files, chunks[0], sizes)][:1] == [(source, "line 1")]
+    assert list(iter_chunk(files, chunks[0], sizes))[1:] == [
         BadRecord(source, "", "cannot read file (OSError: [Errno 5] Input/output error)", kind=UNREADABLE)
     ]
 
@@ -350,7 +351,7 @@ def test_a_file_that_shrinks_while_planned_is_planned_as_read(tmp_path, monkeypa
     path.write_bytes(b"")
     fd = os.open(path, os.O_RDONLY)
     try:
-        assert plan_module._line_cuts(fd, 110, 20) == [(0, 0, 1)]  # emptied: read whole (nothing), no range
+        assert plan_module._line_cuts(fd, 110, 20, block=64) == [(0, 0, 1)]  # emptied: read whole (nothing), no range
     finally:
         os.close(fd)
 
@@ -395,9 +396,7 @@ def array_store(tmp_path):
     return discover_paths(root)
 
 
-def test_an_array_cut_anywhere_reads_as_the_whole_file(array_store, monkeypatch):
-    from personagym_hf.read import store as store_module
-
+def test_an_array_cut_anywhere_reads_as_the_whole_file(array_store):
     whole = records_of(array_store)
     assert sum(isinstance(r, Record) for r in whole) == 18 and sum(isinstance(r, BadRecord) for r in whole) == 15
     cut = set()
@@ -409,15 +408,13 @@ def test_an_array_cut_anywhere_reads_as_the_whole_file(array_store, monkeypatch)
         assert sum(chunk_files_count(c) for c in chunks) == len(array_store)
     one_item = {"i_text_after.json", "j_empty.json"}  # one piece at most: always read whole
     assert {path.rsplit("/", 1)[-1] for path in cut} == set(TRICKY_ARRAYS) - one_item
-    from personagym_hf.read import jsonscan as jsonscan
-
     for block in (1, 7, 64):  # the scan's block size changes nothing either
-        monkeypatch.setattr(jsonscan, "SCAN_BLOCK", block)
-        assert read_plan(array_store, plan_chunks(array_store, chunk_files=1000, chunk_bytes=50)) == whole
+        sizes = ReadSizes(scan_block=block)
+        chunks = plan_chunks(array_store, chunk_files=1000, chunk_bytes=50, sizes=sizes)
+        assert [r for chunk in chunks for r in iter_chunk(array_store, chunk, sizes)] == whole
+        assert records_of(array_store, sizes) == whole
     for piece_bytes in (1, 64, 1 << 20):  # a file too big to read whole is read a piece at a time: the same records
-        monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", 0)
-        monkeypatch.setattr(store_module, "_PIECE_BYTES", piece_bytes)
-        assert records_of(array_store) == whole
+        assert records_of(array_store, ReadSizes(whole_file_limit=0, piece_bytes=piece_bytes)) == whole
 
 
 def test_the_records_of_tricky_arrays(array_store):

@@ -8,6 +8,7 @@ from conftest import make_interaction, write_files
 from personagym_hf import InteractionStorage
 from personagym_hf.read import store as store_module
 from personagym_hf.read.records import INVALID_JSON, NOT_AN_OBJECT, UNREADABLE
+from personagym_hf.read.sizes import ReadSizes
 from personagym_hf.read.store import BadRecord, PathList, Record, discover_files, discover_paths, iter_records
 
 
@@ -77,8 +78,7 @@ def test_bad_files_and_lines_are_reported_with_file_and_position(tmp_path):
 
 
 def test_large_json_array_is_read_a_piece_at_a_time(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", 10)
-    monkeypatch.setattr(store_module, "_PIECE_BYTES", 64)
+    sizes = ReadSizes(whole_file_limit=10, piece_bytes=64)
     records = [make_interaction(n) for n in range(5)]
     records[2]["initial_query"] = "caf\u00e9 \u65e5\u672c"  # multi-byte characters across pieces
     path = tmp_path / "big.json"
@@ -86,21 +86,21 @@ def test_large_json_array_is_read_a_piece_at_a_time(tmp_path, monkeypatch):
     pieces = []
     real = store_module.array_records
     monkeypatch.setattr(store_module, "array_records", lambda *a: pieces.append(a[3]) or real(*a))
-    read = list(iter_records(path))
+    read = list(iter_records(path, sizes))
     assert [r.data for r in read] == records
     assert [r.where for r in read] == [f"item {n}" for n in range(5)]
     assert pieces == [0, 1, 2, 3, 4]  # each item is over 64 bytes: a piece each
     text = json.dumps(records)
     path.write_text(text[:-300], encoding="utf-8")  # cut short inside the last item
     assert len(json.dumps(records[-1])) > 300
-    read = list(iter_records(path))
+    read = list(iter_records(path, sizes))
     assert ids(read) == [r["interaction_id"] for r in records[:4]]
     assert read[4:] == [
         BadRecord(path.as_posix(), "item 4", "truncated JSON array (no closing ']')", kind=INVALID_JSON)
     ]
 
 
-def test_a_damaged_array_is_read_item_by_item_whatever_its_size(tmp_path, monkeypatch):
+def test_a_damaged_array_is_read_item_by_item_whatever_its_size(tmp_path):
     good = [json.dumps(make_interaction(n)).encode() for n in range(3)]
     bad_item = b'{"interaction_id": tru}'
     text = b"[" + good[0] + b", " + bad_item + b",\n 42, , " + good[1] + b", " + good[2] + b"] x"
@@ -120,8 +120,7 @@ def test_a_damaged_array_is_read_item_by_item_whatever_its_size(tmp_path, monkey
         BadRecord(source, "", f"invalid JSON (text after the array, at byte {len(text) - 1})", kind=INVALID_JSON),
     ]
     for limit in (64 << 20, 10):  # read whole, and read a piece at a time
-        monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", limit)
-        read = list(iter_records(path))
+        read = list(iter_records(path, ReadSizes(whole_file_limit=limit)))
         assert ids(read) == [f"interaction_persona_001_000{n}" for n in range(3)]
         assert [r for r in read if isinstance(r, BadRecord)] == expected
         assert [r.where for r in read] == ["item 0", "item 1", "item 2", "item 3", "item 4", "item 5", ""]
@@ -239,12 +238,11 @@ def test_a_file_that_grows_while_read_is_read_to_its_end(tmp_path, monkeypatch):
     assert [r.data for r in store_module.iter_file(path.as_posix())] == [make_interaction(1)]
 
 
-def test_a_large_array_with_an_item_nested_too_deep_for_the_decoder_is_a_bad_record(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", 10)
+def test_a_large_array_with_an_item_nested_too_deep_for_the_decoder_is_a_bad_record(tmp_path):
     path = tmp_path / "big.json"
     first = "[" + json.dumps(make_interaction(1)) + ", "
     path.write_text(first + "[" * 5000 + "]" * 5000 + "]", encoding="utf-8")
-    read = list(iter_records(path))
+    read = list(iter_records(path, ReadSizes(whole_file_limit=10)))
     assert ids(read) == ["interaction_persona_001_0001"]
     reason = f"invalid JSON (depth limit exceeded; the item starts at byte {len(first)})"
     assert read[1:] == [BadRecord(path.as_posix(), "item 1", reason, kind=INVALID_JSON)]
@@ -392,12 +390,20 @@ def test_a_parse_error_names_one_position_line_and_column(tmp_path, name, conten
     assert bad[0].describe() == f"{path.as_posix()}{', ' + where if where else ''}: {reason}"
 
 
-def test_invalid_utf8_in_a_streamed_array_names_its_byte_in_the_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "_WHOLE_FILE_LIMIT", 10)
-    monkeypatch.setattr(store_module, "_ARRAY_CHUNK", 64)
+def test_invalid_utf8_in_a_streamed_array_names_its_byte_in_the_file(tmp_path):
     text = json.dumps([make_interaction(n) for n in range(3)]).encode()
     at = text.index(b"interaction_persona_001_0002")
     path = tmp_path / "big.json"
     path.write_bytes(text[:at] + b"\xff" + text[at + 1 :])
-    bad = [r for r in iter_records(path) if isinstance(r, BadRecord)]
-    assert bad == [BadRecord(path.as_posix(), "item 2", f"invalid UTF-8 at byte {at}", kind=INVALID_JSON)]
+    for sizes in (ReadSizes(), ReadSizes(whole_file_limit=10, scan_block=64)):  # read whole, and a piece at a time
+        bad = [r for r in iter_records(path, sizes) if isinstance(r, BadRecord)]
+        assert bad == [BadRecord(path.as_posix(), "item 2", f"invalid UTF-8 at byte {at}", kind=INVALID_JSON)]
+
+
+def test_read_sizes_are_checked_when_built():
+    with pytest.raises(ValueError) as error:
+        ReadSizes(scan_block=0)
+    assert str(error.value) == "ReadSizes.scan_block must be an integer of at least 1, got 0"
+    with pytest.raises(ValueError, match=r"^ReadSizes.piece_bytes must be an integer of at least 1, got True$"):
+        ReadSizes(piece_bytes=True)
+    assert ReadSizes(whole_file_limit=0).whole_file_limit == 0  # every .json file read a piece at a time

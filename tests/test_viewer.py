@@ -11,9 +11,8 @@ from exporting import export_store
 from personagym_hf import TrainingDataCollector
 from personagym_hf.cli.main import main
 from personagym_hf.config import parse_config
-from personagym_hf.hub import viewer as viewer_module
 from personagym_hf.hub.push import PushError, _folder_files, push_to_hub
-from personagym_hf.hub.viewer import check_staged
+from personagym_hf.hub.viewer import check_parquet, check_staged
 from personagym_hf.testing.synth import write_store
 
 REPO = "alice/personagym"
@@ -53,25 +52,30 @@ def test_a_good_export_has_no_problem(folder):
     assert check_staged(_folder_files(folder)) == []
 
 
-def test_row_groups_over_the_limit(folder, monkeypatch):
-    monkeypatch.setattr(viewer_module, "MAX_ROW_GROUP_BYTES", 5000)  # a real one would be 300 MB of test data
+def test_row_groups_over_the_limit(folder):
     path = "data/full/train-00000-of-00001.parquet"
     size = pq.ParquetFile(folder / path).metadata.row_group(0).total_byte_size
-    assert size > 5000
+    assert 5000 < size < 300_000_000  # the viewer's limit, on a row group of 300 MB of test data, would be slow
     assert (
         f"{path}: row group 0 holds {size:,} bytes uncompressed; the viewer reads at most 5,000 at once "
         "(write smaller row groups)"
-    ) in check_staged(_folder_files(folder))
+    ) in check_parquet(_folder_files(folder), max_row_group_bytes=5000)
+    assert check_parquet(_folder_files(folder)) == []
 
 
-def test_a_cell_bigger_than_the_preview(tmp_path):
+def big_cell_export(tmp_path):
+    """An export whose one row holds a message of 1.1 MB: bigger than the viewer's whole preview."""
     record = make_interaction(1)
     record["messages"][1]["content"] = "x" * 1_100_000
     store = write_files(tmp_path / "s", [record])
     export_store(
         store, tmp_path / "o", parse_config({}), TrainingDataCollector().interaction_to_training_sample, split=False
     )
-    problems = check_staged(_folder_files(tmp_path / "o" / "hf_dataset"))
+    return tmp_path / "o" / "hf_dataset"
+
+
+def test_a_cell_bigger_than_the_preview(tmp_path):
+    problems = check_staged(_folder_files(big_cell_export(tmp_path)))
     pattern = (
         r"data/(full|messages|last_turn)/train-00000-of-00001\.parquet, row 0, (full_conversation|messages|prompt): a "
         r"cell of 1,1\d\d,\d\d\d bytes; the viewer's preview of the first 100 rows holds 1,000,000 bytes in all"
@@ -156,8 +160,8 @@ def test_features_that_the_files_do_not_hold(folder):
     assert problem.startswith("config minimal: load_dataset fails: ")
 
 
-def test_push_is_refused_with_one_line_per_problem_unless_skipped(hub, folder, monkeypatch, capsys):
-    monkeypatch.setattr(viewer_module, "MAX_ROW_GROUP_BYTES", 5000)
+def test_push_is_refused_with_one_line_per_problem_unless_skipped(hub, tmp_path, capsys):
+    folder = big_cell_export(tmp_path)
     with pytest.raises(PushError) as refused:
         push_to_hub(folder, REPO, backoff=0)
     lines = str(refused.value).splitlines()
@@ -166,7 +170,7 @@ def test_push_is_refused_with_one_line_per_problem_unless_skipped(hub, folder, m
         f"the Hub's dataset viewer would reject {folder}: {problems} "
         "(fix them, or pass --skip-viewer-checks to push anyway):"
     )
-    assert all(line.startswith("  data/") and "row group 0 holds" in line for line in lines[1:])
+    assert len(lines) == 4 and all(line.startswith("  data/") and ": a cell of 1,1" in line for line in lines[1:])
     assert hub.commit_count(REPO) == 0 and hub.count_requests("POST", r"/api/repos/create") == 0
     assert main(["push", "--repo", REPO, "--data", str(folder), "-q", "--dry-run"]) == 1
     out, err = capsys.readouterr()

@@ -134,8 +134,8 @@ def check_names(configs: dict[str, dict[str, list[str]]]) -> list[str]:
     return problems
 
 
-def check_parquet(files: dict[str, Path]) -> list[str]:
-    """Row groups the viewer can read whole, and columns it can show."""
+def check_parquet(files: dict[str, Path], max_row_group_bytes: int = MAX_ROW_GROUP_BYTES) -> list[str]:
+    """Row groups the viewer can read whole (up to `max_row_group_bytes` uncompressed), and columns it can show."""
     import pyarrow.parquet as pq
 
     problems = []
@@ -149,10 +149,10 @@ def check_parquet(files: dict[str, Path]) -> list[str]:
             continue
         for index in range(metadata.num_row_groups):
             size = metadata.row_group(index).total_byte_size
-            if size > MAX_ROW_GROUP_BYTES:
+            if size > max_row_group_bytes:
                 problems.append(
                     f"{path}: row group {index} holds {size:,} bytes uncompressed; the viewer reads at most "
-                    f"{MAX_ROW_GROUP_BYTES:,} at once (write smaller row groups)"
+                    f"{max_row_group_bytes:,} at once (write smaller row groups)"
                 )
         names = metadata.schema.to_arrow_schema().names
         if len(names) > MAX_COLUMNS:

@@ -2,6 +2,7 @@
 export or upstream wrote, read back.
 
 - `records.py`: `Record` and `BadRecord`, the types every layer passes around
+- `sizes.py`: `ReadSizes`, how much reading holds and reads at a time
 - `store.py`: finding a store's files and reading them one record at a time
 - `jsonscan.py`: where the items of a top-level JSON array begin and end (a vectorised structural scan)
 - `plan.py`: a store cut into chunks: runs of whole files, byte ranges of a JSONL file, pieces of a JSON array

@@ -20,8 +20,6 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-SCAN_BLOCK = 1 << 20  # bytes scanned at a time: ~10 MiB of numpy temporaries, and faster than 8 MiB (the caches)
-
 _BLANK = np.zeros(256, dtype=bool)
 _BLANK[list(b" \t\r\n")] = True
 _STRUCTURAL = np.zeros(256, dtype=bool)
@@ -182,7 +180,7 @@ def plan_array(blocks: Iterable[bytes | bytearray | memoryview], piece_bytes: in
     return ArrayPlan(pieces, scan.end, scan.text_after)
 
 
-def file_blocks(fd: int, start: int, stop: int, block: int = SCAN_BLOCK) -> Iterator[memoryview]:
+def file_blocks(fd: int, start: int, stop: int, block: int) -> Iterator[memoryview]:
     """Bytes `start` to `stop` of an open file (fewer if it is shorter), `block` bytes at a time, in one buffer
     that each block reuses: a block is valid until the next is read."""
     buffer = bytearray(min(block, max(stop - start, 1)))
@@ -196,11 +194,11 @@ def file_blocks(fd: int, start: int, stop: int, block: int = SCAN_BLOCK) -> Iter
         offset += read
 
 
-def blocks_of(data: bytes) -> Iterator[memoryview]:
-    """`data` a `SCAN_BLOCK` at a time, without copies."""
+def blocks_of(data: bytes, block: int) -> Iterator[memoryview]:
+    """`data` `block` bytes at a time, without copies."""
     view = memoryview(data)
-    for start in range(0, len(data), SCAN_BLOCK):
-        yield view[start : start + SCAN_BLOCK]
+    for start in range(0, len(data), block):
+        yield view[start : start + block]
 
 
 def is_blank(data: bytes) -> bool:
@@ -208,12 +206,12 @@ def is_blank(data: bytes) -> bool:
     return _ALL_BLANK.match(data) is not None
 
 
-def piece_commas(data: bytes, cut_short: bool) -> np.ndarray | None:
+def piece_commas(data: bytes, cut_short: bool, block: int) -> np.ndarray | None:
     """The offsets in `data` of the commas between items, where `data` is a piece of an array (`Piece`: from just
     after its `[` or a comma, to the comma or closing byte after an item, or to the file's end when `cut_short`);
-    None when `data` is no such piece (the file changed since it was planned)."""
+    None when `data` is no such piece (the file changed since it was planned). `block`: bytes scanned at a time."""
     scan = ArrayScan(inside=True)
-    commas = np.concatenate([scan.feed(block) for block in blocks_of(data)] or [_NONE])
+    commas = np.concatenate([scan.feed(part) for part in blocks_of(data, block)] or [_NONE])
     if scan.end >= 0 or (not cut_short and (scan.depth != 1 or scan.in_string or scan.escape)):
         return None
     return commas

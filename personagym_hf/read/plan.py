@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from .records import UNREADABLE, BadRecord, Record
+from .sizes import READ_SIZES, ReadSizes
 from .store import (
     _jsonl_records,
     _NotReadable,
@@ -48,9 +49,6 @@ from .store import (
 )
 
 logger = logging.getLogger(__name__)
-
-_PLAN_BLOCK = 8 << 20  # bytes read at a time while counting a file's lines: the only memory planning takes
-_READ_BUFFER = 1 << 20  # read buffer of a range (its lines are parsed one at a time, as a whole file's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +93,12 @@ class Items:
 Chunk = Files | Range | Items
 
 
-def plan_chunks(files: Sequence[str], chunk_files: int, chunk_bytes: int) -> list[Chunk]:
+def plan_chunks(
+    files: Sequence[str], chunk_files: int, chunk_bytes: int, sizes: ReadSizes = READ_SIZES
+) -> list[Chunk]:
     """The store's chunks, in store order (see the module's docstring). Each plain `.jsonl` file over `chunk_bytes`
-    is read once here, in blocks, to find its cuts and count its lines; every other file is at most stat'ed."""
+    is read once here, `sizes.plan_block` bytes at a time, to find its cuts and count its lines; every other file is
+    at most stat'ed."""
     for name, value in (("chunk_files", chunk_files), ("chunk_bytes", chunk_bytes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
@@ -106,9 +107,9 @@ def plan_chunks(files: Sequence[str], chunk_files: int, chunk_bytes: int) -> lis
     group_bytes = 0  # bytes of the group's plain .jsonl files
     for index, path in enumerate(files):
         if path.endswith(".jsonl"):
-            ranges, size = _cut(path, index, chunk_bytes)
+            ranges, size = _cut(path, index, chunk_bytes, sizes)
         elif path.endswith(".json") and not _one_interaction(path):
-            ranges, size = _cut_array(path, index, chunk_bytes), 0
+            ranges, size = _cut_array(path, index, chunk_bytes, sizes), 0
         else:
             ranges, size = None, 0
         if ranges is None:  # a whole file, in the current group, unless the group is full
@@ -126,7 +127,7 @@ def plan_chunks(files: Sequence[str], chunk_files: int, chunk_bytes: int) -> lis
     return chunks
 
 
-def _cut(path: str, index: int, chunk_bytes: int) -> tuple[list[Chunk] | None, int]:
+def _cut(path: str, index: int, chunk_bytes: int, sizes: ReadSizes) -> tuple[list[Chunk] | None, int]:
     """The chunks of a `.jsonl` file over `chunk_bytes` (its ranges, or the whole file when it is one line), or None
     for a file to group with the others (small, no regular file, or unreadable: reading it says why), and the bytes
     it adds to its group (0 for no regular file)."""
@@ -143,7 +144,7 @@ def _cut(path: str, index: int, chunk_bytes: int) -> tuple[list[Chunk] | None, i
     except (_NotReadable, OSError):
         return None, 0
     try:
-        cuts = _line_cuts(fd, size, chunk_bytes)
+        cuts = _line_cuts(fd, size, chunk_bytes, sizes.plan_block)
     except OSError:
         return None, 0
     finally:
@@ -162,7 +163,7 @@ def _one_interaction(path: str) -> bool:
     return path[path.rfind("/") + 1 :].startswith("interaction_")
 
 
-def _cut_array(path: str, index: int, chunk_bytes: int) -> list[Chunk] | None:
+def _cut_array(path: str, index: int, chunk_bytes: int, sizes: ReadSizes) -> list[Chunk] | None:
     """The pieces of a `.json` file over `chunk_bytes` whose text is an array (`jsonscan.plan_array`), or None for
     a file read whole (small, no array, one piece, no regular file, or unreadable: reading it says why)."""
     from .jsonscan import file_blocks, plan_array  # numpy: only for a store with such a file
@@ -175,7 +176,7 @@ def _cut_array(path: str, index: int, chunk_bytes: int) -> list[Chunk] | None:
     except (_NotReadable, OSError):
         return None
     try:
-        plan = plan_array(file_blocks(fd, 0, size), chunk_bytes)
+        plan = plan_array(file_blocks(fd, 0, size, sizes.scan_block), chunk_bytes)
     except OSError:
         return None
     finally:
@@ -187,11 +188,12 @@ def _cut_array(path: str, index: int, chunk_bytes: int) -> list[Chunk] | None:
     return [*pieces, dataclasses.replace(last, last=True, end=plan.end, text_after=plan.text_after)]
 
 
-def _line_cuts(fd: int, size: int, chunk_bytes: int) -> list[tuple[int, int, int]]:
+def _line_cuts(fd: int, size: int, chunk_bytes: int, block: int) -> list[tuple[int, int, int]]:
     """(start, stop, first line) of each range of the first `size` bytes of `fd`: a range ends at the first line end
     that makes it `chunk_bytes` long or more (the last one at the end). Newlines are found and counted a block at a
-    time (`bytearray.find` and `count`), never a line at a time, in one buffer whatever the file's size."""
-    buffer = bytearray(_PLAN_BLOCK)
+    time (`bytearray.find` and `count`), `block` bytes at a time, never a line at a time, in one buffer whatever the
+    file's size."""
+    buffer = bytearray(block)
     view = memoryview(buffer)
     cuts: list[tuple[int, int, int]] = []
     start, first_line = 0, 1  # of the current range
@@ -218,22 +220,24 @@ def _line_cuts(fd: int, size: int, chunk_bytes: int) -> list[tuple[int, int, int
     return cuts
 
 
-def iter_chunk(files: Sequence[str], chunk: Chunk) -> Iterator[Record | BadRecord]:
+def iter_chunk(files: Sequence[str], chunk: Chunk, sizes: ReadSizes = READ_SIZES) -> Iterator[Record | BadRecord]:
     """The records of a chunk: over a plan's chunks, exactly those of `store.iter_file` over the store's files."""
-    for _index, records in iter_chunk_files(files, chunk):
+    for _index, records in iter_chunk_files(files, chunk, sizes):
         yield from records
 
 
-def iter_chunk_files(files: Sequence[str], chunk: Chunk) -> Iterator[tuple[int, Iterator[Record | BadRecord]]]:
+def iter_chunk_files(
+    files: Sequence[str], chunk: Chunk, sizes: ReadSizes = READ_SIZES
+) -> Iterator[tuple[int, Iterator[Record | BadRecord]]]:
     """`iter_chunk` a file at a time: (index of the file in `files`, its records in this chunk), for a caller that
     records which file each record came from."""
     if isinstance(chunk, Files):
         for index in range(chunk.start, chunk.stop):
-            yield index, iter_file(files[index])
+            yield index, iter_file(files[index], sizes)
     elif isinstance(chunk, Range):
-        yield chunk.file, _iter_range(files[chunk.file], chunk)
+        yield chunk.file, _iter_range(files[chunk.file], chunk, sizes.range_buffer)
     else:
-        yield chunk.file, _iter_items(files[chunk.file], chunk)
+        yield chunk.file, _iter_items(files[chunk.file], chunk, sizes.scan_block)
 
 
 def _open_part(source: str, first: bool) -> tuple[int, int] | BadRecord | None:
@@ -247,7 +251,7 @@ def _open_part(source: str, first: bool) -> tuple[int, int] | BadRecord | None:
         return BadRecord(source, "", str(e) if isinstance(e, _NotReadable) else _read_failure(e), kind=UNREADABLE)
 
 
-def _iter_range(source: str, piece: Range) -> Iterator[Record | BadRecord]:
+def _iter_range(source: str, piece: Range, buffer: int) -> Iterator[Record | BadRecord]:
     opened = _open_part(source, piece.start == 0)
     if not isinstance(opened, tuple):
         yield from [opened] if opened else []
@@ -263,7 +267,7 @@ def _iter_range(source: str, piece: Range) -> Iterator[Record | BadRecord]:
             changed = _changed(f"line {piece.first_line} no longer starts at byte {piece.start}")
             yield BadRecord(source, "", changed, kind=UNREADABLE)
             return
-        with io.BufferedReader(_Window(fd, piece.stop - piece.start), _READ_BUFFER) as f:
+        with io.BufferedReader(_Window(fd, piece.stop - piece.start), buffer) as f:
             yield from _jsonl_records(source, f, piece.first_line)
     except OSError as e:  # as `iter_file`: the records read so far stand
         yield BadRecord(source, "", _read_failure(e), kind=UNREADABLE)
@@ -271,7 +275,7 @@ def _iter_range(source: str, piece: Range) -> Iterator[Record | BadRecord]:
         os.close(fd)
 
 
-def _iter_items(source: str, piece: Items) -> Iterator[Record | BadRecord]:
+def _iter_items(source: str, piece: Items, scan_block: int) -> Iterator[Record | BadRecord]:
     from .jsonscan import ends_at, piece_commas, whole_items  # numpy: only for a store with such a file
 
     ends = ends_at(piece.last, piece.end)
@@ -285,7 +289,7 @@ def _iter_items(source: str, piece: Items) -> Iterator[Record | BadRecord]:
         data = os.pread(fd, piece.stop - piece.start, piece.start)
         before = os.pread(fd, 1, piece.start - 1)
         after = b"" if cut_short else os.pread(fd, 1, piece.stop)
-        commas = piece_commas(data, cut_short) if len(data) == piece.stop - piece.start else None
+        commas = piece_commas(data, cut_short, scan_block) if len(data) == piece.stop - piece.start else None
         if (
             commas is None
             or before not in (b"[", b",")
@@ -295,7 +299,7 @@ def _iter_items(source: str, piece: Items) -> Iterator[Record | BadRecord]:
             changed = _changed(f"item {piece.first_item} no longer starts at byte {piece.start}")
             yield BadRecord(source, "", changed, kind=UNREADABLE)
             return
-        yield from array_records(source, data, piece.start, piece.first_item, ends, commas)
+        yield from array_records(source, data, piece.start, piece.first_item, ends, scan_block, commas)
         if piece.last:
             yield from array_end_records(source, piece.end, after[0] if after else None, piece.text_after)
     except OSError as e:  # as `iter_file`: the records read so far stand

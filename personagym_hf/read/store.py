@@ -26,14 +26,12 @@ from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 import orjson
 
 from .records import INVALID_JSON, NOT_AN_OBJECT, UNREADABLE, BadRecord, Record
+from .sizes import READ_SIZES, ReadSizes
 
 if TYPE_CHECKING:
     import numpy as np
 
 INTERACTION_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
-_ARRAY_CHUNK = 1 << 20
-_WHOLE_FILE_LIMIT = 64 << 20  # above this a .json file is read a piece at a time (it can only be an array)
-_PIECE_BYTES = 16 << 20  # the pieces of such a file (an export cuts it by `RunOptions.chunk_bytes`)
 
 
 def is_token_usage_file(path: Path | str) -> bool:
@@ -232,7 +230,7 @@ def _record_or_bad(source: str, where: str, value: object) -> Record | BadRecord
     return BadRecord(source, where, f"expected a JSON object, got {type(value).__name__}", kind=NOT_AN_OBJECT)
 
 
-def iter_file(path: str | Path) -> Iterator[Record | BadRecord]:
+def iter_file(path: str | Path, sizes: ReadSizes = READ_SIZES) -> Iterator[Record | BadRecord]:
     """Records of one file; a file that cannot be read at all (or is no regular file) gives one BadRecord."""
     source = path if isinstance(path, str) else path.as_posix()  # str: this runs once per file of a store
     try:
@@ -247,7 +245,7 @@ def iter_file(path: str | Path) -> Iterator[Record | BadRecord]:
         if source.endswith((".jsonl", ".jsonl.gz")):
             yield from _iter_jsonl(source, fd)
         else:
-            yield from _iter_json(source, fd, size)
+            yield from _iter_json(source, fd, size, sizes)
     except (OSError, EOFError) as e:  # unreadable or truncated gzip
         yield BadRecord(source, "", f"cannot read file ({e.__class__.__name__}: {e})", kind=UNREADABLE)
     finally:
@@ -285,39 +283,29 @@ def _jsonl_records(source: str, lines: Iterable[bytes], first_line: int = 1) -> 
         yield _record_or_bad(source, f"line {number}", value)
 
 
-def _read_whole(source: str) -> bytes | None:
-    """A plain file's bytes, or None when it is over `_WHOLE_FILE_LIMIT` (raises `_NotReadable` for no regular
-    file): what reading a store's `.json` file costs, in one call."""
-    fd, size = _open_regular(source)
-    try:
-        return _read_fd(fd, size)
-    finally:
-        os.close(fd)
-
-
-def _read_fd(fd: int, size: int) -> bytes | None:
-    """The bytes of an open plain file of `size` bytes, or None when it is over `_WHOLE_FILE_LIMIT`. With
+def _read_fd(fd: int, size: int, sizes: ReadSizes) -> bytes | None:
+    """The bytes of an open plain file of `size` bytes, or None when it is over `sizes.whole_file_limit`. With
     os.open/os.read, a read costs 4 system calls instead of the ~9 of `open().read()` (isatty, fstat and lseek
     among them), and it runs once per file of a store."""
-    if size > _WHOLE_FILE_LIMIT:
+    if size > sizes.whole_file_limit:
         return None
     data = os.read(fd, size + 1)
     if len(data) <= size:
         return data
     parts = [data]  # the file grew since fstat: read on to its end
-    while block := os.read(fd, _ARRAY_CHUNK):
+    while block := os.read(fd, sizes.grown_block):
         parts.append(block)
     return b"".join(parts)
 
 
-def _iter_json(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
+def _iter_json(source: str, fd: int, size: int, sizes: ReadSizes) -> Iterator[Record | BadRecord]:
     if source.endswith(".gz"):
         with _file(source, fd) as f:
             raw = f.read()
     else:
-        raw = _read_fd(fd, size)
+        raw = _read_fd(fd, size, sizes)
         if raw is None:  # too large to read whole: it can only be an array, read a piece at a time
-            yield from _iter_big_array(source, fd, size)
+            yield from _iter_big_array(source, fd, size, sizes)
             return
     try:
         value = orjson.loads(raw)
@@ -325,13 +313,14 @@ def _iter_json(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
     except orjson.JSONDecodeError as e:
         from .jsonscan import blocks_of, ends_at, plan_array  # numpy: not for `--help`, and only for a damaged file
 
-        plan = plan_array(blocks_of(raw), len(raw) + 1)
+        plan = plan_array(blocks_of(raw, sizes.scan_block), len(raw) + 1)
         if plan is None:
             yield BadRecord(source, *_parse_error(e, raw), kind=INVALID_JSON)
             return
         (piece,) = plan.pieces  # a damaged array: read item by item, as a big one is
         ends = ends_at(True, plan.end)
-        yield from array_records(source, raw[piece.start : piece.stop], piece.start, piece.first_item, ends)
+        data = raw[piece.start : piece.stop]
+        yield from array_records(source, data, piece.start, piece.first_item, ends, sizes.scan_block)
         yield from array_end_records(source, plan.end, raw[plan.end] if plan.end >= 0 else None, plan.text_after)
         return
     if isinstance(value, list):
@@ -341,35 +330,41 @@ def _iter_json(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
         yield _record_or_bad(source, "", value)
 
 
-def _iter_big_array(source: str, fd: int, size: int) -> Iterator[Record | BadRecord]:
+def _iter_big_array(source: str, fd: int, size: int, sizes: ReadSizes) -> Iterator[Record | BadRecord]:
     """The records of a `.json` file too big to read whole: its array's pieces (`jsonscan.plan_array`), each read
     and decoded item by item, as an export's chunks of it are."""
     from .jsonscan import ends_at, file_blocks, plan_array
 
-    plan = plan_array(file_blocks(fd, 0, size), _PIECE_BYTES)
+    plan = plan_array(file_blocks(fd, 0, size, sizes.scan_block), sizes.piece_bytes)
     if plan is None:
         yield BadRecord(source, "", "invalid JSON (a file this large must be a JSON array)", kind=INVALID_JSON)
         return
     for piece in plan.pieces:
         data = os.pread(fd, piece.stop - piece.start, piece.start)
         ends = ends_at(piece is plan.pieces[-1], plan.end)
-        yield from array_records(source, data, piece.start, piece.first_item, ends)
+        yield from array_records(source, data, piece.start, piece.first_item, ends, sizes.scan_block)
     end_byte = os.pread(fd, 1, plan.end)[:1] if plan.end >= 0 else b""
     yield from array_end_records(source, plan.end, end_byte[0] if end_byte else None, plan.text_after)
 
 
 def array_records(
-    source: str, data: bytes, offset: int, first_item: int, ends: str, commas: np.ndarray | None = None
+    source: str,
+    data: bytes,
+    offset: int,
+    first_item: int,
+    ends: str,
+    scan_block: int,
+    commas: np.ndarray | None = None,
 ) -> Iterator[Record | BadRecord]:
     """The records of a piece of an array file (bytes `offset` on, see `jsonscan.piece_commas`), item by item,
     numbered from `first_item`: an item that is no valid JSON is one bad record, and the others stand. `ends` as for
     `jsonscan.whole_items`; when it is "" (the file ends inside the array), the piece's last item is what is left of
-    it (kept if it decodes), and then the array's end is missing."""
+    it (kept if it decodes), and then the array's end is missing. `scan_block`: bytes scanned at a time."""
     from .jsonscan import is_blank, piece_commas, whole_items
 
     cut_short = ends == ""
     if commas is None:
-        commas = piece_commas(data, cut_short)
+        commas = piece_commas(data, cut_short, scan_block)
         assert commas is not None, "a piece of an array planned from these bytes"
     if not whole_items(data, commas, ends, first_item) and not cut_short:
         return
@@ -415,10 +410,12 @@ def array_end_records(source: str, end: int, end_byte: int | None, text_after: i
         yield BadRecord(source, "", f"invalid JSON (text after the array, at byte {text_after})", kind=INVALID_JSON)
 
 
-def iter_records(paths: str | Path | Iterable[str | Path]) -> Iterator[Record | BadRecord]:
+def iter_records(
+    paths: str | Path | Iterable[str | Path], sizes: ReadSizes = READ_SIZES
+) -> Iterator[Record | BadRecord]:
     """Every record of a store, in a stable order."""
     for path in discover_paths(paths):
-        yield from iter_file(path)
+        yield from iter_file(path, sizes)
 
 
 def store_fingerprint(paths: str | Path | Iterable[str | Path]) -> str:
