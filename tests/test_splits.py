@@ -323,7 +323,8 @@ def test_the_demo_store_gets_leakage_free_evaluation_splits(tmp_path, capsys):
         assert capsys.readouterr().out.startswith("Exported 80 samples")
         assert json.loads((out / ".personagym-export.json").read_text())["settings"]["split_by"] == split_by
         by_split = rows_by_split(out)
-        assert by_split["validation"] and any(by_split.get(name) for name in TEST_SPLITS), split_by
+        evaluation = ("validation", *(TEST_SPLITS if split_by == "grid" else ("test",)))
+        assert [name for name in evaluation if not by_split.get(name)] == [], split_by  # each one non-empty
         if split_by == "query":
             assert disjoint(by_split, queries, all_pairs(by_split)) == []
         else:

@@ -15,7 +15,8 @@ Groups (`split_by`):
 
 Assignment (`split_assignment`):
 - `balanced` (the default): with more groups than splits, each split first gets one group (the smallest left), so
-  none is empty; then the groups in the order of a salted hash of their smallest key, each to the split furthest
+  none is empty (under `grid`, the first test persona one who asks a test query: `test` is then not empty either);
+  then the groups in the order of a salted hash of their smallest key, each to the split furthest
   below its target (the most samples short of it), so every split ends within about one group's samples of its
   ratio. It needs every group's size first: a pre-pass over the store (`KeyCounts`, `run.job.assign_store`).
 - `hashed`: each group to the split its salted hash falls in, knowing nothing of the others: no pre-pass for
@@ -245,11 +246,14 @@ def _hashed(groups: Groups, shares: dict[str, float], seed: int) -> np.ndarray:
     )
 
 
-def _balanced(groups: Groups, shares: dict[str, float], seed: int, pinned: np.ndarray) -> np.ndarray:
+def _balanced(
+    groups: Groups, shares: dict[str, float], seed: int, pinned: np.ndarray, first: dict[int, np.ndarray] | None = None
+) -> np.ndarray:
     """Each group not `pinned` (-1) to a split: first, when there are more groups than splits, each split with a share
-    and no group yet gets the smallest group left (smallest share first), so no split is empty; then the rest, in the
-    order of a salted hash, each to the split furthest below its target (the most samples short of it). Every split
-    ends within about one group's samples of its target."""
+    and no group yet gets the smallest group left (smallest share first), so no split is empty — for a split in
+    `first` (split index -> a mask of the groups), the smallest of those groups when one is left; then the rest, in
+    the order of a salted hash, each to the split furthest below its target (the most samples short of it). Every
+    split ends within about one group's samples of its target."""
     split = pinned.copy()
     total = int(groups.size.sum())
     targets = [shares[name] * total for name in SPLIT_NAMES]
@@ -262,6 +266,8 @@ def _balanced(groups: Groups, shares: dict[str, float], seed: int, pinned: np.nd
             free = np.flatnonzero(split < 0)
             if (split == index).any() or not len(free):
                 continue
+            wanted = free[first[index][free]] if first and index in first else free
+            free = wanted if len(wanted) else free
             split[free[np.lexsort((rank[free], groups.size[free]))[0]]] = index
     filled = [int(groups.size[split == index].sum()) for index in range(len(SPLIT_NAMES))]
     sizes = groups.size.tolist()
@@ -297,19 +303,27 @@ class Axis:
 
     @classmethod
     def assign(
-        cls, groups: Groups, shares: dict[str, float], seed: int, how: str, earlier: dict[int, int] | None = None
+        cls,
+        groups: Groups,
+        shares: dict[str, float],
+        seed: int,
+        how: str,
+        earlier: dict[int, int] | None = None,
+        first: Any = None,
     ) -> tuple["Axis", dict[str, int]]:
+        """`first`: a function of the fresh run (False: this one, True: a rebuild's) giving `_balanced`'s `first`."""
         pinned, across = _pin(groups, earlier)
         if how == "hashed":
             split = np.where(pinned >= 0, pinned, _hashed(groups, shares, seed)).astype(np.int8)
         else:
-            split = _balanced(groups, shares, seed, pinned)
+            split = _balanced(groups, shares, seed, pinned, first(False) if first else None)
         info: dict[str, Any] = {"groups": len(groups), "across_splits": across}
         if earlier:  # what an export without --append would do
             if how == "hashed":
                 fresh = _hashed(groups, shares, seed)
             else:
-                fresh = _balanced(groups, shares, seed, np.full(len(groups), -1, dtype=np.int8))
+                unpinned = np.full(len(groups), -1, dtype=np.int8)
+                fresh = _balanced(groups, shares, seed, unpinned, first(True) if first else None)
             info["moved_groups"], info["fresh"] = int((split != fresh).sum()), cls(groups, fresh)
         return cls(groups, split), info
 
@@ -421,10 +435,18 @@ def resolve(
     infos: dict[str, dict[str, int]] = {}
     axes: dict[str, Axis] = {}
     shares = grid_shares(ratios) if split_by == "grid" else ratios
-    if split_by in ("persona", "grid"):
-        axes["persona"], infos["personas"] = Axis.assign(personas, shares, seed, how, read_state(keys.get("persona")))
     if split_by in ("query", "grid"):
         axes["query"], infos["queries"] = Axis.assign(queries, shares, seed, how, read_state(keys.get("query")))
+    if split_by in ("persona", "grid"):
+        first = None
+        if split_by == "grid":  # the first test persona one who asks a test query: `test` is then not empty
+
+            def first(rebuild: bool) -> dict[int, np.ndarray]:
+                query_axis = infos["queries"].get("fresh", axes["query"]) if rebuild else axes["query"]
+                return {SPLIT_NAMES.index("test"): _asking(personas, persona, query_axis.splits_of(query))}
+
+        earlier_personas = read_state(keys.get("persona"))
+        axes["persona"], infos["personas"] = Axis.assign(personas, shares, seed, how, earlier_personas, first)
     if split_by == "persona_and_query":
         lone = np.frombuffer(counts.lone, dtype=np.uint64)
         nodes = np.concatenate([persona, query, link_a, link_b])
@@ -440,6 +462,17 @@ def resolve(
     if advice:
         section["alternatives"] = _alternatives(counts, split_by, ratios, seed, section)
     return Assignment(split_by, how, axes, section)
+
+
+def _asking(personas: Groups, persona: np.ndarray, query_split: np.ndarray) -> np.ndarray:
+    """Per persona group: whether it asks a test query and, if any does, a train query too (its other samples then
+    go to `test_unseen_persona`). `persona`, `query_split`: per (persona, query) pair."""
+    group = personas.group[np.searchsorted(personas.keys, persona)]
+    asks = np.zeros((len(personas), 2), dtype=bool)
+    for column, name in enumerate(("test", "train")):
+        np.logical_or.at(asks[:, column], group, query_split == SPLIT_NAMES.index(name))
+    both = asks[:, 0] & asks[:, 1]
+    return both if both.any() else asks[:, 0]
 
 
 def _pair_splits(split_by: str, axes: dict[str, Axis], persona: np.ndarray, query: np.ndarray) -> np.ndarray:
