@@ -330,3 +330,55 @@ def test_the_demo_store_gets_leakage_free_evaluation_splits(tmp_path, capsys):
         else:
             tested = queries(by_split["test"] + by_split["test_unseen_query"])
             assert not tested & queries(by_split["train"] + by_split["validation"])
+
+
+def test_what_each_mode_lets_cross_by_design():
+    from personagym_hf.transform.assign import lets_cross
+
+    persona, query, grid = lets_cross("persona"), lets_cross("query"), lets_cross("grid")
+    assert not persona("train", "test", "personas") and persona("train", "test", "original_query")
+    assert persona("train", "test", "conversation")  # a conversation starts from its base query
+    assert query("train", "test", "personas") and not query("train", "test", "initial_query")
+    assert not lets_cross("persona_and_query")("train", "test", "personas")
+    assert lets_cross("sample")("validation", "test", "conversation")
+    # grid, from its cells: validation holds train personas and queries; each test split one axis of train
+    assert grid("train", "validation", "personas") and grid("train", "validation", "original_query")
+    assert grid("train", "test_unseen_persona", "original_query")
+    assert not grid("train", "test_unseen_persona", "personas")
+    assert grid("train", "test_unseen_query", "personas")
+    assert not grid("train", "test_unseen_query", "conversation")
+    assert not grid("train", "test", "personas") and not grid("train", "test", "original_query")
+    assert not grid("validation", "test", "personas") and not grid("validation", "test", "original_query")
+    assert grid("test", "test_unseen_persona", "personas") and not grid("test", "test_unseen_persona", "initial_query")
+
+
+def test_the_leakage_line_puts_what_the_mode_lets_cross_last_and_says_so():
+    from personagym_hf.measure.leakage import summary_line
+    from personagym_hf.transform.assign import lets_cross
+
+    def pair(personas: int, original: float, smaller: str = "test") -> dict:
+        fields = {name: {"near_share": 0.0, "exact_share": 0.0} for name in ("initial_query", "conversation")}
+        original_query = {"near_share": original, "exact_share": original}
+        return {"smaller": smaller, "personas": {"share": personas / 10, "shared": personas}, **fields,
+                "original_query": original_query}  # fmt: skip
+
+    leakage = {"pairs": {"train-validation": pair(3, 0.5, "validation"), "train-test": pair(2, 0.0)}}
+    found = "train <-> test: 2 personas shared"
+    designed = "train <-> validation: 3 personas shared; train <-> validation: 50.0% of validation original_queries"
+    assert summary_line(leakage, audit="A") == (
+        f"leakage: {designed} have an exact or near duplicate in train (+1 more; run `A`)"
+    )
+    line = summary_line(leakage, audit="A", split_by="persona", lets_cross=lets_cross("persona"))
+    assert line == (  # personas leak under persona: first; the base query it lets cross: counted after
+        f"leakage: train <-> validation: 3 personas shared; {found} (+1 more, 1 of them what split_by persona lets "
+        "cross; run `A`)"
+    )
+    line = summary_line(leakage, audit="A", split_by="query", lets_cross=lets_cross("query"))
+    assert line == (
+        "leakage: train <-> validation: 50.0% of validation original_queries have an exact or near duplicate in "
+        "train (+2 more, 2 of them what split_by query lets cross; run `A`)"
+    )
+    only = {"pairs": {"train-validation": pair(3, 0.0, "validation")}}
+    assert summary_line(only, split_by="query", lets_cross=lets_cross("query")) == (
+        "leakage, only what split_by query lets cross: train <-> validation: 3 personas shared"
+    )

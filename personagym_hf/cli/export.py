@@ -183,11 +183,13 @@ def run_export(request: "ExportRequest", convert, args: argparse.Namespace) -> N
     )
     if "leakage" in stats:
         from ..measure.leakage import summary_line
+        from ..transform.assign import lets_cross
 
         # The version a --timestamp run writes is not what `audit --data` reads (the current export): its store is.
         source = given(args, "--demo", "--interactions", "--config", "--collector", "--split-by")
         audit = command_line("audit", *(source if request.outputs.timestamp else ["--data", str(output)]))
-        line = summary_line(stats["leakage"], audit=audit)
+        split_by = request.settings.split_by
+        line = summary_line(stats["leakage"], audit=audit, split_by=split_by, lets_cross=lets_cross(split_by))
         if line is not None:
             print(f"  {line}")
     for key, budget in stats.get("tokens", {}).items():

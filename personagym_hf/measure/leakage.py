@@ -39,7 +39,7 @@ import weakref
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -700,33 +700,53 @@ def report_lines(leakage: dict[str, Any]) -> list[str]:
     return lines
 
 
-def leaks(leakage: dict[str, Any], max_share: float) -> list[str]:
-    """What leaks above `max_share`: one phrase per pair and text (personas included), empty when nothing does."""
+def _findings(leakage: dict[str, Any], max_share: float) -> list[tuple[str, str, str, str]]:
+    """(split a, split b, what: "personas" or a field, phrase) of each leak above `max_share`."""
     found = []
     for key, pair in leakage["pairs"].items():
         a, b = key.split("-", 1)
         small = pair["smaller"]
         big = b if small == a else a
         if pair["personas"]["share"] > max_share:
-            found.append(f"{a} <-> {b}: {pair['personas']['shared']} personas shared")
+            found.append((a, b, "personas", f"{a} <-> {b}: {pair['personas']['shared']} personas shared"))
         for name in FIELDS:
             f = pair[name]
             share, kind = (
                 (f["near_share"], "an exact or near") if "near_share" in f else (f["exact_share"], "an exact")
             )
             if share > max_share:
-                found.append(f"{a} <-> {b}: {share:.1%} of {small} {PLURALS[name]} have {kind} duplicate in {big}")
+                phrase = f"{a} <-> {b}: {share:.1%} of {small} {PLURALS[name]} have {kind} duplicate in {big}"
+                found.append((a, b, name, phrase))
     return found
 
 
-def summary_line(leakage: dict[str, Any], max_share: float = 0.0, audit: str = "personagym-hf audit") -> str | None:
+def leaks(leakage: dict[str, Any], max_share: float) -> list[str]:
+    """What leaks above `max_share`: one phrase per pair and text (personas included), empty when nothing does."""
+    return [phrase for *_where, phrase in _findings(leakage, max_share)]
+
+
+def summary_line(
+    leakage: dict[str, Any],
+    max_share: float = 0.0,
+    audit: str = "personagym-hf audit",
+    split_by: str | None = None,
+    lets_cross: Callable[[str, str, str], bool] | None = None,
+) -> str | None:
     """One line for an export's summary when anything leaks above `max_share`, else None; `audit`: the command
-    that shows the rest, for this export."""
-    found = leaks(leakage, max_share)
+    that shows the rest, for this export. With `lets_cross` (`transform.assign.lets_cross(split_by)`), what the split
+    mode lets cross by design comes after the rest and is said to be so: a user who chose `split_by: query` is not
+    told that personas leak as if by mistake (the `splits:` line says what the mode keeps apart)."""
+    found = _findings(leakage, max_share)
     if not found:
         return None
-    more = f" (+{len(found) - 2} more; run `{audit}`)" if len(found) > 2 else ""
-    return "leakage: " + "; ".join(found[:2]) + more
+    designed = [phrase for a, b, what, phrase in found if lets_cross and lets_cross(a, b, what)]
+    unexpected = [phrase for *_where, phrase in found if phrase not in designed]
+    shown = (unexpected or designed)[:2]
+    left = len(found) - len(shown)
+    of_them = f", {len(designed)} of them what split_by {split_by} lets cross" if unexpected and designed else ""
+    more = f" (+{left} more{of_them}; run `{audit}`)" if left else ""
+    head = "leakage: " if unexpected else f"leakage, only what split_by {split_by} lets cross: "
+    return head + "; ".join(shown) + more
 
 
 __all__ = [

@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import math
 from array import array
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -464,6 +464,28 @@ def resolve(
     return Assignment(split_by, how, axes, section)
 
 
+def lets_cross(split_by: str) -> Callable[[str, str, str], bool]:
+    """Whether `split_by` lets two splits share, by design, what the leakage audit counts (`kind`: "personas", or a
+    text field): personas when the persona splits of their samples can meet; the texts when their query splits can
+    (an `initial_query` adapts its `original_query`, and a conversation starts from it: two personas asking one base
+    query give near-duplicates). `persona`: one persona split per split, any query; `query` the reverse; `grid`:
+    the cells (`GRID_CELLS`); `sample`: anything."""
+    every = frozenset(SPLIT_NAMES)
+    if split_by == "grid":
+        persona_splits = {name: {p for (p, _q), cell in GRID_CELLS.items() if cell == name} for name in GRID_NAMES}
+        query_splits = {name: {q for (_p, q), cell in GRID_CELLS.items() if cell == name} for name in GRID_NAMES}
+    else:
+        one = {name: {name} for name in SPLIT_NAMES}
+        persona_splits = one if split_by in ("persona", "persona_and_query") else dict.fromkeys(SPLIT_NAMES, every)
+        query_splits = one if split_by in ("query", "persona_and_query") else dict.fromkeys(SPLIT_NAMES, every)
+
+    def crosses(a: str, b: str, kind: str) -> bool:
+        axis = persona_splits if kind == "personas" else query_splits
+        return bool(axis.get(a, every) & axis.get(b, every))
+
+    return crosses
+
+
 def _asking(personas: Groups, persona: np.ndarray, query_split: np.ndarray) -> np.ndarray:
     """Per persona group: whether it asks a test query and, if any does, a train query too (its other samples then
     go to `test_unseen_persona`). `persona`, `query_split`: per (persona, query) pair."""
@@ -569,6 +591,7 @@ __all__ = [
     "KeyCounts",
     "KeySink",
     "grid_shares",
+    "lets_cross",
     "resolve",
     "sample_keys",
 ]
