@@ -148,8 +148,8 @@ def hashed(tmp_path) -> Path:
 
 @pytest.fixture
 def token_store(tmp_path):
-    """The store of `test_tokens.TOKEN_STORE`: interactions with known token counts."""
-    from test_tokens import TOKEN_STORE, token_interaction
+    """The store of `token_store.TOKEN_STORE`: interactions with known token counts."""
+    from token_store import TOKEN_STORE, token_interaction
 
     return write_files(tmp_path / "tokens_store", [token_interaction(key) for key in TOKEN_STORE])
 

@@ -1,5 +1,6 @@
 """`export_store` with the keywords the tests use, turned into the one request the library takes
-(`personagym_hf.request.ExportRequest`): so each test says only what it varies."""
+(`personagym_hf.request.ExportRequest`): so each test says only what it varies. And `snapshot`, an output folder's
+bytes by file, to compare two exports (or one before and after a run) byte for byte."""
 
 from __future__ import annotations
 
@@ -44,3 +45,8 @@ def export_store(
         options,
     )
     return job.export_store(request, convert)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder` (hidden ones included), by relative path."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

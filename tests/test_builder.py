@@ -308,7 +308,7 @@ def test_duplicates_across_shards_leave_the_working_directory_alone(tmp_path, mo
 
 @pytest.mark.parametrize("layout", ["jsonl", "array"])
 def test_big_files_are_read_in_pieces_with_the_exports_rows(tmp_path, layout):
-    from test_export import array_store, jsonl_store
+    from cut_stores import array_store, jsonl_store
 
     from personagym_hf.builder import store_chunks
     from personagym_hf.read.plan import Items, Range

@@ -44,7 +44,7 @@ CONFIG_EXAMPLE = DOCS / "config.yaml"
 
 # Python blocks that compile but are not run, by a line of the block: the reason.
 NOT_RUN: dict[str, str] = {
-    "push_to_hub(": "pushes to the Hub (tests/test_hub.py runs push_to_hub against the local Hub server)",
+    "push_to_hub(": "pushes to the Hub (tests/hub/test_hub.py runs push_to_hub against the local Hub server)",
     "SFTTrainer(": "downloads a model (tests/test_trl_training.py trains each config with a tiny model built offline)",
 }
 

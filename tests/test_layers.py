@@ -3,6 +3,9 @@
 Every import counts, the ones inside functions too (they hide a dependency, they do not remove it). The layers are
 the table below, documented in docs/architecture.md ("How the code is laid out"): a module may import its own layer
 and the ones below it, never one above. A new module must be given a layer here.
+
+tests/ mirrors that layout (`test_the_tests_mirror_the_package`): a folder per subpackage it tests, the helper
+modules at its top, and no test module imports another.
 """
 
 from __future__ import annotations
@@ -256,4 +259,89 @@ def test_no_test_tunes_the_package_by_patching_a_module_constant():
         if (names := constants_patched(path.read_text(encoding="utf-8")))
     }
     # huggingface_hub reads HF_ENDPOINT once, at import: setting its constant is how a test sets that variable
-    assert patched == {"test_hub_connection.py": ["ENDPOINT"], "test_hub_timeouts.py": ["ENDPOINT"]}
+    assert patched == {"hub/test_hub_connection.py": ["ENDPOINT"], "hub/test_hub_timeouts.py": ["ENDPOINT"]}
+
+
+def imported_test_modules(source: str) -> list[tuple[str, int]]:
+    """The test modules (`test_*`) that a source imports, with the line of each import."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        found += [(name, node.lineno) for name in names if name.split(".")[0].startswith("test_")]
+    return found
+
+
+def layout_problems(tests: Path, subpackages: set[str]) -> list[str]:
+    """One line per break of the tests' layout: a folder of tests/ that is no subpackage of the package (`fixtures`
+    holds data), a module nested deeper or a helper module in a folder (helpers live at the top), an `__init__.py`, a
+    test module's basename twice, and an import of a test module by any module of tests/."""
+    names = ", ".join(sorted(subpackages))
+    problems = [
+        f"{folder.name}/: a folder of tests/ is named for the package's subpackage it tests ({names})"
+        for folder in sorted(tests.iterdir())
+        if folder.is_dir() and folder.name not in subpackages | {"fixtures", "__pycache__"} and folder.name[0] != "."
+    ]
+    first: dict[str, str] = {}
+    for path in sorted(tests.rglob("*.py")):
+        parts = path.relative_to(tests).parts
+        where = "/".join(parts)
+        if parts[0] == "fixtures":
+            continue
+        if len(parts) > 2:
+            problems.append(f"{where}: a test module is at the top of tests/ or one folder below it")
+        elif len(parts) == 2 and not path.name.startswith("test_"):
+            problems.append(f"{where}: a helper module belongs at the top of tests/, where every test imports it from")
+        if path.name == "__init__.py":
+            problems.append(f"{where}: the folders of tests/ are no packages (a test module's basename is unique)")
+        elif path.name.startswith("test_"):
+            if path.name in first:
+                problems.append(f"{where}: the basename of {first[path.name]} (pytest imports a test by its basename)")
+            first.setdefault(path.name, where)
+        for module, line in imported_test_modules(path.read_text(encoding="utf-8")):
+            problems.append(
+                f"{where} (line {line}) imports the test module {module}: move what it shares into a helper module "
+                "at the top of tests/"
+            )
+    return problems
+
+
+def test_the_tests_mirror_the_package(tmp_path: Path):
+    """tests/ has one folder per subpackage it tests (`tests/read/` tests `personagym_hf/read/`), tests of the whole
+    product at its top with the helper modules every test imports (conftest.py, exporting.py, ...), and no test
+    module imports another: what two of them share is a helper module's."""
+    subpackages = {init.parent.name for init in PACKAGE.glob("*/__init__.py")}
+    assert {"read", "measure", "transform", "card", "write", "hub", "run", "cli"} <= subpackages
+    fake = tmp_path / "tests"
+    for name, source in {
+        "conftest.py": "import json\n",
+        "test_top.py": "import os\nfrom test_other import SHARED\n",
+        "read/test_a.py": "import test_b as b\n",
+        "read/helper.py": "",
+        "read/__init__.py": "",
+        "write/test_a.py": "def f():\n    from test_top import g\n",
+        "write/deep/test_deep.py": "",
+        "misc/test_c.py": "from testing import x\nfrom personagym_hf import test_like\n",
+        "fixtures/test_data.py": "import test_top\n",
+    }.items():
+        (fake / name).parent.mkdir(parents=True, exist_ok=True)
+        (fake / name).write_text(source, encoding="utf-8")
+    assert layout_problems(fake, {"read", "write"}) == [
+        "misc/: a folder of tests/ is named for the package's subpackage it tests (read, write)",
+        "read/__init__.py: a helper module belongs at the top of tests/, where every test imports it from",
+        "read/__init__.py: the folders of tests/ are no packages (a test module's basename is unique)",
+        "read/helper.py: a helper module belongs at the top of tests/, where every test imports it from",
+        "read/test_a.py (line 1) imports the test module test_b: move what it shares into a helper module at the top "
+        "of tests/",
+        "test_top.py (line 2) imports the test module test_other: move what it shares into a helper module at the "
+        "top of tests/",
+        "write/deep/test_deep.py: a test module is at the top of tests/ or one folder below it",
+        "write/test_a.py: the basename of read/test_a.py (pytest imports a test by its basename)",
+        "write/test_a.py (line 2) imports the test module test_top: move what it shares into a helper module at the "
+        "top of tests/",
+    ]
+    assert layout_problems(Path(__file__).parent, subpackages) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 import pytest
 from exporting import export_store
-from test_seed_snippets import SEED
+from seed_guide import SEED
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.config import parse_config

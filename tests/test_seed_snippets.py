@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+from seed_guide import SEED
 
 from personagym_hf import TrainingDataCollector, TrainingDataExporter, load_config
 from personagym_hf.request import Outputs
 from personagym_hf.testing.synth import write_store
 
-SEED = Path(__file__).parent / "fixtures" / "seed_training_data.md"
 SHELL_BLOCKS = 2  # the two "python scripts/..." blocks are shell commands; test_scripts.py runs them
 
 

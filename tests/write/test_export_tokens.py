@@ -5,9 +5,8 @@ import json
 import sys
 
 import pytest
-from exporting import export_store
-from test_append import snapshot
-from test_tokens import LAST_TURN, REWRITE
+from exporting import export_store, snapshot
+from token_store import LAST_TURN, REWRITE
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.cli.main import main
@@ -72,7 +71,7 @@ def test_an_export_with_a_tokenizer_holds_the_budgets_the_tokens_command_reads_b
     token_store, tiny, tmp_path, capsys
 ):
     out = tmp_path / "out"
-    config = tmp_path / "config.yaml"  # the prompts of test_tokens.BRIEF, whose rows it counts by hand
+    config = tmp_path / "config.yaml"  # the prompts of token_store.BRIEF, whose rows it counts by hand
     config.write_text("training_data:\n  prompts: {rewrite_instruction: be brief, persona: none}\n", encoding="utf-8")
     code, printed, _err = run(
         capsys, "export", "--interactions", str(token_store), "--output", str(out), "-q", "--tokenizer", str(tiny),

@@ -14,7 +14,7 @@ from exporting import export_store
 from personagym_hf import TrainingDataCollector
 from personagym_hf.config import parse_config
 
-LOADING = Path(__file__).parent.parent / "docs" / "loading.md"
+LOADING = Path(__file__).parents[2] / "docs" / "loading.md"
 
 
 def reader_lines() -> dict[str, str]:

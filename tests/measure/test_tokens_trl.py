@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import tiny_tokenizer
-from test_tokens import TOKEN_STORE, token_interaction
+from token_store import TOKEN_STORE, token_interaction
 
 from personagym_hf.cli.main import main
 from personagym_hf.measure.tokens import TokenBudget, load_tokenizer, stats

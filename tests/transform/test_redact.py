@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import make_interaction, write_files
-from exporting import export_store
+from exporting import export_store, snapshot
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.cli.main import main
@@ -25,10 +25,6 @@ from personagym_hf.write.manifest import AppendError
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample
 REDACT = replace(parse_config({}), redact_secrets=True)
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def with_secrets(store: Path, first: int, count: int, seed: int = 0) -> list[str]:

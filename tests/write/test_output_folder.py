@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_interaction, write_files
+from exporting import snapshot
 from holds import held, hold_env
 
 from personagym_hf.cli.main import main
@@ -19,12 +20,7 @@ from personagym_hf.testing.synth import write_store
 from personagym_hf.write.exporter import is_export_file
 from personagym_hf.write.folder import OutputFolder
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file below `folder` (hidden ones included), by relative path."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def export(store: Path, out: Path, *options: str) -> int:

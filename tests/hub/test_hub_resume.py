@@ -18,7 +18,7 @@ from personagym_hf.config import parse_config
 from personagym_hf.hub.push import push_to_hub
 from personagym_hf.testing.synth import write_store
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 REPO = "alice/personagym"
 
 

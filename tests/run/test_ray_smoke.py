@@ -81,7 +81,7 @@ def test_loopback_only_reads_the_kernel():
 
 
 def test_ci_runs_the_readme_test_command_in_the_namespace():
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[2]
     command = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()[-1]
     assert command == f'python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && {ray_support.NAMESPACE_COMMAND}'
     assert f"```bash\n{command}\n```" in (root / "README.md").read_text(encoding="utf-8")

@@ -359,7 +359,7 @@ def test_quiet_push_on_a_terminal_draws_no_bars_and_still_shows_the_visibility_n
     done = run_with_terminal_stderr(
         [sys.executable, "-m", "personagym_hf", "push", "--repo", REPO, "--data", str(folder), "-q", "--private"],
         env=with_progress_bars(dict(os.environ)),
-        cwd=str(Path(__file__).parent.parent),
+        cwd=str(Path(__file__).parents[2]),
     )
     assert done.returncode == 0, done.terminal
     assert done.terminal == ""

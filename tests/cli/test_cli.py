@@ -25,7 +25,7 @@ def test_help_explains_every_command_and_imports_no_heavy_library():
 
 
 def test_every_command_is_documented_in_the_readme_and_the_cli_page():
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[2]
     readme = (root / "README.md").read_text(encoding="utf-8")
     cli_page = (root / "docs" / "cli.md").read_text(encoding="utf-8")
     commands = build_parser()._subparsers._group_actions[0].choices
@@ -264,7 +264,7 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(small_store, tmp_path, co
 def test_a_progress_bar_is_drawn_on_a_terminal_unless_quiet(small_store, tmp_path, command):
     args = [sys.executable, "-m", "personagym_hf", command, "--interactions", str(small_store)]
     args += ["--output", str(tmp_path / "out")] if command == "export" else []
-    root = str(Path(__file__).parent.parent)
+    root = str(Path(__file__).parents[2])
     drawn = run_with_terminal_stderr(args, env=dict(os.environ), cwd=root)
     assert drawn.returncode == 0
     assert (

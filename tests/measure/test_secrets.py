@@ -13,7 +13,7 @@ from personagym_hf.measure import secrets
 from personagym_hf.measure.secrets import KINDS, RULES, digest, entropy, find_secrets, placeholder, preview
 from personagym_hf.testing.secrets_corpus import CASES, _Maker, figures
 
-DOCS = Path(__file__).parent.parent / "docs" / "security.md"
+DOCS = Path(__file__).parents[2] / "docs" / "security.md"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])

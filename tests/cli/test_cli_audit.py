@@ -6,7 +6,7 @@ import sys
 import pytest
 import tiny_tokenizer
 import yaml
-from test_audit import leaky_samples
+from leaky import leaky_samples
 
 from personagym_hf.cli.main import main
 from personagym_hf.config import format_flags
@@ -139,7 +139,7 @@ TOKEN_REPORT = [
     "  assistant tokens in the loss mask: 21.7%; rows left with none after truncation: 1",
     "  rows by tokens: 5-8: 1, 9-16: 3",
     "query_rewrite: 5 rows; query tokens p50 4, p95 11, max 11; original_query tokens p50 2, p95 2, max 2",
-    # test_tokens.py counts these by hand with a one-line instruction; the default one and the persona's three lines
+    # token_store.py counts these by hand with a one-line instruction; the default one and the persona's three lines
     # put 43 tokens before "<|user|>": k1 43 + 5 + 4 = 52, k2 49, k3 58, k4 58, every completion past the 10th
     "last_turn: 3 of 3 rows rendered; tokens p50 12, p95 15, max 15; completion tokens p50 3, p95 7, max 7",
     "  over --max-length 10: 2 rows; completion past it (TRL drops the row): 1 (e.g. sample_k4)",

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_interaction, write_files
-from exporting import export_store
+from exporting import export_store, snapshot
 from holds import held, hold_env
 
 from personagym_hf import TrainingDataCollector
@@ -30,10 +30,6 @@ from personagym_hf.write.planned_shards import PlannedSplitWriter
 CONVERT = TrainingDataCollector().interaction_to_training_sample
 # Small chunks, row groups and shards: a 90-interaction store gives 9 chunks and several shards per split.
 SMALL = RunOptions(chunk_files=10, row_group_rows=4, max_shard_bytes=10_000)
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -216,7 +212,7 @@ def test_a_worker_killed_mid_run_is_one_line_not_a_hang(store, tmp_path):
     before = snapshot(out)
     script = f"""
 import sys
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+sys.path.insert(0, {str(Path(__file__).parents[1])!r})
 from ray_support import Dies
 from personagym_hf.run.local import WorkerDied
 from personagym_hf.config import RunOptions, parse_config

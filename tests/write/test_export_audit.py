@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import HASHED, LEAKY, leaky_interaction, write_files
-from exporting import export_store
-from test_audit import EXPECTED_PAIRS, leaky_samples, strip_estimates
+from exporting import export_store, snapshot
+from leaky import EXPECTED_PAIRS, leaky_samples, strip_estimates
 
 from personagym_hf import TrainingDataCollector
 from personagym_hf.card.sections import leakage_markdown
@@ -22,16 +22,12 @@ CONVERT = TrainingDataCollector().interaction_to_training_sample
 SUMMARY = (
     "  leakage, only what split_by persona lets cross: train <-> validation: 100.0% of validation original_queries have an exact or near duplicate in train; "
     "train <-> validation: 100.0% of validation initial_queries have an exact or near duplicate in train (+4 more; "
-    "run `personagym-hf audit --data {out}`)"  # the export's folder: the hint runs as printed (tests/test_hints.py)
+    "run `personagym-hf audit --data {out}`)"  # the export's folder: the hint runs as printed (cli/test_hints.py)
 )
 
 
 def read_json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def export(capsys, store: Path, out: Path, *options: str) -> list[str]:
@@ -168,7 +164,7 @@ def test_an_export_with_workers_after_one_in_this_process_finishes(tmp_path):
 
     script = f"""
 import sys
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+sys.path.insert(0, {str(Path(__file__).parents[1])!r})
 from personagym_hf.transform.collect import interaction_to_sample
 from personagym_hf.config import parse_config
 from exporting import export_store

@@ -12,9 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from cut_stores import array_store, jsonl_store
 from exporting import export_store
 from ray_support import Dies, ModuleLog, NodeLog
-from test_export import array_store, jsonl_store
 
 from personagym_hf.config import RunOptions, parse_config
 from personagym_hf.read.demo import demo_store_path

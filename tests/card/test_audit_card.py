@@ -1,6 +1,6 @@
 import tiny_tokenizer
-from test_audit import leaky_samples
-from test_tokens import TOKEN_STORE, token_interaction
+from leaky import leaky_samples
+from token_store import TOKEN_STORE, token_interaction
 
 from personagym_hf.card.sections import leakage_markdown, tokens_markdown
 from personagym_hf.measure.leakage import LeakageAudit

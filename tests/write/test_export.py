@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 from conftest import make_interaction, write_files
-from exporting import export_store
+from cut_stores import array_store, jsonl_store
+from exporting import export_store, snapshot
 
 from personagym_hf import BadInputError, TrainingDataCollector, TrainingDataExporter
 from personagym_hf.config import ConfigError, RunOptions, parse_config
@@ -24,10 +25,6 @@ def read_json(path: Path):
 
 def read_jsonl(path: Path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_split_export_writes_the_seed_files_and_jsonl_beside_them(small_store, tmp_path):
@@ -431,37 +428,6 @@ def test_the_cards_languages_come_from_the_personas_at_export(tmp_path):
     card = (tmp_path / "out" / "hf_dataset" / "README.md").read_text(encoding="utf-8")
     data = yaml.safe_load(card.split("---")[1])
     assert (data["language"], data["language_details"]) == (["en", "ja", "fr"], ["en", "en-GB", "ja", "fr"])
-
-
-def jsonl_store(folder: Path) -> Path:
-    """Three JSON Lines files of 150 interactions each, with a duplicate id in a later file, a bad line and a blank
-    line: what byte ranges must cut through without changing a byte of the export."""
-    from personagym_hf.testing.synth import iter_interactions
-
-    records = list(iter_interactions(450, personas=40, seed=9, reply_chars=80))
-    folder.mkdir(parents=True)
-    for number in range(3):
-        lines = [json.dumps(record) for record in records[number * 150 : (number + 1) * 150]]
-        if number == 2:
-            lines[70:70] = ["not json", "", json.dumps(records[10])]  # a bad line, a blank one, a duplicate id
-        (folder / f"part{number}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder
-
-
-def array_store(folder: Path) -> Path:
-    """Three JSON array files of 150 interactions each: pretty-printed, with a damaged item and a duplicate id in a
-    later file, and the last cut short inside its last item: what pieces must cut through without changing a byte."""
-    from personagym_hf.testing.synth import iter_interactions
-
-    records = list(iter_interactions(450, personas=40, seed=9, reply_chars=80))
-    folder.mkdir(parents=True)
-    for number in range(3):
-        items = [json.dumps(record, indent=1) for record in records[number * 150 : (number + 1) * 150]]
-        if number == 1:
-            items[70:70] = ['{"interaction_id": nul}', json.dumps(records[10])]  # a damaged item, a duplicate id
-        text = "[\n" + ",\n".join(items) + "\n]\n"
-        (folder / f"part{number}.json").write_text(text[:-200] if number == 2 else text, encoding="utf-8")
-    return folder
 
 
 def test_big_json_arrays_cut_into_pieces_give_the_same_bytes(tmp_path):

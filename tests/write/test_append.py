@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import make_interaction, write_files
-from exporting import export_store
+from exporting import export_store, snapshot
 
 from personagym_hf import TrainingDataCollector, TrainingDataExporter
 from personagym_hf.cli.main import main
@@ -15,10 +15,6 @@ from personagym_hf.config import RunOptions, load_config, parse_config
 from personagym_hf.testing.synth import write_store
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def export(store: Path, out: Path, *options: str) -> int:

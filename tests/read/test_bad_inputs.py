@@ -5,7 +5,7 @@ import os
 
 import pytest
 from conftest import make_interaction, write_files
-from exporting import export_store
+from exporting import export_store, snapshot
 
 from personagym_hf import InteractionStorage, TrainingDataCollector, TrainingDataExporter
 from personagym_hf.builder import load_dataset
@@ -17,10 +17,6 @@ CONVERT = TrainingDataCollector().interaction_to_training_sample
 
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def snapshot(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def nested(levels: int) -> str:
