@@ -160,11 +160,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     from ..hub.safety import accept, kinds_of, review, review_command, write_baseline
 
     _config, settings = load_settings(args)
-    folder = hf_folder(args, settings)
-    if not (folder / "README.md").is_file() and (folder / "hf_dataset" / "README.md").is_file():
-        folder = folder / "hf_dataset"  # --data named the export's folder
-    if not (folder / "README.md").is_file():
-        raise CliError(f"{folder}: no exported dataset here; run `personagym-hf export` first or pass --data")
+    folder = hf_folder(args, settings)  # --data as every command takes it; without it, a hint that runs as printed
     result = review(folder)
     accept(result, args.accept or (), everything=args.accept_all)
     if not result.findings:

@@ -459,11 +459,17 @@ def test_every_data_option_takes_the_export_folder_or_its_hf_dataset(small_store
         f"personagym-hf card: error: {out}: this export has no hf_dataset/ folder (it was made with --no-hf-dataset); "
         "export it again without --no-hf-dataset\n"
     )
-    assert main(["card", "--data", str(tmp_path / "nothing")]) == 1
-    assert capsys.readouterr().err == (
-        f"personagym-hf card: error: {tmp_path / 'nothing'}: no such folder; --data takes an export folder or its "
-        "hf_dataset/\n"
-    )
+    for command in (["card"], ["secrets"], ["push", "--repo", "alice/x", "--dry-run"]):  # one rule for each --data
+        assert main([*command, "--data", str(tmp_path / "nothing")]) == 1
+        assert capsys.readouterr().err == (
+            f"personagym-hf {command[0]}: error: {tmp_path / 'nothing'}: no such folder; --data takes an export "
+            "folder or its hf_dataset/\n"
+        )
+    for data in (out, out / "hf_dataset"):  # the export folder, and its hf_dataset/
+        assert main(["export", "--interactions", str(small_store), "--output", str(out), "-q"]) == 0
+        capsys.readouterr()
+        assert main(["secrets", "--data", str(data)]) == 0
+        assert capsys.readouterr().out == f"no string in {out / 'hf_dataset'} looks like a secret\n"
 
 
 def test_a_timestamped_append_is_one_line(small_store, tmp_path, capsys):

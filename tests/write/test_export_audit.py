@@ -20,7 +20,8 @@ from personagym_hf.write.files import dumps_pretty
 
 CONVERT = TrainingDataCollector().interaction_to_training_sample
 SUMMARY = (
-    "  leakage, only what split_by persona lets cross: train <-> validation: 100.0% of validation original_queries have an exact or near duplicate in train; "
+    "  leakage, only what split_by persona lets cross: train <-> validation: 100.0% of validation original_queries "
+    "have an exact or near duplicate in train; "
     "train <-> validation: 100.0% of validation initial_queries have an exact or near duplicate in train (+4 more; "
     "run `personagym-hf audit --data {out}`)"  # the export's folder: the hint runs as printed (cli/test_hints.py)
 )
