@@ -238,3 +238,29 @@ def test_push_exports_with_redact_secrets_as_its_hint_says(hub, chat_store, tmp_
                  "--redact-secrets"]) == 0  # fmt: skip
     assert "  redacted 4 secrets (4 google_api_key)\n" in capsys.readouterr().out
     assert [key for key in keys if key in received(hub)] == []
+
+
+def test_the_gate_scans_files_on_threads_with_the_same_findings(chat_store, tmp_path, monkeypatch):
+    import threading
+
+    from personagym_hf.hub import safety
+
+    store, keys = chat_store
+    folder = export(store, tmp_path / "out")
+    files = safety.upload_files(folder)
+    serial = safety.scan_files(files, threads=1)
+    assert len(serial) == 10 and {finding.digest for finding in serial} == {digest(key) for key in keys}
+    assert len({finding.file for finding in serial}) > 1  # found in several files
+    together = threading.Barrier(2, timeout=30)  # two files scanned at once, or the barrier breaks
+    threads = set()
+    real = safety.scan_parquet
+
+    def scan_parquet(path, label):
+        threads.add(threading.get_ident())
+        if len(threads) <= 2 and not together.broken:
+            together.wait()
+        return real(path, label)
+
+    monkeypatch.setattr(safety, "scan_parquet", scan_parquet)
+    assert safety.scan_files(files, threads=2) == serial  # the same findings, in path order
+    assert len(threads) == 2
