@@ -512,6 +512,7 @@ def step_costs(args: argparse.Namespace) -> dict:
     from personagym_hf.run.runner import InProcess
     from personagym_hf.transform.collect import interaction_to_sample
     from personagym_hf.transform.encode import Encoder, NoOutput, encode
+    from personagym_hf.transform.views import CONFIG_NAMES
 
     store, _ = prepare_store(args.store_dir, args.n, args.keep, args.profile)
     files, cfg = discover_paths(store)[:STEP_FILES], ExportConfig()
@@ -558,7 +559,7 @@ def step_costs(args: argparse.Namespace) -> dict:
             print(f"  {label:<44} {alone:6.2f} us/record", flush=True)
             timed("encode: convert, split, statistics", lambda: run(False, None, False))
             timed("encode: + JSON items and JSONL lines", lambda: run(False, None, True))
-            timed("encode: + Arrow tables, 4 configs", lambda: run(True, None, True))
+            timed(f"encode: + Arrow tables, {len(CONFIG_NAMES)} configs", lambda: run(True, None, True))
             timed("encode: + leakage audit", lambda: run(True, "near", True))
             small = Path(tmp) / "store"  # the same files, as a store of their own
             small.mkdir()

@@ -142,7 +142,7 @@ def test_bench_steps_times_every_step_of_an_export(tmp_path):
         "read + parse (store.iter_file)",
         "encode: convert, split, statistics",
         "encode: + JSON items and JSONL lines",
-        "encode: + Arrow tables, 4 configs",
+        "encode: + Arrow tables, 6 configs",  # every config the export writes (CONFIG_NAMES)
         "encode: + leakage audit",
         "export_store: + writing, Parquet, card",
     ]
