@@ -50,3 +50,23 @@ def export_store(
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file below `folder` (hidden ones included), by relative path."""
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class ConvertRecordingProcesses:
+    """The seed's conversion, leaving a file named for the process that ran it in `folder`: a test of `--num-proc`
+    asserts that other processes converted, not only that the bytes match (they would with the workers gone)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, interaction: dict):
+        import os
+
+        from personagym_hf.transform.collect import interaction_to_sample
+
+        (self.folder / str(os.getpid())).touch()
+        return interaction_to_sample(interaction)
+
+    def processes(self) -> set[int]:
+        return {int(path.name) for path in self.folder.iterdir()}

@@ -258,17 +258,21 @@ def sums(folder: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("split_by", ["persona", "query", "grid", "persona_and_query"])
 def test_num_proc_gives_the_same_bytes(split_by, store, tmp_path, capsys):
-    from exporting import export_store
+    import os
+
+    from exporting import ConvertRecordingProcesses, export_store
 
     from personagym_hf.config import RunOptions, parse_config
-    from personagym_hf.transform.collect import interaction_to_sample
 
     cfg = parse_config({"training_data": {"split_by": split_by}})
-    export_store(store, tmp_path / "one", cfg, interaction_to_sample, options=RunOptions(chunk_files=7))
+    alone = ConvertRecordingProcesses(tmp_path / "pids1")
+    export_store(store, tmp_path / "one", cfg, alone, options=RunOptions(chunk_files=7))
     options = RunOptions(chunk_files=7, num_proc=2)
-    two = export_store(store, tmp_path / "two", cfg, interaction_to_sample, options=options)
+    convert = ConvertRecordingProcesses(tmp_path / "pids2")
+    two = export_store(store, tmp_path / "two", cfg, convert, options=options)
     assert sums(tmp_path / "one") == sums(tmp_path / "two")
     assert two.files_read == 80
+    assert convert.processes() and os.getpid() not in convert.processes()  # the pre-pass and the export: workers
 
 
 @pytest.mark.ray

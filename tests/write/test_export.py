@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 import re
 from dataclasses import replace
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import make_interaction, write_files
 from cut_stores import array_store, jsonl_store
-from exporting import export_store, snapshot
+from exporting import ConvertRecordingProcesses, export_store, snapshot
 
 from personagym_hf import BadInputError, TrainingDataCollector, TrainingDataExporter
 from personagym_hf.config import ConfigError, RunOptions, parse_config
@@ -293,10 +294,13 @@ def test_num_proc_gives_the_same_bytes_as_one_process(tmp_path, chunked):
     from personagym_hf.testing.synth import write_store
 
     store = write_store(tmp_path / "s", count=60, personas=25, seed=4, reply_chars=50)
-    one = export_store(store, tmp_path / "one", parse_config({}), CONVERT, options=chunked)
-    two = export_store(store, tmp_path / "two", parse_config({}), CONVERT, num_proc=2, options=chunked)
+    alone, convert = ConvertRecordingProcesses(tmp_path / "pids1"), ConvertRecordingProcesses(tmp_path / "pids2")
+    one = export_store(store, tmp_path / "one", parse_config({}), alone, options=chunked)
+    two = export_store(store, tmp_path / "two", parse_config({}), convert, num_proc=2, options=chunked)
     assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two")
     assert one.result.statistics["total_samples"] == two.result.statistics["total_samples"] == 60
+    assert alone.processes() == {os.getpid()}
+    assert convert.processes() and os.getpid() not in convert.processes()  # worker processes converted, not this one
     assert not list(tmp_path.glob("*/.chunks-*"))
 
 
