@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -165,6 +166,13 @@ def test_the_bucketed_index_finds_what_one_index_finds_and_an_actor_lost_is_one_
         assert got.tolist() == reference.find_and_add(*digests(ids), locations).tolist()
     assert sum(index.counts()) == len(reference) > 500 and min(index.counts()) > 100
     ray.kill(index.buckets[1])
+    deadline = time.monotonic() + 30  # ray.kill returns before the actor is gone: a call sent meanwhile may succeed
+    while time.monotonic() < deadline:
+        try:
+            ray.get(index.buckets[1].count.remote(), timeout=10)
+        except ray.exceptions.RayActorError:
+            break
+        time.sleep(0.05)
     with pytest.raises(RayTaskFailed) as caught:
         index.find_and_add(*digests([f"id{n}" for n in range(20)]), np.arange(20, dtype=np.int64))
     assert str(caught.value) == (
