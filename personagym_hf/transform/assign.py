@@ -309,7 +309,7 @@ class Axis:
         seed: int,
         how: str,
         earlier: dict[int, int] | None = None,
-        first: Any = None,
+        first: Callable[[bool], dict[int, np.ndarray]] | None = None,
     ) -> tuple["Axis", dict[str, int]]:
         """`first`: a function of the fresh run (False: this one, True: a rebuild's) giving `_balanced`'s `first`."""
         pinned, across = _pin(groups, earlier)
@@ -438,13 +438,13 @@ def resolve(
     if split_by in ("query", "grid"):
         axes["query"], infos["queries"] = Axis.assign(queries, shares, seed, how, read_state(keys.get("query")))
     if split_by in ("persona", "grid"):
-        first = None
-        if split_by == "grid":  # the first test persona one who asks a test query: `test` is then not empty
 
-            def first(rebuild: bool) -> dict[int, np.ndarray]:
-                query_axis = infos["queries"].get("fresh", axes["query"]) if rebuild else axes["query"]
-                return {SPLIT_NAMES.index("test"): _asking(personas, persona, query_axis.splits_of(query))}
+        def test_askers(rebuild: bool) -> dict[int, np.ndarray]:
+            """Under grid, the first test persona one who asks a test query: `test` is then not empty."""
+            query_axis = infos["queries"].get("fresh", axes["query"]) if rebuild else axes["query"]
+            return {SPLIT_NAMES.index("test"): _asking(personas, persona, query_axis.splits_of(query))}
 
+        first = test_askers if split_by == "grid" else None
         earlier_personas = read_state(keys.get("persona"))
         axes["persona"], infos["personas"] = Axis.assign(personas, shares, seed, how, earlier_personas, first)
     if split_by == "persona_and_query":
