@@ -345,3 +345,27 @@ def test_the_tests_mirror_the_package(tmp_path: Path):
         "top of tests/",
     ]
     assert layout_problems(Path(__file__).parent, subpackages) == []
+
+
+def parameter_counts(source: str) -> dict[str, int]:
+    """Each function's parameters (`self` and `cls` included, `*args` and `**kwargs` one each), by name."""
+    counts = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            named = len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs)
+            counts[node.name] = named + (args.vararg is not None) + (args.kwarg is not None)
+    return counts
+
+
+def test_no_function_takes_more_than_twelve_parameters():
+    """Options travel as objects (`ExportRequest`, `RunOptions`, `PushOptions`, `ReadSizes`), not as long keyword
+    lists declared again at every layer."""
+    assert parameter_counts("def f(a, b, /, c, *d, e, **g): pass") == {"f": 6}
+    over = {
+        f"{path.relative_to(PACKAGE).as_posix()}:{name}": count
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for name, count in parameter_counts(path.read_text(encoding="utf-8")).items()
+        if count > 12
+    }
+    assert over == {}

@@ -76,7 +76,7 @@ def add_commands(sub) -> None:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from ..hub.push import push_to_hub
+    from ..hub.push import PushOptions, push_to_hub
 
     config, settings = load_settings(args)
     if args.interactions or args.demo:  # export first, with the defaults `export` has
@@ -89,9 +89,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         request = ExportRequest(store_path(args, settings), output, settings, outputs, run=run)
         run_export(request, make_convert(args, config), args)
     folder = hf_folder(args, settings)
-    result = push_to_hub(
-        folder,
-        args.repo,
+    options = PushOptions(
         revision=args.revision,
         private=args.private,
         create_pr=args.create_pr,
@@ -107,6 +105,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         max_attempts=args.retries + 1,
         show_progress=show_progress(args),
     )
+    result = push_to_hub(folder, args.repo, options)
     print(result.plan.describe())
     for notice in result.plan.notices:
         print(notice)

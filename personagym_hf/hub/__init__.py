@@ -9,6 +9,6 @@
 - `ppopt.py`: the ppopt JSONL and its push
 """
 
-from .push import PushError, PushResult, push_to_hub
+from .push import PushError, PushOptions, PushResult, push_to_hub
 
-__all__ = ["PushError", "PushResult", "push_to_hub"]
+__all__ = ["PushError", "PushOptions", "PushResult", "push_to_hub"]

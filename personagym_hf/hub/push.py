@@ -328,37 +328,46 @@ def _pr_refs(api, repo_id: str) -> set[str]:
     return {ref.ref for ref in refs.pull_requests or []}
 
 
-def push_to_hub(
-    folder: str | Path,
-    repo_id: str,
-    *,
-    revision: str = "main",
-    private: bool | None = None,
-    create_pr: bool = False,
-    commit_message: str | None = None,
-    token: str | None = None,
-    license: str | None = None,
-    languages: list[str] | None = None,
-    allow_secrets: bool = False,
-    dry_run: bool = False,
-    verify: bool = True,
-    viewer_checks: bool = True,
-    show_progress: bool = False,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_attempts: int = DEFAULT_ATTEMPTS,
-    backoff: float = 1.0,
-) -> PushResult:
-    """Push an exported folder (see the module docstring for the guarantees). Every request gives up after
-    `timeout` seconds without an answer; failed reads and the commit are tried `max_attempts` times. With
-    `show_progress`, one bar over the bytes uploaded (and the bars of `datasets` while it loads the data)."""
+@dataclass(frozen=True)
+class PushOptions:
+    """What a push sends and how: the one declaration of its settings (the CLI builds it; `push_to_hub` takes it,
+    or any of its fields by keyword)."""
+
+    revision: str = "main"
+    private: bool | None = None  # None: a new repo is public, an existing one keeps its visibility
+    create_pr: bool = False
+    commit_message: str | None = None
+    token: str | None = None
+    license: str | None = None
+    languages: list[str] | None = None
+    allow_secrets: bool = False  # push strings that look like secrets, accepted or not
+    dry_run: bool = False
+    verify: bool = True  # load every config back from the commit
+    viewer_checks: bool = True
+    show_progress: bool = False
+    timeout: float = DEFAULT_TIMEOUT  # seconds without an answer before a request gives up
+    max_attempts: int = DEFAULT_ATTEMPTS  # of each failed read, and of the commit
+    backoff: float = 1.0  # seconds before the first retry, doubled after each
+
+
+def push_to_hub(folder: str | Path, repo_id: str, options: PushOptions | None = None, **settings: Any) -> PushResult:
+    """Push an exported folder (see the module docstring for the guarantees) with `options`, and any `PushOptions`
+    field given by keyword over them (`push_to_hub(folder, repo, private=True, dry_run=True)`; an unknown one is a
+    TypeError). Every request gives up after `timeout` seconds without an answer; failed reads and the commit are
+    tried `max_attempts` times. With `show_progress`, one bar over the bytes uploaded (and the bars of `datasets`
+    while it loads the data)."""
+    import dataclasses
+
+    o = dataclasses.replace(options or PushOptions(), **settings)
+    revision, private, token, dry_run, show_progress = o.revision, o.private, o.token, o.dry_run, o.show_progress
     from ..card.render import check_languages, check_license
     from .safety import BASELINE_FILE, gate, kinds_of
 
     folder = Path(folder)
-    license = check_license(license)  # before any request
-    languages = None if languages is None else check_languages(languages)
+    license = check_license(o.license)  # before any request
+    languages = None if o.languages is None else check_languages(o.languages)
     api = hub_api(token)
-    session = connection.hub_session(timeout, max_attempts, backoff)
+    session = connection.hub_session(o.timeout, o.max_attempts, o.backoff)
     with session, library_bars(show_progress), tempfile.TemporaryDirectory(prefix="personagym_push_") as staging:
         auth = check_auth(api, token)
         if not auth.ok and not dry_run:
@@ -372,7 +381,7 @@ def push_to_hub(
 
         plan = replan()
         plan.auth = auth
-        if not allow_secrets:  # every string of what would be uploaded, the card as staged included
+        if not o.allow_secrets:  # every string of what would be uploaded, the card as staged included
             secrets, refused = gate(folder, plan.local)
             if refused:
                 raise PushError(refused)
@@ -381,7 +390,7 @@ def push_to_hub(
                     f"{plural(len(secrets.findings), 'string')} that look like secrets ({kinds_of(secrets.findings)}) "
                     f"pushed as accepted by {folder / BASELINE_FILE}"
                 )
-        if viewer_checks and plan.files:  # nothing to upload: the repo holds these files already
+        if o.viewer_checks and plan.files:  # nothing to upload: the repo holds these files already
             plan.refusal = viewer_refusal(folder, plan)
         if dry_run:
             return PushResult(plan)
@@ -390,12 +399,14 @@ def push_to_hub(
         ensure_repo(api, plan, private)
         planned, progress = list(plan.files), UploadProgress(enabled=show_progress)
         try:
-            result = commit_with_retries(api, plan, replan, create_pr=create_pr, message=commit_message,
-                                         max_attempts=max_attempts, backoff=backoff, progress=progress)  # fmt: skip
+            result = commit_with_retries(
+                api, plan, replan, create_pr=o.create_pr, message=o.commit_message,
+                max_attempts=o.max_attempts, backoff=o.backoff, progress=progress,
+            )  # fmt: skip
         finally:
             progress.close()
         result.upload = upload_stats(planned, plan.unchanged, progress)
-        if verify and result.committed:
+        if o.verify and result.committed:
             result.verified = verify_push(repo_id, result.commit_sha, plan.splits, folder, token=token)
     return result
 

@@ -143,6 +143,19 @@ def test_dry_run_uploads_nothing(hub, store, tmp_path, capsys):
     assert hub.count_requests("POST", r"/api/repos/create") == 0 and uploaded(hub) == 0
 
 
+def test_push_options_are_one_object_and_a_misspelt_one_is_an_error(hub, store, tmp_path):
+    from personagym_hf.hub import PushOptions
+
+    folder = export(store, tmp_path / "out")
+    by_keyword = push_to_hub(folder, REPO, private=True, dry_run=True)
+    as_object = push_to_hub(folder, REPO, PushOptions(private=True, dry_run=True))
+    assert by_keyword.plan.describe() == as_object.plan.describe()
+    assert "private" in by_keyword.plan.describe().splitlines()[0]
+    with pytest.raises(TypeError, match="dry_rn"):
+        push_to_hub(folder, REPO, dry_rn=True)
+    assert hub.count_requests("POST", r"/api/repos/create") == 0 and uploaded(hub) == 0
+
+
 def test_secrets_block_the_push_unless_allowed(hub, tmp_path):
     record = make_interaction(1)
     fake_key = _Maker(1).openai_legacy()  # made up from parts, so token scanners leave the repo alone
