@@ -12,8 +12,8 @@ assistant turn ends with a code block, a configuration snippet or a console log 
 token-here`, `sk-your-api-key-here`, `postgres://user:password@…`) and words holding `sk-`, and two users who pasted
 a key: most samples hold a rule's keyword there, the worst case for the redaction, which then searches every string.
 
-Export rounds alternate off / on (`personagym-hf export -q` in a fresh process; wall time and the CPU time of the
-process and its workers from `wait4`); the gate is `hub.safety.scan_folder` over the on-round's `hf_dataset/` (what
+Export rounds alternate off / on (`personagym-hf export -q --no-audit` in a fresh process, so that they differ by
+the redaction alone; wall time and the CPU time of the process and its workers from `wait4`); the gate is `hub.safety.scan_folder` over the on-round's `hf_dataset/` (what
 `push` scans before uploading), in this process. Each figure is printed with the 1-minute load average: the machine
 may be shared, so compare figures taken back to back.
 """
@@ -29,18 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-CLI = Path(sys.executable).with_name("personagym-hf")
-CLI_CMD = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "personagym_hf"]
-MARKER = ".bench_store"  # only folders holding it are ever deleted
-LAUNCHER = """
-import os, sys, time
-start = time.perf_counter()
-pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as f:
-    f.write(f"{time.perf_counter() - start} {usage.ru_utime + usage.ru_stime}")
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
+sys.path.insert(0, str(Path(__file__).parent))
+from bench import CLI_CMD, LAUNCHER, MARKER  # noqa: E402  (the spawner bench.py times its steps with)
 
 
 def load() -> str:
@@ -76,9 +66,9 @@ def export(store: Path, out: Path, redact: bool) -> tuple[float, float]:
         cmd.append("--redact-secrets")
     executable = shutil.which(cmd[0]) or cmd[0]
     with tempfile.NamedTemporaryFile("r", suffix=".times") as times:
-        subprocess.run([sys.executable, "-c", LAUNCHER, times.name, executable, *cmd[1:]], check=True,
+        subprocess.run([sys.executable, "-S", "-E", "-c", LAUNCHER, times.name, executable, *cmd[1:]], check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
-        wall, cpu = (float(value) for value in times.read().split())
+        wall, _rss, cpu = (float(value) for value in times.read().split())
     return wall, cpu
 
 
@@ -118,7 +108,7 @@ def corpus(keys: int = 20000) -> None:
 
 def steps(store: Path, count: int, rounds: int) -> None:
     """In this process, over the store's first `count` files, GC off, alternating off / on, best of `rounds`: CPU time
-    per record of `encode` (rows and the four configs' Arrow tables, no audit) and of a whole `export_store`, each
+    per record of `encode` (rows and every config's Arrow tables, no audit) and of a whole `export_store`, each
     without and with redaction, then of the gate over that export. Less sensitive to a shared machine's load than
     the exports in their own processes."""
     import gc

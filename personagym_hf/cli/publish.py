@@ -65,9 +65,7 @@ def add_commands(sub) -> None:
     push.set_defaults(func=cmd_push)
 
     card = sub.add_parser("card", help="render the dataset card of an export (stdout, or --write into its README.md)")
-    card.add_argument("--data", metavar="DIR", help="an export folder or its hf_dataset/ (default: <output>)")
-    card.add_argument("--output", metavar="DIR", help="the export folder whose hf_dataset/ to use")
-    card.add_argument("--config", metavar="YAML", help="upstream config.yaml (for paths.training_data.output_dir)")
+    _add_export_folder_options(card, "use")
     card.add_argument("--repo", metavar="NAMESPACE/NAME", help="repo id for the load snippets")
     _add_card_options(card)
     card.add_argument("--write", action="store_true", help="write the card into the folder's README.md")
@@ -187,6 +185,14 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     return 1
 
 
+def _add_export_folder_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    """Where an existing export is: `--data`, or `--output` (or the config's output_dir), as `common.hf_folder`
+    reads them."""
+    parser.add_argument("--data", metavar="DIR", help="an export folder or its hf_dataset/ (default: <output>)")
+    parser.add_argument("--output", metavar="DIR", help=f"the export folder whose hf_dataset/ to {verb}")
+    parser.add_argument("--config", metavar="YAML", help="upstream config.yaml (for paths.training_data.output_dir)")
+
+
 def _add_secrets_command(sub) -> None:
     from ..measure.secrets import KINDS
 
@@ -198,11 +204,7 @@ def _add_secrets_command(sub) -> None:
         "folder's baseline or new; exit 1 while a finding is not accepted. --write-baseline records the accepted "
         "ones in hf_dataset/.personagym-secrets-baseline.json, which push honours (see docs/security.md).",
     )
-    secrets.add_argument(
-        "--data", metavar="DIR", help="the exported folder (its hf_dataset/, or the folder holding it)"
-    )
-    secrets.add_argument("--output", metavar="DIR", help="the export folder whose hf_dataset/ to scan")
-    secrets.add_argument("--config", metavar="YAML", help="upstream config.yaml (for paths.training_data.output_dir)")
+    _add_export_folder_options(secrets, "scan")
     secrets.add_argument(
         "--accept",
         nargs="+",

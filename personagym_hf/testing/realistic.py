@@ -37,6 +37,8 @@ from typing import Any, Iterator
 import numpy as np
 import orjson
 
+from .synth import UPSTREAM_MODULES, index_entry, token_usage_export
+
 VOCABULARY = 50_000  # English word forms; other languages have 20,000
 TRANSFER_PROBABILITY = 0.5  # upstream's `transfer_probability`: a query is styled for its persona this often
 NOISE_SHARE = 0.3  # interactions with a distractor applied
@@ -588,16 +590,7 @@ def write_realistic_store(
             )
             if len(pending) > 256:
                 pending.popleft().result()
-            index.append(
-                {
-                    "interaction_id": interaction["interaction_id"],
-                    "persona_id": interaction["persona_id"],
-                    "filepath": name,
-                    "num_turns": interaction["num_turns"],
-                    "created_at": interaction["metadata"]["created_at"],
-                    "query_id": interaction["metadata"]["query_id"],
-                }
-            )
+            index.append(index_entry(interaction, name, interaction["metadata"]["query_id"]))
         for written in pending:
             written.result()
     document = {"interactions": index, "count": len(index), "last_updated": index[-1]["created_at"]}
@@ -617,25 +610,12 @@ def _write(path: str, data: bytes) -> None:
 def _token_usage(count: int, seed: int) -> dict[str, Any]:
     """A small TokenTracker export: one record per module call of the first interactions."""
     rng = random.Random(seed)
-    records = []
-    for index in range(min(count, 16)):
-        for module in ("persona_formulation", "query_generation", "interaction_generation", "distractor"):
-            model, provider, _weight = MODELS[index % len(MODELS)]
-            inputs, outputs = rng.randint(80, 2000), rng.randint(40, 1500)
-            records.append(
-                {
-                    "module": module,
-                    "operation": "generate",
-                    "model": model,
-                    "provider": provider,
-                    "input_tokens": inputs,
-                    "output_tokens": outputs,
-                    "total_tokens": inputs + outputs,
-                    "timestamp": (_START + timedelta(minutes=index)).isoformat(),
-                    "metadata": {},
-                }
-            )
-    return {"summary": {"total_calls": len(records)}, "by_module": {}, "by_model": {}, "records": records}
+    return token_usage_export(
+        (module, *MODELS[index % len(MODELS)][:2], rng.randint(80, 2000), rng.randint(40, 1500),
+         (_START + timedelta(minutes=index)).isoformat())  # fmt: skip
+        for index in range(min(count, 16))
+        for module in UPSTREAM_MODULES
+    )
 
 
 __all__ = ["iter_realistic_interactions", "write_realistic_store"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 ROLES = ["engineer", "student", "designer", "teacher", "nurse", "lawyer", "chef", "researcher"]
 DIMENSIONS = {
@@ -167,29 +167,50 @@ def iter_interactions(count: int, personas: int, seed: int = 0, reply_chars: int
         yield make_interaction(index, people[index % len(people)], rng, reply_chars)
 
 
+UPSTREAM_MODULES = ("persona_formulation", "query_generation", "interaction_generation", "distractor")
+
+
+def token_usage_export(calls: Iterable[tuple[str, str, str, int, int, str]]) -> dict[str, Any]:
+    """A TokenTracker export (`token_usage_*.json`) of `calls`: (module, model, provider, input tokens, output tokens,
+    timestamp) each, as upstream records them."""
+    records = [
+        {
+            "module": module,
+            "operation": "generate",
+            "model": model,
+            "provider": provider,
+            "input_tokens": inputs,
+            "output_tokens": outputs,
+            "total_tokens": inputs + outputs,
+            "timestamp": timestamp,
+            "metadata": {},
+        }
+        for module, model, provider, inputs, outputs, timestamp in calls
+    ]
+    return {"summary": {"total_calls": len(records)}, "by_module": {}, "by_model": {}, "records": records}
+
+
+def index_entry(interaction: dict[str, Any], filepath: str, query_id: str) -> dict[str, Any]:
+    """An interaction's entry in upstream's `index.json`."""
+    return {
+        "interaction_id": interaction["interaction_id"],
+        "persona_id": interaction["persona_id"],
+        "filepath": filepath,
+        "num_turns": interaction["num_turns"],
+        "created_at": interaction["metadata"]["created_at"],
+        "query_id": query_id,
+    }
+
+
 def token_usage_for(interactions: int, seed: int = 0) -> dict[str, Any]:
     """A small TokenTracker export (a record per module call of the first few interactions)."""
     rng = random.Random(seed)
-    modules = ["persona_formulation", "query_generation", "interaction_generation", "distractor"]
-    records = []
-    for index in range(min(interactions, 8)):
-        for module in modules:
-            model, provider = MODELS[index % len(MODELS)]
-            inputs, outputs = rng.randint(80, 400), rng.randint(40, 300)
-            records.append(
-                {
-                    "module": module,
-                    "operation": "generate",
-                    "model": model,
-                    "provider": provider,
-                    "input_tokens": inputs,
-                    "output_tokens": outputs,
-                    "total_tokens": inputs + outputs,
-                    "timestamp": f"2026-02-01T10:{index:02d}:00",
-                    "metadata": {},
-                }
-            )
-    return {"summary": {"total_calls": len(records)}, "by_module": {}, "by_model": {}, "records": records}
+    return token_usage_export(
+        (module, *MODELS[index % len(MODELS)], rng.randint(80, 400), rng.randint(40, 300),
+         f"2026-02-01T10:{index:02d}:00")  # fmt: skip
+        for index in range(min(interactions, 8))
+        for module in UPSTREAM_MODULES
+    )
 
 
 def write_store(folder: str | Path, count: int, personas: int, seed: int = 0, reply_chars: int = 600) -> Path:
@@ -201,14 +222,7 @@ def write_store(folder: str | Path, count: int, personas: int, seed: int = 0, re
     for interaction in iter_interactions(count, personas, seed, reply_chars):
         write_json_atomic(storage.file_for(interaction["interaction_id"]), interaction)
     index = [
-        {
-            "interaction_id": i["interaction_id"],
-            "persona_id": i["persona_id"],
-            "filepath": storage.file_for(i["interaction_id"]).name,
-            "num_turns": i["num_turns"],
-            "created_at": i["metadata"]["created_at"],
-            "query_id": i["query_id"],
-        }
+        index_entry(i, storage.file_for(i["interaction_id"]).name, i["query_id"])
         for i in iter_interactions(count, personas, seed, reply_chars)
     ]
     write_json_atomic(
