@@ -107,8 +107,9 @@ class TrainingDataExporter:
                 assignment = self._assignment(samples, earlier)
             options = request.run
             encoder = Encoder(self.settings, layout.split, layout.hf_dataset, assignment=assignment, options=options)
-            exporter = Exporter(destination, request, encoder, InProcess(request.run))
-            result = exporter.add_all(samples).finish()
+            with InProcess(request.run) as runner:
+                exporter = Exporter(destination, request, encoder, runner)
+                result = exporter.add_all(samples).finish()
             destination.folder.commit()
             for warning in result.warnings:
                 logger.warning("%s", warning)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..config import RunOptions
 from ..measure.seen import SeenIds
+from ..write.background import Background
 from ..write.parquet import ParquetSplitWriter
 from .chunks import ChunkJob, ChunkResult, ChunkTask, encode_chunk
 
@@ -64,16 +65,18 @@ class Runner(Protocol):
 
 class InProcess:
     """A runner without workers: each chunk encoded here, in memory, when its turn comes; each shard written here as
-    its rows arrive."""
+    its rows arrive, on a thread of its own (`write.background`) so that the writing overlaps the encoding. Use it
+    as a context manager: leaving it ends that thread."""
 
     def __init__(self, options: RunOptions):
         self.options = options
+        self.background = Background()
 
     def __enter__(self) -> "InProcess":
         return self
 
     def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
-        pass
+        self.background.close(raise_error=kind is None)
 
     def chunks(self, job: ChunkJob, tasks: Sequence[ChunkTask]) -> Iterator[tuple[ChunkTask, ChunkResult]]:
         return ((task, encode_chunk(job, task, in_memory=True)) for task in tasks)
@@ -84,7 +87,10 @@ class InProcess:
     def split_writer(
         self, folder: Path, split: str, config: str, specs: dict[str, Any], spill: Path
     ) -> ParquetSplitWriter:
-        return ParquetSplitWriter(folder, split, specs, self.options.max_shard_bytes, self.options.row_group_rows)
+        options = self.options
+        return ParquetSplitWriter(
+            folder, split, specs, options.max_shard_bytes, options.row_group_rows, background=self.background
+        )
 
 
 def open_runner(options: RunOptions, tasks: int) -> Runner:

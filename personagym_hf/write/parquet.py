@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from ..config import RunOptions
 from ..schema import arrow_schema
+from .background import Background
 
 # Min/max statistics only where they can prune a row group: ids, enums and numbers. pyarrow writes them for every
 # column by default (as `Dataset.to_parquet` does); for free text they are whole messages, repeated in every page
@@ -183,7 +184,8 @@ class ShardFile:
 
 
 class ParquetSplitWriter:
-    """All shards of one (config, split) in `folder`, written in this process as the rows arrive."""
+    """All shards of one (config, split) in `folder`, written in this process as the rows arrive: inline, or on the
+    thread of `background` (shared by a run's writers; the same calls in the same order, so the same bytes)."""
 
     def __init__(
         self,
@@ -192,8 +194,9 @@ class ParquetSplitWriter:
         specs: dict[str, Any],
         max_shard_bytes: int | None = None,
         row_group_rows: int | None = None,
+        background: Background | None = None,
     ):
-        self.folder, self.split = folder, split
+        self.folder, self.split, self.background = folder, split, background
         self.schema = arrow_schema(specs)
         self.plan = ShardPlan(max_shard_bytes, row_group_rows)
         self.groups = RowGroups(self.plan.row_group_rows)
@@ -216,7 +219,7 @@ class ParquetSplitWriter:
         if self.shard is None:
             self.shard = ShardFile(self.folder, self.split, len(self.temps), self.schema)
             self.temps.append(self.shard.path)
-        self.shard.write(group)
+        self._run(self.shard.write, group)
         self.num_examples += group.num_rows
         self.num_bytes += group.nbytes
         if self.ends and self.num_examples == self.ends[0]:
@@ -225,8 +228,14 @@ class ParquetSplitWriter:
 
     def _close_shard(self) -> None:
         if self.shard is not None:
-            self.shard.close()
+            self._run(self.shard.close)
             self.shard = None
+
+    def _run(self, write, *args) -> None:
+        if self.background is None:
+            write(*args)
+        else:
+            self.background.submit(write, *args)
 
     def plan_last(self) -> None:
         """Nothing to do here (`shardwork.PlannedSplitWriter` hands its last shard to a worker)."""
@@ -242,6 +251,8 @@ class ParquetSplitWriter:
             for group in self.groups.rest():
                 self._write(group)
             self._close_shard()
+            if self.background is not None:
+                self.background.wait()
             self.final = final_names(self.folder, self.split, len(self.temps))
         return self.final
 
@@ -252,6 +263,10 @@ class ParquetSplitWriter:
     def abort(self) -> None:
         """Drop the shards. Never raises: closing a shard writes its footer, which a full disk refuses."""
         self.groups = RowGroups(self.plan.row_group_rows)
+        if self.background is not None:  # its writes to these files finished (or failed) before they are removed
+            with contextlib.suppress(Exception):
+                self.background.wait()
+            self.background = None
         with contextlib.suppress(OSError):
             self._close_shard()
         self.shard = None

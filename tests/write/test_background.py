@@ -1,0 +1,114 @@
+"""write.background: the one thread an in-process export writes its Parquet row groups on."""
+
+import threading
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from personagym_hf.config import RunOptions
+from personagym_hf.run.runner import InProcess
+from personagym_hf.write.background import Background
+from personagym_hf.write.parquet import ParquetSplitWriter
+
+SPECS = {"sample_id": "string", "num_turns": "int32"}
+
+
+class Recording(Background):
+    """A Background that notes, for each write, its name and the thread it ran on."""
+
+    def __init__(self, depth: int = 4):
+        super().__init__(depth)
+        self.ran: list[tuple[str, str]] = []
+
+    def submit(self, write, *args):
+        def noted(*args):
+            self.ran.append((write.__name__, threading.current_thread().name))
+            return write(*args)
+
+        super().submit(noted, *args)
+
+
+def table(first: int, rows: int) -> pa.Table:
+    return pa.table(
+        {
+            "sample_id": pa.array([f"s{i:05d}" for i in range(first, first + rows)]),
+            "num_turns": pa.array([i % 7 for i in range(first, first + rows)], pa.int32()),
+        }
+    )
+
+
+def write_split(folder, background=None):
+    writer = ParquetSplitWriter(folder, "train", SPECS, max_shard_bytes=2000, row_group_rows=50, background=background)
+    for first in range(0, 1050, 70):  # 15 batches of 70 rows: they do not line up with the row groups of 50
+        writer.add_table(table(first, 70))
+    return writer.commit()
+
+
+def test_writes_run_in_order_on_one_other_thread():
+    done = []
+    with Background(depth=2) as background:
+        for number in range(20):
+            background.submit(lambda n: done.append((n, threading.current_thread().name)), number)
+        background.wait()
+        assert [n for n, _thread in done] == list(range(20))
+    assert {thread for _n, thread in done} == {"personagym-hf-writes"}
+
+
+def test_a_split_written_on_the_thread_is_the_same_bytes_and_its_row_groups_ran_there(tmp_path):
+    inline = write_split(tmp_path / "inline")
+    background = Recording()
+    with background:
+        behind = write_split(tmp_path / "behind", background)
+    assert len(inline) == len(behind) > 1  # several shards, each closed on the thread too
+    assert [path.read_bytes() for path in behind] == [path.read_bytes() for path in inline]
+    assert {name for name, _thread in background.ran} == {"write", "close"}
+    assert sum(name == "write" for name, _thread in background.ran) == 21  # 1050 rows / 50
+    assert {thread for _name, thread in background.ran} == {"personagym-hf-writes"}
+
+
+def test_the_first_failed_write_is_raised_to_the_caller_and_the_later_ones_do_not_run():
+    ran = []
+
+    def fail():
+        raise OSError(28, "No space left on device")
+
+    background = Background()
+    background.submit(ran.append, 1)
+    background.submit(fail)
+    background.submit(ran.append, 2)
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        background.wait()
+    assert caught.value.errno == 28
+    background.close()  # raised once: closing after it is quiet
+    assert ran == [1]
+
+
+def test_a_failure_is_raised_at_the_next_submit(tmp_path):
+    background = Background(depth=1)
+    background.submit(lambda: (_ for _ in ()).throw(ValueError("row group refused")))
+    with pytest.raises(ValueError, match="row group refused"):
+        for _ in range(50):  # the failure is in before this loop ends: every submit waits for a free slot
+            background.submit(lambda: None)
+    background.close()
+
+
+def test_an_aborted_writer_waits_for_its_writes_then_removes_its_files(tmp_path):
+    background = Background()
+    writer = ParquetSplitWriter(tmp_path, "train", SPECS, row_group_rows=50, background=background)
+    writer.add_table(table(0, 500))
+    writer.abort()
+    background.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_in_process_runner_writes_on_its_thread_and_ends_it_on_leaving(tmp_path):
+    with InProcess(RunOptions(row_group_rows=50)) as runner:
+        writer = runner.split_writer(tmp_path, "train", "full", SPECS, tmp_path / "spill")
+        assert writer.background is runner.background
+        writer.add_table(table(0, 120))
+        (path,) = writer.commit()
+        thread = runner.background._thread
+        assert thread is not None and thread.is_alive()
+    assert not thread.is_alive() and runner.background._thread is None
+    assert pq.read_table(path).num_rows == 120
