@@ -13,9 +13,10 @@ token-here`, `sk-your-api-key-here`, `postgres://user:password@…`) and words h
 a key: most samples hold a rule's keyword there, the worst case for the redaction, which then searches every string.
 
 Export rounds alternate off / on (`personagym-hf export -q --no-audit` in a fresh process, so that they differ by
-the redaction alone; wall time and the CPU time of the process and its workers from `wait4`); the gate is `hub.safety.scan_folder` over the on-round's `hf_dataset/` (what
-`push` scans before uploading), in this process. Each figure is printed with the 1-minute load average: the machine
-may be shared, so compare figures taken back to back.
+the redaction alone; wall time and the CPU time of the process and its workers from `wait4`); the gate is
+`hub.safety.scan_folder` over the on-round's `hf_dataset/` (what `push` scans before uploading), in this process.
+Each figure is printed with the 1-minute load average: the machine may be shared, so compare figures taken back to
+back.
 """
 
 from __future__ import annotations
