@@ -219,7 +219,7 @@ class ParquetSplitWriter:
         if self.shard is None:
             self.shard = ShardFile(self.folder, self.split, len(self.temps), self.schema)
             self.temps.append(self.shard.path)
-        self._run(self.shard.write, group)
+        self._run(self.shard.write, group, nbytes=group.nbytes)
         self.num_examples += group.num_rows
         self.num_bytes += group.nbytes
         if self.ends and self.num_examples == self.ends[0]:
@@ -231,11 +231,11 @@ class ParquetSplitWriter:
             self._run(self.shard.close)
             self.shard = None
 
-    def _run(self, write, *args) -> None:
+    def _run(self, write, *args, nbytes: int = 0) -> None:
         if self.background is None:
             write(*args)
         else:
-            self.background.submit(write, *args)
+            self.background.submit(write, *args, nbytes=nbytes)
 
     def plan_last(self) -> None:
         """Nothing to do here (`shardwork.PlannedSplitWriter` hands its last shard to a worker)."""

@@ -15,18 +15,20 @@ SPECS = {"sample_id": "string", "num_turns": "int32"}
 
 
 class Recording(Background):
-    """A Background that notes, for each write, its name and the thread it ran on."""
+    """A Background that notes, for each write, its name, the thread it ran on and the bytes it said it holds."""
 
-    def __init__(self, depth: int = 4):
-        super().__init__(depth)
+    def __init__(self):
+        super().__init__()
         self.ran: list[tuple[str, str]] = []
+        self.sizes: list[int] = []
 
-    def submit(self, write, *args):
+    def submit(self, write, *args, nbytes=0):
         def noted(*args):
             self.ran.append((write.__name__, threading.current_thread().name))
             return write(*args)
 
-        super().submit(noted, *args)
+        self.sizes.append(nbytes)
+        super().submit(noted, *args, nbytes=nbytes)
 
 
 def table(first: int, rows: int) -> pa.Table:
@@ -47,9 +49,9 @@ def write_split(folder, background=None):
 
 def test_writes_run_in_order_on_one_other_thread():
     done = []
-    with Background(depth=2) as background:
+    with Background(max_bytes=2) as background:
         for number in range(20):
-            background.submit(lambda n: done.append((n, threading.current_thread().name)), number)
+            background.submit(lambda n: done.append((n, threading.current_thread().name)), number, nbytes=1)
         background.wait()
         assert [n for n, _thread in done] == list(range(20))
     assert {thread for _n, thread in done} == {"personagym-hf-writes"}
@@ -65,6 +67,24 @@ def test_a_split_written_on_the_thread_is_the_same_bytes_and_its_row_groups_ran_
     assert {name for name, _thread in background.ran} == {"write", "close"}
     assert sum(name == "write" for name, _thread in background.ran) == 21  # 1050 rows / 50
     assert {thread for _name, thread in background.ran} == {"personagym-hf-writes"}
+    written = [size for (name, _thread), size in zip(background.ran, background.sizes) if name == "write"]
+    assert written == [table(0, 50).nbytes] * 21  # each row group says what it holds (its Arrow bytes)
+
+
+def test_a_write_waits_while_those_waiting_hold_more_than_the_bound():
+    release, first_done = threading.Event(), []
+
+    def first():
+        release.wait(10)
+        first_done.append(True)
+
+    with Background(max_bytes=100) as background:
+        background.submit(first, nbytes=80)
+        threading.Timer(0.2, release.set).start()
+        background.submit(lambda: None, nbytes=80)  # 160 > 100: returns once the first write is done
+        assert first_done == [True]
+        background.submit(lambda: None, nbytes=10_000)  # alone in the queue, a write of any size goes
+        background.wait()
 
 
 def test_the_first_failed_write_is_raised_to_the_caller_and_the_later_ones_do_not_run():
@@ -85,11 +105,11 @@ def test_the_first_failed_write_is_raised_to_the_caller_and_the_later_ones_do_no
 
 
 def test_a_failure_is_raised_at_the_next_submit(tmp_path):
-    background = Background(depth=1)
-    background.submit(lambda: (_ for _ in ()).throw(ValueError("row group refused")))
+    background = Background(max_bytes=1)
+    background.submit(lambda: (_ for _ in ()).throw(ValueError("row group refused")), nbytes=1)
     with pytest.raises(ValueError, match="row group refused"):
-        for _ in range(50):  # the failure is in before this loop ends: every submit waits for a free slot
-            background.submit(lambda: None)
+        for _ in range(50):  # the failure is in before this loop ends: every submit waits for the one before
+            background.submit(lambda: None, nbytes=1)
     background.close()
 
 
