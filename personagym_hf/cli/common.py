@@ -36,6 +36,22 @@ def load_settings(args: argparse.Namespace):
     return config, settings
 
 
+def use_jemalloc(args: argparse.Namespace) -> None:
+    """Arrow's buffers from jemalloc in an export of this process alone, when the user chose no pool of their own
+    (`ARROW_DEFAULT_MEMORY_POOL`). Its Parquet writes run on a thread of their own (`write.background`), and
+    pyarrow's default, mimalloc, then keeps a working set per thread: 50-70 MB more peak RSS at 100k realistic
+    interactions (docs/performance.md). Not with worker processes (`--num-proc`, Ray), which write the shards
+    themselves: forked while a signal came in, 2 exports in 50 hung in jemalloc's fork handlers (none with
+    mimalloc). Set before pyarrow loads (it reads the variable then, and only then), on Linux only, whose pyarrow
+    wheels carry jemalloc (elsewhere Arrow would print a warning). A choice of the command line's own process: a
+    library does not change the pool of the program that imports it."""
+    import os
+
+    alone = getattr(args, "num_proc", 1) == 1 and getattr(args, "engine", "local") == "local"
+    if alone and "pyarrow" not in sys.modules and sys.platform == "linux":
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+
+
 def check_sources(args: argparse.Namespace) -> None:
     """One source per command: a store (`--interactions` or `--demo`) or an export (`--data`), never two."""
     demo, interactions, data = (getattr(args, name, None) for name in ("demo", "interactions", "data"))

@@ -18,6 +18,7 @@ from .common import (
     positive,
     show_progress,
     store_path,
+    use_jemalloc,
     validate_hint,
 )
 
@@ -100,6 +101,7 @@ def add_commands(sub) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    use_jemalloc(args)
     config, settings = load_settings(args)
     request = export_request(args, settings)
     if request.run.engine == "ray":
