@@ -121,7 +121,7 @@ class ChunkResult:
             self.jsonl_part(split).unlink(missing_ok=True)
 
 
-HELD_ROW_BYTES = 1 << 20  # a row whose JSON item is bigger is kept as the row until it is written (`InMemory`)
+HELD_ROW_BYTES = 1 << 20  # a row whose JSONL line is bigger is kept as the row until it is written (`InMemory`)
 
 
 class InMemory:
@@ -134,15 +134,17 @@ class InMemory:
         result.lines = {split: [] for split in split_names}
 
     def row(self, split: str, row: dict) -> None:
-        item = pretty_item(row)
-        if len(item) > HELD_ROW_BYTES:
-            # A big row is held as itself (its strings are the sample's, no copy) and encoded when it is written,
-            # one output at a time: its JSON item and JSONL line are not both held with it for a whole chunk.
+        line = dumps_line(row)
+        if len(line) > HELD_ROW_BYTES:
+            # A big row is held as itself (its strings are the sample's, no copy) and written a piece at a time
+            # (`files.item_pieces`, `line_pieces`): neither its JSON item nor its JSONL line is ever whole in memory
+            # but here, the line for the length (the compact form, and for any other row, needed anyway).
+            del line
             self.result.items[split].append(row)
             self.result.lines[split].append(row)
             return
-        self.result.items[split].append(item)
-        self.result.lines[split].append(dumps_line(row))
+        self.result.items[split].append(pretty_item(row))
+        self.result.lines[split].append(line)
 
     def table(self, config: str, split: str, table: pa.Table) -> None:
         self.result.batches.append((config, split, table))
@@ -203,7 +205,9 @@ def encode_chunk(job: ChunkJob, task: ChunkTask, in_memory: bool = False, earlie
         sink = Rows() if job.outputs == "rows" else KeySink() if job.outputs == "keys" else NoOutput()
     records = iter_chunk(job.files, task.chunk)
     try:
-        result.encoded = encode(records, job.encoder, job.convert, sink, skip=job.skip, earlier=earlier)
+        result.encoded = encode(
+            records, job.encoder, job.convert, sink, skip=job.skip, earlier=earlier, statistics=job.outputs != "keys"
+        )
     finally:
         if isinstance(sink, (InMemory, PartFiles)):
             sink.close()

@@ -184,9 +184,9 @@ class Batches:
 class Step:
     """The per-sample step: a sample's split, then its row, statistics, audit and Arrow batch.
 
-    `stats` and `audit` are the accumulators it adds to (an export's own, or a batch's in `encode`)."""
+    `stats` and `audit` are the accumulators it adds to (an export's own, or a batch's in `encode`); None: none."""
 
-    def __init__(self, encoder: Encoder, sink: Sink, stats: StatsAccumulator, audit: Any = None):
+    def __init__(self, encoder: Encoder, sink: Sink, stats: StatsAccumulator | None, audit: Any = None):
         self.encoder, self.sink, self.stats, self.audit = encoder, sink, stats, audit
         self.batches = Batches(encoder, sink) if encoder.specs else None
         self.held_out: list[str] = []  # ids of the samples in no split, for the manifest (an append skips them)
@@ -200,16 +200,18 @@ class Step:
             data, redacted = redact_sample(data, fields=encoder.redacted_fields)
         split = encoder.split_of(data)
         if split is None:
-            self.stats.hold_out(data)
+            if self.stats is not None:
+                self.stats.hold_out(data)
             self.held_out.append(data["sample_id"])
             return None
         if encoder.only_split is not None and split != encoder.only_split:
             return None
         row = encoder.row(data)
         self.sink.row(split, row)
-        self.stats.add(data, split)
-        if redacted:
-            self.stats.redactions.update(redacted)
+        if self.stats is not None:
+            self.stats.add(data, split)
+            if redacted:
+                self.stats.redactions.update(redacted)
         if self.audit is not None:  # the rows as written: what an append reads back (export.py)
             self.audit.add(row, split)
         if self.batches is not None:
@@ -263,13 +265,15 @@ def encode(
     *,
     skip: Container[str] = frozenset(),
     earlier: Container[str] = frozenset(),
+    statistics: bool = True,
 ) -> Encoded:
     """Encode `records` into `sink`. Samples whose id is in `skip` (an earlier export holds them: append) are left
     out unreported; those in `earlier` (ids an earlier batch of the same run kept) are left out and listed as
     duplicates. Bad records are collected in store order, for the caller to report; under `on_bad_records: error`
-    the first one raises `samples.BadInputError` at once."""
+    the first one raises `samples.BadInputError` at once. `statistics=False` (the splits' pre-pass, which needs the
+    group keys only): `Encoded.stats` stays empty."""
     result = Encoded(audit=encoder.new_audit())
-    step = Step(encoder, sink, result.stats, result.audit)
+    step = Step(encoder, sink, result.stats if statistics else None, result.audit)
     rejections = Rejections("error" if encoder.cfg.on_bad_records == "error" else "skip")
 
     def to_add() -> Iterator[tuple[dict, Kept]]:
