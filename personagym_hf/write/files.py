@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 import orjson
 
@@ -23,11 +23,11 @@ BUFFER_BYTES = 1 << 20
 
 
 def dumps_line(row: Any) -> bytes:
-    return orjson.dumps(row) + b"\n"
+    return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)  # not `+ b"\n"`: that copies the line
 
 
 def dumps_pretty(value: Any) -> bytes:
-    return orjson.dumps(value, option=_INDENT) + b"\n"
+    return orjson.dumps(value, option=_INDENT | orjson.OPT_APPEND_NEWLINE)
 
 
 class AtomicFile:
@@ -54,6 +54,45 @@ class AtomicFile:
             self.file.close()
         with contextlib.suppress(OSError):
             self.temp.unlink(missing_ok=True)
+
+
+def _pieces(value: Any, indent: bool, level: int) -> Iterator[bytes]:
+    """`value` as orjson writes it — compact, or with `indent` two spaces a level from `level` on — in pieces:
+    brackets, separators and keys here, each leaf (a string, a number) by orjson. The same bytes as one
+    `orjson.dumps`, holding one leaf's at a time instead of the whole text's (a big row, `chunks.InMemory`)."""
+    kind = type(value)
+    if kind is dict or kind is list or kind is tuple:
+        if not value:
+            yield b"{}" if kind is dict else b"[]"
+            return
+        opening, closing = (b"{", b"}") if kind is dict else (b"[", b"]")
+        inner = b"\n" + b"  " * (level + 1) if indent else b""
+        yield opening
+        for number, entry in enumerate(value.items() if kind is dict else value):
+            separator = (b"," if number else b"") + inner
+            if kind is dict:
+                key, entry = entry
+                if type(key) is not str:  # noqa: E721 - as orjson, which takes str keys only
+                    raise TypeError("Dict key must be str")
+                yield separator + orjson.dumps(key) + (b": " if indent else b":")
+            else:
+                yield separator
+            yield from _pieces(entry, indent, level + 1)
+        yield (b"\n" + b"  " * level if indent else b"") + closing
+    else:
+        yield orjson.dumps(value)
+
+
+def line_pieces(row: Any) -> Iterator[bytes]:
+    """`dumps_line(row)`, in pieces (`_pieces`)."""
+    yield from _pieces(row, False, 0)
+    yield b"\n"
+
+
+def item_pieces(row: Any) -> Iterator[bytes]:
+    """`pretty_item(row)`, in pieces (`_pieces`)."""
+    yield b"  "
+    yield from _pieces(row, True, 1)
 
 
 def pretty_item(row: Any) -> bytes:
@@ -101,9 +140,10 @@ class JsonArrayWriter(AtomicFile):
             self.write(b"[\n" if self.count == 0 else ITEM_SEPARATOR)
             if any(isinstance(item, dict) for item in items):
                 for number, item in enumerate(items):
-                    self.write(
-                        (ITEM_SEPARATOR if number else b"") + (pretty_item(item) if isinstance(item, dict) else item)
-                    )
+                    if number:
+                        self.write(ITEM_SEPARATOR)
+                    for piece in item_pieces(item) if isinstance(item, dict) else (item,):
+                        self.write(piece)
             else:
                 self.write(ITEM_SEPARATOR.join(items))
             self.count += len(items)
@@ -145,11 +185,23 @@ class JsonlWriter(AtomicFile):
             return
         if any(isinstance(line, dict) for line in lines):
             for line in lines:
-                self.add_lines([dumps_line(line) if isinstance(line, dict) else line])
+                if isinstance(line, dict):
+                    self._add_row(line)
+                else:
+                    self.add_lines([line])
             return
         self.write(b"".join(lines))
         self.sha256.update(line_digests(lines))
         self.count += len(lines)
+
+    def _add_row(self, row: dict) -> None:
+        """One row's line, written a piece at a time (`line_pieces`), with the digest of the whole line."""
+        digest = hashlib.sha256()
+        for piece in line_pieces(row):
+            self.write(piece)
+            digest.update(piece)
+        self.sha256.update(digest.digest())
+        self.count += 1
 
     def add_file(self, part: Path, count: int, digests: bytes) -> None:
         """Append a part of `count` lines written elsewhere, with the `line_digests` its writer computed."""

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 
 from personagym_hf.testing.realistic import iter_realistic_interactions
 
@@ -19,25 +20,27 @@ TURN_BYTES = 20 << 20
 # what is left above that is the Arrow conversion of the turn (pyarrow's builder and allocator keep ~3x a string
 # of this size for each of the two columns that hold it) and its row group, held until the export finishes.
 BOUND = 10 * TURN_BYTES
+# Without the Parquet folder: the record's text (1x) and its row's line (2.1x), made once to learn the row's size.
+JSON_BOUND = 5 * TURN_BYTES
 
 PEAK = """
 import sys
 from personagym_hf.cli.main import main
-code = main(["export", "--interactions", sys.argv[1], "--output", sys.argv[2], "-q"])
+code = main(["export", "--interactions", sys.argv[1], "--output", sys.argv[2], "-q", *sys.argv[3:]])
 status = open("/proc/self/status").read()  # VmHWM: this process's peak, not the spawning process's
 print(code, int(status.split("VmHWM:")[1].split()[0]) * 1024)
 """
 
 
-def peak_of_export(store, out) -> int:
-    done = subprocess.run([sys.executable, "-c", PEAK, str(store), str(out)], capture_output=True, text=True)
+def peak_of_export(store, out, *options: str) -> int:
+    done = subprocess.run([sys.executable, "-c", PEAK, str(store), str(out), *options], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     code, peak = map(int, done.stdout.splitlines()[-1].split())
     assert code == 0
     return peak
 
 
-def test_a_20_mb_record_in_json_lines_costs_a_bounded_multiple_of_its_size(tmp_path):
+def stores_with_and_without_a_big_record(tmp_path) -> dict:
     records = list(iter_realistic_interactions(300, personas=60, queries=20, seed=5))
     big = dict(records[7], interaction_id="interaction_big")
     big["messages"] = [dict(message) for message in big["messages"]]
@@ -50,6 +53,11 @@ def test_a_20_mb_record_in_json_lines_costs_a_bounded_multiple_of_its_size(tmp_p
             for record in records + extra:
                 f.write(orjson.dumps(record) + b"\n")
         stores[name] = folder
+    return stores
+
+
+def test_a_20_mb_record_in_json_lines_costs_a_bounded_multiple_of_its_size(tmp_path):
+    stores = stores_with_and_without_a_big_record(tmp_path)
     without = peak_of_export(stores["without"], tmp_path / "out-without")
     with_big = peak_of_export(stores["with"], tmp_path / "out-with")
     assert with_big - without <= BOUND, f"{(with_big - without) / TURN_BYTES:.1f}x the record"
@@ -59,6 +67,18 @@ def test_a_20_mb_record_in_json_lines_costs_a_bounded_multiple_of_its_size(tmp_p
         + (tmp_path / "out-with" / "test_samples.jsonl").read_bytes()
     )
     assert exported.count(b"paste paste") >= 2  # in the conversation and the trajectory: it was exported
+
+
+def test_a_big_record_costs_its_json_outputs_one_text_at_a_time(tmp_path):
+    """Without the Parquet folder and the audit, what is left is the JSON and JSONL outputs: the record's row,
+    whose line (42 MB: the turn is in the conversation and in the trajectory) is made once to learn its size, then
+    written a leaf at a time. Before, a second copy of the line (`+ b"\\n"`) and the whole JSON item were made:
+    6x the record."""
+    stores = stores_with_and_without_a_big_record(tmp_path)
+    options = ("--no-hf-dataset", "--no-audit")
+    without = peak_of_export(stores["without"], tmp_path / "out-without", *options)
+    with_big = peak_of_export(stores["with"], tmp_path / "out-with", *options)
+    assert with_big - without <= JSON_BOUND, f"{(with_big - without) / TURN_BYTES:.1f}x the record"
 
 
 def test_a_chunk_holds_a_big_row_as_itself_and_writes_the_same_bytes(tmp_path):
@@ -83,3 +103,26 @@ def test_a_chunk_holds_a_big_row_as_itself_and_writes_the_same_bytes(tmp_path):
                 jsonl.add(row)
         written[name] = (json.commit().read_bytes(), jsonl.commit().read_bytes(), jsonl.fingerprint(), json.count)
     assert written["held"] == written["encoded"]
+
+
+ODD_VALUES = [
+    {},
+    [],
+    {"a": {}, "b": [], "c": [{}], "d": [[]], "e": {"f": {"g": []}}},
+    {"text": 'quotes " and \\ and\nnewlines\tand \u00e9\u4e2d\U0001f600 and \x00', "n": -3, "x": 1.5, "big": 10**18},
+    {"flags": [True, False, None], "floats": [0.1, 1e300, -0.0], "tuple": ("a", ("b",))},
+    [1, [2, [3, {"k": "v"}]]],
+]
+
+
+def test_a_row_written_in_pieces_is_the_same_bytes_as_one_dump():
+    from personagym_hf.write.files import dumps_line, item_pieces, line_pieces, pretty_item
+
+    rows = [dict(row) for row in iter_realistic_interactions(200, personas=40, queries=10, seed=3)] + ODD_VALUES
+    for row in rows:
+        assert b"".join(line_pieces(row)) == dumps_line(row) == orjson.dumps(row) + b"\n"
+        assert b"".join(item_pieces(row)) == pretty_item(row)
+    big = {"conversation": [{"role": "user", "content": "x" * (2 << 20)}], "id": "a"}
+    assert max(len(piece) for piece in line_pieces(big)) == (2 << 20) + 2  # one leaf at a time: the text, quoted
+    with pytest.raises(TypeError, match="Dict key must be str"):
+        b"".join(line_pieces({1: "a"}))
