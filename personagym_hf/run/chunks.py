@@ -35,7 +35,7 @@ from ..read.plan import Chunk, Files, iter_chunk, plan_chunks
 from ..transform.assign import KeyCounts, KeySink
 from ..transform.encode import Encoded, Encoder, NoOutput, Rows, Sink, encode
 from ..transform.policy import Convert
-from ..write.files import BUFFER_BYTES, ITEM_SEPARATOR, dumps_line, pretty_item
+from ..write.files import BUFFER_BYTES, ITEM_SEPARATOR, dumps_line, dumps_line_within, pretty_item
 from ..write.folder import hold
 from ..write.parquet import row_sizes
 
@@ -134,12 +134,11 @@ class InMemory:
         result.lines = {split: [] for split in split_names}
 
     def row(self, split: str, row: dict) -> None:
-        line = dumps_line(row)
-        if len(line) > HELD_ROW_BYTES:
+        line = dumps_line_within(row, HELD_ROW_BYTES)
+        if line is None:
             # A big row is held as itself (its strings are the sample's, no copy) and written a piece at a time
             # (`files.item_pieces`, `line_pieces`): neither its JSON item nor its JSONL line is ever whole in memory
-            # but here, the line for the length (the compact form, and for any other row, needed anyway).
-            del line
+            # but in `dumps_line_within`.
             self.result.items[split].append(row)
             self.result.lines[split].append(row)
             return

@@ -23,11 +23,20 @@ BUFFER_BYTES = 1 << 20
 
 
 def dumps_line(row: Any) -> bytes:
-    return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)  # not `+ b"\n"`: that copies the line
+    # Not OPT_APPEND_NEWLINE, which saves this copy: with it an export of 100k realistic interactions peaked 75 MB
+    # higher (the lines a chunk holds took more memory than their length).
+    return orjson.dumps(row) + b"\n"
+
+
+def dumps_line_within(row: Any, limit: int) -> bytes | None:
+    """`dumps_line(row)`, or None when the line is longer than `limit` bytes: a big row's text is then made once,
+    to learn its size, and not copied (for `line_pieces` to write later)."""
+    dumped = orjson.dumps(row)
+    return None if len(dumped) >= limit else dumped + b"\n"
 
 
 def dumps_pretty(value: Any) -> bytes:
-    return orjson.dumps(value, option=_INDENT | orjson.OPT_APPEND_NEWLINE)
+    return orjson.dumps(value, option=_INDENT) + b"\n"
 
 
 class AtomicFile:
