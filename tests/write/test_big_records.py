@@ -73,8 +73,8 @@ def test_a_20_mb_record_in_json_lines_costs_a_bounded_multiple_of_its_size(tmp_p
 def test_a_big_record_costs_its_json_outputs_one_text_at_a_time(tmp_path):
     """Without the Parquet folder and the audit, what is left is the JSON and JSONL outputs: the record's row,
     whose line (42 MB: the turn is in the conversation and in the trajectory) is made once to learn its size, then
-    written a leaf at a time: 4.6x the record. Before, a copy of the line with its newline and the whole JSON item
-    were made too: 6.7x."""
+    written a leaf at a time: 4.7x the record. Before, a copy of the line with its newline and the whole JSON item
+    were made too: 6.8x."""
     stores = stores_with_and_without_a_big_record(tmp_path)
     options = ("--no-hf-dataset", "--no-audit")
     without = peak_of_export(stores["without"], tmp_path / "out-without", *options)
