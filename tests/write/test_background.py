@@ -1,5 +1,7 @@
 """write.background: the one thread an in-process export writes its Parquet row groups on."""
 
+import errno
+import os
 import threading
 
 import pyarrow as pa
@@ -8,6 +10,7 @@ import pytest
 
 from personagym_hf.config import RunOptions
 from personagym_hf.run.runner import InProcess
+from personagym_hf.schema import arrow_schema
 from personagym_hf.write.background import Background
 from personagym_hf.write.parquet import ParquetSplitWriter
 
@@ -132,3 +135,27 @@ def test_the_in_process_runner_writes_on_its_thread_and_ends_it_on_leaving(tmp_p
         assert thread is not None and thread.is_alive()
     assert not thread.is_alive() and runner.background._thread is None
     assert pq.read_table(path).num_rows == 120
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    from disks import mounted_tmpfs
+
+    yield from mounted_tmpfs(tmp_path / "disk", "256k")
+
+
+def test_a_full_disk_under_the_thread_is_raised_to_the_writer_and_its_files_go(tiny_disk):
+    """The thread's own failure, on a real full disk: the row groups it writes do not fit. The caller gets the
+    disk's error (what `run.job` turns into its one line), then the abort leaves nothing behind."""
+    background = Recording()
+    writer = ParquetSplitWriter(tiny_disk, "train", SPECS, row_group_rows=50, background=background)
+    noise = pa.table({"sample_id": pa.array([os.urandom(64).hex() for _ in range(500)]), "num_turns": [1] * 500})
+    with pytest.raises(OSError) as caught:
+        for _ in range(100):  # 6.4 MB of incompressible ids for a 256 KB disk
+            writer.add_table(noise.cast(arrow_schema(SPECS)))
+        writer.commit()
+    assert caught.value.errno == errno.ENOSPC
+    assert background._failed  # the failure was the thread's, raised to the caller
+    writer.abort()
+    background.close(raise_error=False)
+    assert list(tiny_disk.iterdir()) == []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_interaction, write_files
+from disks import mounted_tmpfs
 from exporting import snapshot
 from holds import held, hold_env
 
@@ -153,16 +154,6 @@ def test_two_exports_started_together_give_one_complete_export(tmp_path):
     rows = [json.loads(line) for line in (out / "train_samples.jsonl").read_text(encoding="utf-8").splitlines()]
     assert json.loads((out / "train_samples.json").read_text(encoding="utf-8")) == rows
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "store"]
-
-
-def mounted_tmpfs(folder: Path, size: str):
-    """A tmpfs of `size` at `folder` (needs root and mount; skipped where the machine does not allow it)."""
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 @pytest.fixture
