@@ -69,19 +69,19 @@ def _pieces(value: Any, indent: bool, level: int) -> Iterator[bytes]:
     """`value` as orjson writes it — compact, or with `indent` two spaces a level from `level` on — in pieces:
     brackets, separators and keys here, each leaf (a string, a number) by orjson. The same bytes as one
     `orjson.dumps`, holding one leaf's at a time instead of the whole text's (a big row, `chunks.InMemory`)."""
-    kind = type(value)
-    if kind is dict or kind is list or kind is tuple:
+    mapping = isinstance(value, dict)  # subclasses too: orjson writes them as their base type
+    if mapping or isinstance(value, (list, tuple)):
         if not value:
-            yield b"{}" if kind is dict else b"[]"
+            yield b"{}" if mapping else b"[]"
             return
-        opening, closing = (b"{", b"}") if kind is dict else (b"[", b"]")
+        opening, closing = (b"{", b"}") if mapping else (b"[", b"]")
         inner = b"\n" + b"  " * (level + 1) if indent else b""
         yield opening
-        for number, entry in enumerate(value.items() if kind is dict else value):
+        for number, entry in enumerate(value.items() if mapping else value):
             separator = (b"," if number else b"") + inner
-            if kind is dict:
+            if mapping:
                 key, entry = entry
-                if type(key) is not str:  # noqa: E721 - as orjson, which takes str keys only
+                if not isinstance(key, str):  # as orjson, which takes str keys only
                     raise TypeError("Dict key must be str")
                 yield separator + orjson.dumps(key) + (b": " if indent else b":")
             else:

@@ -9,6 +9,7 @@ bounded sample of it, the reader lets the line go, and a chunk holds the row onc
 
 import subprocess
 import sys
+from collections import OrderedDict
 
 import orjson
 import pytest
@@ -113,6 +114,7 @@ ODD_VALUES = [
     {"text": 'quotes " and \\ and\nnewlines\tand \u00e9\u4e2d\U0001f600 and \x00', "n": -3, "x": 1.5, "big": 10**18},
     {"flags": [True, False, None], "floats": [0.1, 1e300, -0.0], "tuple": ("a", ("b",))},
     [1, [2, [3, {"k": "v"}]]],
+    {"ordered": OrderedDict([("b", [1, {"c": OrderedDict(d=[2])}]), ("a", [])])},  # subclasses, nested
 ]
 
 
