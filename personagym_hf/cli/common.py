@@ -47,7 +47,7 @@ def use_jemalloc(args: argparse.Namespace) -> None:
     library does not change the pool of the program that imports it."""
     import os
 
-    alone = getattr(args, "num_proc", 1) == 1 and getattr(args, "engine", "local") == "local"
+    alone = args.num_proc == 1 and args.engine == "local"
     if alone and "pyarrow" not in sys.modules and sys.platform == "linux":
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
