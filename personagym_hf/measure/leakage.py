@@ -31,6 +31,7 @@ Memory besides: per sample its id (packed); per persona an entry.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -342,12 +343,24 @@ class LeakageAudit:
         return LeakageAudit(near=self.near, options=self.options, spill_dir=self.spill_dir).merge(self).merge(other)
 
     def sample_id(self, ordinal: int) -> str:
-        start, end = self.id_ends[ordinal - 1] if ordinal else 0, self.id_ends[ordinal]
-        if start >= self.ids_spilled:
-            return self.ids[start - self.ids_spilled : end - self.ids_spilled].decode()
-        with open(os.path.join(self._folder, "ids"), "rb") as f:
-            f.seek(start)
-            return f.read(end - start).decode()
+        return self.sample_ids([ordinal])[ordinal]
+
+    def sample_ids(self, ordinals: Iterable[int]) -> dict[int, str]:
+        """ordinal -> sample id, for many samples at once: the spill file is opened once for all of them (opened
+        once per id, it was a third of `to_dict`'s time on 100k samples whose queries all cross splits)."""
+        ids, spilled, ends, found = self.ids, self.ids_spilled, self.id_ends, {}
+        with contextlib.ExitStack() as stack:
+            f = None
+            for ordinal in sorted(set(ordinals)):
+                start, end = ends[ordinal - 1] if ordinal else 0, ends[ordinal]
+                if start >= spilled:
+                    found[ordinal] = ids[start - spilled : end - spilled].decode()
+                    continue
+                if f is None:
+                    f = stack.enter_context(open(os.path.join(self._folder, "ids"), "rb"))
+                f.seek(start)
+                found[ordinal] = f.read(end - start).decode()
+        return found
 
     def _spill_ids(self) -> None:
         with open(os.path.join(self._spill_folder(), "ids"), "ab") as f:
@@ -645,7 +658,9 @@ class _Tally:
         self.near_examples += zip(index.first[near].tolist(), index.match[near].tolist(), index.equal[near].tolist())
 
     def figures(self, audit: LeakageAudit, near: bool) -> dict[str, Any]:
-        sample_id = audit.sample_id
+        wanted = [o for pair in self.exact_examples for o in pair]
+        wanted += [o for a, b, _ in self.near_examples for o in (a, b)] if near else []
+        sample_id = audit.sample_ids(wanted).__getitem__
         figures: dict[str, Any] = {
             "rows": self.rows,
             "exact": self.exact,
