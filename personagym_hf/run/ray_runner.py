@@ -53,6 +53,7 @@ CPUS_PER_ID_BUCKET = 4  # one actor holding a bucket of the kept sample ids per 
 ID_BUCKETS = (2, 16)  # ...and at least and at most this many
 
 
+STOP_WAIT = 30.0  # seconds an export that failed lets its tasks in flight finish before it cancels them
 CONNECT_TIMEOUT = 5.0  # seconds to reach the head's port before `ray.init`, which waits a minute and more
 
 
@@ -282,12 +283,23 @@ class RayRunner:
 
     def __exit__(self, kind, error, traceback) -> None:
         try:
-            for ref in self.refs:  # an export that stops early leaves no task running
-                self.ray.cancel(ref, force=True)
+            self._stop_tasks(interrupted=kind is not None and not issubclass(kind, Exception))
             for index in self.indexes:
                 index.close()
         finally:
             self._disconnect()
+
+    def _stop_tasks(self, interrupted: bool) -> None:
+        """Leave no task running: an export that failed lets its tasks in flight (a window of chunks, shards: short)
+        finish, for `STOP_WAIT` at most, then cancels what is left; an interrupted one cancels them at once. Why
+        wait: a task cancelled as it finishes can fail a check in Ray's core worker, which aborts this process
+        ("Tried to complete task that was not pending", ray-project/ray#54798); the full test suite hit it."""
+        running = [ref for ref in self.refs if not self.ready(ref)]
+        if running and not interrupted:
+            _done, running = self.ray.wait(running, num_returns=len(running), timeout=STOP_WAIT, fetch_local=False)
+        for ref in running:
+            self.ray.cancel(ref, force=True)
+        self.refs = []
 
     def id_index(self) -> RayIdIndex:
         """The index of the kept sample ids, in actors of the cluster (`RayIdIndex`)."""
