@@ -66,8 +66,13 @@ def digest(kind: str, text: str) -> int:
 
 
 # Personas and queries come back sample after sample (a persona's samples are together in a store, a query serves
-# many personas): their digests are remembered, the commonest ones at least. A sample's own id is not.
+# many personas): their digests are remembered, the commonest ones at least; not a long text's (the cache would
+# keep it alive), nor a sample's own id.
 _digest_cached = lru_cache(maxsize=1 << 12)(digest)
+
+
+def _key_digest(kind: str, text: str) -> int:
+    return _digest_cached(kind, text) if len(text) <= 512 else digest(kind, text)
 
 
 def sample_keys(data: dict) -> tuple[int, list[int], bool]:
@@ -76,16 +81,16 @@ def sample_keys(data: dict) -> tuple[int, list[int], bool]:
     from ..measure.leakage import normalise
 
     persona = data.get("persona_id")
-    persona_key = _digest_cached("persona", persona) if isinstance(persona, str) and persona else 0
+    persona_key = _key_digest("persona", persona) if isinstance(persona, str) and persona else 0
     queries = []
     original = data.get("original_query")
     if isinstance(original, str):
         text = normalise(original)
         if text:
-            queries.append(_digest_cached("original_query", text))
+            queries.append(_key_digest("original_query", text))
     query_id = (data.get("metadata") or {}).get("query_id")
     if isinstance(query_id, str) and query_id:
-        queries.append(_digest_cached("query_id", query_id))
+        queries.append(_key_digest("query_id", query_id))
     if not queries:
         return persona_key, [digest("sample", str(data.get("sample_id") or ""))], True
     return persona_key, queries, False
