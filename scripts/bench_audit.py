@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -354,6 +355,13 @@ def export_cost(args: argparse.Namespace) -> dict:
             added_cpu = best(name, "cpu_seconds") / best(base, "cpu_seconds") - 1
             added_rss = max(r["peak_rss_mb"] for r in runs[name]) - max(r["peak_rss_mb"] for r in runs[base])
             print(f"{name}: {added:+.1%} time, {added_cpu:+.1%} CPU time (best against best), {added_rss:+.0f} MB")
+            # Each round's two runs were taken back to back: their ratio is less at the mercy of one lucky run.
+            paired = [a["seconds"] / b["seconds"] - 1 for a, b in zip(runs[name], runs[base])]
+            paired_cpu = [a["cpu_seconds"] / b["cpu_seconds"] - 1 for a, b in zip(runs[name], runs[base])]
+            print(
+                f"{' ' * len(name)}  {statistics.median(paired):+.1%} time, {statistics.median(paired_cpu):+.1%} CPU "
+                f"time (median of the rounds' pairs; each {min(paired):+.1%} to {max(paired):+.1%})"
+            )
     return runs
 
 

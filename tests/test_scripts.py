@@ -245,4 +245,12 @@ def test_bench_audit_times_whole_exports_with_and_without_the_audit_alternating(
     ]
     assert [(int(m[1]), m[2]) for m in ran] == [(r, name) for r in (1, 2) for name in names]  # alternating
     assert [line.split(":")[0] for line in lines if " CPU time (best against best), " in line] == names[1::2]
+    # and the median of each round's pair, which were run back to back, as computed from the runs
+    for name in names[1::2]:
+        base = runs[name.replace(" audit", " no-audit", 1)]
+        pairs = sorted(a["seconds"] / b["seconds"] - 1 for a, b in zip(runs[name], base))
+        (at,) = [number for number, line in enumerate(lines) if line.startswith(f"{name}: ")]
+        paired = lines[at + 1]
+        assert paired.strip().startswith(f"{(pairs[0] + pairs[1]) / 2:+.1%} time, ")
+        assert paired.endswith(f"(median of the rounds' pairs; each {pairs[0]:+.1%} to {pairs[1]:+.1%})")
     assert not (tmp_path / "s120").exists()  # the store is removed without --keep
