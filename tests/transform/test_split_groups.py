@@ -225,3 +225,23 @@ def test_unique_pairs_is_numpys_unique_of_the_rows():
             assert np.array_equal(pairs, expected) and np.array_equal(inverse, expected_inverse.reshape(-1))
         assert np.array_equal(pairs[inverse], np.stack([a, b], axis=1))  # each row's pair is its own
         assert pairs.dtype == np.uint64 and len(pairs) == len({(int(x), int(y)) for x, y in zip(a, b)})
+
+
+def test_group_key_digests_are_remembered_for_short_texts_only():
+    """Personas and queries repeat sample after sample, so `sample_keys` remembers their digests; a long text is not
+    remembered (the cache would keep it alive). The keys are the same either way."""
+    from personagym_hf.transform import assign
+
+    assign._digest_cached.cache_clear()
+    short = {"sample_id": "s1", "persona_id": "p" * 512, "original_query": "q" * 512}
+    long = {"sample_id": "s2", "persona_id": "p" * 513, "original_query": "q" * 513}
+    assert assign.sample_keys(short) == (
+        assign.digest("persona", "p" * 512), [assign.digest("original_query", "q" * 512)], False
+    )
+    assert assign._digest_cached.cache_info().currsize == 2
+    assert assign.sample_keys(long) == (
+        assign.digest("persona", "p" * 513), [assign.digest("original_query", "q" * 513)], False
+    )
+    assert assign._digest_cached.cache_info().currsize == 2  # nothing of the long texts kept
+    assign.sample_keys(short)
+    assert assign._digest_cached.cache_info().hits == 2

@@ -96,16 +96,17 @@ def test_the_audit_spills_its_rows_into_the_staging_folder(leaky_store, tmp_path
     destination = open_destination(request, None)
     layout = destination.layout
     encoder = Encoder(request.settings, layout.split, layout.hf_dataset, "near", options=request.run)
-    exporter = Exporter(destination, request, encoder, InProcess(request.run))
-    assert exporter.audit.spill_dir == str(exporter.work / "leakage")
-    exporter.audit = exporter.step.audit = LeakageAudit(
-        options=LeakageOptions(spill_rows=1), spill_dir=exporter.work / "leakage"
-    )
-    for sample, _split in leaky_samples():
-        exporter.add(CONVERT(leaky_interaction(sample["sample_id"].removeprefix("sample_"))))
-    (spilled,) = (exporter.work / "leakage").iterdir()
-    assert len(list(spilled.iterdir())) == 9  # 3 splits x 3 texts
-    result = exporter.finish()
+    with InProcess(request.run) as runner:  # leaving it ends its Parquet thread
+        exporter = Exporter(destination, request, encoder, runner)
+        assert exporter.audit.spill_dir == str(exporter.work / "leakage")
+        exporter.audit = exporter.step.audit = LeakageAudit(
+            options=LeakageOptions(spill_rows=1), spill_dir=exporter.work / "leakage"
+        )
+        for sample, _split in leaky_samples():
+            exporter.add(CONVERT(leaky_interaction(sample["sample_id"].removeprefix("sample_"))))
+        (spilled,) = (exporter.work / "leakage").iterdir()
+        assert len(list(spilled.iterdir())) == 9  # 3 splits x 3 texts
+        result = exporter.finish()
     destination.folder.commit()
     assert result.statistics["leakage"] == LeakageAudit().add_all(leaky_samples()).to_dict()
     assert not exporter.work.exists() and not [p for p in (tmp_path / "out").rglob("*") if "leakage" in p.name]
