@@ -4,6 +4,8 @@ Run it from the repository root with the project's venv:
 
     python scripts/bench.py -n 100000 --keep              # floor, components, export, naive, --help at N=100000
     python scripts/bench.py -n 20000 --keep --num-proc 2  # reuse the store; also export with 2 processes
+    python scripts/bench.py -n 100000 --keep --rounds 3   # each step 3 times back to back: medians, and ratios
+                                                          # as the median of the rounds' own ratios
     python scripts/bench.py --rss-sweep 20000,100000      # export only: peak RSS at each size
     python scripts/bench.py -n 20000 --keep --steps       # the export's steps one at a time: us per record
     python scripts/bench.py -n 100000 --keep --parent-cpu --num-proc 2   # what the parent process costs
@@ -67,6 +69,7 @@ from personagym_hf.read.store import discover_files
 REPLY_CHARS = 1300  # synthetic profile: a mean file of ~5.2 KB (most files 2.5-8 KB)
 PROFILES = ("realistic", "synthetic")
 DEFAULT_STORE = str(Path(tempfile.gettempdir()) / "bench_store" / "{profile}-{n}")
+FLOOR_PARTS = ("read+parse", "serialise rows (JSON)", "write Parquet")
 STEP_FILES = 20000  # --steps holds every step's output for this many interactions in memory
 MARKER = ".bench_store"  # only folders holding it are ever deleted (dot files are not interactions)
 CLI = Path(sys.executable).with_name("personagym-hf")
@@ -354,14 +357,9 @@ def verdict(ok: bool | None) -> str:
     return "SKIP" if ok is None else ("PASS" if ok else "FAIL")
 
 
-def benchmark(args: argparse.Namespace) -> dict:
-    store, mean_size = prepare_store(args.store_dir, args.n, args.keep, args.profile)
-    print(
-        f"store: {store} ({args.profile} profile, {args.n} interactions, mean file size {mean_size:,.0f} B = "
-        f"{mean_size / 1024:.2f} KiB)"
-    )
-    print("page cache: the store is read once, untimed, before every timed step (warm cache)")
-    subprocess.run([sys.executable, "-c", "import datasets, pyarrow.parquet"], check=True)  # warm the imports too
+def measure_round(store: Path, args: argparse.Namespace) -> dict[str, Step]:
+    """One round of the timed steps, in order: the floor's parts, the export (whose output the components read), the
+    export with --num-proc, with Ray, the naive script. By name, the floor's sum included."""
     steps = [run_child("read+parse", [sys.executable, "-c", FLOOR_SCRIPT, str(store)], store)]
     with tempfile.TemporaryDirectory(prefix="bench_export_") as kept:
         export = export_step(store, "export (1 process)", keep=Path(kept) / "out")
@@ -374,52 +372,98 @@ def benchmark(args: argparse.Namespace) -> dict:
         cpu_seconds=sum(step.cpu_seconds for step in steps),
     )
     steps += [floor, export]
-    parallel, two_note = None, "not measured (run with --num-proc 2)"
-    if args.num_proc > 1:
-        if supports_num_proc():
-            parallel = export_step(store, f"export (num_proc {args.num_proc})", ("--num-proc", str(args.num_proc)))
-            steps.append(parallel)
-        else:
-            print("num-proc: not supported by this version")
-            two_note = "num-proc not supported by this version"
+    if args.num_proc > 1 and supports_num_proc():
+        steps.append(export_step(store, f"export (num_proc {args.num_proc})", ("--num-proc", str(args.num_proc))))
     if args.engine == "ray":
         steps.append(ray_step(store))
-    naive = None if args.skip_naive else naive_step(store)
-    steps += [s for s in (naive, help_step()) if s is not None]
+    if not args.skip_naive:
+        steps.append(naive_step(store))
+    return {step.name: step for step in steps}
+
+
+def median_step(runs: list[Step]) -> Step:
+    """The run of median wall time (the lower middle one of an even number): one real run, not a mix of runs."""
+    return sorted(runs, key=lambda step: step.seconds)[(len(runs) - 1) // 2]
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def benchmark(args: argparse.Namespace) -> dict:
+    store, mean_size = prepare_store(args.store_dir, args.n, args.keep, args.profile)
+    print(
+        f"store: {store} ({args.profile} profile, {args.n} interactions, mean file size {mean_size:,.0f} B = "
+        f"{mean_size / 1024:.2f} KiB)"
+    )
+    print("page cache: the store is read once, untimed, before every timed step (warm cache)")
+    subprocess.run([sys.executable, "-c", "import datasets, pyarrow.parquet"], check=True)  # warm the imports too
+    if args.num_proc > 1 and not supports_num_proc():
+        print("num-proc: not supported by this version")
+    # Rounds run the steps back to back, so each round's ratios compare runs under about the same load; a ratio's
+    # figure is the median of the rounds' ratios, as the machine's load moves single runs by a third.
+    rounds = []
+    for number in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {number + 1} of {args.rounds} ...", flush=True)
+        rounds.append(measure_round(store, args))
+    help_ = help_step()
     if not args.keep:
         remove_store(store)
 
-    help_ = steps[-1]
+    names = list(rounds[0])
+    steps = [median_step([one[name] for one in rounds]) for name in names] + [help_]
+    # The floor's parts from the round of its median, so that they add up to it
+    middle = next(one for one in rounds if one["component floor"] is steps[names.index("component floor")])
+    steps = [middle[step.name] if step.name in FLOOR_PARTS else step for step in steps]
+    by_name = {step.name: step for step in steps}
+    floor, export = by_name["component floor"], by_name["export (1 process)"]
+    parallel = by_name.get(f"export (num_proc {args.num_proc})")
+    naive = by_name.get("naive datasets")
+
+    def ratio(name: str, base: str, cpu: bool = False) -> float:
+        field = "cpu_seconds" if cpu else "seconds"
+        return median([getattr(one[name], field) / getattr(one[base], field) for one in rounds])
+
+    seconds = {name: [one[name].seconds for one in rounds] for name in names}
     print(
         f"\n{'step':<24} {'seconds':>8} {'interactions/s':>15} {'ratio to floor':>15} {'CPU s':>8} "
-        f"{'CPU ratio':>9} {'peak RSS MB':>12} {'load':>5}"
+        f"{'CPU ratio':>9} {'peak RSS MB':>12} {'load':>5}" + ("  rounds' seconds" if args.rounds > 1 else "")
     )
     for step in steps:
         timed = step is not help_
         rate = f"{args.n / step.seconds:,.0f}" if timed else "-"
-        ratio = f"{step.seconds / floor.seconds:.2f}" if timed else "-"
-        cpu_ratio = f"{step.cpu_seconds / floor.cpu_seconds:.2f}" if timed and floor.cpu_seconds else "-"
+        to_floor = f"{ratio(step.name, floor.name):.2f}" if timed else "-"
+        cpu_ratio = f"{ratio(step.name, floor.name, cpu=True):.2f}" if timed and floor.cpu_seconds else "-"
         rss = f"{step.peak_rss_mb:.1f}" if step.peak_rss_mb else "-"
+        span = f"  {min(seconds[step.name]):.2f}-{max(seconds[step.name]):.2f}" if timed and args.rounds > 1 else ""
         print(
-            f"{step.name:<24} {step.seconds:>8.3f} {rate:>15} {ratio:>15} {step.cpu_seconds:>8.2f} {cpu_ratio:>9} "
-            f"{rss:>12} {step.load:>5.2f}"
+            f"{step.name:<24} {step.seconds:>8.3f} {rate:>15} {to_floor:>15} {step.cpu_seconds:>8.2f} {cpu_ratio:>9} "
+            f"{rss:>12} {step.load:>5.2f}{span}"
+        )
+    if args.rounds > 1:
+        print(
+            f"(each step: its run of median seconds, the floor's parts those of the floor's; ratios: the median of "
+            f"the {args.rounds} rounds' ratios, each against the floor of its own round)"
         )
 
     two = parallel if args.num_proc == 2 else None
     targets = {
         "export <= 1.5x component floor (1 process)": (
-            f"{export.seconds / floor.seconds:.2f}x (CPU time {export.cpu_seconds / floor.cpu_seconds:.2f}x)",
-            export.seconds <= 1.5 * floor.seconds,
+            f"{ratio(export.name, floor.name):.2f}x (CPU time {ratio(export.name, floor.name, cpu=True):.2f}x)",
+            ratio(export.name, floor.name) <= 1.5,
         ),
         "export <= 0.6x naive datasets (1 process)": (
-            f"{export.seconds / naive.seconds:.2f}x (CPU time {export.cpu_seconds / naive.cpu_seconds:.2f}x)"
+            f"{ratio(export.name, naive.name):.2f}x (CPU time {ratio(export.name, naive.name, cpu=True):.2f}x)"
             if naive
             else "skipped",
-            export.seconds <= 0.6 * naive.seconds if naive else None,
+            ratio(export.name, naive.name) <= 0.6 if naive else None,
         ),
         "export peak RSS <= 400 MB (1 process)": (f"{export.peak_rss_mb:.0f} MB", export.peak_rss_mb <= 400),
         "export (num_proc 2) vs 1 process": (
-            f"{two.seconds / export.seconds:.2f}x" if two else two_note,
+            f"{ratio(two.name, export.name):.2f}x" if two else "not measured (run with --num-proc 2)",
             None,
         ),
         "--help < 0.25 s": (f"{help_.seconds:.3f} s", help_.seconds < 0.25),
@@ -431,7 +475,9 @@ def benchmark(args: argparse.Namespace) -> dict:
         "n": args.n,
         "profile": args.profile,
         "mean_file_bytes": round(mean_size),
+        "rounds": args.rounds,
         "steps": [{k: v for k, v in asdict(s).items() if k != "output"} for s in steps],
+        "round_seconds": seconds,
         "targets": {t: {"value": v, "result": verdict(ok)} for t, (v, ok) in targets.items()},
     }
 
@@ -593,6 +639,13 @@ def main() -> None:
     )
     parser.add_argument("--skip-naive", action="store_true", help="skip the naive datasets script")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the timed steps this many times back to back; report each step's median run and the median of "
+        "the rounds' ratios (default 1)",
+    )
+    parser.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
@@ -607,6 +660,8 @@ def main() -> None:
     )
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds: expected an integer >= 1, got {args.rounds}")
 
     facts = machine()
     print("machine: " + ", ".join(f"{key} {value}" for key, value in facts.items()))

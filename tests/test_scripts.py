@@ -210,6 +210,42 @@ def test_bench_compares_the_export_with_its_component_floor(tmp_path):
     assert not (tmp_path / "s200").exists()  # the store is removed without --keep
 
 
+def test_bench_rounds_report_median_runs_and_the_median_of_the_rounds_ratios(tmp_path):
+    figures = tmp_path / "figures.json"
+    command = [sys.executable, "scripts/bench.py", "-n", "120", "--skip-naive", "--rounds", "3"]
+    command += ["--store-dir", str(tmp_path / "s{n}"), "--json", str(figures)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(figures.read_text(encoding="utf-8"))
+    rounds = figures["round_seconds"]
+    assert figures["rounds"] == 3 and "round 3 of 3 ..." in done.stdout
+    assert list(rounds) == [
+        "read+parse",
+        "serialise rows (JSON)",
+        "write Parquet",
+        "component floor",
+        "export (1 process)",
+    ]
+    assert all(len(runs) == 3 for runs in rounds.values())
+    steps = {step["name"]: step for step in figures["steps"]}
+    parts = ("read+parse", "serialise rows (JSON)", "write Parquet")
+    for name in ("component floor", "export (1 process)"):  # each step is its median run ...
+        assert steps[name]["seconds"] == sorted(rounds[name])[1]
+    # ... but the floor's parts come from the floor's median round, so they add up to it
+    middle = rounds["component floor"].index(steps["component floor"]["seconds"])
+    assert [steps[name]["seconds"] for name in parts] == [rounds[name][middle] for name in parts]
+    ratios = sorted(export / floor for export, floor in zip(rounds["export (1 process)"], rounds["component floor"]))
+    value = figures["targets"]["export <= 1.5x component floor (1 process)"]["value"]
+    assert value.startswith(f"{ratios[1]:.2f}x (CPU time ")
+
+
+def test_bench_refuses_rounds_below_one(tmp_path):
+    command = [sys.executable, "scripts/bench.py", "-n", "10", "--rounds", "0", "--store-dir", str(tmp_path / "s{n}")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and "--rounds: expected an integer >= 1, got 0" in done.stderr
+    assert not (tmp_path / "s10").exists()
+
+
 def test_bench_audit_measures_the_sketch_the_recall_and_the_audit_on_a_store(tmp_path):
     figures = tmp_path / "figures.json"
     command = [sys.executable, "scripts/bench_audit.py", "--sketch", "300", "--recall", "300", "--store", "200"]
