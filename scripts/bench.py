@@ -21,7 +21,7 @@ Two stores (`--profile`), both in the upstream per-file layout (pretty-printed J
              and sentences, so texts repeat (11,219 distinct conversations in 100k): it flatters whatever caches by
              text, such as the leakage audit. Kept to compare with the figures measured on it before.
 Each step runs in a fresh subprocess, after the store has been read once untimed so every step sees a warm page
-cache.
+cache, and after `sync`, so that no step pays for writing back the GBs the one before it left in the page cache.
 
 Figures: `seconds` is the wall time of the whole subprocess (interpreter start and imports included);
 `interactions/s` is N / seconds; `ratio to floor` is seconds / the component floor's seconds; `peak RSS MB` is the
@@ -241,13 +241,21 @@ def warm_cache(store: Path) -> None:
             path.read_bytes()
 
 
+def settle_disk() -> None:
+    """Write out every dirty page before a timed step (`sync`). An export leaves GBs of them, and the kernel writes
+    them back while the next step runs, throttling its writes: unsynced, the same export took 25.6 to 37.6 s back to
+    back on this project's machine, synced 25.2 to 25.7 s (docs/performance.md)."""
+    os.sync()
+
+
 def run_child(
     name: str, cmd: list[str], store: Path | None, env: dict[str, str] | None = None, stdout: bool = False
 ) -> Step:
-    """Run `cmd` in a fresh process via LAUNCHER; its wall time and peak RSS (ru_maxrss of its tree, KiB). With
-    `stdout`, what it printed is in the step's `output`."""
+    """Run `cmd` in a fresh process via LAUNCHER, the page cache warm and no dirty page left (`settle_disk`); its
+    wall time and peak RSS (ru_maxrss of its tree, KiB). With `stdout`, what it printed is in the step's `output`."""
     if store is not None:
         warm_cache(store)
+    settle_disk()
     with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as tmp:
         figures = Path(tmp) / "figures"
         launcher = [sys.executable, "-S", "-E", "-c", LAUNCHER, str(figures), *cmd]

@@ -25,6 +25,9 @@ from pathlib import Path
 
 def export(code: Path, store: str, out: Path, extra: list[str], work: Path) -> dict[str, float]:
     shutil.rmtree(out, ignore_errors=True)
+    # No dirty page left from the run before (GBs of output): the kernel would write them back during this one,
+    # throttling its writes (as `bench.settle_disk`).
+    os.sync()
     command = [sys.executable, "-m", "personagym_hf", "export", "--interactions", store, "--output", str(out), "-q"]
     env = dict(os.environ, PYTHONPATH=str(code))
     start = time.perf_counter()

@@ -47,7 +47,16 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import CLI_CMD, DEFAULT_STORE, LAUNCHER, PROFILES, prepare_store, remove_store, warm_cache  # noqa: E402
+from bench import (  # noqa: E402
+    CLI_CMD,
+    DEFAULT_STORE,
+    LAUNCHER,
+    PROFILES,
+    prepare_store,
+    remove_store,
+    settle_disk,
+    warm_cache,
+)
 
 STORE_CHILD = r"""
 import json, resource, sys, time
@@ -141,9 +150,11 @@ print(json.dumps({"texts": len(texts), "chars": sum(map(len, texts)), "seconds":
 
 
 def run_measured(cmd: list[str]) -> tuple[float, float, str, float]:
-    """Run `cmd` in a fresh process: wall seconds, peak RSS MB, its stdout, CPU seconds (user + system)."""
+    """Run `cmd` in a fresh process, no dirty page left (`bench.settle_disk`): wall seconds, peak RSS MB, its
+    stdout, CPU seconds (user + system)."""
     with tempfile.TemporaryDirectory() as tmp:
         figures, output = Path(tmp) / "figures", Path(tmp) / "stdout"
+        settle_disk()
         with output.open("wb") as out:
             launcher = [sys.executable, "-S", "-E", "-c", LAUNCHER, str(figures), *cmd]
             done = subprocess.run(launcher, stdout=out, stderr=subprocess.PIPE)

@@ -36,9 +36,7 @@ COLUMNS = ("train", "validation", "test", "test_unseen_persona", "test_unseen_qu
 def export(store: str, out: Path, split_by: str, assignment: str, num_proc: int) -> tuple[float, float]:
     """Run the export; (wall seconds, peak RSS in MB of the export and its workers)."""
     config = out.parent / f"{out.name}.yaml"
-    config.write_text(
-        f"training_data:\n  split_by: {split_by}\n  split_assignment: {assignment}\n", encoding="utf-8"
-    )
+    config.write_text(f"training_data:\n  split_by: {split_by}\n  split_assignment: {assignment}\n", encoding="utf-8")
     command = [sys.executable, "-m", "personagym_hf", "export", "--interactions", store, "--output", str(out)]
     command += ["--config", str(config), "-q", "--num-proc", str(num_proc)]
     start = time.perf_counter()

@@ -239,6 +239,19 @@ def test_bench_rounds_report_median_runs_and_the_median_of_the_rounds_ratios(tmp
     assert value.startswith(f"{ratios[1]:.2f}x (CPU time ")
 
 
+def test_bench_steps_start_with_no_dirty_page_left(tmp_path, monkeypatch):
+    """Every timed step runs after `sync`: the writes the step before it left are written back first, not while it
+    runs."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import bench
+
+    marker = tmp_path / "child-ran"
+    synced = []
+    monkeypatch.setattr(bench.os, "sync", lambda: synced.append(marker.exists()))
+    step = bench.run_child("step", [sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"], None)
+    assert synced == [False] and marker.exists() and step.seconds > 0
+
+
 def test_bench_refuses_rounds_below_one(tmp_path):
     command = [sys.executable, "scripts/bench.py", "-n", "10", "--rounds", "0", "--store-dir", str(tmp_path / "s{n}")]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
