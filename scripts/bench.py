@@ -243,8 +243,8 @@ def warm_cache(store: Path) -> None:
 
 def settle_disk() -> None:
     """Write out every dirty page before a timed step (`sync`). An export leaves GBs of them, and the kernel writes
-    them back while the next step runs, throttling its writes: unsynced, the same export took 25.6 to 37.6 s back to
-    back on this project's machine, synced 25.2 to 25.7 s (docs/performance.md)."""
+    them back while the next step runs, throttling its writes: unsynced, exports took 25.6 to 37.6 s back to back on
+    this project's machine, synced 24.9 to 25.7 s (docs/performance.md)."""
     os.sync()
 
 
