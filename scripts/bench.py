@@ -501,6 +501,7 @@ def parent_cpu(args: argparse.Namespace) -> dict:
         env = ray_env(root)
     try:
         command = [sys.executable, "-c", PARENT_SCRIPT, str(store), str(args.num_proc), args.engine]
+        settle_disk()
         with tempfile.TemporaryFile("w+") as stdout:
             process = subprocess.Popen(command, stdout=stdout, text=True, env=env)
             peaks = watch_memory(process)

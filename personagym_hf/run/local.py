@@ -15,9 +15,11 @@ import pickle
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -102,6 +104,7 @@ class WorkerDied(RuntimeError):
         )
 
 
+STOP_GRACE = 2.0  # seconds a worker has to end on SIGTERM when a run stops on an error, before it is killed
 WINDOW_PER_WORKER = 2  # chunk tasks in flight per worker: every worker busy, and few results (part files) waiting
 
 
@@ -157,17 +160,29 @@ class LocalRunner:
             self.pool.shutdown(wait=True)
             return
         # Stop now: `shutdown` alone would let the running tasks finish. The pool has no public way to stop its
-        # workers before Python 3.14 (`terminate_workers`), so they are terminated one by one.
+        # workers before Python 3.14 (`terminate_workers`), so they are terminated one by one. Its processes and
+        # result queue are taken first: `shutdown(wait=False)` drops the pool's references to both.
         processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        results = getattr(self.pool, "_result_queue", None)
         self.pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             process.terminate()
+        # A worker forked while `_submit` held the signals has that handler until its initializer runs: a SIGTERM
+        # then is taken by it and lost, and the worker would outlive the run. What still runs after `STOP_GRACE` is
+        # killed. (Each process's sentinel tells that it ended whichever thread reaps it: the pool's thread joins
+        # them too, and `exitcode` or `is_alive` can be wrong in this thread meanwhile.)
+        running = {process.sentinel: process for process in processes}
+        deadline = time.monotonic() + STOP_GRACE
+        while running and (left := deadline - time.monotonic()) > 0:
+            for sentinel in wait_for(list(running), timeout=left):
+                del running[sentinel]
+        for process in running.values():
+            process.kill()
         for process in processes:
-            process.join(timeout=10)
+            process.join(timeout=STOP_GRACE)
         # A worker stopped while it sent a result leaves half a message in the result pipe: the pool's thread would
         # wait for the rest forever, and the interpreter for that thread at exit. With every worker gone, closing
         # this process's copy of the pipe's write end ends that read.
-        results = getattr(self.pool, "_result_queue", None)
         if results is not None:
             results._writer.close()
 

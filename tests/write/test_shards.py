@@ -324,6 +324,42 @@ def test_a_task_submitted_after_a_worker_died_is_one_line_too(tmp_path):
     )
 
 
+def _ignore_sigterm(_argument) -> int:
+    """A task that makes its worker ignore SIGTERM, as one forked while `LocalRunner._submit` held the signals does
+    until its initializer runs."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return os.getpid()
+
+
+def test_workers_stopped_on_an_error_are_gone_even_one_that_took_sigterm():
+    """Leaving the runner on an error stops its workers: one that does not end on SIGTERM is killed (it outlived the
+    run before, held 10 s of the exit first), and this process's end of their result pipe is closed (a worker
+    stopped while it sent a result leaves half a message there, which the pool's thread would wait on forever). The
+    pipe used to be looked up after `shutdown(wait=False)`, which drops the pool's reference to it: never closed."""
+    import time
+
+    import personagym_hf.run.chunks as chunks
+    from personagym_hf.run.local import STOP_GRACE, LocalRunner
+
+    job = chunks.ChunkJob((), Encoder(parse_config({}), False, True), CONVERT)
+    runner = LocalRunner(RunOptions(num_proc=2))
+    pids: list[int] = []
+    try:
+        with pytest.raises(KeyboardInterrupt), runner:
+            runner._start(job)
+            deaf = runner._submit(_ignore_sigterm, None).result(timeout=60)
+            results, pids = runner.pool._result_queue, [process.pid for process in runner.pool._processes.values()]
+            started = time.monotonic()
+            raise KeyboardInterrupt
+        stopping = time.monotonic() - started
+        assert deaf in pids and _running(pids) == []
+        assert stopping < 2 * STOP_GRACE + 1
+        assert results._writer.closed
+    finally:
+        for pid in _running(pids):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -350,13 +386,37 @@ def _running(pids: list[int]) -> list[int]:
     return running
 
 
+# `python -m personagym_hf`, whose processes print every thread's stack on SIGUSR1 (the workers inherit the handler):
+# what a test shows of an export that hangs.
+DUMPABLE = (
+    "import faulthandler, runpy, signal; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+    "runpy.run_module('personagym_hf', run_name='__main__', alter_sys=True)"
+)
+
+
 def held_export(tmp_path: Path, **popen) -> tuple[subprocess.Popen, Path]:
     """An export with two workers, each held at the start of its first chunk (`write.folder.hold`)."""
     store = write_store(tmp_path / "store", count=3000, personas=100, seed=7, reply_chars=200)  # 3 chunks
     hold = tmp_path / "hold"
-    command = [sys.executable, "-m", "personagym_hf", "export", "--interactions", str(store), "--output"]
+    command = [sys.executable, "-c", DUMPABLE, "export", "--interactions", str(store), "--output"]
     export = subprocess.Popen([*command, str(tmp_path / "out"), "-q", "--num-proc", "2"], env=hold_env(hold), **popen)
     return export, hold
+
+
+def ended(export: subprocess.Popen, timeout: float) -> int:
+    """The exit code of `export` (its own process group), or a failure with the stacks of its processes' threads
+    when it has not ended within `timeout`."""
+    import time
+
+    try:
+        return export.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in [export.pid, *_children(export.pid)]:  # one at a time: their stacks would interleave
+            os.kill(pid, signal.SIGUSR1)
+            time.sleep(1)
+        os.killpg(export.pid, signal.SIGKILL)
+        stacks = export.stderr.read() if export.stderr is not None else "(stderr not captured)"
+        pytest.fail(f"the export had not ended {timeout:.0f} s later; its processes' threads:\n{stacks}")
 
 
 def test_the_workers_die_with_a_parent_killed_with_sigkill(tmp_path):
@@ -397,7 +457,7 @@ def test_ctrl_c_on_an_export_with_workers_is_one_line(tmp_path):
             ignored = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if "SigIgn" in line)
             assert int(ignored.split()[1], 16) & (1 << (signal.SIGINT - 1)), ignored
         os.killpg(export.pid, signal.SIGINT)
-        assert export.wait(timeout=60) == 130
+        assert ended(export, timeout=60) == 130
         assert export.stderr.read() == "personagym-hf: interrupted; earlier outputs are unchanged\n"
     finally:
         if export.poll() is None:
