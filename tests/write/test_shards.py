@@ -324,6 +324,39 @@ def test_a_task_submitted_after_a_worker_died_is_one_line_too(tmp_path):
     )
 
 
+def test_a_ctrl_c_another_thread_takes_stops_the_wait_for_a_worker():
+    """The kernel gives a process's signal to any of its threads that does not block it; when one of the pool's
+    threads took the Ctrl-C, the main thread, waiting for a worker's result without a timeout, never saw it: an
+    export whose workers were busy (in CI: held by the test) went on waiting. Here the signal goes to another thread
+    on purpose, while the main thread waits for a task of 30 s."""
+    import threading
+    import time
+
+    import personagym_hf.run.chunks as chunks
+    from personagym_hf.run.local import LocalRunner
+
+    job = chunks.ChunkJob((), Encoder(parse_config({}), False, True), CONVERT)
+
+    def interrupt_from_this_thread() -> None:
+        time.sleep(0.5)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # to this thread, not to the main one
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see DUMPABLE)
+    try:
+        with pytest.raises(KeyboardInterrupt), LocalRunner(RunOptions(num_proc=2)) as runner:
+            runner._start(job)
+            slow = runner._submit(time.sleep, 30)
+            threading.Thread(target=interrupt_from_this_thread).start()
+            started = time.monotonic()
+            try:
+                runner.result(slow, "a task of 30 s")
+            finally:
+                waited = time.monotonic() - started
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert waited < 5
+
+
 def _ignore_sigterm(_argument) -> int:
     """A task that makes its worker ignore SIGTERM, as one forked while `LocalRunner._submit` held the signals does
     until its initializer runs."""
@@ -387,9 +420,12 @@ def _running(pids: list[int]) -> list[int]:
 
 
 # `python -m personagym_hf`, whose processes print every thread's stack on SIGUSR1 (the workers inherit the handler):
-# what a test shows of an export that hangs.
+# what a test shows of an export that hangs. With Ctrl-C raising KeyboardInterrupt, as in a terminal: run from a
+# shell's background job (`.ci/run &`), the tests and this export would inherit SIGINT ignored, and Python leaves an
+# ignored SIGINT ignored.
 DUMPABLE = (
     "import faulthandler, runpy, signal; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
     "runpy.run_module('personagym_hf', run_name='__main__', alter_sys=True)"
 )
 
