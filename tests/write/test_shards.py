@@ -326,9 +326,9 @@ def test_a_task_submitted_after_a_worker_died_is_one_line_too(tmp_path):
 
 def test_a_ctrl_c_another_thread_takes_stops_the_wait_for_a_worker():
     """The kernel gives a process's signal to any of its threads that does not block it; when one of the pool's
-    threads took the Ctrl-C, the main thread, waiting for a worker's result without a timeout, never saw it: an
-    export whose workers were busy (in CI: held by the test) went on waiting. Here the signal goes to another thread
-    on purpose, while the main thread waits for a task of 30 s."""
+    threads took the Ctrl-C, the main thread, waiting for a worker's result without a timeout, did not see it before
+    that result came: an export whose workers were busy went on until they were done. Here the signal goes to
+    another thread on purpose, while the main thread waits for a task of 30 s."""
     import threading
     import time
 
@@ -442,15 +442,18 @@ def held_export(tmp_path: Path, **popen) -> tuple[subprocess.Popen, Path]:
 def ended(export: subprocess.Popen, timeout: float) -> int:
     """The exit code of `export` (its own process group), or a failure with the stacks of its processes' threads
     when it has not ended within `timeout`."""
+    import contextlib
     import time
 
     try:
         return export.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         for pid in [export.pid, *_children(export.pid)]:  # one at a time: their stacks would interleave
-            os.kill(pid, signal.SIGUSR1)
+            with contextlib.suppress(ProcessLookupError):  # it may end meanwhile
+                os.kill(pid, signal.SIGUSR1)
             time.sleep(1)
-        os.killpg(export.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(export.pid, signal.SIGKILL)
         stacks = export.stderr.read() if export.stderr is not None else "(stderr not captured)"
         pytest.fail(f"the export had not ended {timeout:.0f} s later; its processes' threads:\n{stacks}")
 
