@@ -56,6 +56,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -394,12 +395,6 @@ def median_step(runs: list[Step]) -> Step:
     return sorted(runs, key=lambda step: step.seconds)[(len(runs) - 1) // 2]
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def benchmark(args: argparse.Namespace) -> dict:
     store, mean_size = prepare_store(args.store_dir, args.n, args.keep, args.profile)
     print(
@@ -433,7 +428,7 @@ def benchmark(args: argparse.Namespace) -> dict:
 
     def ratio(name: str, base: str, cpu: bool = False) -> float:
         field = "cpu_seconds" if cpu else "seconds"
-        return median([getattr(one[name], field) / getattr(one[base], field) for one in rounds])
+        return statistics.median(getattr(one[name], field) / getattr(one[base], field) for one in rounds)
 
     seconds = {name: [one[name].seconds for one in rounds] for name in names}
     print(

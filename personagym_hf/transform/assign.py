@@ -69,10 +69,11 @@ def digest(kind: str, text: str) -> int:
 # many personas): their digests are remembered, the commonest ones at least; not a long text's (the cache would
 # keep it alive), nor a sample's own id.
 _digest_cached = lru_cache(maxsize=1 << 12)(digest)
+_CACHED_CHARS = 512  # longer texts are not remembered (as `measure.minhash` does for what it normalises)
 
 
 def _key_digest(kind: str, text: str) -> int:
-    return _digest_cached(kind, text) if len(text) <= 512 else digest(kind, text)
+    return _digest_cached(kind, text) if len(text) <= _CACHED_CHARS else digest(kind, text)
 
 
 def sample_keys(data: dict) -> tuple[int, list[int], bool]:

@@ -283,9 +283,15 @@ def test_a_shard_task_that_outlives_its_export_makes_no_folder_again(tmp_path):
     assert write_shard(spec, specs).rows == 1
 
 
+def empty_job():
+    """A job of no file, for a runner's pool whose tasks the tests submit themselves."""
+    import personagym_hf.run.chunks as chunks
+
+    return chunks.ChunkJob((), Encoder(parse_config({}), False, True), CONVERT)
+
+
 def test_a_signal_handler_set_outside_python_is_left_alone_while_the_pool_forks(monkeypatch):
     """`signal.getsignal` gives None for a handler that C code installed: it could not be put back, so it is left."""
-    import personagym_hf.run.chunks as chunks
     from personagym_hf.run.local import LocalRunner
 
     real, real_signal = signal.getsignal, signal.signal
@@ -297,7 +303,7 @@ def test_a_signal_handler_set_outside_python_is_left_alone_while_the_pool_forks(
     monkeypatch.setattr(signal, "getsignal", lambda number: None if number == signal.SIGTERM else real(number))
     monkeypatch.setattr(signal, "signal", as_if_set_in_c)
     before = real(signal.SIGTERM), real(signal.SIGINT)
-    job = chunks.ChunkJob((), Encoder(parse_config({}), False, True), CONVERT)
+    job = empty_job()
     with LocalRunner(RunOptions(num_proc=2)) as runner:
         runner._start(job)
         assert runner._submit(len, "four").result(timeout=60) == 4
@@ -308,10 +314,9 @@ def test_a_task_submitted_after_a_worker_died_is_one_line_too(tmp_path):
     """Under load the parent took a chunk's result, then submitted the next chunk to a pool a worker had just broken:
     BrokenProcessPool came out of the submit as a traceback, where a result says WorkerDied (found by running this
     file's kill test three times with both cores busy)."""
-    import personagym_hf.run.chunks as chunks
     from personagym_hf.run.local import LocalRunner, WorkerDied
 
-    job = chunks.ChunkJob((), Encoder(parse_config({}), False, True), CONVERT)
+    job = empty_job()
     with LocalRunner(RunOptions(num_proc=2)) as runner:
         runner._start(job)
         with pytest.raises(WorkerDied):
@@ -332,10 +337,9 @@ def test_a_ctrl_c_another_thread_takes_stops_the_wait_for_a_worker():
     import threading
     import time
 
-    import personagym_hf.run.chunks as chunks
     from personagym_hf.run.local import LocalRunner
 
-    job = chunks.ChunkJob((), Encoder(parse_config({}), False, True), CONVERT)
+    job = empty_job()
 
     def interrupt_from_this_thread() -> None:
         time.sleep(0.5)
@@ -371,10 +375,9 @@ def test_workers_stopped_on_an_error_are_gone_even_one_that_took_sigterm():
     pipe used to be looked up after `shutdown(wait=False)`, which drops the pool's reference to it: never closed."""
     import time
 
-    import personagym_hf.run.chunks as chunks
     from personagym_hf.run.local import STOP_GRACE, LocalRunner
 
-    job = chunks.ChunkJob((), Encoder(parse_config({}), False, True), CONVERT)
+    job = empty_job()
     runner = LocalRunner(RunOptions(num_proc=2))
     pids: list[int] = []
     try:
