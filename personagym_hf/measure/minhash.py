@@ -226,8 +226,10 @@ class Sketcher:
         new, known = self.new, self.known
         at = np.fromiter((new.get(key, -1) for key in self.keys), dtype=np.int64, count=len(self.keys))
         out[at >= 0] = made[at[at >= 0]]
-        for row in np.flatnonzero(at < 0).tolist():
-            out[row] = np.frombuffer(known[self.keys[row]], dtype=np.uint8)
+        rows = np.flatnonzero(at < 0).tolist()
+        if rows:  # the texts signed before: their signatures joined, one copy in all
+            keys = self.keys
+            out[rows] = np.frombuffer(b"".join([known[keys[row]] for row in rows]), dtype=np.uint8).reshape(-1, BINS)
         self.recent.update(list(new), made)
         self.signed += len(new)
         self.keys, self.known, self.new, self.samples, self.owners, self.chars = [], {}, {}, [], [], 0

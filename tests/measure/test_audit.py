@@ -1,6 +1,8 @@
 import os
 import pickle
 import random
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -289,6 +291,74 @@ def test_the_figures_read_spilled_sample_ids_once_per_pair_and_field(tmp_path, m
     assert 0 < opened.count("ids") <= tallies
     assert spilling.sample_ids([0, 5, 0]) == {0: samples[0][0]["sample_id"], 5: samples[5][0]["sample_id"]}
     spilling.close()
+
+
+def test_the_fields_are_compared_on_threads_with_the_same_figures(monkeypatch):
+    """`to_dict` compares `threads` fields at once, each on a thread of its own: the figures are those of one
+    thread, and fields 0 and 1 do run at the same time (each waits for the other at a barrier); one at a time, on
+    the calling thread, when the smaller splits' rows, once per thread, would not fit in `index_texts`."""
+    samples = leaky_samples() * 3
+    whole = LeakageAudit(options=LeakageOptions(threads=1)).add_all(samples).to_dict()
+    ran_on, meet = [], None
+    compare = LeakageAudit._compare
+
+    def recording(self, field, pairs, stop=None):
+        ran_on.append((field, threading.current_thread().name))
+        if meet is not None and field < 2:
+            meet.wait()  # raises BrokenBarrierError after its timeout unless the other field runs meanwhile
+        return compare(self, field, pairs, stop)
+
+    monkeypatch.setattr(LeakageAudit, "_compare", recording)
+    for threads in (2, 3):
+        ran_on.clear()
+        meet = threading.Barrier(2, timeout=10)
+        assert LeakageAudit(options=LeakageOptions(threads=threads)).add_all(samples).to_dict() == whole
+        assert sorted(field for field, _ in ran_on) == [0, 1, 2]
+        assert "MainThread" not in {name for _, name in ran_on}
+    audit = LeakageAudit(options=LeakageOptions(threads=2)).add_all(samples)
+    smaller = sum(audit.samples[audit.split_names.index(name)] for name in ("validation", "test"))
+    ran_on.clear()
+    meet = threading.Barrier(2, timeout=10)
+    audit.options = LeakageOptions(threads=2, index_texts=2 * smaller)  # just fits: on threads
+    assert audit.to_dict() == whole and "MainThread" not in {name for _, name in ran_on}
+    ran_on.clear()
+    meet = None
+    audit.options = LeakageOptions(threads=2, index_texts=2 * smaller - 1)
+    assert audit.to_dict() == whole and ran_on == [(field, "MainThread") for field in range(3)]
+
+
+def test_an_error_in_one_fields_comparison_stops_the_others(tmp_path, monkeypatch):
+    """The error comes out of `to_dict` and the other field's thread stops at its next block, not at its end (a
+    Ctrl-C in the main thread stops them the same way)."""
+    samples = leaky_samples() * 60
+    one_a_block = LeakageOptions(threads=2, spill_rows=1, block_rows=1)  # spilled rows are read a block at a time
+    audit = LeakageAudit(options=one_a_block, spill_dir=tmp_path).add_all(samples)
+    started, blocks, field_of = threading.Event(), [], threading.local()
+    compare, first_occurrences = LeakageAudit._compare, audit_module._first_occurrences
+
+    def failing(self, field, pairs, stop=None):
+        field_of.number = field
+        if field == 0:
+            assert started.wait(10)
+            raise OSError("disk gone")
+        return compare(self, field, pairs, stop)
+
+    def slow_block(digests):  # one block of one row: 20 ms each, seconds for the whole field
+        if field_of.number == 1:
+            blocks.append(1)
+            started.set()
+            time.sleep(0.02)
+        return first_occurrences(digests)
+
+    monkeypatch.setattr(LeakageAudit, "_compare", failing)
+    monkeypatch.setattr(audit_module, "_first_occurrences", slow_block)
+    audit._flush()
+    streamed = len(audit.rows[audit.split_names.index("train"), 1])  # the larger split, a row a block
+    start = time.monotonic()
+    with pytest.raises(OSError, match="^disk gone$"):
+        audit.to_dict()
+    assert time.monotonic() - start < 2
+    assert 1 <= len(blocks) <= 5 and streamed >= 150  # of the blocks field 1 streams
 
 
 def test_the_figures_depend_on_each_splits_row_order_only():
