@@ -76,7 +76,7 @@ class LeakageOptions:
     spill_id_bytes: int = 1 << 20  # bytes of sample ids held in memory before they go to the spill folder
     block_rows: int = 1 << 13  # rows of the larger split compared at once
     index_texts: int = 1 << 17  # distinct texts of the smaller splits indexed at once (more: several passes)
-    threads: int = 2  # fields compared at once, on threads of their own, while the smaller splits are small enough
+    threads: int = 2  # fields compared at once on threads (at most the cores), while the smaller splits are small
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
@@ -431,7 +431,7 @@ class LeakageAudit:
         field's comparison is numpy on arrays of its own, which releases the GIL for most of its work: two threads
         on two cores take 0.6x the time. On an error or a Ctrl-C the other threads stop at their next block."""
         fields = range(len(FIELDS))
-        threads = min(self.options.threads, len(FIELDS))
+        threads = min(self.options.threads, len(FIELDS), _cores())  # on one core, threads would only cost memory
         smaller = sum(self.samples[small] for small in {small for small, _ in pairs})
         if threads == 1 or smaller * threads > self.options.index_texts:
             return [self._compare(field, pairs) for field in fields]
@@ -479,6 +479,11 @@ class LeakageAudit:
                 for small, index in indexes:
                     tallies[small, other].add(index)
         return {pair: tally.figures(self, self.near) for pair, tally in tallies.items()}
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _result(future: Future) -> Any:

@@ -296,7 +296,9 @@ def test_the_figures_read_spilled_sample_ids_once_per_pair_and_field(tmp_path, m
 def test_the_fields_are_compared_on_threads_with_the_same_figures(monkeypatch):
     """`to_dict` compares `threads` fields at once, each on a thread of its own: the figures are those of one
     thread, and fields 0 and 1 do run at the same time (each waits for the other at a barrier); one at a time, on
-    the calling thread, when the smaller splits' rows, once per thread, would not fit in `index_texts`."""
+    the calling thread, when the smaller splits' rows, once per thread, would not fit in `index_texts`, or on one
+    core."""
+    monkeypatch.setattr(audit_module, "_cores", lambda: 4)
     samples = leaky_samples() * 3
     whole = LeakageAudit(options=LeakageOptions(threads=1)).add_all(samples).to_dict()
     ran_on, meet = [], None
@@ -325,12 +327,17 @@ def test_the_fields_are_compared_on_threads_with_the_same_figures(monkeypatch):
     meet = None
     audit.options = LeakageOptions(threads=2, index_texts=2 * smaller - 1)
     assert audit.to_dict() == whole and ran_on == [(field, "MainThread") for field in range(3)]
+    ran_on.clear()
+    audit.options = LeakageOptions(threads=2)
+    monkeypatch.setattr(audit_module, "_cores", lambda: 1)
+    assert audit.to_dict() == whole and ran_on == [(field, "MainThread") for field in range(3)]
 
 
 def test_an_error_in_one_fields_comparison_stops_the_others(tmp_path, monkeypatch):
     """The error comes out of `to_dict` and the other field's thread stops at its next block, not at its end (a
     Ctrl-C in the main thread stops them the same way)."""
     samples = leaky_samples() * 60
+    monkeypatch.setattr(audit_module, "_cores", lambda: 2)
     one_a_block = LeakageOptions(threads=2, spill_rows=1, block_rows=1)  # spilled rows are read a block at a time
     audit = LeakageAudit(options=one_a_block, spill_dir=tmp_path).add_all(samples)
     started, blocks, field_of = threading.Event(), [], threading.local()
