@@ -39,7 +39,7 @@ import tempfile
 import threading
 import weakref
 from array import array
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -439,7 +439,8 @@ class LeakageAudit:
         pool = ThreadPoolExecutor(threads, thread_name_prefix="leakage")
         try:
             futures = [pool.submit(self._compare, field, pairs, stop) for field in fields]
-            return [_result(future) for future in futures]
+            _wait_all(futures)
+            return [future.result() for future in futures]
         finally:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -486,14 +487,14 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _result(future: Future) -> Any:
-    """A future's result, waited for in steps: a Ctrl-C that one of the other threads takes only sets a flag,
-    which this thread sees when its wait ends."""
-    while True:
-        try:
-            return future.result(timeout=SIGNAL_POLL)
-        except TimeoutError:
-            continue
+def _wait_all(futures: list[Future]) -> None:
+    """Wait until every future is done, raising the first error as soon as it comes. In steps: a Ctrl-C that one of
+    the other threads takes only sets a flag, which this thread sees when its wait ends."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=SIGNAL_POLL, return_when=FIRST_EXCEPTION)
+        for future in done:
+            future.result()  # a field's error, at once
 
 
 def _width(entry: tuple) -> int:

@@ -333,39 +333,40 @@ def test_the_fields_are_compared_on_threads_with_the_same_figures(monkeypatch):
     assert audit.to_dict() == whole and ran_on == [(field, "MainThread") for field in range(3)]
 
 
-def test_an_error_in_one_fields_comparison_stops_the_others(tmp_path, monkeypatch):
-    """The error comes out of `to_dict` and the other field's thread stops at its next block, not at its end (a
-    Ctrl-C in the main thread stops them the same way)."""
-    samples = leaky_samples() * 60
+@pytest.mark.parametrize("failing, slow", [(0, 1), (1, 0)], ids=["first_field_fails", "second_field_fails"])
+def test_an_error_in_one_fields_comparison_stops_the_others(tmp_path, monkeypatch, failing, slow):
+    """The error comes out of `to_dict` at once, whichever field it comes from, and the other field's thread stops
+    at its next block, not at its end (a Ctrl-C in the main thread stops them the same way)."""
     monkeypatch.setattr(audit_module, "_cores", lambda: 2)
+    samples = leaky_samples() * 60
     one_a_block = LeakageOptions(threads=2, spill_rows=1, block_rows=1)  # spilled rows are read a block at a time
     audit = LeakageAudit(options=one_a_block, spill_dir=tmp_path).add_all(samples)
     started, blocks, field_of = threading.Event(), [], threading.local()
     compare, first_occurrences = LeakageAudit._compare, audit_module._first_occurrences
 
-    def failing(self, field, pairs, stop=None):
+    def failing_compare(self, field, pairs, stop=None):
         field_of.number = field
-        if field == 0:
+        if field == failing:
             assert started.wait(10)
             raise OSError("disk gone")
         return compare(self, field, pairs, stop)
 
     def slow_block(digests):  # one block of one row: 20 ms each, seconds for the whole field
-        if field_of.number == 1:
+        if field_of.number == slow:
             blocks.append(1)
             started.set()
             time.sleep(0.02)
         return first_occurrences(digests)
 
-    monkeypatch.setattr(LeakageAudit, "_compare", failing)
+    monkeypatch.setattr(LeakageAudit, "_compare", failing_compare)
     monkeypatch.setattr(audit_module, "_first_occurrences", slow_block)
     audit._flush()
-    streamed = len(audit.rows[audit.split_names.index("train"), 1])  # the larger split, a row a block
+    streamed = len(audit.rows[audit.split_names.index("train"), slow])  # the larger split, a row a block
     start = time.monotonic()
     with pytest.raises(OSError, match="^disk gone$"):
         audit.to_dict()
     assert time.monotonic() - start < 2
-    assert 1 <= len(blocks) <= 5 and streamed >= 150  # of the blocks field 1 streams
+    assert 1 <= len(blocks) <= 5 and streamed >= 150  # of the blocks the slow field streams
 
 
 def test_the_figures_depend_on_each_splits_row_order_only():
