@@ -39,7 +39,7 @@ import tempfile
 import threading
 import weakref
 from array import array
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from ..config import SPLIT_NAMES
+from ..waiting import wait_all
 from .minhash import BINS, SEED, SHINGLE_CHARS, SLOTS, Sketcher, normalise, pieces, shingles
 
 FIELDS = ("original_query", "initial_query", "conversation")
@@ -56,7 +57,6 @@ EXAMPLES = 3
 MAX_SPLITS = 8  # splits are bits of a uint8
 MODES = ("auto", "near", "exact")
 KEYS_AT_ONCE = 1 << 13  # signatures whose band keys are made at once
-SIGNAL_POLL = 0.2  # seconds between two looks at the signals while `to_dict` waits for its threads
 
 NEAR_ROW = np.dtype([("digest", "<u8"), ("sample", "<u4"), ("signature", "u1", (BINS,))])
 EXACT_ROW = np.dtype([("digest", "<u8"), ("sample", "<u4")])
@@ -439,7 +439,7 @@ class LeakageAudit:
         pool = ThreadPoolExecutor(threads, thread_name_prefix="leakage")
         try:
             futures = [pool.submit(self._compare, field, pairs, stop) for field in fields]
-            _wait_all(futures)
+            wait_all(futures)  # in steps: a Ctrl-C that a comparison thread takes is still seen
             return [future.result() for future in futures]
         finally:
             stop.set()
@@ -485,16 +485,6 @@ class LeakageAudit:
 def _cores() -> int:
     """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _wait_all(futures: list[Future]) -> None:
-    """Wait until every future is done, raising the first error as soon as it comes. In steps: a Ctrl-C that one of
-    the other threads takes only sets a flag, which this thread sees when its wait ends."""
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, timeout=SIGNAL_POLL, return_when=FIRST_EXCEPTION)
-        for future in done:
-            future.result()  # a field's error, at once
 
 
 def _width(entry: tuple) -> int:

@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 from ..config import ConfigError, RunOptions
 from ..measure.seen import SeenIds
 from ..read.plan import describe
+from ..waiting import wait_all
 from ..write.manifest import collector_name
 from ..write.parquet import ShardSpec, ShardWritten, write_shard
 from ..write.planned_shards import PlannedSplitWriter
@@ -104,7 +105,6 @@ class WorkerDied(RuntimeError):
         )
 
 
-SIGNAL_POLL = 0.2  # seconds between two looks at the signals that came while the parent waits for a worker
 STOP_GRACE = 2.0  # seconds a worker has to end on SIGTERM when a run stops on an error, before it is killed
 WINDOW_PER_WORKER = 2  # chunk tasks in flight per worker: every worker busy, and few results (part files) waiting
 
@@ -242,15 +242,10 @@ class LocalRunner:
 
     def result(self, handle: Future, what: str) -> Any:
         try:
-            # A wait with a timeout, again and again: a signal the kernel hands to another thread of this process
-            # (the pool's, its queue's) only trips a flag that the main thread looks at when it runs. Waiting
-            # without one, the main thread missed a Ctrl-C until the workers' next result came (in the tests, whose
-            # workers are held, never).
-            while True:
-                try:
-                    return handle.result(timeout=SIGNAL_POLL)
-                except TimeoutError:
-                    continue
+            # In steps (`waiting.py`): waiting without a timeout, the main thread missed a Ctrl-C that the pool's
+            # threads took until the workers' next result came (in the tests, whose workers are held, never).
+            wait_all([handle])
+            return handle.result()
         except BrokenProcessPool:
             # Every task not yet done fails with it, so `what` (the first of them) may not be what the worker ran.
             raise WorkerDied() from None
