@@ -118,6 +118,8 @@ class LocalRunner:
     `concurrent.futures`' pool, not `multiprocessing.Pool`: a worker that dies (SIGKILL, the OOM killer) fails its
     task there (BrokenProcessPool), where `Pool` waits for the lost task forever."""
 
+    background = None  # the workers write the files; this process only joins their parts
+
     def __init__(self, options: RunOptions, workers: int | None = None):
         self.options = options
         self.workers = workers or options.num_proc

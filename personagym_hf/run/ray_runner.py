@@ -260,6 +260,8 @@ class RayRunner:
     store order) and the planned shards written by tasks (`submit_shard`). A context manager: it connects (and
     disconnects when it connected), and leaving it on an error cancels every task still running."""
 
+    background = None  # the workers write the files; this process only joins their parts
+
     def __init__(self, options: RunOptions):
         self.options = options
         self.job: ChunkJob | None = None  # the job of the chunks running, in Ray's object store once (`job_ref`)

@@ -62,11 +62,14 @@ class Runner(Protocol):
     def split_writer(self, folder: Path, split: str, config: str, specs: dict[str, Any], spill: Path) -> SplitWriter:
         """The writer of one (config, split)'s shards in `folder`; rows that arrive as tables may wait in `spill`."""
 
+    background: Background | None  # the thread this process's writes run on, in order (None: they run inline)
+
 
 class InProcess:
     """A runner without workers: each chunk encoded here, in memory, when its turn comes; each shard written here as
-    its rows arrive, on a thread of its own (`write.background`) so that the writing overlaps the encoding. Use it
-    as a context manager: leaving it ends that thread."""
+    its rows arrive, on a thread of its own (`write.background`) so that the writing overlaps the encoding (the
+    export's JSON files are written there too: `write.exporter.SplitFiles`). Use it as a context manager: leaving it
+    ends that thread."""
 
     def __init__(self, options: RunOptions):
         self.options = options

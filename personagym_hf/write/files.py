@@ -20,6 +20,7 @@ _INDENT = orjson.OPT_INDENT_2
 # Output files take a few KB per sample: with 1 MiB buffers they cost a few syscalls per 1000 samples, not two
 # per sample.
 BUFFER_BYTES = 1 << 20
+IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16  # buffers one os.writev takes (1024 on Linux)
 
 
 def dumps_line(row: Any) -> bytes:
@@ -50,6 +51,20 @@ class AtomicFile:
 
     def write(self, data: bytes) -> None:
         self.file.write(data)
+
+    def write_parts(self, parts: list[bytes], per_call: int = IOV_MAX) -> None:
+        """Write `parts`, one after the other, without joining them: os.writev takes them as they are (at most
+        `per_call` at a time), and holds no GIL while the kernel copies them (on `write.background`'s thread, the
+        export goes on meanwhile). `parts` may be changed (a part written in part is replaced by its rest)."""
+        self.file.flush()  # what `write` left in the buffer goes first
+        fd, start = self.file.fileno(), 0
+        while start < len(parts):
+            written = os.writev(fd, parts[start : start + per_call])
+            while start < len(parts) and written >= len(parts[start]):
+                written -= len(parts[start])
+                start += 1
+            if written:  # a short write (a signal, the disk filling up): the rest of that part next
+                parts[start] = memoryview(parts[start])[written:]
 
     def commit(self) -> Path:
         self.file.close()
@@ -157,6 +172,16 @@ class JsonArrayWriter(AtomicFile):
                 self.write(ITEM_SEPARATOR.join(items))
             self.count += len(items)
 
+    def parts_of(self, items: list[bytes]) -> list[bytes]:
+        """`add_items(items)` of encoded items as the parts to write (`write_parts`), counted as written: its caller
+        writes them next, before anything else is added."""
+        parts = [ITEM_SEPARATOR] * (2 * len(items))
+        parts[1::2] = items
+        if self.count == 0 and items:
+            parts[0] = b"[\n"
+        self.count += len(items)
+        return parts
+
     def add_fragment(self, fragment: Path, count: int) -> None:
         """Append `count` items written elsewhere as `pretty_item`s joined by ITEM_SEPARATOR."""
         if count:
@@ -200,6 +225,12 @@ class JsonlWriter(AtomicFile):
                     self.add_lines([line])
             return
         self.write(b"".join(lines))
+        self.sha256.update(line_digests(lines))
+        self.count += len(lines)
+
+    def note_lines(self, lines: list[bytes]) -> None:
+        """Count encoded `lines` and add their digests, as `add_lines` does, without writing them: its caller writes
+        them next (`write_parts`), before anything else is added."""
         self.sha256.update(line_digests(lines))
         self.count += len(lines)
 

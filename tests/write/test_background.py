@@ -1,6 +1,7 @@
 """write.background: the one thread an in-process export writes its Parquet row groups on."""
 
 import errno
+import json
 import os
 import threading
 
@@ -159,3 +160,101 @@ def test_a_full_disk_under_the_thread_is_raised_to_the_writer_and_its_files_go(t
     writer.abort()
     background.close(raise_error=False)
     assert list(tiny_disk.iterdir()) == []
+
+
+def split_files(folder, background=None):
+    from personagym_hf.write.exporter import SplitFiles
+    from personagym_hf.write.files import OutputSet
+
+    return SplitFiles(folder, OutputSet(), ("train", "test"), None, background)
+
+
+def encoded(first: int, count: int) -> tuple[list[bytes], list[bytes]]:
+    from personagym_hf.write.files import dumps_line, pretty_item
+
+    rows = [{"sample_id": f"s{n}", "text": "x" * (n % 5000), "n": n} for n in range(first, first + count)]
+    return [pretty_item(row) for row in rows], [dumps_line(row) for row in rows]
+
+
+def fill(files) -> None:
+    """Batches to both splits, a big row (held as a dict, written a piece at a time) among them, then carried-over
+    rows (`add_row`), as an in-process export hands them over."""
+    for first in range(0, 1200, 300):
+        files.add_items("train", *encoded(first, 300))
+        files.add_items("test", *encoded(first + 5000, 7))
+    big = {"sample_id": "big", "text": "y" * 300_000}
+    items, lines = encoded(9000, 3)
+    files.add_items("train", [items[0], big, items[1]], [lines[0], big, lines[1]])
+    files.add_items("train", *encoded(10_000, 2))
+    files.add_row({"sample_id": "carried", "text": "z"}, "test")
+    files.wait()
+    for writer in [*files.json.values(), *files.jsonl.values()]:
+        writer.commit()
+
+
+def test_the_json_files_written_on_the_thread_are_the_same_bytes_and_were_written_there(tmp_path):
+    inline = split_files(tmp_path / "inline")
+    fill(inline)
+    background = Recording()
+    with background:
+        behind = split_files(tmp_path / "behind", background)
+        fill(behind)
+    names = sorted(path.name for path in (tmp_path / "inline").iterdir())
+    assert names == ["test_samples.json", "test_samples.jsonl", "train_samples.json", "train_samples.jsonl"]
+    for name in names:
+        assert (tmp_path / "behind" / name).read_bytes() == (tmp_path / "inline" / name).read_bytes()
+    assert json.loads((tmp_path / "behind" / "train_samples.json").read_bytes())[1201]["sample_id"] == "big"
+    for split in ("train", "test"):
+        assert behind.jsonl[split].fingerprint() == inline.jsonl[split].fingerprint()
+        assert behind.json[split].count == inline.json[split].count
+    # Each batch of encoded rows: its JSON items, then its JSONL lines, on the writes thread; the batch with the big
+    # row was written here, after the thread had written those before it.
+    assert background.ran == [("write_parts", "personagym-hf-writes")] * (2 * (8 + 1 + 1))
+    assert background.sizes[:2] == [sum(map(len, part)) for part in encoded(0, 300)]
+
+
+def test_write_parts_writes_every_part_through_short_writes_and_more_parts_than_one_call_takes(tmp_path, monkeypatch):
+    from personagym_hf.write import files
+
+    parts = [bytes([65 + n % 26]) * (n % 7) for n in range(3000)]  # empty parts too
+    calls = []
+    real_writev = os.writev
+
+    def short_writev(fd, buffers):  # as a signal or a filling disk makes it: at most 10 bytes a call
+        buffers = list(buffers)
+        assert len(buffers) <= 100
+        calls.append(len(buffers))
+        taken, left = [], 10
+        for buffer in buffers:
+            piece = bytes(buffer)[:left]
+            taken.append(piece)
+            left -= len(piece)
+        return real_writev(fd, taken)
+
+    monkeypatch.setattr(files.os, "writev", short_writev)
+    out = files.AtomicFile(tmp_path / "parts.bin")
+    out.write(b"first ")  # buffered: written before the parts
+    out.write_parts(list(parts), per_call=100)
+    out.write(b" last")
+    assert out.commit().read_bytes() == b"first " + b"".join(parts) + b" last"
+    assert len(calls) == -(-sum(map(len, parts)) // 10)  # 10 bytes a call, every call short
+
+
+def test_an_in_process_export_writes_its_json_files_on_the_thread(tmp_path, monkeypatch):
+    from exporting import export_store
+
+    from personagym_hf import TrainingDataCollector
+    from personagym_hf.config import parse_config
+    from personagym_hf.run import runner
+    from personagym_hf.testing.synth import write_store
+
+    store = write_store(tmp_path / "store", count=40, personas=10, seed=3, reply_chars=40)
+    made: list[Recording] = []
+    monkeypatch.setattr(runner, "Background", lambda: made.append(Recording()) or made[-1])
+    cfg = parse_config({"training_data": {"split_by": "sample"}})
+    done = export_store(store, tmp_path / "out", cfg, TrainingDataCollector().interaction_to_training_sample)
+    (background,) = made
+    writes = [name for name, thread in background.ran if thread == "personagym-hf-writes"]
+    assert len(writes) == len(background.ran)
+    assert writes.count("write_parts") == 2 * 3  # one batch a split (40 samples): its JSON, then its JSONL
+    assert sum(len(json.loads(path.read_bytes())) for path in done.result.json_files.values()) == 40
