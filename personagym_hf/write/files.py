@@ -9,6 +9,7 @@ non-ASCII as is) and gives the same text as `json.dumps(rows, indent=2, ensure_a
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -20,7 +21,8 @@ _INDENT = orjson.OPT_INDENT_2
 # Output files take a few KB per sample: with 1 MiB buffers they cost a few syscalls per 1000 samples, not two
 # per sample.
 BUFFER_BYTES = 1 << 20
-IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16  # buffers one os.writev takes (1024 on Linux)
+# Buffers one os.writev takes: 1024 on Linux; 16 is the least POSIX allows (sysconf says -1 when it has no limit).
+IOV_MAX = max(16, os.sysconf("SC_IOV_MAX")) if "SC_IOV_MAX" in getattr(os, "sysconf_names", {}) else 16
 
 
 def dumps_line(row: Any) -> bytes:
@@ -60,6 +62,8 @@ class AtomicFile:
         fd, start = self.file.fileno(), 0
         while start < len(parts):
             written = os.writev(fd, parts[start : start + per_call])
+            if not written and any(parts[start : start + per_call]):  # never for a file: not a loop without end
+                raise OSError(errno.EIO, "the file took no byte of a write", str(self.temp))
             while start < len(parts) and written >= len(parts[start]):
                 written -= len(parts[start])
                 start += 1

@@ -240,6 +240,17 @@ def test_write_parts_writes_every_part_through_short_writes_and_more_parts_than_
     assert len(calls) == -(-sum(map(len, parts)) // 10)  # 10 bytes a call, every call short
 
 
+def test_write_parts_stops_when_a_write_takes_nothing(tmp_path, monkeypatch):
+    from personagym_hf.write import files
+
+    monkeypatch.setattr(files.os, "writev", lambda fd, buffers: 0)
+    out = files.AtomicFile(tmp_path / "parts.bin")
+    with pytest.raises(OSError, match="the file took no byte of a write") as caught:
+        out.write_parts([b"", b"abc"])
+    assert caught.value.errno == errno.EIO and caught.value.filename == str(out.temp)
+    out.abort()
+
+
 def test_an_in_process_export_writes_its_json_files_on_the_thread(tmp_path, monkeypatch):
     from exporting import export_store
 
