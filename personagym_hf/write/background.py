@@ -2,7 +2,8 @@
 
 pyarrow encodes, compresses and writes a Parquet row group without holding the GIL, so on a second core an export's
 Parquet writing overlaps its reading and encoding (which hold it) instead of adding to them: `ParquetSplitWriter`
-hands its row groups and closes here when its runner gives it a `Background` (`run.runner.InProcess` does). One
+hands its row groups and closes here when its runner gives it a `Background` (`run.runner.InProcess` does), and
+`exporter.SplitFiles` its JSON files' writes (`os.writev`, which holds no GIL while the kernel copies either). One
 thread, first in first out: every file gets the same calls in the same order as when written inline, so the same
 bytes. The writes waiting hold at most `max_bytes` of data (and one write of any size), so memory stays bounded
 whatever the store's size; the bound is in bytes, not writes, because an export hands over its six configs' row
