@@ -1,4 +1,4 @@
-"""write.background: the one thread an in-process export writes its Parquet row groups on."""
+"""write.background: the one thread an in-process export writes its Parquet row groups and its JSON files on."""
 
 import errno
 import json
