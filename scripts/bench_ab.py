@@ -6,8 +6,12 @@ Each round exports with A, then with B (alternating, so a machine whose speed dr
 process of its own run as `python -m personagym_hf export` with PYTHONPATH set to the checkout (as `golden.py`
 does), from a working folder outside both checkouts. Prints every run, then per checkout the median and the range of
 wall time, CPU time (user + system of the export and its workers), peak RSS (the largest single process) and the
-size on disk of the export and of its `hf_dataset/`. Options after `--` go to both exports (e.g. `--no-audit`,
+size on disk of the export and of its `hf_dataset/`, and last the rounds' ratios of B's wall time to A's: their
+median, in how many rounds B was faster, and their range. Options after `--` go to both exports (e.g. `--no-audit`,
 `--num-proc 2`, `--split-by grid`).
+
+On a shared machine one round says little: give the same checkout as A and B first (an A/A run) to see how far
+apart two runs of the same code fall that day, and judge a change by many rounds' ratios, not by one.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ def main() -> None:
     parser.add_argument("--store", required=True, help="the interaction store both export")
     parser.add_argument("--rounds", type=int, default=3)
     args, extra = parser.parse_known_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds: expected an integer >= 1, got {args.rounds}")
     extra = [arg for arg in extra if arg != "--"]
     runs: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory(prefix="bench_ab_") as tmp:
@@ -74,8 +80,17 @@ def main() -> None:
         last = runs[name][-1]
         print(f"{name} ({code}): " + ", ".join(figures) + f", export {last['disk']:.1f} MB, hf_dataset/ "
               f"{last['hf_dataset']:.1f} MB")  # fmt: skip
-    ratio = statistics.median(b["wall"] / a["wall"] for a, b in zip(runs["A"], runs["B"]))
-    print(f"B/A wall, median of the rounds' ratios: {ratio:.3f}")
+    print(ratio_line([run["wall"] for run in runs["A"]], [run["wall"] for run in runs["B"]]))
+
+
+def ratio_line(a: list[float], b: list[float]) -> str:
+    """The rounds' ratios of B's wall time to A's: their median, how many rounds B was faster in, their range."""
+    ratios = [after / before for before, after in zip(a, b)]
+    faster = sum(ratio < 1 for ratio in ratios)
+    return (
+        f"B/A wall, median of the rounds' ratios: {statistics.median(ratios):.3f} (B faster in {faster} of "
+        f"{len(ratios)} rounds; each {min(ratios):.3f}-{max(ratios):.3f})"
+    )
 
 
 if __name__ == "__main__":

@@ -259,6 +259,45 @@ def test_bench_refuses_rounds_below_one(tmp_path):
     assert not (tmp_path / "s10").exists()
 
 
+def test_bench_ab_alternates_two_checkouts_and_ends_with_the_rounds_ratios(tmp_path):
+    """An A/A run (the same checkout twice), as its docstring advises: every round's pair in order, then the ratios'
+    line (its figures: `test_bench_ab_ratio_line`)."""
+    store = write_store(tmp_path / "store", count=30, personas=6, seed=1, reply_chars=30)
+    command = [sys.executable, "scripts/bench_ab.py", "--a", str(ROOT), "--b", str(ROOT), "--store", str(store)]
+    done = subprocess.run([*command, "--rounds", "3", "--", "--no-audit"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    rounds = re.findall(r"^round (\d) ([AB]): wall [\d.]+ s", done.stdout, flags=re.M)
+    assert rounds == [(n, name) for n in "123" for name in "AB"]
+    last = done.stdout.splitlines()[-1]
+    assert re.fullmatch(r"B/A wall, median of the rounds' ratios: [\d.]+ \(B faster in [0-3] of 3 rounds; each "
+                        r"[\d.]+-[\d.]+\)", last), last  # fmt: skip
+
+
+def test_bench_ab_ratio_line(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import bench_ab
+
+    line = bench_ab.ratio_line([10.0, 20.0, 30.0, 40.0], [9.0, 22.0, 27.0, 40.0])
+    assert line == "B/A wall, median of the rounds' ratios: 0.950 (B faster in 2 of 4 rounds; each 0.900-1.100)"
+
+
+def test_bench_ab_refuses_rounds_below_one(tmp_path):
+    command = [
+        sys.executable,
+        "scripts/bench_ab.py",
+        "--a",
+        ".",
+        "--b",
+        ".",
+        "--store",
+        str(tmp_path),
+        "--rounds",
+        "0",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and "--rounds: expected an integer >= 1, got 0" in done.stderr
+
+
 def test_bench_audit_measures_the_sketch_the_recall_and_the_audit_on_a_store(tmp_path):
     figures = tmp_path / "figures.json"
     command = [sys.executable, "scripts/bench_audit.py", "--sketch", "300", "--recall", "300", "--store", "200"]
