@@ -114,7 +114,6 @@ class SplitFiles:
             s: outputs.open(JsonlWriter(output_dir / split_file_name(s, stamp, ".jsonl"))) for s in self.names
         }
         self.background = background
-        self.exported: set[str] = set()
 
     def add_row(self, row: dict, split: str) -> None:
         self.add_items(split, [pretty_item(row)], [dumps_line(row)])
@@ -381,7 +380,7 @@ class Exporter:
         self.held_out.extend(chunk.encoded.held_out)
         if self.audit is not None:
             self.audit.merge(chunk.encoded.audit)
-        # Not added to `files.exported`: the caller (job.py) tracks a chunk's ids, to find duplicates.
+        # Not added to `self.exported`: the caller (job.py) tracks a chunk's ids, to find duplicates.
         self.result.new_samples += len(chunk.encoded.kept)
 
     def _count_tokens(self, chunk) -> None:
