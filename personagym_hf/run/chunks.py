@@ -109,8 +109,11 @@ class ChunkResult:
         return self.folder / f"{split}.jsonl.part"
 
     def discard(self, keep_tables: bool = False) -> None:
-        """Remove the part files (a result in memory has none); with `keep_tables` the Arrow files stay, for the
-        workers that write the shards from them (`shardwork.py` removes each once its shards are written)."""
+        """Let go of the encoded samples: those in memory (the files and writers they were handed to hold what they
+        still need; the last chunk would otherwise keep its rows, a big row's text among them, until the export
+        ends), and the part files; with `keep_tables` the Arrow files stay, for the workers that write the shards
+        from them (`shardwork.py` removes each once its shards are written)."""
+        self.items, self.lines, self.batches = {}, {}, []
         if self.folder is None:
             return
         if not keep_tables:

@@ -129,3 +129,45 @@ def test_a_row_written_in_pieces_is_the_same_bytes_as_one_dump():
     assert max(len(piece) for piece in line_pieces(big)) == (2 << 20) + 2  # one leaf at a time: the text, quoted
     with pytest.raises(TypeError, match="Dict key must be str"):
         b"".join(line_pieces({1: "a"}))
+
+
+def big_texts_alive(size: int) -> int:
+    """The strings (or bytes) of at least `size` characters that some list or dict of this process holds."""
+    import gc
+
+    found = 0
+    for holder in gc.get_objects():
+        if isinstance(holder, (list, dict)):
+            values = holder.values() if isinstance(holder, dict) else holder
+            found += sum(1 for value in values if isinstance(value, (str, bytes)) and len(value) >= size)
+    return found
+
+
+def test_the_last_chunk_lets_its_big_row_go_before_the_export_ends(tmp_path, monkeypatch):
+    """A chunk's rows and Arrow batches are let go once the exporter has handed them to its files and writers: the
+    last chunk's big row (held as itself, see `chunks.InMemory`) was alive while the shards' last row groups were
+    written, its text 1x the record more at the export's peak."""
+    from personagym_hf.cli.main import main
+    from personagym_hf.run.chunks import HELD_ROW_BYTES
+    from personagym_hf.write.exporter import Exporter
+
+    turn = HELD_ROW_BYTES * 2
+    records = list(iter_realistic_interactions(30, personas=6, queries=3, seed=5))
+    records[3]["messages"] = [dict(message) for message in records[3]["messages"]]
+    records[3]["messages"][0]["content"] = ("paste " * turn)[:turn]  # a user turn: in two columns of `full`
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "interactions.jsonl").write_bytes(b"".join(orjson.dumps(record) + b"\n" for record in records))
+    alive_at_finish = []
+    finish = Exporter.finish
+
+    def counted_finish(self, **kwargs):
+        alive_at_finish.append(big_texts_alive(turn))
+        return finish(self, **kwargs)
+
+    monkeypatch.setattr(Exporter, "finish", counted_finish)
+    assert main(["export", "--interactions", str(store), "--output", str(tmp_path / "out"), "-q"]) == 0
+    assert alive_at_finish == [0]
+    out = tmp_path / "out"
+    exported = b"".join((out / f"{split}_samples.jsonl").read_bytes() for split in ("train", "val", "test"))
+    assert exported.count(records[3]["messages"][0]["content"].encode()) == 2  # in the conversation and trajectory
