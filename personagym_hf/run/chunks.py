@@ -127,6 +127,21 @@ class ChunkResult:
 HELD_ROW_BYTES = 1 << 20  # a row whose JSONL line is bigger is kept as the row until it is written (`InMemory`)
 
 
+def conversation_chars(row: dict) -> int:
+    """The characters of a row's `full_conversation` texts: its JSONL line has at least as many bytes (a character
+    is one byte or more in UTF-8 and in an escape). A row whose conversation alone is over `HELD_ROW_BYTES` is held
+    without making its line whole first: that line (the turns are in the trajectory too) and orjson's buffer growing
+    to it were 1x the record more at the peak of an export without Parquet (docs/performance.md, "Big records")."""
+    chars = 0
+    conversation = row.get("full_conversation")
+    if isinstance(conversation, list):
+        for message in conversation:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                chars += len(content)
+    return chars
+
+
 class InMemory:
     """A sink that keeps a chunk's encoded samples in its `ChunkResult`: JSON items and JSONL lines, or for a big
     row the row itself."""
@@ -137,11 +152,11 @@ class InMemory:
         result.lines = {split: [] for split in split_names}
 
     def row(self, split: str, row: dict) -> None:
-        line = dumps_line_within(row, HELD_ROW_BYTES)
+        line = None if conversation_chars(row) >= HELD_ROW_BYTES else dumps_line_within(row, HELD_ROW_BYTES)
         if line is None:
             # A big row is held as itself (its strings are the sample's, no copy) and written a piece at a time
             # (`files.item_pieces`, `line_pieces`): neither its JSON item nor its JSONL line is ever whole in memory
-            # but in `dumps_line_within`.
+            # (but in `dumps_line_within`, for a row whose size only the whole line tells).
             self.result.items[split].append(row)
             self.result.lines[split].append(row)
             return

@@ -21,9 +21,10 @@ TURN_BYTES = 20 << 20
 # what is left above that is the Arrow conversion of the turn (pyarrow's builder and allocator keep ~3x a string
 # of this size for each of the two columns that hold it) and its row group, held until the export finishes.
 BOUND = 10 * TURN_BYTES
-# Without the Parquet folder: the record's text (1x) and its row's line (2.1x), made once to learn the row's size,
-# with what orjson and the allocator keep while they make it.
-JSON_BOUND = 5 * TURN_BYTES
+# Without the Parquet folder: the record's text (1x), its line's bytes while it is parsed, and a leaf's JSON text
+# at a time while the row is written; measured 4.1x. It was 5.0x while the row's line was made whole to learn that
+# the row is big (`chunks.conversation_chars` tells it from the conversation's length now).
+JSON_BOUND = 4.5 * TURN_BYTES
 
 PEAK = """
 import sys
@@ -73,9 +74,9 @@ def test_a_20_mb_record_in_json_lines_costs_a_bounded_multiple_of_its_size(tmp_p
 
 def test_a_big_record_costs_its_json_outputs_one_text_at_a_time(tmp_path):
     """Without the Parquet folder and the audit, what is left is the JSON and JSONL outputs: the record's row,
-    whose line (42 MB: the turn is in the conversation and in the trajectory) is made once to learn its size, then
-    written a leaf at a time: 4.7x the record. Before, a copy of the line with its newline and the whole JSON item
-    were made too: 6.8x."""
+    written a leaf at a time, its line never whole (42 MB: the turn is in the conversation and in the trajectory):
+    4.1x the record. Before, its line was made once to learn its size (5.0x), and before that copied with its
+    newline, and its JSON item made whole too (6.8x)."""
     stores = stores_with_and_without_a_big_record(tmp_path)
     options = ("--no-hf-dataset", "--no-audit")
     without = peak_of_export(stores["without"], tmp_path / "out-without", *options)
@@ -171,3 +172,35 @@ def test_the_last_chunk_lets_its_big_row_go_before_the_export_ends(tmp_path, mon
     out = tmp_path / "out"
     exported = b"".join((out / f"{split}_samples.jsonl").read_bytes() for split in ("train", "val", "test"))
     assert exported.count(records[3]["messages"][0]["content"].encode()) == 2  # in the conversation and trajectory
+
+
+def test_a_row_whose_conversation_is_over_the_limit_is_held_without_being_dumped(monkeypatch):
+    """The conversation's characters are a lower bound of the line's bytes: such a row is held as itself without its
+    line being made; a row big elsewhere is still found by its line's length."""
+    from personagym_hf.run import chunks
+    from personagym_hf.run.chunks import HELD_ROW_BYTES, ChunkResult, InMemory, conversation_chars
+
+    conversation = [{"role": "user", "content": "é" * (HELD_ROW_BYTES - 3)}, {"role": "assistant", "content": "abc"}]
+    odd = [{"role": "user", "content": None}, "not a message", {"role": "user"}, {"role": "user", "content": "ab"}]
+    assert conversation_chars({"full_conversation": conversation}) == HELD_ROW_BYTES
+    assert conversation_chars({"full_conversation": odd}) == 2
+    assert conversation_chars({"full_conversation": "text"}) == conversation_chars({}) == 0
+
+    dumped, dumps_line_within = [], chunks.dumps_line_within
+
+    def recorded(row, limit):
+        dumped.append(row["sample_id"])
+        return dumps_line_within(row, limit)
+
+    monkeypatch.setattr(chunks, "dumps_line_within", recorded)
+    rows = [
+        {"sample_id": "big conversation", "full_conversation": conversation},
+        {"sample_id": "big elsewhere", "full_conversation": conversation[1:], "text": "x" * HELD_ROW_BYTES},
+        {"sample_id": "small", "full_conversation": conversation[1:]},
+    ]
+    sink = InMemory(ChunkResult(0, None), ("train",))
+    for row in rows:
+        sink.row("train", row)
+    assert dumped == ["big elsewhere", "small"]
+    assert [type(line) for line in sink.result.lines["train"]] == [dict, dict, bytes]
+    assert sink.result.lines["train"][0] is rows[0]
