@@ -269,3 +269,39 @@ def test_an_in_process_export_writes_its_json_files_on_the_thread(tmp_path, monk
     assert len(writes) == len(background.ran)
     assert writes.count("write_parts") == 2 * 3  # one batch a split (40 samples): its JSON, then its JSONL
     assert sum(len(json.loads(path.read_bytes())) for path in done.result.json_files.values()) == 40
+
+
+def test_a_row_group_of_pieces_is_combined_on_the_thread_and_is_the_bytes_of_one_table(tmp_path, monkeypatch):
+    """The row groups that take rows from several batches reach the shard's `write` in pieces, on the thread, which
+    combines them (the copy was the caller's): the same bytes and `num_bytes` as the rows written as one table. The
+    texts are long enough for a row group to take several data pages, whose cuts follow the arrays' chunks: written
+    in pieces, uncombined, the shard's bytes differ."""
+    import random
+
+    from personagym_hf.write import parquet
+
+    specs = {"sample_id": "string", "text": "string"}
+    letters = random.Random(0)
+    texts = ["".join(letters.choice("abcdefghij ") for _ in range(3000)) for _ in range(1050)]
+    rows = pa.table({"sample_id": [f"s{i:05d}" for i in range(1050)], "text": texts})
+    seen = []
+    write = parquet.ShardFile.write
+
+    def noted(self, group):
+        seen.append((group.column("text").num_chunks, threading.current_thread().name))
+        return write(self, group)
+
+    monkeypatch.setattr(parquet.ShardFile, "write", noted)
+    whole = ParquetSplitWriter(tmp_path / "whole", "train", specs, row_group_rows=500)
+    whole.add_table(rows)
+    one_table = whole.commit()
+    assert seen == [(1, "MainThread")] * 3
+    seen.clear()
+    with Background() as background:
+        writer = ParquetSplitWriter(tmp_path / "pieces", "train", specs, row_group_rows=500, background=background)
+        for first in range(0, 1050, 70):  # batches of 70 rows: the row groups of 500 take rows from 8, 8 and 1
+            writer.add_table(rows.slice(first, 70))
+        pieces = writer.commit()
+    assert seen == [(8, "personagym-hf-writes"), (8, "personagym-hf-writes"), (1, "personagym-hf-writes")]
+    assert [path.read_bytes() for path in pieces] == [path.read_bytes() for path in one_table]
+    assert writer.num_bytes == whole.num_bytes == rows.nbytes
