@@ -175,7 +175,7 @@ class ShardFile:
         """Write a row group. One made of pieces of several tables is combined into one array per column first: the
         writer's page cuts follow the arrays' chunks, so a group's bytes depend on its rows only. Combined here, on
         the writes thread when there is one (`write.background`; pyarrow copies without the GIL), not by the
-        caller: the copy was ~1 s of the main thread at 100k realistic interactions."""
+        caller, whose thread is the export's critical path (docs/performance.md, "Row groups combined")."""
         if any(column.num_chunks > 1 for column in group.columns):
             group = group.combine_chunks()
         self.writer.write_table(group)
