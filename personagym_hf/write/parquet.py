@@ -204,8 +204,7 @@ class ParquetSplitWriter:
         self.plan = ShardPlan(max_shard_bytes, row_group_rows)
         self.groups = RowGroups(self.plan.row_group_rows)
         self.ends: list[int] = []  # rows after which a planned shard ends, not yet reached
-        self.temps: list[Path] = []
-        self.shards: list[ShardFile] = []
+        self.shards: list[ShardFile] = []  # every shard begun, under its temporary name
         self.shard: ShardFile | None = None
         self.num_examples = 0
         self.final: list[Path] | None = None
@@ -226,8 +225,7 @@ class ParquetSplitWriter:
 
     def _write(self, group: pa.Table) -> None:
         if self.shard is None:
-            self.shard = ShardFile(self.folder, self.split, len(self.temps), self.schema)
-            self.temps.append(self.shard.path)
+            self.shard = ShardFile(self.folder, self.split, len(self.shards), self.schema)
             self.shards.append(self.shard)
         self._run(self.shard.write, group, nbytes=group.nbytes)
         self.num_examples += group.num_rows
@@ -262,12 +260,12 @@ class ParquetSplitWriter:
             self._close_shard()
             if self.background is not None:
                 self.background.wait()
-            self.final = final_names(self.folder, self.split, len(self.temps))
+            self.final = final_names(self.folder, self.split, len(self.shards))
         return self.final
 
     def commit(self) -> list[Path]:
         """Rename the shards into place; shards of an earlier run that this run does not rewrite are removed."""
-        return commit_shards(self.folder, self.split, self.temps, self.close())
+        return commit_shards(self.folder, self.split, [shard.path for shard in self.shards], self.close())
 
     def abort(self) -> None:
         """Drop the shards. Never raises: closing a shard writes its footer, which a full disk refuses."""
@@ -279,9 +277,9 @@ class ParquetSplitWriter:
         with contextlib.suppress(OSError):
             self._close_shard()
         self.shard = None
-        for temp in self.temps:
+        for shard in self.shards:
             with contextlib.suppress(OSError):
-                temp.unlink(missing_ok=True)
+                shard.path.unlink(missing_ok=True)
 
 
 def final_names(folder: Path, split: str, count: int) -> list[Path]:
