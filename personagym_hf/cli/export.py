@@ -16,6 +16,7 @@ from .common import (
     load_settings,
     make_convert,
     positive,
+    release_freed_memory,
     show_progress,
     store_path,
     use_jemalloc,
@@ -102,6 +103,7 @@ def add_commands(sub) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     use_jemalloc(args)
+    release_freed_memory()
     config, settings = load_settings(args)
     request = export_request(args, settings)
     if request.run.engine == "ray":
