@@ -23,7 +23,7 @@ PACKAGE = Path(personagym_hf.__file__).parent
 # Lowest first, in the order the data flows. An entry names a module, or a subpackage and every module in it: a
 # folder is one layer. `personagym_hf` is the package's `__init__` (it re-exports the public names of the faces).
 LAYERS: dict[str, tuple[str, ...]] = {
-    "leaf": ("config", "extras", "request", "schema", "version", "waiting", "wording"),
+    "leaf": ("config", "extras", "memory", "request", "schema", "version", "waiting", "wording"),
     "read": ("read",),
     "measure": ("measure",),
     "transform": ("transform",),

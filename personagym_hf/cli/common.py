@@ -52,38 +52,6 @@ def use_jemalloc(args: argparse.Namespace) -> None:
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
 
-MMAP_THRESHOLD = 4 << 20  # an allocation of this or more is a mapping of its own, unmapped when freed
-TRIM_THRESHOLD = 8 << 20  # free memory at the top of the heap past this goes back to the system
-_MALLOPT = {"mmap_threshold": (-3, MMAP_THRESHOLD), "trim_threshold": (-1, TRIM_THRESHOLD)}  # glibc's M_* numbers
-
-
-def release_freed_memory() -> bool:
-    """Fixed thresholds for glibc's malloc in an export's process (and its forked workers): whether they were set.
-
-    By default glibc raises both as big blocks are freed: once a 20 MB record's text has been freed, later blocks of
-    that size come from the heap, and up to twice that stays in the process when freed. An export then holds the
-    peaks of its earlier stages besides the current one: a 20 MB record cost 31 MB more at the end of an export
-    (docs/performance.md, big records). Fixed, a block of 4 MiB or more is unmapped when freed, and the heap's free
-    top past 8 MiB is returned. Not lower: with a trim threshold of 1 MiB or less, each chunk's memory is returned
-    and faulted in again (twice the page faults, ~8% more CPU at 20k). Left alone when the user set either
-    (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_` or `GLIBC_TUNABLES`), and on any other C library. A choice
-    of the command line's own process, as `use_jemalloc` is."""
-    import os
-
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if any(f"MALLOC_{name.upper()}_" in os.environ or f"glibc.malloc.{name}" in tunables for name in _MALLOPT):
-        return False
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION"):
-            return False
-    except (ValueError, OSError):  # not glibc (macOS, musl): no such name
-        return False
-    import ctypes
-
-    mallopt = ctypes.CDLL(None).mallopt
-    return all(mallopt(number, value) == 1 for number, value in _MALLOPT.values())
-
-
 def check_sources(args: argparse.Namespace) -> None:
     """One source per command: a store (`--interactions` or `--demo`) or an export (`--data`), never two."""
     demo, interactions, data = (getattr(args, name, None) for name in ("demo", "interactions", "data"))

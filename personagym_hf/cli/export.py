@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..memory import release_freed_memory
 from ..wording import plural
 from .common import (
     CliError,
@@ -16,7 +17,6 @@ from .common import (
     load_settings,
     make_convert,
     positive,
-    release_freed_memory,
     show_progress,
     store_path,
     use_jemalloc,

@@ -26,6 +26,7 @@ import orjson
 
 from ..config import FILE_PREFIX, SPLIT_NAMES
 from ..measure.stats import StatsAccumulator
+from ..memory import trim_heap
 from ..request import ExportRequest, Layout, Outputs
 from ..schema import TrainingSample
 from ..transform.split import skew_warnings
@@ -420,6 +421,7 @@ class Exporter:
         if self.layout.split:
             stats = result.statistics
             result.warnings = skew_warnings(stats, self.cfg.ratios, self.cfg.split_by, self.cfg.split_assignment)
+        trim_heap()  # what the pass freed back to the system before the end's work: its peak is there
         if self.audit is not None:
             result.statistics["leakage"] = self.audit.to_dict()
         if self.tokens is not None:

@@ -1,5 +1,4 @@
-"""`export` takes Arrow's buffers from jemalloc (cli.common.use_jemalloc), unless the user chose a pool, and fixes
-glibc's malloc thresholds (cli.common.release_freed_memory), unless the user set them."""
+"""`export` takes Arrow's buffers from jemalloc (cli.common.use_jemalloc), unless the user chose a pool."""
 
 import os
 import subprocess
@@ -54,60 +53,3 @@ def test_nothing_changes_once_pyarrow_is_loaded():
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.split() == ["None"]  # too late to choose: the variable is left alone
-
-
-# A 20 MB block allocated and freed twice: the first is a mapping of its own, after which glibc's own rule raises
-# its thresholds to 20 MB (mapping) and 40 MB (trim), so the second comes from the heap and stays when freed.
-FREED_TWICE = """
-import sys
-from personagym_hf.cli.common import release_freed_memory
-applied = release_freed_memory() if sys.argv[1] == "fix" else None
-def rss():
-    return int(open("/proc/self/statm").read().split()[1]) * 4096
-block = bytearray(20 << 20)
-del block
-before = rss()
-block = bytearray(20 << 20)  # written: its pages are in the process
-del block
-print(applied, (rss() - before) >> 20)
-"""
-
-
-def _glibc() -> bool:
-    try:
-        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
-    except (ValueError, OSError):
-        return False
-
-
-glibc_only = pytest.mark.skipif(not _glibc(), reason="the thresholds are glibc's")
-
-
-def kept_after_free(how: str, env: dict | None = None) -> list[str]:
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
-    done = subprocess.run(
-        [sys.executable, "-c", FREED_TWICE, how], capture_output=True, text=True, env=child_env | (env or {})
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.split()
-
-
-@glibc_only
-def test_freed_big_blocks_go_back_to_the_system_once_the_thresholds_are_fixed():
-    applied, kept = kept_after_free("fix")
-    assert (applied, int(kept)) == ("True", 0)
-    applied, kept = kept_after_free("leave")  # glibc's own rule: the freed block stays
-    assert applied == "None" and int(kept) >= 19
-
-
-@glibc_only
-@pytest.mark.parametrize(
-    "env",
-    [
-        {"MALLOC_TRIM_THRESHOLD_": "1000000"},
-        {"MALLOC_MMAP_THRESHOLD_": "1000000"},
-        {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1000000"},
-    ],
-)
-def test_thresholds_the_user_set_are_kept(env):
-    assert kept_after_free("fix", env)[0] == "False"

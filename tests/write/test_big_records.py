@@ -21,7 +21,7 @@ TURN_BYTES = 20 << 20
 # what is left above that is Parquet's: when the last row groups are written, the turn is in three Arrow columns
 # (`full`'s conversation and trajectory, `last_turn`'s prompt: 3x) and in the writer's page buffers (~2x).
 # Measured 5.8x; 7.4x while glibc's malloc, whose thresholds rise as big blocks are freed, kept the record's freed
-# blocks in the process (`cli.common.release_freed_memory` fixes them now).
+# blocks in the process (`memory.release_freed_memory` fixes them now).
 BOUND = 6.5 * TURN_BYTES
 # Without the Parquet folder: the record's text (1x), its line's bytes while it is parsed, and a leaf's JSON text
 # at a time while the row is written; measured 3.1x. It was 4.1x with glibc's own thresholds, and 5.0x while the
