@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from personagym_hf.memory import _glibc
+
 # A 20 MB block allocated and freed twice: the first is a mapping of its own, after which glibc's own rule raises
 # its thresholds to 20 MB (mapping) and 40 MB (trim), so the second comes from the heap and stays when freed —
 # unless the thresholds are fixed first, or the heap is trimmed after.
@@ -27,14 +29,7 @@ print(fixed, trimmed, (rss() - before) >> 20)
 """
 
 
-def _glibc() -> bool:
-    try:
-        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
-    except (ValueError, OSError):
-        return False
-
-
-glibc_only = pytest.mark.skipif(not _glibc(), reason="the thresholds and the trim are glibc's")
+glibc_only = pytest.mark.skipif(_glibc() is None, reason="the thresholds and the trim are glibc's")
 
 
 def kept_after_free(how: str, env: dict | None = None) -> list[str]:
