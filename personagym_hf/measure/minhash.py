@@ -236,18 +236,29 @@ class Sketcher:
         return out
 
 
+_MIX_SEED = np.uint64(SEED * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF)
+
+
 def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """A 64-bit mixer (splitmix64's finaliser): every output bit depends on every input bit."""
-    x = x ^ (x >> np.uint64(30))
+    """A 64-bit mixer (splitmix64's finaliser): every output bit depends on every input bit. In place: `x` is
+    returned, mixed (a batch's keys are large; no temporary of their size is made)."""
+    x ^= x >> np.uint64(30)
     x *= np.uint64(0xBF58476D1CE4E5B9)
     x ^= x >> np.uint64(27)
     x *= np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    x ^= x >> np.uint64(31)
+    return x
 
 
 def gram_hashes(samples: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The hash of every 3-gram of each sample (a sample shorter than a gram is one gram: itself), and the sample
     each belongs to. Windows over the samples' code points, in numpy: no Python string per gram."""
+    return _gram_hashes(samples, np.arange(len(samples), dtype=np.int64))
+
+
+def _gram_hashes(samples: list[str], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`gram_hashes`, with each gram's sample given as that sample's `labels` value (`signatures` passes the place
+    of its text's first bin, so that no gather by sample is needed)."""
     k = SHINGLE_CHARS
     lengths = np.fromiter(map(len, samples), dtype=np.int64, count=len(samples))
     codes = np.frombuffer("".join(samples).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
@@ -257,15 +268,19 @@ def gram_hashes(samples: list[str]) -> tuple[np.ndarray, np.ndarray]:
     for back in range(1, k):
         last = ends - back
         inside[last[(last >= 0) & (last < windows)]] = False
-    keys = ((codes[:-2] << np.uint64(42)) | (codes[1:-1] << np.uint64(21)) | codes[2:])[inside]
-    owner = np.repeat(np.arange(len(samples)), lengths)[:windows][inside]
+    keys = codes[:-2] << np.uint64(42)
+    keys |= codes[1:-1] << np.uint64(21)
+    keys |= codes[2:]
+    keys = keys[inside]
+    owner = np.repeat(labels, lengths)[:windows][inside]
     short = np.flatnonzero(lengths < k)
     if len(short):  # one gram each: its code points, padded with a value no code point has
         padded = [(list(map(ord, samples[i])) + [_NO_CHAR] * k)[:k] for i in short.tolist()]
         pad = np.array(padded, dtype=np.uint64).reshape(-1, k)
         keys = np.concatenate([keys, (pad[:, 0] << np.uint64(42)) | (pad[:, 1] << np.uint64(21)) | pad[:, 2]])
-        owner = np.concatenate([owner, short])
-    return _splitmix64(keys ^ np.uint64(SEED * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF)), owner
+        owner = np.concatenate([owner, labels[short]])
+    keys ^= _MIX_SEED
+    return _splitmix64(keys), owner
 
 
 def signatures(samples: list[str], owners: np.ndarray, texts: int) -> np.ndarray:
@@ -274,12 +289,16 @@ def signatures(samples: list[str], owners: np.ndarray, texts: int) -> np.ndarray
     it matches nothing but an equally empty text, and no text is empty: `Sketcher.add` leaves those out)."""
     signature = np.full(texts * BINS, _EMPTY, dtype=np.uint32)
     if samples:
-        hashes, sample_of = gram_hashes(samples)
-        base = owners[sample_of] * BINS
+        hashes, base = _gram_hashes(samples, np.asarray(owners, dtype=np.int64) * BINS)
+        place, value = np.empty_like(hashes), np.empty_like(hashes)
+        base = base.view(np.uint64)
         for slot in range(SLOTS):  # a gram goes to SLOTS bins, by 7 bits of its hash each, with 14 other bits
-            bins = ((hashes >> np.uint64(57 - 7 * slot)) & np.uint64(BINS - 1)).astype(np.int64)
-            values = ((hashes >> np.uint64(14 * slot)) & np.uint64(0x3FFF)).astype(np.uint32)
-            np.minimum.at(signature, base + bins, values)
+            np.right_shift(hashes, np.uint64(57 - 7 * slot), out=place)
+            place &= np.uint64(BINS - 1)
+            place += base
+            np.right_shift(hashes, np.uint64(14 * slot), out=value)
+            value &= np.uint64(0x3FFF)
+            np.minimum.at(signature, place.view(np.int64), value.astype(np.uint32))
     signature = signature.reshape(texts, BINS)
     _densify(signature)
     return (signature & 0xFF).astype(np.uint8)
@@ -289,16 +308,22 @@ def _densify(signature: np.ndarray) -> None:
     """Fill the empty bins, in place, by optimal densification (Shrivastava, ICML 2017): an empty bin takes the
     value of the first non-empty bin of its probe sequence (`_PROBES`, the same for every text), so that two texts
     still agree on a bin with probability their Jaccard similarity. A bin still empty after `_PROBES` probes (a
-    text of a handful of grams) takes the next non-empty bin to its right."""
+    text of a handful of grams) takes the next non-empty bin to its right. The bins are addressed by their flat
+    place in `signature` (one index, not a row and a column: half the time)."""
     full = signature != _EMPTY
-    rows, columns = np.nonzero(~full)
+    flat, full_flat = signature.reshape(-1), full.reshape(-1)
+    empty = np.flatnonzero(~full_flat)  # the empty bins' flat places ...
+    columns = empty & (BINS - 1)  # ... their bins ...
+    starts = empty - columns  # ... and their texts' first bins
     for probe in _PROBES:
-        if not len(rows):
+        if not len(empty):
             return
-        source = probe[columns]
-        found = full[rows, source]
-        signature[rows[found], columns[found]] = signature[rows[found], source[found]]
-        rows, columns = rows[~found], columns[~found]
+        source = starts + probe[columns]
+        found = full_flat[source]  # a full bin is never written here: the order of the writes does not matter
+        flat[empty[found]] = flat[source[found]]
+        missed = ~found
+        empty, columns, starts = empty[missed], columns[missed], starts[missed]
+    rows = empty // BINS
     if not len(rows):
         return
     left = np.unique(rows)  # the texts with bins left: the next bin to the right (circularly) that is not empty
