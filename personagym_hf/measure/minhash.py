@@ -311,7 +311,7 @@ def _densify(signature: np.ndarray) -> None:
     text of a handful of grams) takes the next non-empty bin to its right. The bins are addressed by their flat
     place in `signature` (one index, not a row and a column: half the time)."""
     full = signature != _EMPTY
-    flat, full_flat = signature.reshape(-1), full.reshape(-1)
+    flat, full_flat = signature.reshape(-1), full.reshape(-1)  # views: `signatures` makes `signature` contiguous
     empty = np.flatnonzero(~full_flat)  # the empty bins' flat places ...
     columns = empty & (BINS - 1)  # ... their bins ...
     starts = empty - columns  # ... and their texts' first bins
