@@ -14,11 +14,11 @@ from personagym_hf.memory import _glibc
 # its thresholds to 20 MB (mapping) and 40 MB (trim), so the second comes from the heap and stays when freed —
 # unless the thresholds are fixed first, or the heap is trimmed after.
 FREED_TWICE = """
-import sys
+import os, sys
 from personagym_hf.memory import release_freed_memory, trim_heap
 fixed = release_freed_memory() if sys.argv[1] == "fix" else None
 def rss():
-    return int(open("/proc/self/statm").read().split()[1]) * 4096
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 block = bytearray(20 << 20)
 del block
 before = rss()
